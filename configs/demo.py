@@ -1,0 +1,54 @@
+"""The demo: AGD over image-, video- and audio-text tasks and digit classification on
+`mmjax_digits` (built locally), tiny encoder, CPU in minutes.
+
+  python -m mmjax.train --config=configs/demo.py --workdir=runs/demo
+  python -m mmjax.train --config=configs/demo.py --workdir=runs/demo --config.total_steps=100
+
+`configs/demo.py:moe` swaps in the tiny MoE encoder (see configs/demo_moe.py).
+"""
+
+from mmjax.config_defaults import base_config, task
+
+DIGITS = 'mmjax_digits'
+
+
+def get_config(arg=None):
+  c = base_config()
+  c.seed = 0
+  c.total_steps = 1200
+  c.log_every = 20
+  c.checkpoint_every = 400
+  c.model.size = 'tiny'
+  c.model.embed_dim = 128
+  c.model.patch_size = 8
+  c.model.tubelet_frames = 2
+  c.model.max_grid = 8
+  c.model.max_frames = 8
+  c.model.max_text_length = 32
+  c.model.max_audio_tokens = 64
+  c.model.vocab_size = 512
+  c.model.temperature.init = 0.1
+  c.model.audio.sample_rate = 8000
+  c.model.audio.window = 256
+  c.model.audio.hop = 128
+  c.model.audio.num_mels = 32
+  c.model.audio.patch_frames = 4
+  c.model.audio.patch_mels = 8
+  c.optimizer.learning_rate = 2e-3
+  c.optimizer.warmup_steps = 100
+  c.optimizer.decay_steps = c.total_steps
+  c.optimizer.weight_decay = 1e-4
+  sizes = dict(image_size=32, num_frames=8, audio_samples=4096, text_length=16)
+  c.tasks.image_text = task(DIGITS, 'image,text', 64, contrast='image-text', **sizes)
+  c.tasks.video_text = task(DIGITS, 'video,text', 64, contrast='video-text', **sizes)
+  c.tasks.audio_text = task(DIGITS, 'audio,text', 64, contrast='audio-text', **sizes)
+  c.tasks.image_classify = task(DIGITS, 'image', 64, classify='image', num_classes=10,
+                                weight=0.5, **sizes)
+  c.evaluation.datasets.digits = dict(
+      dataset=DIGITS, split='test', modalities='image,video,audio', batch_size=128,
+      num_clips=1, linear_probe=True, **sizes)
+  if arg == 'moe':
+    c.model.moe.num_experts = 4
+    c.model.moe.top_k = 1
+    c.model.moe.every = 2
+  return c

@@ -1,0 +1,73 @@
+"""Every config key with its default; `configs/*.py` start from `base_config()` and change what
+they need. A key missing here cannot be set from the command line."""
+
+from __future__ import annotations
+
+import ml_collections
+
+
+def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
+  m = ml_collections.ConfigDict()
+  m.size = size                   # tiny | small | base | large (mmjax/models/presets.py)
+  m.num_layers = None             # None = from the preset
+  m.width = None
+  m.num_heads = None
+  m.mlp_dim = None
+  m.embed_dim = 256               # common embedding space
+  m.dtype = 'float32'             # compute dtype: float32 | bfloat16 (params stay float32)
+  m.qk_norm = False
+  m.pooling = 'mean'              # mean | cls
+  m.encoder_sharing = 'shared'    # shared | per_modality (VATT-style modality-specific)
+  m.attention_impl = 'auto'       # auto | xla | pallas | cudnn
+  m.patch_size = 16
+  m.tubelet_frames = 4
+  m.max_grid = 32                 # largest patch grid side (image/video)
+  m.max_frames = 16               # largest number of tubelets in time
+  m.max_audio_tokens = 256
+  m.max_text_length = 64
+  m.vocab_size = 32_128
+  m.audio = ml_collections.ConfigDict(dict(
+      features='log_mel', sample_rate=16_000, window=400, hop=160, num_mels=128,
+      patch_frames=16, patch_mels=16, patch_samples=256))
+  m.temperature = ml_collections.ConfigDict(dict(init=0.2, min=0.01, max=1.0))
+  m.moe = ml_collections.ConfigDict(dict(
+      num_experts=0, top_k=1, last_n=0, every=0, router='tokens_choose', capacity_factor=1.25,
+      batch_prioritized=False, jitter=0.0, load_balancing_weight=1e-2, z_loss_weight=1e-3,
+      impl='auto', mixture_of_transformers=False))
+  m.routed_attention = ml_collections.ConfigDict(dict(layers=(), block_size=16, top_k=4))
+  return m
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  c.total_steps = 1000
+  c.log_every = 10
+  c.checkpoint_every = 500
+  c.keep_checkpoints = 3
+  c.eval_every = 0                # 0 = evaluate only at the end
+  c.data_dir = ''                 # TFDS data dir; '' = $TFDS_DATA_DIR or the TFDS default
+  c.model = model_config()
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, expert=1))
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name='adamw', learning_rate=1e-3, warmup_steps=100, decay_steps=1000,
+      end_learning_rate_factor=0.0, b1=0.9, b2=0.999, eps=1e-7, weight_decay=1e-4,
+      grad_clip_norm=1.0))
+  c.agd = ml_collections.ConfigDict(dict(mode='weighted'))   # weighted | round_robin
+  c.text = ml_collections.ConfigDict(dict(tokenizer='', lowercase=True))
+  c.tasks = ml_collections.ConfigDict()
+  c.evaluation = ml_collections.ConfigDict(dict(datasets=ml_collections.ConfigDict()))
+  c.faults = ml_collections.ConfigDict(dict(max_nonfinite_in_row=5, watchdog_seconds=0))
+  return c
+
+
+def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections.ConfigDict:
+  """One entry of `config.tasks` (see mmjax/data/tasks.py for the fields)."""
+  t = ml_collections.ConfigDict(dict(
+      dataset=dataset, split='train', modalities=modalities, batch_size=batch_size,
+      contrast='', mil_nce='', classify='', num_classes=0, weight=1.0, interval=1,
+      image_size=None, num_frames=None, audio_samples=None, text_length=None,
+      drop_token=0.0, text_instances=1, feature_map=ml_collections.ConfigDict()))
+  for k, v in kw.items():
+    t[k] = v
+  return t

@@ -1,0 +1,168 @@
+"""Tasks: one dataset + modalities + objective + batch size + resolution, and the AGD sampler.
+
+A `Task` is frozen and hashable: it is the static argument of the train step. A task may list
+several resolutions; `Task.signatures()` gives one concrete task per resolution, and the step is
+compiled once per concrete task. The sampler picks the (task, resolution) of step `t` as a pure
+function of `(seed, t)` (weighted) or of `t` (round robin), so a resumed run makes the same choices.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Sequence
+
+import numpy as np
+
+MODALITIES = ('image', 'video', 'audio', 'text')
+
+
+@dataclasses.dataclass(frozen=True)
+class Resolution:
+  """Input sizes of one signature; a field is None when the task does not use that modality."""
+  image_size: int | None = None     # image and video frames are [size, size]
+  num_frames: int | None = None     # video frames
+  audio_samples: int | None = None  # raw waveform samples
+  text_length: int | None = None    # text tokens, padded/truncated
+
+  def describe(self) -> str:
+    parts = [f'{k}={v}' for k, v in dataclasses.asdict(self).items() if v is not None]
+    return ','.join(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+  """One training task; `contrast` pairs are NCE'd, `mil_nce` pairs use several text instances,
+  `classify` modalities get a softmax cross-entropy over `num_classes` labels."""
+  name: str
+  dataset: str
+  split: str
+  modalities: tuple[str, ...]
+  batch_size: int
+  resolutions: tuple[Resolution, ...]
+  contrast: tuple[tuple[str, str], ...] = ()
+  mil_nce: tuple[tuple[str, str], ...] = ()
+  classify: tuple[str, ...] = ()
+  num_classes: int = 0
+  weight: float = 1.0
+  interval: int = 1
+  feature_map: tuple[tuple[str, str], ...] = ()  # (dataset feature, mmjax modality or 'label')
+  drop_token: float = 0.0
+  text_instances: int = 1  # > 1: text is [batch, instances, length] (MIL-NCE positives)
+
+  @property
+  def resolution(self) -> Resolution:
+    if len(self.resolutions) != 1:
+      raise ValueError(f'task {self.name!r} has {len(self.resolutions)} resolutions; '
+                       'call .signatures() to get one concrete task per resolution.')
+    return self.resolutions[0]
+
+  @property
+  def signature_name(self) -> str:
+    """`name@res` for a concrete task: unique key of its loader, metrics and compiled step."""
+    return f'{self.name}@{self.resolution.describe()}'
+
+  def signatures(self) -> tuple['Task', ...]:
+    return tuple(dataclasses.replace(self, resolutions=(r,)) for r in self.resolutions)
+
+  @property
+  def uses_labels(self) -> bool:
+    return bool(self.classify)
+
+
+def _tuple(value) -> tuple:
+  if value is None:
+    return ()
+  if isinstance(value, str):
+    return tuple(v.strip() for v in value.split(',') if v.strip())
+  return tuple(value)
+
+
+def _pairs(value) -> tuple[tuple[str, str], ...]:
+  """Accepts 'image-text,video-text' or [('image','text'), ...]."""
+  if isinstance(value, str):
+    return tuple(tuple(p.split('-')) for p in _tuple(value))  # type: ignore[misc]
+  return tuple(tuple(p) for p in _tuple(value))  # type: ignore[misc]
+
+
+def _resolutions(cfg) -> tuple[Resolution, ...]:
+  """The cartesian product of the listed sizes, e.g. image_size=(32, 48) gives two signatures."""
+  fields = ('image_size', 'num_frames', 'audio_samples', 'text_length')
+  values = []
+  for f in fields:
+    v = cfg.get(f, None)
+    values.append(_tuple(v) if isinstance(v, (list, tuple)) else ((v,) if v is not None else (None,)))
+  out = [()]
+  for vs in values:
+    out = [o + (v,) for o in out for v in vs]
+  return tuple(Resolution(*o) for o in out)
+
+
+def task_from_config(name: str, cfg) -> Task:
+  """Builds a `Task` from one entry of `config.tasks`; unused sizes of absent modalities drop."""
+  modalities = _tuple(cfg.modalities)
+  res = []
+  for r in _resolutions(cfg):
+    res.append(Resolution(
+        image_size=r.image_size if ('image' in modalities or 'video' in modalities) else None,
+        num_frames=r.num_frames if 'video' in modalities else None,
+        audio_samples=r.audio_samples if 'audio' in modalities else None,
+        text_length=r.text_length if 'text' in modalities else None))
+  return Task(
+      name=name, dataset=cfg.dataset, split=cfg.get('split', 'train'), modalities=modalities,
+      batch_size=int(cfg.batch_size), resolutions=tuple(dict.fromkeys(res)),
+      contrast=_pairs(cfg.get('contrast', ())), mil_nce=_pairs(cfg.get('mil_nce', ())),
+      classify=_tuple(cfg.get('classify', ())), num_classes=int(cfg.get('num_classes', 0)),
+      weight=float(cfg.get('weight', 1.0)), interval=int(cfg.get('interval', 1)),
+      feature_map=tuple(sorted(dict(cfg.get('feature_map', {}) or {}).items())),
+      drop_token=float(cfg.get('drop_token', 0.0)),
+      text_instances=int(cfg.get('text_instances', 1)))
+
+
+def tasks_from_config(config) -> list[Task]:
+  """All tasks of `config.tasks`, in sorted name order (stable across runs)."""
+  return [task_from_config(n, config.tasks[n]) for n in sorted(config.tasks.keys())]
+
+
+def task_signatures(config) -> list[Task]:
+  """Every concrete (task, resolution) the train step is compiled for."""
+  return [s for t in tasks_from_config(config) for s in t.signatures()]
+
+
+class AgdSampler:
+  """Chooses the concrete task of each step.
+
+  `weighted`: task ~ weights, resolution ~ uniform, both from a generator seeded by (seed, t).
+  `round_robin`: tasks in name order, task i taking `interval_i` consecutive steps of each period.
+  """
+
+  def __init__(self, tasks: Sequence[Task], mode: str = 'weighted', seed: int = 0):
+    if mode not in ('weighted', 'round_robin'):
+      raise ValueError(f"agd.mode must be 'weighted' or 'round_robin', got {mode!r}.")
+    if not tasks:
+      raise ValueError('config.tasks is empty: add at least one task.')
+    self.tasks = list(tasks)
+    self.mode = mode
+    self.seed = int(seed)
+    w = np.array([t.weight for t in self.tasks], np.float64)
+    if np.any(w < 0) or w.sum() <= 0:
+      raise ValueError(f'task weights must be >= 0 with a positive sum, got {w.tolist()}.')
+    self.probs = w / w.sum()
+    intervals = [t.interval for t in self.tasks]
+    if any(i < 1 for i in intervals):
+      raise ValueError(f'task intervals must be >= 1, got {intervals}.')
+    self.schedule = np.repeat(np.arange(len(self.tasks)), intervals)
+
+  def task_index(self, step: int) -> int:
+    if self.mode == 'round_robin':
+      return int(self.schedule[step % len(self.schedule)])
+    rng = np.random.default_rng([self.seed, int(step)])
+    return int(rng.choice(len(self.tasks), p=self.probs))
+
+  def __call__(self, step: int) -> Task:
+    """The concrete task (one resolution) of step `step`."""
+    task = self.tasks[self.task_index(step)]
+    sigs = task.signatures()
+    if len(sigs) == 1:
+      return sigs[0]
+    rng = np.random.default_rng([self.seed, int(step), 1])
+    return sigs[int(rng.integers(len(sigs)))]

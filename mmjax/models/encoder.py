@@ -1,0 +1,90 @@
+"""The modality-agnostic Transformer encoder: pre-LayerNorm blocks of attention and MLP
+(dense, or sparse Mixture-of-Experts in the layers `config.model.moe` names)."""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from mmjax.models.attention import SelfAttention
+from mmjax.models.layers import LayerNorm
+from mmjax.models.mlp import Mlp
+from mmjax.train.partitioning import constrain
+
+
+def moe_layer_indices(cfg) -> tuple[int, ...]:
+  """Which blocks are MoE: `moe.last_n` last blocks, or every `moe.every`-th block (1-based)."""
+  moe = cfg.get('moe', None)
+  if moe is None or not moe.get('num_experts', 0):
+    return ()
+  depth, last_n, every = cfg.num_layers, int(moe.get('last_n', 0)), int(moe.get('every', 0))
+  if last_n and every:
+    raise ValueError('set one of config.model.moe.last_n and config.model.moe.every, not both.')
+  if last_n > depth:
+    raise ValueError(f'config.model.moe.last_n={last_n} MoE layers exceed the encoder depth '
+                     f'num_layers={depth}.')
+  if every > depth:
+    raise ValueError(f'config.model.moe.every={every} exceeds the encoder depth {depth}.')
+  if last_n:
+    return tuple(range(depth - last_n, depth))
+  if every:
+    return tuple(i for i in range(depth) if (i + 1) % every == 0)
+  raise ValueError('config.model.moe.num_experts > 0 needs moe.last_n or moe.every to place '
+                   'the MoE layers.')
+
+
+def routed_layer_indices(cfg) -> tuple[int, ...]:
+  ra = cfg.get('routed_attention', None)
+  layers = tuple(ra.get('layers', ())) if ra is not None else ()
+  bad = [i for i in layers if not 0 <= i < cfg.num_layers]
+  if bad:
+    raise ValueError(f'config.model.routed_attention.layers {bad} are outside 0..{cfg.num_layers - 1}.')
+  return layers
+
+
+class Block(nnx.Module):
+  """x + Attn(LN(x)), then x + MLP(LN(x)). Returns `(x, aux)`."""
+
+  def __init__(self, cfg, *, rngs: nnx.Rngs, dtype, moe: bool, routing=None):
+    self.norm1 = LayerNorm(cfg.width, rngs=rngs, dtype=dtype)
+    self.attn = SelfAttention(cfg, rngs=rngs, dtype=dtype, routing=routing)
+    self.norm2 = LayerNorm(cfg.width, rngs=rngs, dtype=dtype)
+    if moe:
+      from mmjax.models.moe import MoeMlp
+      self.mlp = MoeMlp(cfg, rngs=rngs, dtype=dtype)
+    else:
+      self.mlp = Mlp(cfg.width, cfg.mlp_dim, rngs=rngs, dtype=dtype)
+
+  def __call__(self, x: jax.Array, mask: jax.Array, *, rng=None):
+    x = x + self.attn(self.norm1(x), mask)
+    x = constrain(x, ('batch', 'length', 'embed'))
+    if isinstance(self.mlp, Mlp):
+      y, aux = self.mlp(self.norm2(x), mask)
+    else:
+      y, aux = self.mlp(self.norm2(x), mask, rng=rng)
+    x = constrain(x + y, ('batch', 'length', 'embed'))
+    return x, aux
+
+
+class Encoder(nnx.Module):
+  """`[batch, length, embed]` tokens + mask -> `[batch, length, embed]`, plus per-layer aux."""
+
+  def __init__(self, cfg, *, rngs: nnx.Rngs, dtype):
+    moe_layers = set(moe_layer_indices(cfg))
+    routed = set(routed_layer_indices(cfg))
+    ra = cfg.get('routed_attention', None)
+    self.num_layers = cfg.num_layers
+    for i in range(cfg.num_layers):
+      routing = (ra.block_size, ra.top_k) if i in routed else None
+      setattr(self, f'block_{i}', Block(cfg, rngs=rngs, dtype=dtype, moe=i in moe_layers,
+                                        routing=routing))
+    self.norm = LayerNorm(cfg.width, rngs=rngs, dtype=dtype)
+
+  def __call__(self, x: jax.Array, mask: jax.Array, *, rng=None):
+    aux = {}
+    for i in range(self.num_layers):
+      layer_rng = None if rng is None else jax.random.fold_in(rng, i)
+      x, layer_aux = getattr(self, f'block_{i}')(x, mask, rng=layer_rng)
+      if layer_aux:
+        aux[f'layer_{i}'] = layer_aux
+    return self.norm(x), aux

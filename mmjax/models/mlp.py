@@ -1,0 +1,22 @@
+"""The dense Transformer MLP: `[batch, length, embed]` -> same, through `[.., mlp]` hidden units."""
+
+from __future__ import annotations
+
+import jax
+from flax import nnx
+
+from mmjax.models.layers import Dense
+from mmjax.train.partitioning import constrain
+
+
+class Mlp(nnx.Module):
+  """Dense -> GELU -> Dense. Returns `(y, aux)` like the MoE layer; `aux` is empty here."""
+
+  def __init__(self, width: int, mlp_dim: int, *, rngs: nnx.Rngs, dtype):
+    self.wi = Dense(width, mlp_dim, ('embed', 'mlp'), rngs=rngs, dtype=dtype)
+    self.wo = Dense(mlp_dim, width, ('mlp', 'embed'), rngs=rngs, dtype=dtype)
+
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None):
+    h = jax.nn.gelu(self.wi(x))
+    h = constrain(h, ('batch', 'length', 'mlp'))
+    return self.wo(h), {}

@@ -1,0 +1,179 @@
+"""The multimodal model: modality embedding -> shared encoder -> pooled features -> common space.
+
+Each modality passes through the encoder separately (one shared encoder, or one per modality
+for the VATT-style baseline). Pooled features are projected per modality into a common
+L2-normalised space; labelled datasets get classifier heads on the pooled features.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mmjax.data.tasks import MODALITIES, Task, tasks_from_config
+from mmjax.models.embeddings import EMBEDDINGS
+from mmjax.models.encoder import Encoder
+from mmjax.models.layers import Dense, l2_normalize, param
+from mmjax.train.partitioning import constrain
+
+DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+  """What the tasks need of the model: modalities, contrast pairs, classifier heads."""
+  modalities: tuple[str, ...]
+  pairs: tuple[tuple[str, str], ...]
+  heads: tuple[tuple[str, int], ...]       # (head name, classes)
+
+  @classmethod
+  def from_config(cls, config) -> 'ModelSpec':
+    tasks = tasks_from_config(config)
+    mods = sorted({m for t in tasks for m in t.modalities}, key=MODALITIES.index)
+    pairs = sorted({pair_name(*p) for t in tasks for p in t.contrast + t.mil_nce})
+    heads = sorted({(head_name(t), t.num_classes) for t in tasks if t.classify})
+    names = [h for h, _ in heads]
+    if len(names) != len(set(names)):
+      raise ValueError(f'tasks on one dataset disagree on num_classes: {heads}.')
+    return cls(tuple(mods), tuple(tuple(p.split('_')) for p in pairs), tuple(heads))
+
+
+def pair_name(a: str, b: str) -> str:
+  return '_'.join(sorted((a, b), key=MODALITIES.index))
+
+
+def head_name(task: Task) -> str:
+  return 'head_' + re.sub(r'[^0-9a-zA-Z]+', '_', task.dataset).strip('_')
+
+
+class MultimodalModel(nnx.Module):
+  """See module docstring. `cfg` is `config.model`."""
+
+  def __init__(self, cfg, spec: ModelSpec, *, rngs: nnx.Rngs):
+    if cfg.dtype not in DTYPES:
+      raise ValueError(f'config.model.dtype must be one of {sorted(DTYPES)}, got {cfg.dtype!r}.')
+    dtype = DTYPES[cfg.dtype]
+    self.spec, self.dtype, self.pooling = spec, dtype, cfg.pooling
+    if cfg.pooling not in ('mean', 'cls'):
+      raise ValueError(f"config.model.pooling must be 'mean' or 'cls', got {cfg.pooling!r}.")
+    if cfg.encoder_sharing not in ('shared', 'per_modality'):
+      raise ValueError("config.model.encoder_sharing must be 'shared' or 'per_modality', "
+                       f'got {cfg.encoder_sharing!r}.')
+    self.shared = cfg.encoder_sharing == 'shared'
+    if self.shared:
+      self.encoder = Encoder(cfg, rngs=rngs, dtype=dtype)
+    for m in spec.modalities:
+      setattr(self, f'embed_{m}', EMBEDDINGS[m](cfg, rngs=rngs, dtype=dtype))
+      setattr(self, f'proj_{m}', Dense(cfg.width, cfg.embed_dim, ('embed', None), rngs=rngs,
+                                       dtype=jnp.float32))
+      if not self.shared:
+        setattr(self, f'encoder_{m}', Encoder(cfg, rngs=rngs, dtype=dtype))
+      if cfg.pooling == 'cls':
+        setattr(self, f'cls_{m}', param(rngs, nnx.initializers.normal(0.02), (1, cfg.width),
+                                        (None, 'embed')))
+    for name, classes in spec.heads:
+      setattr(self, name, Dense(cfg.width, classes, ('embed', None), rngs=rngs,
+                                dtype=jnp.float32, kernel_init=nnx.initializers.zeros))
+    init_t = float(cfg.temperature.init)
+    self.temperature_range = (float(cfg.temperature.min), float(cfg.temperature.max))
+    for a, b in spec.pairs:
+      setattr(self, f'log_temperature_{a}_{b}',
+              nnx.Param(jnp.log(jnp.asarray(init_t, jnp.float32)), logical_axes=()))
+
+  # -- per modality ---------------------------------------------------------------------------
+
+  def encode(self, modality: str, x: jax.Array, mask: jax.Array | None = None, *,
+             rng=None, drop_rate: float = 0.0):
+    """Raw input -> pooled features `[batch, width]` (float32) and the encoder's aux."""
+    if modality not in self.spec.modalities:
+      raise ValueError(f'the model has no {modality!r} embedding; it was built for '
+                       f'{self.spec.modalities}.')
+    embed = getattr(self, f'embed_{modality}')
+    tokens, tmask = embed(x, mask) if modality == 'text' else embed(x.astype(self.dtype))
+    if drop_rate > 0.0 and modality != 'text' and rng is not None:
+      tokens, tmask = drop_tokens(tokens, tmask, drop_rate, jax.random.fold_in(rng, 7))
+    if self.pooling == 'cls':
+      cls = getattr(self, f'cls_{modality}')[...].astype(tokens.dtype)
+      tokens = jnp.concatenate([jnp.broadcast_to(cls[None], (tokens.shape[0], 1, cls.shape[-1])),
+                                tokens], axis=1)
+      tmask = jnp.concatenate([jnp.ones((tmask.shape[0], 1), tmask.dtype), tmask], axis=1)
+    tokens = constrain(tokens, ('batch', 'length', 'embed'))
+    encoder = self.encoder if self.shared else getattr(self, f'encoder_{modality}')
+    h, aux = encoder(tokens, tmask, rng=rng)
+    h = h.astype(jnp.float32)
+    if self.pooling == 'cls':
+      pooled = h[:, 0]
+    else:
+      w = tmask.astype(jnp.float32)[..., None]
+      pooled = (h * w).sum(1) / jnp.maximum(w.sum(1), 1.0)
+    return pooled, aux
+
+  def project(self, modality: str, pooled: jax.Array) -> jax.Array:
+    """Pooled features -> L2-normalised common-space embedding `[batch, embed_dim]`."""
+    return l2_normalize(getattr(self, f'proj_{modality}')(pooled))
+
+  def features(self, batch: dict, modality: str) -> jax.Array:
+    """Pooled encoder features `[batch, width]` (for linear probes)."""
+    x, mask = _inputs(batch, modality)
+    return self.encode(modality, x, mask)[0]
+
+  def embed(self, batch: dict, modality: str) -> jax.Array:
+    """Common-space embedding `[batch, embed_dim]`; text may be `[batch, n, length]`."""
+    x, mask = _inputs(batch, modality)
+    lead = x.shape[:-1] if modality == 'text' else x.shape[:1]
+    if modality == 'text' and x.ndim == 3:
+      x, mask = x.reshape(-1, x.shape[-1]), mask.reshape(-1, mask.shape[-1])
+    out = self.project(modality, self.encode(modality, x, mask)[0])
+    return out.reshape(*lead, out.shape[-1])
+
+  def temperature(self, a: str, b: str) -> jax.Array:
+    a, b = sorted((a, b), key=MODALITIES.index)
+    t = jnp.exp(getattr(self, f'log_temperature_{a}_{b}')[...])
+    return jnp.clip(t, *self.temperature_range)
+
+  def classify(self, task: Task, pooled: jax.Array) -> jax.Array:
+    return getattr(self, head_name(task))(pooled).astype(jnp.float32)
+
+  # -- one task -------------------------------------------------------------------------------
+
+  def __call__(self, batch: dict, task: Task, *, rng=None, train: bool = False) -> dict:
+    """Everything the task's objective needs: embeddings, logits and aux, per modality."""
+    embeddings, logits, aux = {}, {}, {}
+    needs_embed = {m for p in task.contrast + task.mil_nce for m in p}
+    for i, m in enumerate(task.modalities):
+      x, mask = _inputs(batch, m)
+      lead = x.shape[:-1] if (m == 'text' and x.ndim == 3) else None
+      if lead is not None:
+        x, mask = x.reshape(-1, x.shape[-1]), mask.reshape(-1, mask.shape[-1])
+      mrng = None if rng is None else jax.random.fold_in(rng, i)
+      pooled, aux[m] = self.encode(m, x, mask, rng=mrng,
+                                   drop_rate=task.drop_token if train else 0.0)
+      if m in needs_embed:
+        e = self.project(m, pooled)
+        embeddings[m] = e.reshape(*lead, e.shape[-1]) if lead is not None else e
+      if m in task.classify:
+        logits[m] = self.classify(task, pooled)
+    return {'embeddings': embeddings, 'logits': logits, 'aux': aux}
+
+
+def _inputs(batch: dict, modality: str):
+  if modality not in batch:
+    raise KeyError(f'batch has no {modality!r} input; it has {sorted(batch)}.')
+  return batch[modality], (batch.get('text_mask') if modality == 'text' else None)
+
+
+def drop_tokens(tokens: jax.Array, mask: jax.Array, rate: float, rng):
+  """DropToken: keep a random `1 - rate` of each example's tokens `[batch, n, width]`."""
+  n = tokens.shape[1]
+  keep = max(1, int(round(n * (1.0 - rate))))
+  order = jnp.argsort(jax.random.uniform(rng, tokens.shape[:2]), axis=1)[:, :keep]
+  return (jnp.take_along_axis(tokens, order[..., None], axis=1),
+          jnp.take_along_axis(mask, order, axis=1))
+
+
+def build_model(config, rngs: nnx.Rngs) -> MultimodalModel:
+  return MultimodalModel(config.model, ModelSpec.from_config(config), rngs=rngs)

@@ -1,0 +1,152 @@
+"""Device mesh, logical axis rules, and logical → mesh shardings.
+
+Layers name their axes logically (`embed`, `mlp`, `heads`, ...); one rules table maps logical
+names to the mesh axes `('data', 'fsdp', 'tensor', 'expert')`. Activations are constrained with
+`constrain(x, ('batch', 'length', 'embed'))`, which is a no-op outside `axis_rules(mesh, rules)`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import math
+from typing import Any, Sequence
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+MESH_AXES = ('data', 'fsdp', 'tensor', 'expert')
+
+# logical name -> mesh axes (DESIGN.md). A mesh axis already used by an earlier dimension of the
+# same array is skipped, so activations [batch, length, embed] put `fsdp` on batch only.
+DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
+    ('batch', ('data', 'fsdp', 'expert')),
+    ('length', None),
+    ('embed', 'fsdp'),
+    ('heads', 'tensor'),
+    ('kv', None),
+    ('mlp', 'tensor'),
+    ('expert', 'expert'),
+    ('vocab', 'tensor'),
+)
+
+BATCH_AXES = ('data', 'fsdp', 'expert')
+
+
+class MeshError(ValueError):
+  """A mesh that does not fit the devices; one sentence naming the fix."""
+
+
+def mesh_shape(mesh_config, num_devices: int) -> dict[str, int]:
+  """Resolves the config's axis sizes (-1 = the remaining devices) for `num_devices` devices."""
+  sizes = {a: int(mesh_config.get(a, 1)) for a in MESH_AXES}
+  known = math.prod(v for v in sizes.values() if v != -1)
+  free = [a for a, v in sizes.items() if v == -1]
+  if free:
+    if num_devices % known:
+      raise MeshError(f'mesh {sizes} does not divide {num_devices} devices: the fixed axes '
+                      f'multiply to {known}; choose sizes whose product divides {num_devices}.')
+    sizes[free[0]] = num_devices // known
+  if math.prod(sizes.values()) != num_devices:
+    raise MeshError(
+        f'mesh {sizes} uses {math.prod(sizes.values())} devices but {num_devices} are available: '
+        f'make the product of config.mesh.{{data,fsdp,tensor,expert}} equal {num_devices} '
+        '(or set one axis to -1).')
+  return sizes
+
+
+def make_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> Mesh:
+  """A mesh with axes ('data', 'fsdp', 'tensor', 'expert') over `devices` (default: all)."""
+  devices = list(jax.devices() if devices is None else devices)
+  sizes = mesh_shape(mesh_config, len(devices))
+  shape = tuple(sizes[a] for a in MESH_AXES)
+  try:
+    from jax.experimental import mesh_utils
+    grid = mesh_utils.create_device_mesh(shape, devices=devices, allow_split_physical_axes=True)
+  except Exception:  # CPU and odd device counts: plain row-major order is as good as any.
+    grid = np.asarray(devices, dtype=object).reshape(shape)
+  return Mesh(grid, MESH_AXES)
+
+
+def rules_from_config(config) -> tuple[tuple[str, Any], ...]:
+  """The rules table, with `config.partitioning.rules` entries (if any) overriding defaults."""
+  rules = dict(DEFAULT_RULES)
+  extra = config.get('partitioning', {}).get('rules', None) if 'partitioning' in config else None
+  if extra:
+    for name, axes in extra:
+      rules[name] = tuple(axes) if isinstance(axes, (list, tuple)) else axes
+  return tuple(rules.items())
+
+
+def logical_to_spec(logical_axes: Sequence[str | None], rules, mesh: Mesh | None = None,
+                    shape: Sequence[int] | None = None) -> P:
+  """Maps logical names to a PartitionSpec; with `mesh` and `shape`, mesh axes that do not
+  divide the dimension (or have size 1) are dropped, so every spec is valid for its array."""
+  table = dict(rules)
+  used: set[str] = set()
+  spec = []
+  for i, name in enumerate(logical_axes):
+    axes = table.get(name) if name is not None else None
+    if axes is None:
+      spec.append(None)
+      continue
+    axes = (axes,) if isinstance(axes, str) else tuple(axes)
+    chosen = []
+    for a in axes:
+      if a in used:
+        continue
+      if mesh is not None:
+        size = mesh.shape[a]
+        if size == 1:
+          continue
+        if shape is not None:
+          prod = math.prod(mesh.shape[c] for c in chosen) * size
+          if shape[i] % prod:
+            continue
+      chosen.append(a)
+    used.update(chosen)
+    spec.append(tuple(chosen) if len(chosen) > 1 else (chosen[0] if chosen else None))
+  return P(*spec)
+
+
+def named_sharding(mesh: Mesh, logical_axes, rules, shape=None) -> NamedSharding:
+  return NamedSharding(mesh, logical_to_spec(logical_axes, rules, mesh, shape))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+  return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh: Mesh) -> NamedSharding:
+  """Leading (example) dimension over the data-parallel axes; the rest replicated."""
+  axes = tuple(a for a in BATCH_AXES if mesh.shape[a] > 1)
+  return NamedSharding(mesh, P(axes if axes else None))
+
+
+def data_parallel_size(mesh: Mesh) -> int:
+  return math.prod(mesh.shape[a] for a in BATCH_AXES)
+
+
+_CONTEXT: contextvars.ContextVar = contextvars.ContextVar('mmjax_axis_rules', default=None)
+
+
+@contextlib.contextmanager
+def axis_rules(mesh: Mesh, rules):
+  """Activations traced inside this block are constrained with `rules` on `mesh`."""
+  token = _CONTEXT.set((mesh, tuple(rules)))
+  try:
+    yield
+  finally:
+    _CONTEXT.reset(token)
+
+
+def constrain(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
+  """`with_sharding_constraint` by logical names; identity outside `axis_rules`."""
+  ctx = _CONTEXT.get()
+  if ctx is None:
+    return x
+  mesh, rules = ctx
+  if len(logical_axes) != x.ndim:
+    raise ValueError(f'constrain: {len(logical_axes)} names {logical_axes} for a {x.ndim}-d array.')
+  return jax.lax.with_sharding_constraint(x, named_sharding(mesh, logical_axes, rules, x.shape))

@@ -1,0 +1,103 @@
+"""The train step: one pure function `(state, batch, task) -> (state, metrics)`.
+
+`jax.jit` with explicit in/out shardings, the state donated, `task` static: one compiled program
+per task signature. A step whose loss or gradient norm is not finite leaves parameters and
+optimizer state unchanged (the step counter still advances) and reports `nonfinite = 1`.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mmjax.data.tasks import Task
+from mmjax.models.model import pair_name
+from mmjax.train import objectives, optimizer as optimizer_lib, partitioning
+from mmjax.train.state import merge
+
+_SHAPES = {
+    'image': lambda r: ((r.image_size, r.image_size, 3), jnp.float32),
+    'video': lambda r: ((r.num_frames, r.image_size, r.image_size, 3), jnp.float32),
+    'audio': lambda r: ((r.audio_samples,), jnp.float32),
+    'text': lambda r: ((r.text_length,), jnp.int32),
+}
+
+
+def batch_spec(task: Task, batch_size: int | None = None) -> dict[str, tuple[tuple, object]]:
+  """Shapes and dtypes of the task's global batch: `{key: (shape, dtype)}`."""
+  n = task.batch_size if batch_size is None else batch_size
+  r = task.resolution
+  spec = {}
+  for m in task.modalities:
+    shape, dtype = _SHAPES[m](r)
+    if m == 'text' and task.text_instances > 1:
+      shape = (task.text_instances,) + shape
+    spec[m] = ((n,) + shape, dtype)
+    if m == 'text':
+      spec['text_mask'] = ((n,) + shape, jnp.int32)
+  if task.classify:
+    spec['label'] = ((n,), jnp.int32)
+  return spec
+
+
+def abstract_batch(task: Task, config, mesh) -> dict:
+  """ShapeDtypeStructs of the global batch, sharded over the data-parallel axes."""
+  del config
+  sharding = partitioning.batch_sharding(mesh)
+  return {k: jax.ShapeDtypeStruct(s, d, sharding=sharding) for k, (s, d) in
+          batch_spec(task).items()}
+
+
+def _tree_select(pred, new, old):
+  return jax.tree.map(lambda a, b: jnp.where(pred, a, b), new, old)
+
+
+def make_train_step(config, graphdef, mesh, state_shardings):
+  """Returns `step(state, batch, task) -> (state, metrics)`, jitted with `task` static."""
+  opt = optimizer_lib.make_optimizer(config.optimizer)
+  schedule = optimizer_lib.learning_rate_schedule(config.optimizer)
+  rules = partitioning.rules_from_config(config)
+  base_key = jax.random.key(config.seed)
+
+  def step(state, batch, task: Task):
+    with partitioning.axis_rules(mesh, rules):
+      rng = jax.random.fold_in(jax.random.fold_in(base_key, 1), state['step'])
+
+      def loss_fn(params):
+        model = merge(graphdef, params)
+        outputs = model(batch, task, rng=rng, train=True)
+        loss, parts = objectives.task_loss(model, outputs, batch, task, config)
+        temps = {f'temperature/{pair_name(*p)}': model.temperature(*p)
+                 for p in task.contrast + task.mil_nce}
+        return loss, (parts | temps, outputs['aux'])
+
+      (loss, (parts, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
+      grad_norm = optax.global_norm(grads)
+      finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
+      updates, opt_state = opt.update(grads, state['opt_state'], state['params'])
+      params = optax.apply_updates(state['params'], updates)
+      new_state = {'step': state['step'] + 1,
+                   'params': _tree_select(finite, params, state['params']),
+                   'opt_state': _tree_select(finite, opt_state, state['opt_state'])}
+      metrics = {'loss': loss, 'grad_norm': grad_norm, 'learning_rate': schedule(state['step']),
+                 'nonfinite': (~finite).astype(jnp.int32), **parts}
+      if aux:
+        metrics['moe'] = aux
+      return new_state, metrics
+
+  batch_sh = partitioning.batch_sharding(mesh)
+  return jax.jit(step, static_argnums=2, in_shardings=(state_shardings, batch_sh),
+                 out_shardings=(state_shardings, partitioning.replicated(mesh)),
+                 donate_argnums=0)
+
+
+def compile_train_steps(train_step, abstract_state, tasks, config, mesh, progress=None) -> dict:
+  """Ahead-of-time `lower().compile()` of every task signature: `{signature_name: compiled}`."""
+  compiled = {}
+  for task in tasks:
+    compiled[task.signature_name] = train_step.lower(
+        abstract_state, abstract_batch(task, config, mesh), task).compile()
+    if progress is not None:
+      progress(task)
+  return compiled
