@@ -73,7 +73,7 @@ def make_train_step(config, graphdef, mesh, state_shardings):
         return loss, (parts | temps, outputs['aux'])
 
       (loss, (parts, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
-      grad_norm = optax.global_norm(grads)
+      grad_norm = optax.tree.norm(grads)
       finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
       updates, opt_state = opt.update(grads, state['opt_state'], state['params'])
       params = optax.apply_updates(state['params'], updates)

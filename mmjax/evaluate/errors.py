@@ -1,0 +1,5 @@
+"""The evaluation's user error: bad workdir, step, dataset or modality, as one clear sentence."""
+
+
+class EvalError(ValueError):
+  """Bad evaluation input, as one sentence naming the problem and the fix."""

@@ -1,0 +1,209 @@
+"""What a compiled step costs per device: memory against HBM, FLOPs, bytes, roofline time, MFU.
+
+Reads `compiled.memory_analysis()` and `compiled.cost_analysis()` of an SPMD executable; both
+describe one device's partition. Cost analysis counts a loop body once, so a model that scans
+over layers under-reports FLOPs; such reports carry `loops_counted_once` and, when model FLOPs
+are given, the roofline's compute term uses the larger of the two counts.
+"""
+
+import math
+import re
+
+import jax
+import numpy as np
+
+from mmjax.train.hardware import Chip
+
+_MEMORY_FIELDS = {
+    'argument_bytes': 'argument_size_in_bytes',  # params, optimizer state, batch
+    'output_bytes': 'output_size_in_bytes',
+    'alias_bytes': 'alias_size_in_bytes',  # outputs written into donated arguments
+    'temp_bytes': 'temp_size_in_bytes',  # activations, gradients, workspace
+    'generated_code_bytes': 'generated_code_size_in_bytes',
+}
+_DOMINANT = {
+    'argument_bytes': 'arguments (parameters, optimizer state, batch)',
+    'output_bytes': 'outputs not aliased to donated inputs',
+    'temp_bytes': 'temporaries (activations, gradients, workspace)',
+}
+
+
+def memory_stats(compiled) -> dict | None:
+  """Per-device bytes from `memory_analysis()`, plus `total_bytes` = args + outputs - aliased
+  + temps + code (what must sit in HBM at once); None when the backend reports nothing."""
+  stats = compiled.memory_analysis()
+  if isinstance(stats, (list, tuple)):
+    stats = stats[0] if stats else None
+  if stats is None:
+    return None
+  out = {key: int(getattr(stats, attr, 0) or 0) for key, attr in _MEMORY_FIELDS.items()}
+  out['total_bytes'] = (out['argument_bytes'] + out['output_bytes'] - out['alias_bytes'] +
+                        out['temp_bytes'] + out['generated_code_bytes'])
+  return out
+
+
+def cost_stats(compiled) -> dict:
+  """Per-device `flops` and `bytes_accessed` from `cost_analysis()` (a dict, or a list of one
+  dict per module in older jax); None for a figure the backend does not report."""
+  costs = compiled.cost_analysis()
+  if isinstance(costs, (list, tuple)):
+    costs = [c for c in costs if c]
+    merged = {}
+    for c in costs:
+      for key in ('flops', 'bytes accessed'):
+        if key in c:
+          merged[key] = merged.get(key, 0.0) + float(c[key])
+    costs = merged
+  costs = costs or {}
+  flops, accessed = costs.get('flops'), costs.get('bytes accessed')
+  return {'flops': None if flops is None or flops < 0 else float(flops),
+          'bytes_accessed': None if accessed is None or accessed < 0 else float(accessed)}
+
+
+def _has_loops(compiled) -> bool:
+  try:
+    return re.search(r'\swhile\(', compiled.as_text() or '') is not None
+  except Exception:  # pylint: disable=broad-except  # some backends cannot print the HLO
+    return False
+
+
+def fit(memory: dict, hbm_bytes: int | None) -> dict:
+  """Whether `memory['total_bytes']` fits in `hbm_bytes`, the margin, and what dominates."""
+  sizes = {'argument_bytes': memory['argument_bytes'], 'temp_bytes': memory['temp_bytes'],
+           'output_bytes': memory['output_bytes'] - memory['alias_bytes']}
+  dominant = max(sizes, key=sizes.get)
+  if hbm_bytes is None:
+    return {'hbm_bytes': None, 'fits': None, 'margin_bytes': None, 'dominant': _DOMINANT[dominant]}
+  return {'hbm_bytes': int(hbm_bytes), 'fits': memory['total_bytes'] <= hbm_bytes,
+          'margin_bytes': int(hbm_bytes - memory['total_bytes']), 'dominant': _DOMINANT[dominant]}
+
+
+def roofline(flops: float | None, bytes_accessed: float | None, chip: Chip | None,
+             model_flops: float | None = None) -> dict:
+  """Step time lower bound max(flops / peak, bytes / bandwidth) on `chip`, and the MFU it implies
+  for `model_flops` (per device per step): a best case, since the time is a lower bound; None
+  entries where a figure is missing."""
+  out = {'compute_flops': max(f for f in (flops, model_flops, 0.0) if f is not None),
+         'compute_s': None, 'memory_s': None, 'step_s': None, 'bound': None, 'mfu': None}
+  if chip is None:
+    return out
+  out['compute_s'] = out['compute_flops'] / chip.peak_bf16_flops
+  if bytes_accessed is not None:
+    out['memory_s'] = bytes_accessed / chip.hbm_bandwidth
+  times = {k: out[k] for k in ('compute_s', 'memory_s') if out[k] is not None}
+  out['step_s'] = max(times.values())
+  out['bound'] = 'compute' if out['step_s'] == out['compute_s'] else 'memory'
+  if model_flops and out['step_s'] > 0:
+    out['mfu'] = model_flops / (out['step_s'] * chip.peak_bf16_flops)
+  return out
+
+
+def analyze(compiled, name: str, chip: Chip | None, model_flops: float | None = None) -> dict:
+  """One JSON-ready record for a compiled executable: memory/fit, cost, roofline and MFU."""
+  memory = memory_stats(compiled)
+  cost = cost_stats(compiled)
+  return {
+      'name': name, 'status': 'ok', 'chip': chip.name if chip else 'unknown',
+      'memory': None if memory is None else {**memory, **fit(memory, chip and chip.hbm_bytes)},
+      'cost': {**cost, 'loops_counted_once': _has_loops(compiled)},
+      'model_flops': model_flops,
+      'roofline': roofline(cost['flops'], cost['bytes_accessed'], chip, model_flops),
+  }
+
+
+_UNITS = {'': 1, 'K': 2**10, 'M': 2**20, 'G': 2**30, 'T': 2**40}
+
+
+def _size(text: str) -> int:
+  number, unit = re.fullmatch(r'([\d.]+)\s*([KMGT]?)i?B?', text.strip()).groups()
+  return int(float(number) * _UNITS[unit])
+
+
+def per_device_bytes(tree) -> int:
+  """Bytes one device holds of the arrays (or ShapeDtypeStructs with shardings) in `tree`."""
+  total = 0
+  for leaf in jax.tree.leaves(tree):
+    if not hasattr(leaf, 'shape') or not hasattr(leaf, 'dtype'):
+      continue  # static arguments
+    sharding = getattr(leaf, 'sharding', None)
+    shape = sharding.shard_shape(leaf.shape) if sharding is not None else leaf.shape
+    total += math.prod(shape) * np.dtype(leaf.dtype).itemsize
+  return total
+
+
+def oom_record(name: str, chip: Chip | None, error: Exception,
+               argument_bytes: int | None = None) -> dict:
+  """A record for a compile that failed with RESOURCE_EXHAUSTED: needed vs available HBM, and
+  (given the per-device `argument_bytes`) whether arguments or the rest dominate."""
+  message = str(error)
+  needed = available = None
+  match = (re.search(r'\(([\d.]+[KMGT]?)\) exceeds available HBM \(([\d.]+[KMGT]?)\)', message) or
+           re.search(r'Used ([\d.]+[KMGT]?) of ([\d.]+[KMGT]?) hbm', message))
+  if match:  # the compiler's figure counts arguments, outputs and temporaries together
+    needed, available = _size(match.group(1)), _size(match.group(2))
+  dominant = 'unknown (see the compiler message)'
+  if needed is not None and argument_bytes is not None:
+    rest = needed - argument_bytes
+    dominant = (_DOMINANT['argument_bytes'] if argument_bytes >= rest else
+                'temporaries and outputs (activations, gradients, workspace, new state)')
+  return {
+      'name': name, 'status': 'oom', 'chip': chip.name if chip else 'unknown',
+      'memory': {'argument_bytes': argument_bytes, 'total_bytes': needed, 'hbm_bytes': available,
+                 'fits': False, 'margin_bytes': None if needed is None else available - needed,
+                 'dominant': dominant},
+      'error': message.strip().splitlines()[0][:500],
+  }
+
+
+def is_oom(error: Exception) -> bool:
+  """Whether a compile error is the compiler reporting that HBM is too small."""
+  text = str(error)
+  return 'RESOURCE_EXHAUSTED' in text or 'Ran out of memory' in text
+
+
+def _gib(n) -> str:
+  return '-' if n is None else f'{n / 2**30:.2f}'
+
+
+def format_table(records: list[dict]) -> str:
+  """A short fixed-width table: one row per compiled function."""
+  width = min(max([len('function')] + [len(r['name']) for r in records]), 64)
+  header = (f"{'function':<{width}} {'args':>7} {'temp':>7} {'out':>7} {'total':>7} {'HBM':>7} "
+            f"{'fits':>4} {'TFLOP':>8} {'GB acc':>8} {'step ms':>8} {'bound':>7} {'MFU':>6}")
+  lines = ['per device: memory in GiB (out = outputs not aliased to donated inputs), TFLOP and '
+           'GB accessed per call, roofline step time and the best-case MFU it implies',
+           header, '-' * len(header)]
+  for r in records:
+    mem, cost, roof = r.get('memory') or {}, r.get('cost') or {}, r.get('roofline') or {}
+    fits = {True: 'yes', False: 'NO', None: '?'}[mem.get('fits')]
+    flops = roof.get('compute_flops') or cost.get('flops')
+    acc, step = cost.get('bytes_accessed'), roof.get('step_s')
+    out = (None if mem.get('output_bytes') is None else
+           mem['output_bytes'] - (mem.get('alias_bytes') or 0))
+    lines.append(
+        f"{r['name'][:width]:<{width}} {_gib(mem.get('argument_bytes')):>7} "
+        f"{_gib(mem.get('temp_bytes')):>7} "
+        f"{_gib(out):>7} {_gib(mem.get('total_bytes')):>7} "
+        f"{_gib(mem.get('hbm_bytes')):>7} {fits:>4} "
+        f"{'-' if flops is None else f'{flops / 1e12:.3f}':>8} "
+        f"{'-' if acc is None else f'{acc / 1e9:.2f}':>8} "
+        f"{'-' if step is None else f'{step * 1e3:.2f}':>8} {roof.get('bound') or '-':>7} "
+        f"{'-' if roof.get('mfu') is None else format(roof['mfu'], '.1%'):>6}")
+  return '\n'.join(lines)
+
+
+def verdicts(records: list[dict]) -> list[str]:
+  """One sentence per function that does not fit: by how much, and which memory dominates."""
+  out = []
+  for r in records:
+    mem = r.get('memory') or {}
+    if mem.get('fits') is False:
+      margin = mem.get('margin_bytes')
+      over = '' if margin is None else f' by {-margin / 2**30:.2f} GiB'
+      out.append(f"{r['name']} does not fit in {r['chip']} HBM{over} "
+                 f"(needs {_gib(mem.get('total_bytes'))} of {_gib(mem.get('hbm_bytes'))} GiB per "
+                 f"device; largest part: {mem.get('dominant')}).")
+    elif r.get('cost', {}).get('loops_counted_once'):
+      out.append(f"{r['name']}: XLA cost analysis counts loop bodies once, so its bytes accessed "
+                 '(and its own FLOPs, where the traced count is not given) are lower bounds.')
+  return out

@@ -1,0 +1,108 @@
+"""Surviving faults: preemption signals, non-finite losses, and hangs.
+
+- `PreemptionSignal`: SIGTERM/SIGINT set a flag; the loop finishes its step, checkpoints, exits 0.
+- `NonFiniteGuard`: counts non-finite steps in a row (the step itself already skipped the update)
+  and stops the run after `max_in_row`.
+- `Watchdog`: when no step finishes within `seconds`, dumps every thread's stack and exits
+  non-zero so the scheduler restarts the job.
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+
+log = logging.getLogger(__name__)
+
+
+class TrainingStopped(RuntimeError):
+  """The run stopped on purpose (too many non-finite steps); the message says why."""
+
+
+class PreemptionSignal:
+  """Catches SIGTERM and SIGINT while active; `requested` turns True on the first one."""
+
+  def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
+    self.requested = False
+    self.signal_name = None
+    self._signals = signals
+    self._previous = {}
+
+  def _handle(self, signum, frame):
+    del frame
+    self.requested = True
+    self.signal_name = signal.Signals(signum).name
+
+  def __enter__(self):
+    if threading.current_thread() is threading.main_thread():
+      for s in self._signals:
+        self._previous[s] = signal.signal(s, self._handle)
+    return self
+
+  def __exit__(self, *exc):
+    for s, h in self._previous.items():
+      signal.signal(s, h)
+    return False
+
+
+class NonFiniteGuard:
+  """Counts consecutive steps whose loss or gradient norm was NaN/Inf."""
+
+  def __init__(self, max_in_row: int):
+    self.max_in_row = int(max_in_row)
+    self.in_row = 0
+    self.total = 0
+
+  def update(self, step: int, nonfinite: bool, last_checkpoint: int | None) -> None:
+    if not nonfinite:
+      self.in_row = 0
+      return
+    self.in_row += 1
+    self.total += 1
+    log.warning('step %d: loss or gradient norm is not finite; the update was skipped '
+                '(%d in a row).', step, self.in_row)
+    if self.max_in_row and self.in_row >= self.max_in_row:
+      raise TrainingStopped(
+          f'stopping at step {step}: {self.in_row} steps in a row had a non-finite loss or '
+          f'gradient norm; the last good checkpoint is step {last_checkpoint} — lower the '
+          'learning rate or check the data, then run the same command to resume from it.')
+
+
+class Watchdog:
+  """A daemon thread that kills the process when `beat()` is not called for `seconds`."""
+
+  def __init__(self, seconds: float, exit_code: int = 3):
+    self.seconds = float(seconds)
+    self.exit_code = exit_code
+    self._last = time.monotonic()
+    self._stop = threading.Event()
+    self._thread = None
+
+  def beat(self) -> None:
+    self._last = time.monotonic()
+
+  def _run(self) -> None:
+    while not self._stop.wait(min(1.0, self.seconds / 4)):
+      idle = time.monotonic() - self._last
+      if idle > self.seconds:
+        sys.stderr.write(f'\nmmjax watchdog: no training step finished for {idle:.0f} s '
+                         f'(limit {self.seconds:.0f} s); stacks of all threads:\n')
+        faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
+        sys.stderr.flush()
+        os._exit(self.exit_code)
+
+  def __enter__(self):
+    if self.seconds > 0:
+      self.beat()
+      self._thread = threading.Thread(target=self._run, name='mmjax-watchdog', daemon=True)
+      self._thread.start()
+    return self
+
+  def __exit__(self, *exc):
+    self._stop.set()
+    return False

@@ -1,0 +1,100 @@
+"""Matmul and convolution FLOPs of a traced function, read from its jaxpr.
+
+XLA's cost analysis counts a loop body once, so a model that scans over layers looks L times
+cheaper than it is. Counting the jaxpr instead multiplies `scan` bodies by their length, Pallas
+kernels by their grid and `shard_map` bodies by their device count, so the count is the whole
+program's (global, all devices).
+Element-wise work is ignored: matmuls and convolutions are what MFU is measured against.
+"""
+
+import dataclasses
+import math
+
+import jax
+from jax.extend import core
+
+
+@dataclasses.dataclass(frozen=True)
+class FlopCount:
+  """Global FLOPs of one call, and caveats that change how they may be read."""
+  flops: float
+  has_remat: bool  # rematerialised forward passes are included, so flops/time is HFU, not MFU
+  has_while: bool  # a while loop's body is counted once (trip count unknown when tracing)
+
+
+def _dot_flops(eqn) -> float:
+  lhs, _ = (v.aval for v in eqn.invars[:2])
+  (lhs_contract, _), _ = eqn.params['dimension_numbers']
+  out = eqn.outvars[0].aval
+  return 2.0 * math.prod(out.shape) * math.prod(lhs.shape[d] for d in lhs_contract)
+
+
+def _conv_flops(eqn) -> float:
+  rhs = eqn.invars[1].aval
+  out = eqn.outvars[0].aval
+  out_feature_dim = eqn.params['dimension_numbers'].rhs_spec[0]
+  return 2.0 * math.prod(out.shape) * math.prod(rhs.shape) / rhs.shape[out_feature_dim]
+
+
+def _sub_jaxprs(value):
+  if isinstance(value, core.ClosedJaxpr):
+    yield value.jaxpr
+  elif isinstance(value, core.Jaxpr):
+    yield value
+  elif isinstance(value, (tuple, list)):
+    for v in value:
+      yield from _sub_jaxprs(v)
+
+
+def _grid_size(eqn) -> int:
+  grid = getattr(eqn.params.get('grid_mapping'), 'grid', ()) or ()
+  return math.prod(int(g) for g in grid if isinstance(g, int)) or 1
+
+
+def _manual_devices(eqn) -> int:
+  """Devices a shard_map body runs on: its jaxpr has per-shard shapes."""
+  mesh = eqn.params.get('mesh')
+  axes = (eqn.params.get('newly_manual_axes') or eqn.params.get('manual_axes') or
+          eqn.params.get('axis_names') or ())
+  return math.prod(mesh.shape[a] for a in axes) if mesh is not None else 1
+
+
+def _count(jaxpr: core.Jaxpr, flags: dict) -> float:
+  total = 0.0
+  for eqn in jaxpr.eqns:
+    name = eqn.primitive.name
+    if name == 'dot_general':
+      total += _dot_flops(eqn)
+      continue
+    if name == 'conv_general_dilated':
+      total += _conv_flops(eqn)
+      continue
+    if name.startswith('remat') or name == 'checkpoint':
+      flags['remat'] = flags['remat'] or bool(eqn.params.get('differentiated', False))
+    if name == 'while':
+      flags['while'] = True
+    if name == 'cond':
+      total += max((_count(b, flags) for b in _sub_jaxprs(eqn.params['branches'])), default=0.0)
+      continue
+    inner = sum(_count(j, flags) for v in eqn.params.values() for j in _sub_jaxprs(v))
+    if name == 'scan':
+      inner *= eqn.params['length']
+    elif name == 'pallas_call':
+      inner *= _grid_size(eqn)
+    elif name == 'shard_map':
+      inner *= _manual_devices(eqn)
+    total += inner
+  return total
+
+
+def count_jaxpr(closed_jaxpr) -> FlopCount:
+  """FLOPs of a (closed) jaxpr, e.g. `jax.jit(f).trace(*args).jaxpr`."""
+  jaxpr = closed_jaxpr.jaxpr if isinstance(closed_jaxpr, core.ClosedJaxpr) else closed_jaxpr
+  flags = {'remat': False, 'while': False}
+  flops = _count(jaxpr, flags)
+  return FlopCount(flops, flags['remat'], flags['while'])
+
+
+def count_flops(fn, *args, **kwargs) -> FlopCount:
+  """FLOPs of calling `fn(*args, **kwargs)`; arguments may be `jax.ShapeDtypeStruct`s."""
+  return count_jaxpr(jax.make_jaxpr(fn)(*args, **kwargs))

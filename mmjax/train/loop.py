@@ -1,0 +1,171 @@
+"""The training loop, in labelled sections: preflight, workdir, state, compile, data, loop.
+
+Nothing is written until every check has passed. Every task signature is compiled before the
+first step; the loop only calls compiled executables, so nothing compiles after it starts.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import jax
+import numpy as np
+from tqdm import tqdm
+
+from mmjax import config as config_lib
+from mmjax.data import pipeline
+from mmjax.data.tasks import AgdSampler, task_signatures, tasks_from_config
+from mmjax.train import checkpointing, faults, partitioning
+from mmjax.train import state as state_lib, step as step_lib
+from mmjax.train.metrics_writer import MetricsWriter
+
+log = logging.getLogger(__name__)
+
+
+class PreflightError(ValueError):
+  """A problem found before training starts; one sentence naming it and the fix."""
+
+
+def check_workdir(workdir: str) -> None:
+  """The workdir must be creatable and writable; checked without creating anything."""
+  path = os.path.abspath(workdir)
+  probe = path
+  while not os.path.exists(probe):
+    probe = os.path.dirname(probe)
+  if not os.path.isdir(probe):
+    raise PreflightError(f'workdir {workdir!r} cannot be created: {probe!r} is a file.')
+  if not os.access(probe, os.W_OK | os.X_OK):
+    raise PreflightError(f'workdir {workdir!r} is not writable ({probe!r} denies writing): '
+                         'choose another --workdir.')
+
+
+def preflight(config, workdir: str):
+  """Mesh, tasks, data and workdir checks; returns (mesh, signatures, sampler)."""
+  mesh = partitioning.make_mesh(config.mesh)
+  dp, hosts = partitioning.data_parallel_size(mesh), jax.process_count()
+  tasks = tasks_from_config(config)
+  for t in tasks:
+    if t.batch_size % dp or t.batch_size % hosts:
+      raise PreflightError(
+          f'task {t.name!r}: global batch {t.batch_size} is not divisible by the data-parallel '
+          f'size {dp} (data*fsdp*expert) and the {hosts} process(es): change its batch_size '
+          'or config.mesh.')
+    pipeline.validate_task(t, config)
+  check_workdir(workdir)
+  sampler = AgdSampler(tasks, mode=config.agd.mode, seed=config.seed)
+  return mesh, task_signatures(config), sampler
+
+
+def _global_batch(local: dict, sharding, task) -> dict:
+  spec = step_lib.batch_spec(task)
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(local[k]), spec[k][0])
+          for k in spec}
+
+
+def _scalars(metrics: dict) -> dict:
+  return {k: float(v) for k, v in metrics.items() if k != 'moe' and np.ndim(v) == 0}
+
+
+def train(config, workdir: str) -> dict:
+  """Runs (or resumes) training; returns the last logged metrics row."""
+  # --- preflight: nothing is written before this passes -----------------------------------
+  mesh, signatures, sampler = preflight(config, workdir)
+  is_main = jax.process_index() == 0
+
+  # --- workdir ------------------------------------------------------------------------------
+  os.makedirs(workdir, exist_ok=True)
+  if is_main:
+    config_lib.save_config(config, workdir)
+  jax.config.update('jax_compilation_cache_dir', os.path.join(os.path.abspath(workdir),
+                                                              'jax_cache'))
+
+  # --- state: restore the newest good checkpoint, or initialise -------------------------------
+  graphdef, abstract_state, shardings = state_lib.abstract_train_state(config, mesh)
+  ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
+  restored = ckpt.restore_latest_good(abstract_state)
+  if restored is None:
+    start, data_state = 0, {}
+    state = state_lib.create_train_state(config, mesh, graphdef, shardings)
+  else:
+    start, state, data_state = restored
+    log.info('resumed from checkpoint step %d', start)
+
+  # --- compile every task signature ahead of time --------------------------------------------
+  train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
+  with tqdm(total=len(signatures), desc='compile', unit='task', disable=not is_main) as bar:
+    compiled = step_lib.compile_train_steps(train_step, abstract_state, signatures, config, mesh,
+                                            progress=lambda t: bar.update(1))
+
+  # --- data: one iterator per task signature, resumed exactly ---------------------------------
+  iterators = {}
+  for i, t in enumerate(signatures):
+    it = pipeline.make_train_iterator(t, config, seed=config.seed + 1000 * i,
+                                      process_index=jax.process_index(),
+                                      process_count=jax.process_count())
+    if t.signature_name in data_state.get('iterators', {}):
+      it.set_state(data_state['iterators'][t.signature_name])
+    iterators[t.signature_name] = it
+  batch_sharding = partitioning.batch_sharding(mesh)
+
+  # --- loop -----------------------------------------------------------------------------------
+  writer = MetricsWriter(workdir, resume_step=start)
+  per_task = {t.signature_name: dict(data_state.get('per_task', {}).get(t.signature_name, {}))
+              for t in signatures}
+  guard = faults.NonFiniteGuard(config.faults.max_nonfinite_in_row)
+  last_ckpt, last_row = (start if restored else None), {}
+  window = {'time': 0.0, 'wait': 0.0, 'examples': 0, 'steps': 0}
+
+  def data_snapshot(step: int) -> dict:
+    return {'iterators': {k: it.get_state() for k, it in iterators.items()},
+            'per_task': per_task, 'agd_step': step}
+
+  bar = tqdm(total=config.total_steps, initial=start, unit='step', disable=not is_main,
+             dynamic_ncols=True)
+  with faults.PreemptionSignal() as preempt, faults.Watchdog(config.faults.watchdog_seconds) as dog:
+    step = start
+    while step < config.total_steps:
+      task = sampler(step)
+      t0 = time.perf_counter()
+      local = next(iterators[task.signature_name])
+      t1 = time.perf_counter()
+      state, metrics = compiled[task.signature_name](state, _global_batch(local, batch_sharding,
+                                                                         task))
+      values = _scalars(jax.device_get(metrics))
+      t2 = time.perf_counter()
+      step += 1
+      dog.beat()
+      stats = per_task[task.signature_name]
+      stats['steps'] = stats.get('steps', 0) + 1
+      stats['examples'] = stats.get('examples', 0) + task.batch_size
+      stats['loss'] = values['loss']
+      window['time'] += t2 - t0
+      window['wait'] += t1 - t0
+      window['examples'] += task.batch_size
+      window['steps'] += 1
+      guard.update(step, bool(values['nonfinite']), last_ckpt)
+      bar.update(1)
+      bar.set_postfix(task=task.name, loss=f"{values['loss']:.3f}")
+      if step % config.log_every == 0 or step == config.total_steps:
+        last_row = {'task': task.name, 'signature': task.signature_name, **values,
+                    'examples_per_sec': window['examples'] / max(window['time'], 1e-9),
+                    'step_time': window['time'] / window['steps'],
+                    'input_wait_fraction': window['wait'] / max(window['time'], 1e-9)}
+        for name, s in per_task.items():
+          for k, v in s.items():
+            last_row[f'tasks/{name}/{k}'] = v
+        writer.write(step, last_row)
+        window = {'time': 0.0, 'wait': 0.0, 'examples': 0, 'steps': 0}
+      if step % config.checkpoint_every == 0 or step == config.total_steps or preempt.requested:
+        ckpt.save(step, state, data_snapshot(step), force=True)
+        last_ckpt = step
+      if preempt.requested:
+        log.warning('%s received: checkpoint at step %d written; exiting.', preempt.signal_name,
+                    step)
+        break
+  bar.close()
+  ckpt.wait()
+  ckpt.close()
+  writer.close()
+  return {'step': step, **last_row}

@@ -1,0 +1,65 @@
+"""Where training metrics go: `workdir/metrics.jsonl` (one JSON object per logged step) and
+TensorBoard event files in `workdir/tensorboard/`. Only process 0 writes."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+
+import jax
+import numpy as np
+
+
+def _plain(value):
+  if isinstance(value, (np.generic, np.ndarray)):
+    value = value.item() if np.ndim(value) == 0 else value.tolist()
+  if isinstance(value, float) and not math.isfinite(value):
+    return str(value)
+  return value
+
+
+def read_metrics(workdir: str) -> list[dict]:
+  path = os.path.join(workdir, 'metrics.jsonl')
+  if not os.path.exists(path):
+    return []
+  with open(path) as f:
+    return [json.loads(line) for line in f if line.strip()]
+
+
+class MetricsWriter:
+  """Appends rows to metrics.jsonl and scalars to TensorBoard (process 0 only)."""
+
+  def __init__(self, workdir: str, *, resume_step: int = 0):
+    self.active = jax.process_index() == 0
+    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self._tb = None
+    if not self.active:
+      return
+    # Rows past the restored step will be written again by this run: replace them, keep the rest.
+    rows = [r for r in read_metrics(workdir) if r.get('step', 0) <= resume_step]
+    tmp = self.path + '.tmp'
+    with open(tmp, 'w') as f:
+      for r in rows:
+        f.write(json.dumps(r) + '\n')
+    os.replace(tmp, self.path)
+    from tensorboardX import SummaryWriter
+    self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+
+  def write(self, step: int, row: dict) -> None:
+    if not self.active:
+      return
+    row = {'step': int(step), **{k: _plain(v) for k, v in row.items()}}
+    with open(self.path, 'a') as f:
+      f.write(json.dumps(row) + '\n')
+    for k, v in row.items():
+      if k != 'step' and isinstance(v, (int, float)) and not isinstance(v, bool):
+        self._tb.add_scalar(k, v, step)
+
+  def flush(self) -> None:
+    if self._tb is not None:
+      self._tb.flush()
+
+  def close(self) -> None:
+    if self._tb is not None:
+      self._tb.close()

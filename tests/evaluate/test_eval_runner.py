@@ -1,0 +1,126 @@
+"""The evaluation runner on the embedded dataset: report, plots, restore, CLI errors."""
+
+import dataclasses
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from conftest import ROOT, demo_config
+from mmjax.data import digits_builder, pipeline
+from mmjax.data.tasks import Resolution
+from mmjax.evaluate import __main__ as cli, restore, runner
+from mmjax.evaluate.errors import EvalError
+from mmjax.evaluate.embedder import Embedder
+from mmjax.models.model import build_model
+from mmjax.train import checkpointing, optimizer as optimizer_lib, partitioning
+
+
+@pytest.fixture(scope='module')
+def data_dir(tmp_path_factory):
+  base = tmp_path_factory.getbasetemp()
+  root = (base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base) / 'tfds'
+  digits_builder.build(str(root))  # file-locked: safe when several workers build at once
+  return str(root)
+
+
+@pytest.fixture(scope='module')
+def setup(data_dir):
+  """A small eval config (image + 2-clip audio, probe on the test split) and a fresh model."""
+  config = demo_config(f'--config.data_dir={data_dir}',
+                       '--config.evaluation.datasets.digits.modalities=image,audio',
+                       '--config.evaluation.datasets.digits.batch_size=64',
+                       '--config.evaluation.datasets.digits.num_clips=2')
+  config.evaluation.datasets.digits.probe_split = 'test'
+  return config, build_model(config, nnx.Rngs(0))
+
+
+def test_evaluate_params_writes_report_and_plots(setup, tmp_path):
+  config, model = setup
+  rep = runner.evaluate_params(config, model, 7, str(tmp_path))
+  with open(tmp_path / 'eval' / 'step_7.json') as f:
+    assert json.load(f) == rep
+  assert rep['step'] == 7
+  assert set(rep['zero_shot']) == {'digits/image', 'digits/audio'}
+  assert set(rep['retrieval']) == {'digits/image_to_text', 'digits/text_to_image',
+                                   'digits/audio_to_text', 'digits/text_to_audio'}
+  assert set(rep['linear_probe']) == {'digits/image', 'digits/audio'}
+  for v in rep['zero_shot'].values():
+    assert 0.0 <= v['top1'] <= v['top5'] <= 1.0
+  for v in rep['retrieval'].values():
+    assert 0.0 <= v['R@1'] <= v['R@5'] <= v['R@10'] <= 1.0 and v['mean_rank'] >= 1.0
+  # The probe trains and tests on the same split here, so it must fit well above chance (0.1).
+  assert rep['linear_probe']['digits/image']['top1'] > 0.5
+  prep = rep['preprocessing']
+  assert prep['templates']['digits/audio'][0] == 'the sound of a {}.'
+  assert prep['max_length'] == {'digits': 16} and prep['clips'] == {'digits': 2}
+  assert prep['lowercase'] is True and prep['tokenizer']['pad_id'] == 0
+  for m in ('image', 'audio'):
+    assert os.path.getsize(tmp_path / 'plots' / f'confusion_digits_{m}_step_7.png') > 1000
+
+
+def test_collect_keeps_dataset_order_and_unit_clip_embeddings(setup):
+  config, model = setup
+  graphdef, state = nnx.split(model)
+  embedder = Embedder(config, graphdef, nnx.to_pure_dict(state),
+                      partitioning.make_mesh(config.mesh))
+  res = Resolution(image_size=32, audio_samples=4096, text_length=16)
+  batches = pipeline.make_eval_batches('mmjax_digits', 'test', ('audio',), res, config,
+                                       batch_size=48, num_clips=2)  # 359 = 7 * 48 + 23 padded
+  data = embedder.collect(batches, ('audio',), num_clips=2)
+  truth = [int(b['label'][i]) for b in pipeline.make_eval_batches(
+      'mmjax_digits', 'test', (), res, config, batch_size=359) for i in range(359)]
+  np.testing.assert_array_equal(data['label'], truth)
+  assert data['audio']['embed'].shape == (359, config.model.embed_dim)
+  assert data['audio']['features'].shape == (359, config.model.width)
+  np.testing.assert_allclose(np.linalg.norm(data['audio']['embed'], axis=1), 1.0, rtol=1e-5)
+
+
+def _save_state(workdir, config, model, step):
+  params = nnx.to_pure_dict(nnx.state(model))
+  opt = optimizer_lib.make_optimizer(config.optimizer)
+  state = {'step': np.int32(step), 'params': params, 'opt_state': opt.init(params)}
+  ckpt = checkpointing.Checkpointer(str(workdir), async_save=False)
+  ckpt.save(step, state, {'agd_step': step}, force=True)
+  ckpt.close()
+  return params
+
+
+def test_restore_params_gives_the_saved_weights(setup, tmp_path):
+  config, model = setup
+  saved = _save_state(tmp_path, config, model, 3)
+  step, _, params = restore.restore_params(config, str(tmp_path),
+                                           partitioning.make_mesh(config.mesh))
+  assert step == 3
+  jax.tree.map(np.testing.assert_array_equal, jax.device_get(params), jax.device_get(saved))
+
+
+def test_step_errors_name_the_available_steps(tmp_path):
+  with pytest.raises(EvalError, match='no checkpoint in .*train first'):
+    restore.choose_step(str(tmp_path))
+  ckpt = checkpointing.Checkpointer(str(tmp_path), async_save=False)
+  for s in (2, 4):
+    ckpt.save(s, {'x': np.zeros(2, np.float32)}, {}, force=True)
+  ckpt.close()
+  assert restore.choose_step(str(tmp_path)) == 4
+  with pytest.raises(EvalError, match='step 3 does not exist.*available steps: 2, 4'):
+    restore.choose_step(str(tmp_path), 3)
+
+
+def test_cli_without_checkpoint_is_one_sentence(tmp_path, capsys):
+  code = cli.main([f'--config={os.path.join(ROOT, "configs/demo.py")}', f'--workdir={tmp_path}'])
+  err = capsys.readouterr().err.strip()
+  assert code != 0
+  assert err.startswith('error: no checkpoint in') and err.count('\n') == 0
+
+
+def test_dataset_without_labels_is_refused(setup, tmp_path, monkeypatch):
+  config, model = setup
+  real = pipeline.dataset_info
+  monkeypatch.setattr(pipeline, 'dataset_info',
+                      lambda *a, **k: dataclasses.replace(real(*a, **k), class_names=[]))
+  with pytest.raises(EvalError, match='has no class labels.*zero_shot'):
+    runner.evaluate_params(config, model, 1, str(tmp_path))

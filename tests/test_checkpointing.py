@@ -1,0 +1,50 @@
+"""Checkpoints restore onto other meshes bit-exactly and refuse mismatched models."""
+
+import jax
+import numpy as np
+import pytest
+
+from conftest import demo_config
+from mmjax.train import checkpointing, partitioning, state as state_lib
+
+
+def _abstract(config, sizes, n):
+  mesh = partitioning.make_mesh(sizes, devices=jax.devices()[:n])
+  return state_lib.abstract_train_state(config, mesh), mesh
+
+
+def test_save_on_data8_restore_on_fsdp4_and_one_device(tmp_path):
+  if jax.device_count() < 8:
+    pytest.skip('needs 8 devices')
+  config = demo_config('--config.model.num_layers=2')
+  (graphdef, _, shardings), mesh = _abstract(config, {'data': 8}, 8)
+  state = state_lib.create_train_state(config, mesh, graphdef, shardings)
+  ckpt = checkpointing.Checkpointer(str(tmp_path))
+  ckpt.save(3, state, {'agd_step': 3})
+  ckpt.wait()
+  expected = jax.device_get(state['params'])
+  for sizes, n in (({'data': 2, 'fsdp': 4}, 8), ({'data': 1}, 1)):
+    (_, abstract, _), _ = _abstract(config, sizes, n)
+    restored, data = checkpointing.Checkpointer(str(tmp_path)).restore(3, abstract)
+    assert data == {'agd_step': 3}
+    got = jax.device_get(restored['params'])
+    jax.tree.map(np.testing.assert_array_equal, got, expected)
+    leaf = restored['params']['encoder']['block_0']['mlp']['wi']['kernel']
+    assert leaf.sharding == abstract['params']['encoder']['block_0']['mlp']['wi']['kernel'].sharding
+
+
+def test_mismatch_names_first_differing_parameter(tmp_path):
+  config = demo_config('--config.model.num_layers=1')
+  (graphdef, _, shardings), mesh = _abstract(config, {'data': 1}, 1)
+  ckpt = checkpointing.Checkpointer(str(tmp_path))
+  ckpt.save(1, state_lib.create_train_state(config, mesh, graphdef, shardings), {})
+  ckpt.wait()
+  other = demo_config('--config.model.num_layers=1', '--config.model.mlp_dim=64')
+  (_, abstract, _), _ = _abstract(other, {'data': 1}, 1)
+  with pytest.raises(checkpointing.CheckpointMismatchError,
+                     match=r"'params/encoder/block_0/mlp/wi/bias' has shape \(512,\)"):
+    ckpt.restore(1, abstract)
+  deeper = demo_config('--config.model.num_layers=2')
+  (_, abstract, _), _ = _abstract(deeper, {'data': 1}, 1)
+  with pytest.raises(checkpointing.CheckpointMismatchError, match='block_1'):
+    ckpt.restore(1, abstract)
