@@ -7,7 +7,7 @@
 `configs/demo.py:moe` swaps in the tiny MoE encoder (see configs/demo_moe.py).
 """
 
-from mmjax.config_defaults import base_config, task
+from mmjax.config_defaults import base_config, eval_dataset, task
 
 DIGITS = 'mmjax_digits'
 
@@ -21,7 +21,7 @@ def get_config(arg=None):
   c.model.size = 'tiny'
   c.model.embed_dim = 128
   c.model.patch_size = 8
-  c.model.tubelet_frames = 2
+  c.model.tubelet_frames = 4
   c.model.max_grid = 8
   c.model.max_frames = 8
   c.model.max_text_length = 32
@@ -39,14 +39,15 @@ def get_config(arg=None):
   c.optimizer.decay_steps = c.total_steps
   c.optimizer.weight_decay = 1e-4
   sizes = dict(image_size=32, num_frames=8, audio_samples=4096, text_length=16)
-  c.tasks.image_text = task(DIGITS, 'image,text', 64, contrast='image-text', **sizes)
-  c.tasks.video_text = task(DIGITS, 'video,text', 64, contrast='video-text', **sizes)
-  c.tasks.audio_text = task(DIGITS, 'audio,text', 64, contrast='audio-text', **sizes)
-  c.tasks.image_classify = task(DIGITS, 'image', 64, classify='image', num_classes=10,
+  batch = 32
+  c.tasks.image_text = task(DIGITS, 'image,text', batch, contrast='image-text', **sizes)
+  c.tasks.video_text = task(DIGITS, 'video,text', batch, contrast='video-text', **sizes)
+  c.tasks.audio_text = task(DIGITS, 'audio,text', batch, contrast='audio-text', **sizes)
+  c.tasks.image_classify = task(DIGITS, 'image', batch, classify='image', num_classes=10,
                                 weight=0.5, **sizes)
-  c.evaluation.datasets.digits = dict(
-      dataset=DIGITS, split='test', modalities='image,video,audio', batch_size=128,
-      num_clips=1, linear_probe=True, **sizes)
+  c.evaluation.datasets.digits = eval_dataset(
+      DIGITS, 'image,video,audio', split='test', batch_size=128, num_clips=1, linear_probe=True,
+      **sizes)
   if arg == 'moe':
     c.model.moe.num_experts = 4
     c.model.moe.top_k = 1

@@ -55,6 +55,10 @@ def base_config() -> ml_collections.ConfigDict:
       grad_clip_norm=1.0))
   c.agd = ml_collections.ConfigDict(dict(mode='weighted'))   # weighted | round_robin
   c.text = ml_collections.ConfigDict(dict(tokenizer='', lowercase=True))
+  # Host input pipeline (mmjax/data/options.py documents each key).
+  c.data = ml_collections.ConfigDict(dict(
+      threads=2, prefetch=4, cache_mb=1024.0, crop_scale=(0.7, 1.0), flip=False,
+      frame_stride=1))
   c.tasks = ml_collections.ConfigDict()
   c.evaluation = ml_collections.ConfigDict(dict(datasets=ml_collections.ConfigDict()))
   c.faults = ml_collections.ConfigDict(dict(max_nonfinite_in_row=5, watchdog_seconds=0))
@@ -71,3 +75,15 @@ def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections
   for k, v in kw.items():
     t[k] = v
   return t
+
+
+def eval_dataset(dataset: str, modalities: str, **kw) -> ml_collections.ConfigDict:
+  """One entry of `config.evaluation.datasets` (see mmjax/evaluate/runner.py for the fields)."""
+  e = ml_collections.ConfigDict(dict(
+      dataset=dataset, split='test', modalities=modalities, batch_size=128, num_clips=1,
+      zero_shot=True, retrieval=True, linear_probe=False, probe_split='train',
+      image_size=None, num_frames=None, audio_samples=None, text_length=None,
+      templates=ml_collections.ConfigDict(), feature_map=ml_collections.ConfigDict()))
+  for k, v in kw.items():
+    e[k] = v
+  return e

@@ -68,6 +68,12 @@ def _scalars(metrics: dict) -> dict:
   return {k: float(v) for k, v in metrics.items() if k != 'moe' and np.ndim(v) == 0}
 
 
+def _evaluate(config, graphdef, state, step: int, workdir: str, mesh) -> dict:
+  from mmjax.evaluate import runner
+  rep = runner.evaluate_params(config, (graphdef, state['params']), step, workdir, mesh)
+  return {f'eval/zero_shot/{k}/top1': v['top1'] for k, v in rep.get('zero_shot', {}).items()}
+
+
 def train(config, workdir: str) -> dict:
   """Runs (or resumes) training; returns the last logged metrics row."""
   # --- preflight: nothing is written before this passes -----------------------------------
@@ -111,7 +117,7 @@ def train(config, workdir: str) -> dict:
 
   # --- loop -----------------------------------------------------------------------------------
   writer = MetricsWriter(workdir, resume_step=start)
-  per_task = {t.signature_name: dict(data_state.get('per_task', {}).get(t.signature_name, {}))
+  per_task = {t.name: dict(data_state.get('per_task', {}).get(t.name, {}))
               for t in signatures}
   guard = faults.NonFiniteGuard(config.faults.max_nonfinite_in_row)
   last_ckpt, last_row = (start if restored else None), {}
@@ -136,7 +142,7 @@ def train(config, workdir: str) -> dict:
       t2 = time.perf_counter()
       step += 1
       dog.beat()
-      stats = per_task[task.signature_name]
+      stats = per_task[task.name]
       stats['steps'] = stats.get('steps', 0) + 1
       stats['examples'] = stats.get('examples', 0) + task.batch_size
       stats['loss'] = values['loss']
@@ -148,6 +154,9 @@ def train(config, workdir: str) -> dict:
       bar.update(1)
       bar.set_postfix(task=task.name, loss=f"{values['loss']:.3f}")
       if step % config.log_every == 0 or step == config.total_steps:
+        if 'moe' in metrics:
+          from mmjax.train import routing_stats
+          values.update(routing_stats.routing_rows(jax.device_get(metrics['moe'])))
         last_row = {'task': task.name, 'signature': task.signature_name, **values,
                     'examples_per_sec': window['examples'] / max(window['time'], 1e-9),
                     'step_time': window['time'] / window['steps'],
@@ -160,6 +169,9 @@ def train(config, workdir: str) -> dict:
       if step % config.checkpoint_every == 0 or step == config.total_steps or preempt.requested:
         ckpt.save(step, state, data_snapshot(step), force=True)
         last_ckpt = step
+      if config.eval_every and step % config.eval_every == 0 and not preempt.requested:
+        writer.write(step, _evaluate(config, graphdef, state, step, workdir, mesh))
+        dog.beat()
       if preempt.requested:
         log.warning('%s received: checkpoint at step %d written; exiting.', preempt.signal_name,
                     step)

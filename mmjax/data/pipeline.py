@@ -1,0 +1,227 @@
+"""The data pipeline's public API: train iterators, eval batches, dataset facts, the tokenizer.
+
+Train iterators are grain `MapDataset` pipelines over batch positions: position -> this host's
+example indices (`order.py`: shard, per-epoch shuffle) -> `BatchBuilder` (read + vectorised
+transforms, seeded per position by grain's `random_map`), read ahead by `config.data.threads`
+threads into a buffer of `config.data.prefetch` batches. Every batch is a pure function of
+(seed, task, position), so grain's iterator state (the next position) resumes exactly.
+Config keys read: see `options.py`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import sys
+import time
+import zlib
+
+import grain
+import numpy as np
+
+from mmjax.data import features as features_lib
+from mmjax.data import sources
+from mmjax.data.batching import BatchBuilder, limit_blas_threads
+from mmjax.data.errors import DataError
+from mmjax.data.options import DataOptions, config_get
+from mmjax.data.order import EpochOrder
+from mmjax.data.tasks import Resolution, Task
+from mmjax.data.tokenizer import Tokenizer
+
+
+@functools.lru_cache(maxsize=8)
+def _tokenizer(path: str, lowercase: bool) -> Tokenizer:
+  return Tokenizer(path, lowercase)
+
+
+def load_tokenizer(config, dataset: str | None = None) -> Tokenizer:
+  """The one tokenizer of a run: `config.text.tokenizer`, else the SentencePiece model stored
+  with the first dataset (tasks in name order, then `dataset`, then mmjax_digits) that has one."""
+  options = DataOptions.from_config(config)
+  if options.tokenizer:
+    return _tokenizer(options.tokenizer, options.lowercase)
+  tasks = config_get(config, 'tasks', None) or {}
+  names = [str(tasks[k].dataset) for k in sorted(tasks.keys())]
+  names += [dataset] if dataset else []
+  names = list(dict.fromkeys(names or ['mmjax_digits']))
+  for name in names:
+    path = sources.tokenizer_file(name, options.data_dir)
+    if path:
+      return _tokenizer(path, options.lowercase)
+  raise DataError(f"config.text.tokenizer is '' but none of the datasets {names} ships a "
+                  'SentencePiece model (tokenizer.model); set config.text.tokenizer to a .model '
+                  'file.')
+
+
+def _plan(task: Task, config, cache: bool, label: str | None = None):
+  """(options, source, feature mapping, tokenizer) of a task, all validated. A task without a
+  name is an evaluation; `label` overrides whether a label is 'required', 'optional' or 'no'."""
+  who = f'Task {task.name!r}' if task.name else f'Evaluation of {task.dataset!r}'
+  where = f'config.tasks.{task.name}' if task.name else 'its config.evaluation.datasets entry'
+  options = DataOptions.from_config(config)
+  if task.batch_size <= 0:
+    raise DataError(f'{who} has batch_size {task.batch_size}; set a positive one.')
+  source = sources.open_source(task.dataset, task.split, options.data_dir,
+                               options.cache_mb if cache else 0.0)
+  bad = [m for m in task.classify if m not in task.modalities]
+  if bad:
+    raise DataError(f'{who} classifies {bad[0]!r}, which is not among its modalities '
+                    f'{list(task.modalities)}.')
+  label = label or ('required' if task.classify else 'no')
+  mapping = features_lib.resolve(task.modalities, task.feature_map, source.features,
+                                 dataset=task.dataset, who=who, label=label)
+  if task.classify and task.num_classes:
+    names = source.features[mapping['label']].class_names
+    if names and len(names) != task.num_classes:
+      raise DataError(f'{who} has num_classes={task.num_classes} but dataset {task.dataset!r} '
+                      f'has {len(names)} classes; set num_classes={len(names)}.')
+  for res in task.resolutions:
+    features_lib.check_resolution(task.modalities, res, who, where)
+  tokenizer = load_tokenizer(config, task.dataset) if 'text' in task.modalities else None
+  return options, source, mapping, tokenizer
+
+
+def validate_task(task: Task, config) -> None:
+  """Raises DataError (one sentence) when the task cannot be fed; reads no examples."""
+  _plan(task, config, cache=False)
+
+
+def _seeds(seed: int, key: str) -> list[int]:
+  state = np.random.SeedSequence([int(seed) & 0xFFFFFFFF, zlib.crc32(key.encode())])
+  return [int(s) for s in state.generate_state(2)]
+
+
+class TrainIterator:
+  """Infinite iterator of per-host batches with exact, JSON-serializable resume state."""
+
+  def __init__(self, iterator, meta: dict, batch_size: int):
+    self._it, self.meta, self.batch_size = iterator, meta, batch_size
+
+  def __iter__(self):
+    return self
+
+  def __next__(self) -> dict[str, np.ndarray]:
+    return next(self._it)
+
+  def get_state(self) -> dict:
+    return {**self.meta, 'grain': self._it.get_state()}
+
+  def set_state(self, state: dict) -> None:
+    for key, value in self.meta.items():
+      if state.get(key) != value:
+        raise DataError(f'Data iterator state is for {key}={state.get(key)!r}, not {value!r}: '
+                        'restore it into an iterator made with the same task, seed and hosts.')
+    self._it.set_state(state['grain'])
+
+  def close(self) -> None:
+    self._it.close()
+
+
+def make_train_iterator(task: Task, config, *, seed: int, process_index: int = 0,
+                        process_count: int = 1) -> TrainIterator:
+  """Shuffled, repeating, deterministic batches of `task.batch_size // process_count` examples
+  of this host's shard (`process_index::process_count`), at `task.resolution`."""
+  resolution = task.resolution
+  options, source, mapping, tokenizer = _plan(task, config, cache=True)
+  if task.batch_size % process_count:
+    raise DataError(f'Task {task.name!r}: batch_size {task.batch_size} is not divisible by '
+                    f'the {process_count} processes.')
+  if len(source) < process_count:
+    raise DataError(f'Dataset {task.dataset!r} split {task.split!r} has {len(source)} examples, '
+                    f'fewer than the {process_count} processes.')
+  limit_blas_threads()
+  builder = BatchBuilder(source, mapping, resolution, options, tokenizer)
+  order_seed, map_seed = _seeds(seed, task.signature_name)
+  order = EpochOrder(len(source), task.batch_size // process_count, order_seed, process_index,
+                     process_count)
+  ds = grain.MapDataset.range(sys.maxsize).map(order).random_map(builder, seed=map_seed)
+  read = grain.ReadOptions(num_threads=options.threads, prefetch_buffer_size=options.prefetch)
+  iterator = ds.to_iter_dataset(read).__iter__()
+  iterator.start_prefetch()
+  meta = {'task': task.signature_name, 'dataset': task.dataset, 'split': task.split,
+          'seed': int(seed), 'process_index': int(process_index),
+          'process_count': int(process_count), 'num_examples': len(source)}
+  return TrainIterator(iterator, meta, task.batch_size // process_count)
+
+
+class EvalBatches:
+  """All examples of a split in fixed order, `batch_size` (global) per batch; this host gets its
+  `batch_size // process_count` slice of each. Adds `valid` (bool) and `index` (int32, -1 on
+  padding); every host yields `len(self)` batches."""
+
+  def __init__(self, builder: BatchBuilder, num_examples: int, batch_size: int,
+               process_index: int, process_count: int, options: DataOptions):
+    self._builder, self.num_examples = builder, num_examples
+    self.batch_size, self._options = batch_size, options
+    self._per_host = batch_size // process_count
+    self._offset = process_index * self._per_host
+
+  def __len__(self) -> int:
+    return math.ceil(self.num_examples / self.batch_size)
+
+  def _batch(self, i: int) -> dict[str, np.ndarray]:
+    index = i * self.batch_size + self._offset + np.arange(self._per_host)
+    valid = index < self.num_examples
+    batch = self._builder(np.where(valid, index, 0), None)
+    batch['valid'] = valid
+    batch['index'] = np.where(valid, index, -1).astype(np.int32)
+    return batch
+
+  def __iter__(self):
+    read = grain.ReadOptions(num_threads=self._options.threads,
+                             prefetch_buffer_size=self._options.prefetch)
+    return iter(grain.MapDataset.range(len(self)).map(self._batch).to_iter_dataset(read))
+
+
+def make_eval_batches(dataset: str, split: str, modalities, resolution: Resolution, config, *,
+                      batch_size: int, num_clips: int = 1, process_index: int = 0,
+                      process_count: int = 1, feature_map=()) -> EvalBatches:
+  """Eval batches over every example of `dataset`/`split` (see `EvalBatches`); `label` is
+  included when the dataset has one."""
+  task = Task(name='', dataset=dataset, split=split, modalities=tuple(modalities),
+              batch_size=batch_size, resolutions=(resolution,), feature_map=tuple(feature_map))
+  options, source, mapping, tokenizer = _plan(task, config, cache=True, label='optional')
+  if batch_size % process_count or num_clips < 1:
+    raise DataError(f'Evaluation of {dataset!r}: batch_size {batch_size} must be divisible by '
+                    f'the {process_count} processes and num_clips ({num_clips}) >= 1.')
+  limit_blas_threads()
+  builder = BatchBuilder(source, mapping, resolution, options, tokenizer, num_clips)
+  return EvalBatches(builder, len(source), batch_size, process_index, process_count, options)
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSummary:
+  name: str
+  class_names: list[str]            # for zero-shot prompts; [] when the dataset has no labels
+  features: dict[str, str]          # flattened feature name -> 'kind [shape] dtype'
+  modalities: tuple[str, ...]       # what it feeds without a feature map (incl. 'label')
+  splits: dict[str, int]            # split -> number of examples
+  tokenizer_file: str | None        # its SentencePiece model, if it ships one
+
+
+def dataset_info(dataset: str, config, split: str | None = None) -> DatasetSummary:
+  """Facts about a dataset without reading its examples (opens `split`, else its first)."""
+  options = DataOptions.from_config(config)
+  source = sources.open_source(dataset, split or sources.first_split(dataset, options.data_dir),
+                               options.data_dir)
+  label = features_lib.resolve((), (), source.features, dataset=dataset,
+                               who=f'Dataset {dataset!r}').get('label')
+  names = list(source.features[label].class_names) if label else []
+  return DatasetSummary(dataset, names, {k: v.describe() for k, v in source.features.items()},
+                        features_lib.available_modalities(source.features), dict(source.splits),
+                        source.tokenizer_path)
+
+
+def measure_throughput(iterator, num_batches: int = 20, warmup: int = 2) -> dict:
+  """Times `num_batches` batches after `warmup`; for tools/bench_data.py."""
+  for _ in range(warmup):
+    next(iterator)
+  start = time.perf_counter()
+  examples = 0
+  for _ in range(num_batches):
+    batch = next(iterator)
+    examples += len(next(iter(batch.values())))
+  seconds = time.perf_counter() - start
+  return {'batches': num_batches, 'seconds': seconds, 'batches_per_s': num_batches / seconds,
+          'examples_per_s': examples / seconds}

@@ -1,0 +1,115 @@
+"""Dataset names -> readers (`readers.py`) of one split, opened once per process.
+
+Dataset names:
+  `mmjax_digits`                 the embedded dataset (built on first use)
+  `name[/config][:version]`      a TFDS dataset prepared under the data dir (read without TF)
+  `arrayrecord:<glob>`           ArrayRecord files; `{split}` in the glob is replaced by the split.
+                                 Records are TFDS-serialized examples when `features.json` lies
+                                 beside the files, else the simple format of `records.py`.
+A split at most `config.data.cache_mb` MiB on disk is decoded once into memory (`InMemorySource`).
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import os
+import threading
+
+import tensorflow_datasets as tfds
+
+from mmjax.data import digits_builder
+from mmjax.data.errors import DataError  # re-exported: callers catch sources.DataError
+from mmjax.data.readers import ArrayRecordSource, InMemorySource, Source, TfdsSource
+
+
+def local_datasets(root: str) -> list[str]:
+  """Names of the datasets prepared under `root` (those with a dataset_info.json)."""
+  found = set()
+  for info in glob.glob(os.path.join(root, '*', '*', 'dataset_info.json')) + glob.glob(
+      os.path.join(root, '*', '*', '*', 'dataset_info.json')):
+    parts = os.path.relpath(info, root).split(os.sep)[:-2]
+    found.add('/'.join(parts))
+  return sorted(found)
+
+
+def _unknown(name: str, root: str, why: str) -> DataError:
+  have = ', '.join(local_datasets(root)) or 'none'
+  return DataError(
+      f'Unknown dataset {name!r}: {why}. Prepared under {root}: {have}. Build the embedded one '
+      f'with `python -m tools.build_data digits --data_dir={root}`, prepare a TFDS dataset there '
+      "(`tfds build NAME`), or name ArrayRecord files as 'arrayrecord:<glob>'.")
+
+
+@functools.lru_cache(maxsize=64)
+def _tfds_builder(name: str, root: str):
+  if name.split(':')[0] == digits_builder.NAME:
+    return digits_builder.build(root)
+  base, _, version = name.partition(':')
+  folder = os.path.join(root, *base.split('/'))
+  if not version:
+    versions = [v for v in (os.listdir(folder) if os.path.isdir(folder) else [])
+                if os.path.isfile(os.path.join(folder, v, 'dataset_info.json'))]
+    if not versions:
+      raise _unknown(name, root, f'no prepared version under {folder}')
+    version = max(versions, key=lambda v: tuple(int(x) for x in v.split('.') if x.isdigit()))
+  path = os.path.join(folder, version)
+  if not os.path.isfile(os.path.join(path, 'dataset_info.json')):
+    raise _unknown(name, root, f'{path} does not exist')
+  return tfds.builder_from_directory(path)
+
+
+def _arrayrecord_files(dataset: str, split: str) -> list[str]:
+  pattern = os.path.expanduser(dataset[len('arrayrecord:'):]).replace('{split}', split)
+  return sorted(glob.glob(pattern))
+
+
+def tokenizer_file(dataset: str, data_dir: str | None = None) -> str | None:
+  """The SentencePiece model stored with a dataset (`tokenizer.model` beside its files)."""
+  if dataset.startswith('arrayrecord:'):
+    files = _arrayrecord_files(dataset, '*')
+    folder = os.path.dirname(files[0]) if files else None
+  else:
+    folder = _tfds_builder(dataset, digits_builder.data_root(data_dir)).data_dir
+  path = os.path.join(folder, 'tokenizer.model') if folder else None
+  return path if path and os.path.isfile(path) else None
+
+
+def first_split(dataset: str, data_dir: str | None = None) -> str:
+  """'train' when the dataset has it, else its first split."""
+  if dataset.startswith('arrayrecord:'):
+    return 'train'
+  splits = sorted(_tfds_builder(dataset, digits_builder.data_root(data_dir)).info.splits)
+  return 'train' if 'train' in splits else splits[0]
+
+
+_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=64)
+def _open(dataset: str, split: str, root: str, in_memory: bool) -> Source:
+  if dataset.startswith('arrayrecord:'):
+    files = _arrayrecord_files(dataset, split)
+    if not files:
+      raise DataError(f'Dataset {dataset!r}: no files match it for split {split!r}; check the '
+                      'glob (write {split} where the split name goes).')
+    source = ArrayRecordSource(dataset, split, files)
+  else:
+    builder = _tfds_builder(dataset, root)
+    if split not in builder.info.splits:
+      raise DataError(f'Dataset {dataset!r} has no split {split!r}; its splits are '
+                      f'{sorted(builder.info.splits)}.')
+    source = TfdsSource(dataset, split, builder)
+  return InMemorySource(source) if in_memory else source
+
+
+def open_source(dataset: str, split: str, data_dir: str | None = None,
+                cache_mb: float = 0.0) -> Source:
+  """The `split` of `dataset`; decoded into memory when it is at most `cache_mb` MiB on disk.
+  Sources are shared within the process (several tasks reading one split decode it once)."""
+  root = digits_builder.data_root(data_dir)
+  with _LOCK:
+    source = _open(dataset, split, root, False)
+    if 0 < source.disk_bytes <= cache_mb * 2**20:
+      source = _open(dataset, split, root, True)
+  return source

@@ -1,0 +1,148 @@
+"""Train iterators (shapes, determinism, exact resume, host sharding) and eval batches."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+
+from mmjax.data import pipeline, sources
+from mmjax.data.tasks import Resolution, Task
+
+
+def task(modalities, batch=32, classify=(), feature_map=(), **res):
+  sizes = dict(image_size=32, num_frames=4, audio_samples=2048, text_length=16)
+  sizes.update(res)
+  keep = {'image_size': 'image' in modalities or 'video' in modalities,
+          'num_frames': 'video' in modalities, 'audio_samples': 'audio' in modalities,
+          'text_length': 'text' in modalities}
+  resolution = Resolution(**{k: v for k, v in sizes.items() if keep[k]})
+  return Task(name='t', dataset='mmjax_digits', split='train', modalities=tuple(modalities),
+              batch_size=batch, resolutions=(resolution,), classify=tuple(classify),
+              num_classes=10 if classify else 0, feature_map=tuple(feature_map))
+
+
+def take(iterator, n):
+  return [next(iterator) for _ in range(n)]
+
+
+def assert_same(a, b):
+  assert a.keys() == b.keys()
+  for k in a:
+    assert a[k].dtype == b[k].dtype and np.array_equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize('modalities,classify', [
+    (('image', 'text'), ('image',)), (('video', 'text'), ()), (('audio', 'text'), ()),
+    (('video', 'audio'), ())])
+def test_train_batch_shapes(data_config, modalities, classify):
+  t = task(modalities, batch=16, classify=classify, image_size=24)
+  batch = next(pipeline.make_train_iterator(t, data_config, seed=0))
+  want = {'image': ((16, 24, 24, 3), np.float32), 'video': ((16, 4, 24, 24, 3), np.float32),
+          'audio': ((16, 2048), np.float32), 'text': ((16, 16), np.int32),
+          'text_mask': ((16, 16), np.int32), 'label': ((16,), np.int32)}
+  keys = set(modalities) | ({'text_mask'} if 'text' in modalities else set()) | (
+      {'label'} if classify else set())
+  assert set(batch) == keys
+  for k in keys:
+    assert batch[k].shape == want[k][0] and batch[k].dtype == want[k][1], k
+  for k in ('image', 'video'):
+    if k in batch:
+      assert batch[k].min() >= -1 and batch[k].max() <= 1 and batch[k].max() > 0.5
+  if 'text' in batch:
+    assert np.array_equal(batch['text_mask'], (batch['text'] != 0).astype(np.int32))
+
+
+def test_deterministic_given_seed(data_config):
+  t = task(('image', 'audio', 'text'))
+  a, b, c = (take(pipeline.make_train_iterator(t, data_config, seed=s), 3) for s in (5, 5, 6))
+  for x, y in zip(a, b):
+    assert_same(x, y)
+  assert not np.array_equal(a[0]['image'], c[0]['image'])
+
+
+def test_exact_resume_across_epochs(config_with):
+  """1438 examples / 64 = 22.5 batches an epoch: resume at 21 and cross the epoch boundary."""
+  config = config_with(threads=2, prefetch=3)
+  t = task(('video', 'audio', 'text'), batch=64, classify=())
+  it = pipeline.make_train_iterator(t, config, seed=1)
+  take(it, 21)
+  state = json.loads(json.dumps(it.get_state()))
+  expected = take(it, 4)
+  resumed = pipeline.make_train_iterator(t, config, seed=1)
+  next(resumed)  # a fresh iterator that already moved on
+  resumed.set_state(state)
+  for want, got in zip(expected, take(resumed, 4)):
+    assert_same(want, got)
+  other = pipeline.make_train_iterator(task(('audio',), batch=64), config, seed=1)
+  with pytest.raises(sources.DataError, match='Data iterator state is for task='):
+    other.set_state(state)
+
+
+def test_hosts_get_disjoint_shards_covering_the_split(data_config):
+  """Labels mapped from `id` reveal which examples each host reads in its first epoch."""
+  t = task(('image',), batch=48, classify=('image',), feature_map=(('id', 'label'),))
+  t = dataclasses.replace(t, num_classes=0)
+  seen = []
+  for host in range(3):
+    it = pipeline.make_train_iterator(t, data_config, seed=0, process_index=host,
+                                      process_count=3)
+    shard = len(range(host, 1438, 3))
+    ids = np.concatenate([b['label'] for b in take(it, -(-shard // 16))])[:shard]
+    assert len(set(ids.tolist())) == shard        # one epoch: every example once
+    seen.append(set(ids.tolist()))
+  assert not (seen[0] & seen[1]) and not (seen[1] & seen[2]) and not (seen[0] & seen[2])
+  all_ids = sources.open_source('mmjax_digits', 'train', data_config.data_dir).read(
+      range(1438), ['id'])['id']
+  assert seen[0] | seen[1] | seen[2] == set(all_ids.tolist())
+
+
+def test_eval_covers_every_example_once(data_config):
+  res = Resolution(image_size=32, text_length=16)
+  hosts = [list(pipeline.make_eval_batches(
+      'mmjax_digits', 'test', ('image', 'text'), res, data_config, batch_size=64,
+      process_index=p, process_count=2)) for p in range(2)]
+  assert len(hosts[0]) == len(hosts[1]) == 6      # ceil(359 / 64) batches on every host
+  index = np.concatenate([b['index'][b['valid']] for h in hosts for b in h])
+  assert sorted(index.tolist()) == list(range(359))
+  last = [h[-1] for h in hosts]
+  assert sum(int(b['valid'].sum()) for b in last) == 359 - 5 * 64
+  assert all(np.all(b['index'][~b['valid']] == -1) for b in last)
+  src = sources.open_source('mmjax_digits', 'test', data_config.data_dir)
+  truth = src.read(range(359), ['label', 'image'])
+  for b in hosts[1]:
+    keep = b['valid']
+    np.testing.assert_array_equal(b['label'][keep], truth['label'][b['index'][keep]])
+    np.testing.assert_allclose(b['image'][keep], truth['image'][b['index'][keep]] / 127.5 - 1,
+                               atol=1e-5)           # eval: no crop, no augmentation
+
+
+def test_eval_clips_are_evenly_spaced(data_config):
+  res = Resolution(image_size=32, num_frames=4, audio_samples=2048)
+  batches = pipeline.make_eval_batches('mmjax_digits', 'test', ('video', 'audio'), res,
+                                       data_config, batch_size=16, num_clips=3)
+  first = next(iter(batches))
+  assert first['video'].shape == (16, 3, 4, 32, 32, 3) and first['audio'].shape == (16, 3, 2048)
+  truth = sources.open_source('mmjax_digits', 'test', data_config.data_dir).read(
+      range(16), ['video', 'audio'])
+  for clip, start in enumerate((0, 2, 4)):            # frames 0-3, 2-5, 4-7 of 8
+    np.testing.assert_allclose(first['video'][:, clip],
+                               truth['video'][:, start:start + 4] / 127.5 - 1, atol=1e-5)
+  for clip, start in enumerate((0, 1024, 2048)):      # windows of 2048 samples out of 4096
+    np.testing.assert_array_equal(first['audio'][:, clip], truth['audio'][:, start:start + 2048])
+  again = next(iter(batches))
+  assert_same(first, again)
+
+
+def test_dataset_info(data_config):
+  info = pipeline.dataset_info('mmjax_digits', data_config)
+  assert info.class_names[7] == 'seven' and len(info.class_names) == 10
+  assert info.splits == {'train': 1438, 'test': 359}
+  assert set(info.modalities) == {'image', 'video', 'audio', 'text', 'label'}
+  assert 'caption' in info.features and info.tokenizer_file.endswith('tokenizer.model')
+
+
+def test_measure_throughput(data_config):
+  it = pipeline.make_train_iterator(task(('image',), batch=8), data_config, seed=0)
+  stats = pipeline.measure_throughput(it, num_batches=3, warmup=1)
+  assert stats['batches'] == 3 and stats['examples_per_s'] > 0

@@ -1,0 +1,60 @@
+"""The dataset's SentencePiece model and the lowercase policy."""
+
+import numpy as np
+import pytest
+
+from mmjax.data import digits_render as render
+from mmjax.data import pipeline, sources
+from mmjax.data.tokenizer import PAD_ID, UNK_ID, Tokenizer
+
+PROMPTS = ('a photo of the number {}.', 'a drawing of a {}', 'A Photo Of The Number {}.',
+           'itap of a {}', 'a blurry photo of the {}')
+
+
+@pytest.fixture(scope='module')
+def tokenizer(digits_dir):
+  return pipeline.load_tokenizer({'data_dir': digits_dir})
+
+
+def test_loaded_from_the_dataset(tokenizer, digits_dir):
+  info = tokenizer.describe()
+  assert info['model_file'] == sources.tokenizer_file('mmjax_digits', digits_dir)
+  assert info['lowercase'] is True and info['pad_id'] == PAD_ID == 0
+  assert 64 <= tokenizer.vocab_size <= 256
+
+
+def test_round_trip_of_captions(tokenizer, digits_dir):
+  src = sources.open_source('mmjax_digits', 'test', digits_dir)
+  captions = list(src.read(range(len(src)), ['caption'])['caption'])
+  ids, mask = tokenizer.encode(captions, 16)
+  assert ids.dtype == np.int32 and mask.dtype == np.int32 and ids.shape == (len(captions), 16)
+  assert mask.sum(1).max() < 16                   # every caption fits in 16 tokens
+  assert np.array_equal(mask, (ids != PAD_ID).astype(np.int32))
+  assert not np.any(ids == UNK_ID)
+  assert tokenizer.decode(ids) == captions
+
+
+def test_class_names_encode_the_same_everywhere(tokenizer):
+  for name in render.CLASS_NAMES:
+    alone = tokenizer.tokens(name)
+    assert alone == [f'\u2581{name}'], alone       # one whole-word piece
+    for template in render.TEMPLATES + PROMPTS:
+      pieces = tokenizer.tokens(template.format(name.upper() if 'Photo' in template else name))
+      assert alone[0] in pieces, (template, pieces)
+    ids, _ = tokenizer.encode([p.format(name) for p in PROMPTS], 16)
+    assert not np.any(ids == UNK_ID)               # unseen English prompts stay in vocabulary
+
+
+def test_truncation_and_padding(tokenizer):
+  ids, mask = tokenizer.encode(['a handwritten seven', ''], 3)
+  assert mask.tolist() == [[1, 1, 1], [0, 0, 0]]
+  ids, mask = tokenizer.encode(['seven'], 4)
+  assert mask.tolist() == [[1, 0, 0, 0]] and ids[0, 1:].tolist() == [0, 0, 0]
+
+
+def test_lowercase_policy(digits_dir, tokenizer):
+  cased = Tokenizer(tokenizer.model_file, lowercase=False)
+  assert tokenizer.encode(['SEVEN'], 4)[0].tolist() == tokenizer.encode(['seven'], 4)[0].tolist()
+  assert cased.encode(['SEVEN'], 4)[0].tolist() != cased.encode(['seven'], 4)[0].tolist()
+  config = {'data_dir': digits_dir, 'text': {'lowercase': False}}
+  assert pipeline.load_tokenizer(config).describe()['lowercase'] is False

@@ -1,0 +1,78 @@
+"""Loader benchmark: examples/s of each task's input pipeline versus what the train step
+consumes, side by side, for one config (default: the demo).
+
+  python -m tools.bench_data                              # configs/demo.py
+  python -m tools.bench_data --config=configs/demo.py --batches=30 --out=bench_data.json
+
+`headroom` = loader examples/s ÷ step examples/s: above 1 the loader keeps up; the loop's
+`input_wait_fraction` in metrics.jsonl is the in-run measure of the same thing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+
+
+def step_rate(config, task, steps: int) -> float:
+  """Examples/s the compiled train step consumes for `task`, on synthetic inputs."""
+  from mmjax.train import partitioning, state as state_lib, step as step_lib
+  mesh = partitioning.make_mesh(config.mesh)
+  graphdef, abstract, shardings = state_lib.abstract_train_state(config, mesh)
+  state = state_lib.create_train_state(config, mesh, graphdef, shardings)
+  compiled = step_lib.make_train_step(config, graphdef, mesh, shardings).lower(
+      abstract, step_lib.abstract_batch(task, config, mesh), task).compile()
+  rng = np.random.default_rng(0)
+  batch = {k: (rng.integers(0, 10, s) if k in ('text', 'label') else
+               np.ones(s) if k == 'text_mask' else rng.normal(size=s)).astype(d)
+           for k, (s, d) in step_lib.batch_spec(task).items()}
+  batch = jax.device_put(batch, partitioning.batch_sharding(mesh))
+  state, m = compiled(state, batch)
+  jax.block_until_ready(m)
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    state, m = compiled(state, batch)
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - t0)
+  return task.batch_size / statistics.median(times)
+
+
+def main(argv=None) -> int:
+  from mmjax import config as config_lib
+  from mmjax.data import pipeline
+  from mmjax.data.tasks import task_signatures
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--config', default='configs/demo.py')
+  parser.add_argument('--batches', type=int, default=30)
+  parser.add_argument('--steps', type=int, default=10)
+  parser.add_argument('--out', default='')
+  args, overrides = parser.parse_known_args(argv)
+  config = config_lib.load_config(args.config, overrides)
+  rows = []
+  for i, task in enumerate(task_signatures(config)):
+    it = pipeline.make_train_iterator(task, config, seed=i)
+    loader = pipeline.measure_throughput(it, num_batches=args.batches)
+    it.close()
+    consumed = step_rate(config, task, args.steps)
+    rows.append({'task': task.signature_name, 'loader_examples_per_s': loader['examples_per_s'],
+                 'step_examples_per_s': consumed,
+                 'headroom': loader['examples_per_s'] / consumed})
+  print(f'{"task":58}{"loader ex/s":>13}{"step ex/s":>11}{"headroom":>10}')
+  for r in rows:
+    print(f'{r["task"]:58}{r["loader_examples_per_s"]:>13.0f}{r["step_examples_per_s"]:>11.0f}'
+          f'{r["headroom"]:>9.1f}x')
+  if args.out:
+    with open(args.out, 'w') as f:
+      json.dump(rows, f, indent=2)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())

@@ -1,0 +1,113 @@
+"""Train-step benchmark: step time, examples/s, FLOPs per step (compiled cost analysis) and MFU.
+
+  python -m tools.bench_step                                  # tiny, small, base on this machine
+  python -m tools.bench_step --presets=tiny --batch=64 --task=video_text --out=bench.json
+
+Each preset runs the demo config's task at that size on all local devices (data parallel),
+compile time excluded. MFU is against the device's datasheet bf16 peak (mmjax/train/hardware.py);
+on CPU against a measured float32 matmul rate, and 'unknown' for a device not in the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+import jax
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _flops(compiled) -> float | None:
+  cost = compiled.cost_analysis()
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else None
+  return float(cost['flops']) if cost and 'flops' in cost else None
+
+
+def bench_preset(preset: str, task_name: str, batch: int, steps: int, dtype: str) -> dict:
+  from mmjax import config as config_lib
+  from mmjax.data.tasks import task_signatures
+  from mmjax.train import partitioning, state as state_lib, step as step_lib
+  overrides = [f'--config.model.size={preset}', f'--config.model.dtype={dtype}']
+  if preset != 'tiny':  # the demo config pins tiny-friendly sizes; let the preset decide
+    overrides += [f'--config.model.{k}=None' for k in ('num_layers', 'width', 'num_heads',
+                                                       'mlp_dim')]
+  config = config_lib.load_config(os.path.join(ROOT, 'configs/demo.py'), overrides)
+  with config.tasks.unlocked():
+    for t in config.tasks.values():
+      t.batch_size = batch
+  mesh = partitioning.make_mesh(config.mesh)
+  task = next(t for t in task_signatures(config) if t.name == task_name)
+  graphdef, abstract, shardings = state_lib.abstract_train_state(config, mesh)
+  state = state_lib.create_train_state(config, mesh, graphdef, shardings)
+  train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
+  t0 = time.perf_counter()
+  compiled = train_step.lower(abstract, step_lib.abstract_batch(task, config, mesh), task).compile()
+  compile_s = time.perf_counter() - t0
+  rng = np.random.default_rng(0)
+  local = {}
+  for k, (shape, dt) in step_lib.batch_spec(task).items():
+    local[k] = (rng.integers(0, 10, shape) if k in ('text', 'label') else
+                np.ones(shape) if k == 'text_mask' else rng.normal(size=shape)).astype(dt)
+  batch_arr = jax.device_put(local, partitioning.batch_sharding(mesh))
+  state, m = compiled(state, batch_arr)  # warm-up
+  jax.block_until_ready(m)
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    state, m = compiled(state, batch_arr)
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - t0)
+  step_s = statistics.median(times)
+  flops = _flops(compiled)
+  params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract['params']))
+  return dict(preset=preset, task=task.name, batch=batch, dtype=dtype, params=params,
+              devices=jax.device_count(), compile_s=compile_s, step_s=step_s,
+              examples_per_s=batch / step_s, flops_per_step=flops,
+              achieved_flops_per_s=(flops / step_s) if flops else None)
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+  parser.add_argument('--presets', default='tiny,small,base')
+  parser.add_argument('--task', default='image_text', help='a task name of configs/demo.py')
+  parser.add_argument('--batch', type=int, default=0, help='0 = 64 for tiny, 16 otherwise')
+  parser.add_argument('--steps', type=int, default=5)
+  parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
+  parser.add_argument('--out', default='')
+  args = parser.parse_args(argv)
+  from mmjax.train import hardware
+  peak = hardware.mfu_peak(jax.devices()[0])
+  peak_total = peak.flops * jax.device_count() if peak.flops else None
+  rows = []
+  for preset in args.presets.split(','):
+    batch = args.batch or (64 if preset == 'tiny' else 16)
+    r = bench_preset(preset, args.task, batch, args.steps, args.dtype)
+    r['mfu'] = (r['achieved_flops_per_s'] / peak_total
+                if peak_total and r['achieved_flops_per_s'] else None)
+    r['peak'] = {'name': peak.name, 'flops_per_device': peak.flops, 'source': peak.source}
+    rows.append(r)
+  print(f'device: {jax.devices()[0].device_kind} x{jax.device_count()}  peak: {peak.name} '
+        f'({peak.source}: {peak.flops / 1e12 if peak.flops else float("nan"):.2f} TFLOP/s/device)')
+  print(f'{"preset":8}{"params":>12}{"batch":>7}{"step ms":>10}{"ex/s":>10}'
+        f'{"GFLOP/step":>12}{"TFLOP/s":>10}{"MFU":>8}')
+  for r in rows:
+    mfu = f'{100 * r["mfu"]:.1f}%' if r['mfu'] is not None else 'unknown'
+    gf = r['flops_per_step'] / 1e9 if r['flops_per_step'] else float('nan')
+    tf = r['achieved_flops_per_s'] / 1e12 if r['achieved_flops_per_s'] else float('nan')
+    print(f'{r["preset"]:8}{r["params"]:>12,}{r["batch"]:>7}{1e3 * r["step_s"]:>10.1f}'
+          f'{r["examples_per_s"]:>10.1f}{gf:>12.2f}{tf:>10.3f}{mfu:>8}')
+  if args.out:
+    with open(args.out, 'w') as f:
+      json.dump(rows, f, indent=2)
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
