@@ -1,0 +1,45 @@
+"""Which accelerator a kernel targets, and whether Pallas runs in interpret mode.
+
+Kernels take a `backend` ('cpu', 'gpu' or 'tpu'; None = the default JAX backend) because GPU
+and TPU kernels tile differently, and an ahead-of-time compile for a TPU topology runs on a CPU
+host. `interpret=None` means interpret on CPU only.
+"""
+
+import jax
+
+BACKENDS = ('cpu', 'gpu', 'tpu')
+_ALIASES = {'cuda': 'gpu', 'rocm': 'gpu'}
+
+
+def resolve_backend(backend: str | None = None) -> str:
+  """Returns 'cpu', 'gpu' or 'tpu' for `backend`, or for jax.default_backend() when None."""
+  name = jax.default_backend() if backend is None else backend
+  name = _ALIASES.get(name, name)
+  if name not in BACKENDS:
+    raise ValueError(f'Unknown backend {backend!r}; expected one of {BACKENDS} or None.')
+  return name
+
+
+def resolve_interpret(interpret: bool | None, backend: str) -> bool:
+  """Interpret mode: as given, else True exactly when the backend is the CPU."""
+  if interpret is None:
+    return backend == 'cpu'
+  if not interpret and backend == 'cpu':
+    raise ValueError('Pallas kernels cannot be compiled for the CPU; pass interpret=True '
+                     '(or interpret=None) there.')
+  return bool(interpret)
+
+
+def check_choice(name: str, value: str, accepted: tuple[str, ...]) -> str:
+  """Returns `value` if it is one of `accepted`, else raises a ValueError listing them."""
+  if value not in accepted:
+    raise ValueError(f'Unknown {name} {value!r}; accepted: {", ".join(accepted)}.')
+  return value
+
+
+def round_up(x: int, multiple: int) -> int:
+  return -(-x // multiple) * multiple
+
+
+def next_power_of_2(x: int) -> int:
+  return 1 if x <= 1 else 1 << (x - 1).bit_length()

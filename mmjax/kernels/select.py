@@ -1,0 +1,59 @@
+"""The switch the model uses to pick an attention / ragged-matmul implementation.
+
+attention impl: 'xla' (pure-JAX reference), 'pallas' (flash_attention), 'cudnn'
+(jax.nn.dot_product_attention on GPU), 'auto' (pallas on GPU/TPU, xla on CPU).
+ragged_matmul impl: 'xla' (jax.lax.ragged_dot), 'pallas' (grouped_matmul), 'auto' (likewise).
+"""
+
+import jax
+import jax.numpy as jnp
+
+from mmjax.kernels import backend as backend_lib
+from mmjax.kernels.attention_reference import attention_reference
+from mmjax.kernels.flash_attention import check_qkv, flash_attention
+from mmjax.kernels.grouped_matmul import check_grouped_matmul, grouped_matmul
+
+ATTENTION_IMPLS = ('auto', 'xla', 'pallas', 'cudnn')
+RAGGED_MATMUL_IMPLS = ('auto', 'xla', 'pallas')
+
+
+def resolve_impl(impl: str, accepted: tuple[str, ...], backend: str | None = None) -> str:
+  """The implementation `impl` names on `backend`: 'auto' is 'pallas' off CPU, else 'xla'."""
+  backend_lib.check_choice('impl', impl, accepted)
+  if impl != 'auto':
+    return impl
+  return 'xla' if backend_lib.resolve_backend(backend) == 'cpu' else 'pallas'
+
+
+def attention(q, k, v, *, impl, segment_ids=None, causal=False, sm_scale=None, backend=None):
+  """Softmax attention `[batch, q_len, heads, head_dim]` by the implementation `impl`.
+
+  k, v: `[batch, kv_len, heads, head_dim]`; segment_ids `[batch, length]` keeps packed
+  sequences apart; causal: token i attends to j <= i. See `flash_attention` for details.
+  """
+  impl = resolve_impl(impl, ATTENTION_IMPLS, backend)
+  check_qkv(q, k, v, f'attention(impl={impl!r})')
+  if impl == 'xla':
+    return attention_reference(q, k, v, segment_ids=segment_ids, causal=causal,
+                               sm_scale=sm_scale)
+  if impl == 'pallas':
+    return flash_attention(q, k, v, segment_ids=segment_ids, causal=causal, sm_scale=sm_scale,
+                           backend=backend)
+  platform = backend_lib.resolve_backend(backend)
+  if platform != 'gpu':
+    raise ValueError(f"attention impl 'cudnn' needs a GPU, but the backend is '{platform}'; "
+                     "use impl='pallas' or 'xla' there.")
+  mask = None
+  if segment_ids is not None:
+    mask = (segment_ids[:, :, None] == segment_ids[:, None, :])[:, None]   # [b, 1, q, k]
+  return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=sm_scale, is_causal=causal,
+                                      implementation='cudnn')
+
+
+def ragged_matmul(lhs, rhs, group_sizes, *, impl, backend=None):
+  """lhs [m, k] @ rhs [groups, k, n] by row group (`jax.lax.ragged_dot` semantics) -> [m, n]."""
+  impl = resolve_impl(impl, RAGGED_MATMUL_IMPLS, backend)
+  check_grouped_matmul(lhs, rhs, group_sizes, f'ragged_matmul(impl={impl!r})')
+  if impl == 'xla':
+    return jax.lax.ragged_dot(lhs, rhs, group_sizes.astype(jnp.int32))
+  return grouped_matmul(lhs, rhs, group_sizes, backend=backend)
