@@ -1,7 +1,7 @@
 """Multi-head self-attention with optional QK-norm.
 
-The attention itself is chosen by `config.model.attention_impl` (`auto | xla | pallas | cudnn`):
-`xla` (and `auto` on CPU) is `jax.nn.dot_product_attention`; the others are `mmjax.kernels`.
+The attention itself is chosen by `config.model.attention_impl` (`auto | xla | pallas | cudnn`,
+see `mmjax.kernels.select`): `auto` is the Pallas flash kernel on GPU/TPU, the XLA reference on CPU.
 Layers listed in `config.model.routed_attention.layers` use BiFormer bi-level routed attention.
 """
 
@@ -11,7 +11,11 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from jax.sharding import PartitionSpec as P
+
+from mmjax import kernels
 from mmjax.models.layers import DenseGeneral, LayerNorm
+from mmjax.train import partitioning
 from mmjax.train.partitioning import constrain
 
 
@@ -43,14 +47,24 @@ class SelfAttention(nnx.Module):
 
 
 def attend(q, k, v, mask, impl: str, routing=None) -> jax.Array:
-  """`q, k, v [batch, length, heads, kv]`, `mask [batch, length]` -> `[batch, length, heads, kv]`."""
+  """`q, k, v [batch, length, heads, kv]`, `mask [batch, length]` -> `[batch, length, heads, kv]`.
+
+  The XLA path is partitioned by GSPMD like any other op. A Pallas kernel cannot be, so on a
+  mesh it runs inside `shard_map` over the batch and head axes (each device attends over its
+  own examples and heads, which needs no communication).
+  """
+  impl = kernels.resolve_impl(impl, kernels.ATTENTION_IMPLS)
+  seg = mask.astype(jnp.int32)
   if routing is not None:
-    from mmjax import kernels
     block_size, top_k = routing
-    return kernels.routed_attention(q, k, v, block_size=block_size, top_k=top_k)
-  if impl == 'xla' or (impl == 'auto' and jax.default_backend() == 'cpu'):
-    seg = mask.astype(jnp.int32)
-    allowed = seg[:, None, :, None] == seg[:, None, None, :]          # [batch, 1, q, k]
-    return jax.nn.dot_product_attention(q, k, v, mask=allowed, implementation='xla')
-  from mmjax import kernels
-  return kernels.attention(q, k, v, impl=impl, segment_ids=mask.astype(jnp.int32))
+    fn = lambda q, k, v, seg: kernels.routed_attention(q, k, v, block_size=block_size,
+                                                       top_k=top_k)
+  else:
+    fn = lambda q, k, v, seg: kernels.attention(q, k, v, impl=impl, segment_ids=seg)
+  ctx = partitioning.current_context()
+  if ctx is None or (impl == 'xla' and routing is None):
+    return fn(q, k, v, seg)
+  mesh, rules = ctx
+  spec = partitioning.logical_to_spec(('batch', 'length', 'heads', 'kv'), rules, mesh, q.shape)
+  return jax.shard_map(fn, mesh=mesh, in_specs=(spec, spec, spec, P(spec[0], spec[1])),
+                       out_specs=spec, check_vma=False)(q, k, v, seg)

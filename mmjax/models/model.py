@@ -3,6 +3,12 @@
 Each modality passes through the encoder separately (one shared encoder, or one per modality
 for the VATT-style baseline). Pooled features are projected per modality into a common
 L2-normalised space; labelled datasets get classifier heads on the pooled features.
+
+With `model.moe.mixture_of_transformers` the encoder is a Mixture-of-Transformers (`mot.py`:
+per-modality weights, global attention). A task without contrastive pairs then fuses its
+modalities: their tokens are concatenated into one sequence, encoded jointly and pooled per
+modality from their own tokens. Contrastive tasks keep modalities apart (joint attention would
+let each example see its positive).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from mmjax.data.tasks import MODALITIES, Task, tasks_from_config
 from mmjax.models.embeddings import EMBEDDINGS
 from mmjax.models.encoder import Encoder
 from mmjax.models.layers import Dense, l2_normalize, param
+from mmjax.models.mot import MotEncoder
 from mmjax.train.partitioning import constrain
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -64,7 +71,14 @@ class MultimodalModel(nnx.Module):
       raise ValueError("config.model.encoder_sharing must be 'shared' or 'per_modality', "
                        f'got {cfg.encoder_sharing!r}.')
     self.shared = cfg.encoder_sharing == 'shared'
-    if self.shared:
+    moe = cfg.get('moe', None)
+    self.mot = bool(moe is not None and moe.get('mixture_of_transformers', False))
+    if self.mot and (not self.shared or moe.get('num_experts', 0)):
+      raise ValueError('config.model.moe.mixture_of_transformers already gives each modality its '
+                       "own weights: use encoder_sharing='shared' and moe.num_experts=0 with it.")
+    if self.mot:
+      self.encoder = MotEncoder(cfg, spec.modalities, rngs=rngs, dtype=dtype)
+    elif self.shared:
       self.encoder = Encoder(cfg, rngs=rngs, dtype=dtype)
     for m in spec.modalities:
       setattr(self, f'embed_{m}', EMBEDDINGS[m](cfg, rngs=rngs, dtype=dtype))
@@ -86,9 +100,9 @@ class MultimodalModel(nnx.Module):
 
   # -- per modality ---------------------------------------------------------------------------
 
-  def encode(self, modality: str, x: jax.Array, mask: jax.Array | None = None, *,
-             rng=None, drop_rate: float = 0.0):
-    """Raw input -> pooled features `[batch, width]` (float32) and the encoder's aux."""
+  def input_tokens(self, modality: str, x: jax.Array, mask: jax.Array | None = None, *,
+                   rng=None, drop_rate: float = 0.0):
+    """Raw input -> encoder input `[batch, n, width]` and its mask (DropToken and CLS applied)."""
     if modality not in self.spec.modalities:
       raise ValueError(f'the model has no {modality!r} embedding; it was built for '
                        f'{self.spec.modalities}.')
@@ -101,16 +115,48 @@ class MultimodalModel(nnx.Module):
       tokens = jnp.concatenate([jnp.broadcast_to(cls[None], (tokens.shape[0], 1, cls.shape[-1])),
                                 tokens], axis=1)
       tmask = jnp.concatenate([jnp.ones((tmask.shape[0], 1), tmask.dtype), tmask], axis=1)
-    tokens = constrain(tokens, ('batch', 'length', 'embed'))
-    encoder = self.encoder if self.shared else getattr(self, f'encoder_{modality}')
-    h, aux = encoder(tokens, tmask, rng=rng)
+    return constrain(tokens, ('batch', 'length', 'embed')), tmask
+
+  def pool(self, h: jax.Array, tmask: jax.Array) -> jax.Array:
+    """Encoder output `[batch, n, width]` -> float32 `[batch, width]` (CLS token or masked mean)."""
     h = h.astype(jnp.float32)
     if self.pooling == 'cls':
-      pooled = h[:, 0]
+      return h[:, 0]
+    w = tmask.astype(jnp.float32)[..., None]
+    return (h * w).sum(1) / jnp.maximum(w.sum(1), 1.0)
+
+  def encode(self, modality: str, x: jax.Array, mask: jax.Array | None = None, *,
+             rng=None, drop_rate: float = 0.0):
+    """Raw input -> pooled features `[batch, width]` (float32) and the encoder's aux."""
+    tokens, tmask = self.input_tokens(modality, x, mask, rng=rng, drop_rate=drop_rate)
+    if self.mot:
+      ids = jnp.full(tmask.shape, self.encoder.modality_index(modality), jnp.int32)
+      h, aux = self.encoder(tokens, tmask, ids, rng=rng)
     else:
-      w = tmask.astype(jnp.float32)[..., None]
-      pooled = (h * w).sum(1) / jnp.maximum(w.sum(1), 1.0)
-    return pooled, aux
+      encoder = self.encoder if self.shared else getattr(self, f'encoder_{modality}')
+      h, aux = encoder(tokens, tmask, rng=rng)
+    return self.pool(h, tmask), aux
+
+  def encode_joint(self, inputs: dict, *, rng=None, drop_rate: float = 0.0) -> dict:
+    """Mixture-of-Transformers fusion: `{modality: (x, mask)}` -> `{modality: pooled}`, all
+    modalities encoded as one sequence (each modality's tokens keep their own weights)."""
+    parts = []
+    for i, (m, (x, mask)) in enumerate(inputs.items()):
+      mrng = None if rng is None else jax.random.fold_in(rng, i)
+      tokens, tmask = self.input_tokens(m, x, mask, rng=mrng, drop_rate=drop_rate)
+      parts.append((m, tokens, tmask))
+    if len({t.shape[0] for _, t, _ in parts}) != 1:
+      raise ValueError(f'fused modalities {list(inputs)} must have one batch size each; got '
+                       f'{[t.shape[0] for _, t, _ in parts]} (several text instances cannot fuse).')
+    ids = jnp.concatenate([jnp.full(mk.shape, self.encoder.modality_index(m), jnp.int32)
+                           for m, _, mk in parts], axis=1)
+    h, _ = self.encoder(jnp.concatenate([t for _, t, _ in parts], axis=1),
+                        jnp.concatenate([mk for _, _, mk in parts], axis=1), ids, rng=rng)
+    pooled, start = {}, 0
+    for m, t, mk in parts:
+      pooled[m] = self.pool(h[:, start:start + t.shape[1]], mk)
+      start += t.shape[1]
+    return pooled
 
   def project(self, modality: str, pooled: jax.Array) -> jax.Array:
     """Pooled features -> L2-normalised common-space embedding `[batch, embed_dim]`."""
@@ -144,14 +190,21 @@ class MultimodalModel(nnx.Module):
     """Everything the task's objective needs: embeddings, logits and aux, per modality."""
     embeddings, logits, aux = {}, {}, {}
     needs_embed = {m for p in task.contrast + task.mil_nce for m in p}
+    fused = None
+    if self.mot and len(task.modalities) > 1 and not needs_embed:
+      fused = self.encode_joint({m: _inputs(batch, m) for m in task.modalities}, rng=rng,
+                                drop_rate=task.drop_token if train else 0.0)
     for i, m in enumerate(task.modalities):
       x, mask = _inputs(batch, m)
       lead = x.shape[:-1] if (m == 'text' and x.ndim == 3) else None
       if lead is not None:
         x, mask = x.reshape(-1, x.shape[-1]), mask.reshape(-1, mask.shape[-1])
       mrng = None if rng is None else jax.random.fold_in(rng, i)
-      pooled, aux[m] = self.encode(m, x, mask, rng=mrng,
-                                   drop_rate=task.drop_token if train else 0.0)
+      if fused is not None:
+        pooled, aux[m] = fused[m], {}
+      else:
+        pooled, aux[m] = self.encode(m, x, mask, rng=mrng,
+                                     drop_rate=task.drop_token if train else 0.0)
       if m in needs_embed:
         e = self.project(m, pooled)
         embeddings[m] = e.reshape(*lead, e.shape[-1]) if lead is not None else e

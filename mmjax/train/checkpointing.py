@@ -18,6 +18,13 @@ import orbax.checkpoint as ocp
 
 log = logging.getLogger(__name__)
 
+# Replica-parallel saving slices replicated arrays with small jitted programs on the first save
+# (one per shape and device), i.e. compilations inside the training loop. mmjax writes each
+# array from its first replica instead: no compilation after the loop starts, and FSDP-sharded
+# parameters are written in parallel by their owners anyway.
+ocp.type_handlers.register_type_handler(
+    jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+
 
 class CheckpointMismatchError(ValueError):
   """The checkpoint's structure or shapes differ from the model being restored."""
@@ -57,6 +64,7 @@ class Checkpointer:
   def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True,
                read_only: bool = False):
     self.directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
+    self.read_only = read_only
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, enable_async_checkpointing=async_save, read_only=read_only,
         create=not read_only)
@@ -87,8 +95,11 @@ class Checkpointer:
 
   def restore(self, step: int, abstract_state):
     """Restores step `step` onto the shardings of `abstract_state`; returns (state, data)."""
-    check_compatible(self.saved_structure(step), abstract_state,
-                     f'checkpoint {self.directory}/{step}')
+    saved = self.saved_structure(step)
+    if saved is None:  # a missing state/_METADATA is damage, not a different model
+      raise FileNotFoundError(f'checkpoint {self.directory}/{step} has no readable state '
+                              'metadata (state/_METADATA): it is incomplete or corrupt.')
+    check_compatible(saved, abstract_state, f'checkpoint {self.directory}/{step}')
     out = self.manager.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
     return out['state'], out['data']
@@ -96,19 +107,48 @@ class Checkpointer:
   def restore_latest_good(self, abstract_state):
     """Newest readable checkpoint -> (step, state, data), or None when there is none.
 
-    A shape/structure mismatch is raised (it is the user's config, not a bad file); a
-    checkpoint that fails to read is reported in one warning and the previous one is tried.
+    A shape/structure mismatch is raised (it is the user's config, not a bad file). A step that
+    fails to read on any process is reported in one warning and moved aside to `<step>.corrupt`
+    (kept for inspection; orbax ignores it, so the step can be written again), and the previous
+    one is tried.
     """
+    from mmjax.train import distributed
     for step in reversed(self.all_steps()):
+      error = None
       try:
         state, data = self.restore(step, abstract_state)
-        return step, state, data
       except CheckpointMismatchError:
         raise
       except Exception as e:  # noqa: BLE001 - any read failure means this step is unusable
-        log.warning('checkpoint %s/%d is incomplete or corrupt (%s: %s); trying the previous '
-                    'one.', self.directory, step, type(e).__name__, str(e).splitlines()[0][:200])
+        error = e
+      if distributed.all_processes(error is None):  # every process must have read its shards
+        return step, state, data
+      self._set_aside(step, error)
     return None
+
+  def _set_aside(self, step: int, error: Exception | None) -> None:
+    """Renames the unreadable step directory out of orbax's sight (read-only: just reports)."""
+    path = os.path.join(self.directory, str(step))
+    reason = (f'{type(error).__name__}: {str(error).strip().splitlines()[0][:160]}'
+              if error is not None and str(error).strip() else
+              type(error).__name__ if error is not None else 'another process could not read it')
+    if self.read_only:
+      log.warning('checkpoint %s is incomplete or corrupt (%s); trying the previous one.', path,
+                  reason)
+      return
+    if jax.process_index() == 0:
+      aside, n = f'{path}.corrupt', 1
+      while os.path.exists(aside):
+        n += 1
+        aside = f'{path}.corrupt{n}'
+      os.rename(path, aside)
+      log.warning('checkpoint %s is incomplete or corrupt (%s); moved it to %s and trying the '
+                  'previous one.', path, reason, os.path.basename(aside))
+    elif error is not None:
+      log.warning('checkpoint %s is unreadable on process %d (%s); process 0 moves it aside.',
+                  path, jax.process_index(), reason)
+    ocp.multihost.sync_global_processes(f'mmjax_set_aside_{step}')
+    self.manager.reload()
 
   def close(self) -> None:
     self.manager.wait_until_finished()

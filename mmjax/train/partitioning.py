@@ -141,6 +141,11 @@ def axis_rules(mesh: Mesh, rules):
     _CONTEXT.reset(token)
 
 
+def current_context():
+  """`(mesh, rules)` while tracing inside `axis_rules`, else None."""
+  return _CONTEXT.get()
+
+
 def constrain(x: jax.Array, logical_axes: Sequence[str | None]) -> jax.Array:
   """`with_sharding_constraint` by logical names; identity outside `axis_rules`."""
   ctx = _CONTEXT.get()

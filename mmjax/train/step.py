@@ -82,8 +82,9 @@ def make_train_step(config, graphdef, mesh, state_shardings):
                    'opt_state': _tree_select(finite, opt_state, state['opt_state'])}
       metrics = {'loss': loss, 'grad_norm': grad_norm, 'learning_rate': schedule(state['step']),
                  'nonfinite': (~finite).astype(jnp.int32), **parts}
-      if aux:
-        metrics['moe'] = aux
+      moe = {m: layers for m, layers in aux.items() if layers}
+      if moe:
+        metrics['moe'] = moe
       return new_state, metrics
 
   batch_sh = partitioning.batch_sharding(mesh)

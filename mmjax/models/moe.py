@@ -1,0 +1,226 @@
+"""Sparse Mixture-of-Experts MLP: a float32 router sends each token to a few expert MLPs.
+
+Routers (`config.model.moe.router`):
+- `tokens_choose`: each token picks its top_k experts; an expert keeps `capacity` claims
+  (optionally batch-prioritised), the rest are dropped (the residual carries them).
+- `experts_choose`: each expert takes its top-`capacity` tokens (balanced by construction, so
+  its load-balancing loss is 0).
+- `dropless`: tokens_choose without capacity; tokens sorted by expert go through a grouped
+  matmul (`mmjax.kernels.ragged_matmul`, impl `config.model.moe.impl`).
+
+Routing groups are examples: capacity = ceil(capacity_factor * length * top_k / experts) per
+example, so the output does not depend on the mesh. Tokens reach experts by scatter/gather
+into a `[experts, batch, capacity, embed]` buffer (never a one-hot), constrained to logical
+`('expert', 'batch', None, 'embed')`: on an expert mesh axis XLA moves tokens by all-to-all.
+With `moe.normalize_combine_weights` the top_k weights are divided by their sum (top-1: 1.0).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mmjax.config import ConfigError
+from mmjax.models.layers import Dense, param
+from mmjax.models.routing import (expert_capacity, load_balancing_loss, route_experts_choose,
+                                  route_tokens_choose, router_entropy, router_probs,
+                                  router_z_loss, slot_positions)
+from mmjax.train.partitioning import constrain
+
+__all__ = ['MoeMlp', 'MoeConfigError', 'check_moe_config', 'expert_capacity',
+           'grouped_matmul', 'load_balancing_loss', 'route_experts_choose', 'route_tokens_choose',
+           'router_entropy', 'router_probs', 'router_z_loss', 'slot_positions', 'stacked']
+
+ROUTERS = ('tokens_choose', 'experts_choose', 'dropless')
+ROUTER_INIT = nnx.initializers.normal(0.02)   # small logits: near-uniform routing at the start
+
+
+class MoeConfigError(ConfigError):
+  """A bad `config.model.moe` setting; one sentence naming it and the fix."""
+
+
+def check_moe_config(model_cfg, mesh_shape: dict | None = None) -> None:
+  """Raises MoeConfigError for a MoE setting that cannot work; `mesh_shape` (e.g.
+  `dict(mesh.shape)`) adds the check that the expert mesh axis divides the expert count."""
+  from mmjax.models.encoder import moe_layer_indices
+  moe = model_cfg.get('moe', None)
+  if moe is None or not moe.get('num_experts', 0):
+    return
+  experts, top_k = int(moe.num_experts), int(moe.top_k)
+  if moe.router not in ROUTERS:
+    raise MoeConfigError(f'config.model.moe.router is {moe.router!r}; choose one of {ROUTERS}.')
+  if not 1 <= top_k <= experts:
+    raise MoeConfigError(f'config.model.moe.top_k={top_k} must be between 1 and '
+                         f'num_experts={experts}.')
+  if moe.router != 'dropless' and not moe.capacity_factor > 0:
+    raise MoeConfigError(f'config.model.moe.capacity_factor={moe.capacity_factor} must be > 0.')
+  try:
+    moe_layer_indices(model_cfg)
+  except ConfigError:
+    raise
+  except ValueError as e:
+    raise MoeConfigError(str(e)) from None
+  ep = int((mesh_shape or {}).get('expert', 1))
+  if ep > 1 and experts % ep:
+    raise MoeConfigError(f'config.model.moe.num_experts={experts} is not divisible by the expert '
+                         f'mesh axis of size {ep}: make config.mesh.expert divide it.')
+
+
+def stacked(init):
+  """An initializer for `[n, ...]` that initialises each of the n slices like `init`."""
+  def stacked_init(key, shape, dtype=jnp.float32):
+    keys = jax.random.split(key, shape[0])
+    return jax.vmap(lambda k: init(k, tuple(shape[1:]), dtype))(keys)
+  return stacked_init
+
+
+class ExpertDense(nnx.Module):
+  """Per-expert `kernel [experts, in, out]` and `bias [experts, out]`."""
+
+  def __init__(self, experts: int, n_in: int, n_out: int, axes, *, rngs: nnx.Rngs):
+    self.kernel = param(rngs, stacked(nnx.initializers.xavier_uniform()), (experts, n_in, n_out),
+                        axes)
+    self.bias = param(rngs, nnx.initializers.zeros, (experts, n_out), (axes[0], axes[2]))
+
+
+def grouped_matmul(lhs, rhs, group_sizes, impl: str = 'auto'):
+  """`lhs [rows, in]` sorted by group @ `rhs [groups, in, out]` -> `[rows, out]`; rows past
+  `sum(group_sizes)` give zeros (`mmjax.kernels.ragged_matmul`, else `jax.lax.ragged_dot`)."""
+  try:
+    from mmjax.kernels import ragged_matmul
+  except ImportError:
+    return jax.lax.ragged_dot(lhs, rhs, group_sizes)
+  return ragged_matmul(lhs, rhs, group_sizes, impl=impl)
+
+
+class MoeMlp(nnx.Module):
+  """`[batch, length, embed]` + `mask [batch, length]` -> `(y, aux)`; see the module docstring.
+
+  `aux` (float32): `load_balancing_loss`, `router_z_loss`, `router_entropy`, `dropped_fraction`
+  (scalars) and `expert_load [experts]` (fraction of routed token-slots per expert).
+  """
+
+  def __init__(self, cfg, *, rngs: nnx.Rngs, dtype):
+    check_moe_config(cfg)
+    moe = cfg.moe
+    self.num_experts, self.top_k, self.router_kind = int(moe.num_experts), int(moe.top_k), moe.router
+    self.capacity_factor, self.batch_prioritized = float(moe.capacity_factor), bool(moe.batch_prioritized)
+    self.jitter, self.impl, self.dtype = float(moe.jitter), moe.impl, dtype
+    self.normalize = bool(moe.get('normalize_combine_weights', False))
+    self.router = Dense(cfg.width, self.num_experts, ('embed', None), rngs=rngs, use_bias=False,
+                        dtype=jnp.float32, kernel_init=ROUTER_INIT)
+    self.wi = ExpertDense(self.num_experts, cfg.width, cfg.mlp_dim, ('expert', 'embed', 'mlp'),
+                          rngs=rngs)
+    self.wo = ExpertDense(self.num_experts, cfg.mlp_dim, cfg.width, ('expert', 'mlp', 'embed'),
+                          rngs=rngs)
+
+  def router_logits(self, x: jax.Array, rng=None) -> jax.Array:
+    """`[batch, length, embed]` -> float32 `[batch, length, experts]`; with `rng` and
+    `moe.jitter` the router input is scaled by uniform noise in [1 - jitter, 1 + jitter]."""
+    x = x.astype(jnp.float32)
+    if rng is not None and self.jitter > 0:
+      x = x * jax.random.uniform(rng, x.shape, jnp.float32, 1.0 - self.jitter, 1.0 + self.jitter)
+    return self.router(x)
+
+  def __call__(self, x: jax.Array, mask: jax.Array | None = None, *, rng=None):
+    b, length, _ = x.shape
+    mask = jnp.ones((b, length), jnp.int32) if mask is None else mask.astype(jnp.int32)
+    logits = self.router_logits(x, rng)
+    probs = router_probs(logits)
+    if self.router_kind == 'experts_choose':
+      y, load, dropped = self._experts_choose(x, logits, mask)
+      lb = jnp.zeros((), jnp.float32)
+    else:
+      weights, index = jax.lax.top_k(probs, self.top_k)            # [batch, length, top_k]
+      if self.router_kind == 'dropless':
+        y, load, dropped = self._dropless(x, index, weights, mask)
+      else:
+        y, load, dropped = self._tokens_choose(x, logits, weights, mask)
+      lb = load_balancing_loss(probs.reshape(b * length, -1), index.reshape(b * length, -1),
+                               mask.reshape(-1))
+    flat_mask = mask.reshape(-1)
+    aux = {'load_balancing_loss': lb,
+           'router_z_loss': router_z_loss(logits.reshape(b * length, -1), flat_mask),
+           'router_entropy': router_entropy(probs.reshape(b * length, -1), flat_mask),
+           'expert_load': load, 'dropped_fraction': dropped}
+    return y.astype(x.dtype), aux
+
+  # -- expert computation on the `[experts, batch, capacity, embed]` buffer --------------------
+
+  def _experts(self, buf: jax.Array) -> jax.Array:
+    """`[batch, experts, capacity, embed]` (token side) -> same, computed on the expert side."""
+    buf = constrain(buf, ('batch', None, None, 'embed'))
+    buf = constrain(buf.transpose(1, 0, 2, 3), ('expert', 'batch', None, 'embed'))
+    dt = self.dtype
+    h = jnp.einsum('egcd,edh->egch', buf.astype(dt), self.wi.kernel[...].astype(dt))
+    h = jax.nn.gelu(h + self.wi.bias[...].astype(dt)[:, None, None])
+    h = constrain(h, ('expert', 'batch', None, 'mlp'))
+    y = jnp.einsum('egch,ehd->egcd', h, self.wo.kernel[...].astype(dt))
+    y = constrain(y + self.wo.bias[...].astype(dt)[:, None, None], ('expert', 'batch', None, 'embed'))
+    return constrain(y.transpose(1, 0, 2, 3), ('batch', None, None, 'embed'))
+
+  def _tokens_choose(self, x, logits, weights, mask):
+    b, length, d = x.shape
+    e, k = self.num_experts, self.top_k
+    cap = expert_capacity(length, e, k, self.capacity_factor)
+    route = lambda lg, m: route_tokens_choose(lg, k, cap, mask=m,
+                                              batch_prioritized=self.batch_prioritized)
+    index, combine, position = jax.vmap(route)(logits, mask)        # [batch, length, top_k]
+    if self.normalize:
+      combine = combine / jnp.maximum(weights.sum(-1, keepdims=True), 1e-9)
+    slot = jnp.where(position >= 0, index * cap + position, e * cap)  # e*cap = dropped
+
+    def scatter(xg, sg):
+      buf = jnp.zeros((e * cap, d), x.dtype)
+      for j in range(k):
+        buf = buf.at[sg[:, j]].add(xg, mode='drop')
+      return buf
+    buf = jax.vmap(scatter)(x, slot).reshape(b, e, cap, d)
+    out = self._experts(buf).reshape(b, e * cap, d)
+    gather = jax.vmap(lambda o, s: o.at[s].get(mode='fill', fill_value=0))
+    y = jnp.zeros((b, length, d), jnp.float32)
+    for j in range(k):
+      y = y + gather(out, slot[..., j]).astype(jnp.float32) * combine[..., j, None]
+    routed = jnp.broadcast_to(mask[..., None], index.shape)          # int32 counts: exact
+    load = jnp.zeros((e,), jnp.int32).at[index.reshape(-1)].add(routed.reshape(-1))
+    total = jnp.maximum(routed.sum(), 1).astype(jnp.float32)
+    dropped = (routed.sum() - jnp.sum(position >= 0)).astype(jnp.float32) / total
+    return y, load.astype(jnp.float32) / total, dropped
+
+  def _experts_choose(self, x, logits, mask):
+    b, length, d = x.shape
+    e = self.num_experts
+    cap = min(length, expert_capacity(length, e, self.top_k, self.capacity_factor))
+    token_index, combine = jax.vmap(lambda lg, m: route_experts_choose(lg, cap, mask=m))(logits, mask)
+    buf = jax.vmap(lambda xg, ti: xg[ti])(x, token_index)           # [batch, experts, cap, d]
+    out = self._experts(buf).astype(jnp.float32) * combine[..., None]
+    y = jax.vmap(lambda o, ti: jnp.zeros((length, d), jnp.float32).at[ti.reshape(-1)].add(
+        o.reshape(-1, d)))(out, token_index)
+    taken = jnp.take_along_axis(mask, token_index.reshape(b, -1), axis=1).reshape(token_index.shape)
+    load = taken.astype(jnp.float32).sum((0, 2))
+    hits = jax.vmap(lambda ti: jnp.zeros((length,), jnp.int32).at[ti.reshape(-1)].add(1))(token_index)
+    missed = jnp.sum((hits == 0) * mask).astype(jnp.float32)
+    dropped = missed / jnp.maximum(mask.sum(), 1).astype(jnp.float32)
+    return y, load / jnp.maximum(load.sum(), 1.0), dropped
+
+  def _dropless(self, x, index, weights, mask):
+    b, length, d = x.shape
+    e, k, n = self.num_experts, self.top_k, b * length
+    if self.normalize:
+      weights = weights / jnp.maximum(weights.sum(-1, keepdims=True), 1e-9)
+    real = mask.reshape(n) > 0
+    claims = jnp.where(real[:, None], index.reshape(n, k), e).reshape(-1)   # [n * top_k]
+    order = jnp.argsort(claims, stable=True)
+    expert_of = jnp.minimum(claims[order], e - 1)
+    sizes = jnp.zeros((e + 1,), jnp.int32).at[claims].add(1)[:e]
+    dt = self.dtype
+    xs = x.reshape(n, d)[order // k].astype(dt)
+    h = grouped_matmul(xs, self.wi.kernel[...].astype(dt), sizes, self.impl)
+    h = jax.nn.gelu(h + self.wi.bias[...].astype(dt)[expert_of])
+    ys = grouped_matmul(h, self.wo.kernel[...].astype(dt), sizes, self.impl)
+    ys = ys + self.wo.bias[...].astype(dt)[expert_of]
+    w = jnp.where(real[:, None], weights.reshape(n, k), 0.0).reshape(-1)[order]
+    y = jnp.zeros((n, d), jnp.float32).at[order // k].add(ys.astype(jnp.float32) * w[:, None])
+    load = sizes.astype(jnp.float32) / jnp.maximum(sizes.sum(), 1).astype(jnp.float32)
+    return y.reshape(b, length, d), load, jnp.zeros((), jnp.float32)

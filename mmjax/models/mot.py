@@ -1,0 +1,138 @@
+"""Mixture-of-Transformers (Liang et al. 2024): modality-specific weights, global attention.
+
+Every block holds one set of norms, QKV / output projections and MLP per modality, stacked on a
+leading `[modalities, ...]` axis. Each token uses its modality's weights (tokens are sorted by
+modality and multiplied by a grouped matmul, `mmjax.kernels.ragged_matmul`, so the FLOPs equal
+one dense block); self-attention runs over the whole sequence, across modalities.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from mmjax.models.attention import attend
+from mmjax.models.layers import param
+from mmjax.models.moe import grouped_matmul, stacked
+from mmjax.train.partitioning import constrain
+
+
+def _dense_init(in_axes: int, out_axes: int):
+  """The DenseGeneral initializer for a kernel of `in_axes` + `out_axes` dims."""
+  return nnx.initializers.variance_scaling(
+      1.0, 'fan_in', 'truncated_normal', in_axis=tuple(range(in_axes)),
+      out_axis=tuple(range(in_axes, in_axes + out_axes)))
+
+
+class ModalityNorm(nnx.Module):
+  """LayerNorm (float32) with per-modality `scale, bias [modalities, features]`."""
+
+  def __init__(self, modalities: int, features: int, *, rngs, axis_name='embed', dtype):
+    self.scale = param(rngs, nnx.initializers.ones, (modalities, features), (None, axis_name))
+    self.bias = param(rngs, nnx.initializers.zeros, (modalities, features), (None, axis_name))
+    self.dtype = dtype
+
+  def __call__(self, x: jax.Array, ids: jax.Array) -> jax.Array:
+    """`x [..., features]`, `ids` int of shape `x.shape[:-1]` (or broadcastable)."""
+    x32 = x.astype(jnp.float32)
+    mean = x32.mean(-1, keepdims=True)
+    y = (x32 - mean) * jax.lax.rsqrt(jnp.square(x32 - mean).mean(-1, keepdims=True) + 1e-6)
+    return (y * self.scale[...][ids] + self.bias[...][ids]).astype(self.dtype)
+
+
+class ModalityDense(nnx.Module):
+  """Per-modality `kernel [modalities, *in_shape, *out_shape]` and `bias [modalities, *out]`,
+  applied to rows already sorted by modality."""
+
+  def __init__(self, modalities: int, in_shape: tuple, out_shape: tuple, axes: tuple, *, rngs,
+               dtype):
+    self.kernel = param(rngs, stacked(_dense_init(len(in_shape), len(out_shape))),
+                        (modalities,) + in_shape + out_shape, (None,) + axes)
+    self.bias = param(rngs, nnx.initializers.zeros, (modalities,) + out_shape,
+                      (None,) + axes[len(in_shape):])
+    self.n_in, self.dtype = len(in_shape), dtype
+
+  def __call__(self, xs: jax.Array, group_sizes: jax.Array, ids_sorted: jax.Array, impl: str):
+    """`xs [rows, prod(in_shape)]` sorted by modality -> `[rows, prod(out_shape)]`."""
+    k = self.kernel[...].astype(self.dtype)
+    m = k.shape[0]
+    k = k.reshape(m, -1, math.prod(k.shape[1 + self.n_in:]))
+    y = grouped_matmul(xs.astype(self.dtype), k, group_sizes, impl)
+    return y + self.bias[...].reshape(m, -1).astype(self.dtype)[ids_sorted]
+
+
+def group_by_modality(modality_ids: jax.Array, modalities: int):
+  """`[batch, length]` ids -> (order, inverse, group_sizes, sorted ids) of the flat tokens."""
+  flat = modality_ids.reshape(-1).astype(jnp.int32)
+  order = jnp.argsort(flat, stable=True)
+  inverse = jnp.argsort(order)
+  sizes = jnp.zeros((modalities,), jnp.int32).at[flat].add(1)
+  return order, inverse, sizes, flat[order]
+
+
+class MotBlock(nnx.Module):
+  """Pre-LN block: x + Attn_m(LN_m(x)) with global attention, then x + MLP_m(LN_m(x))."""
+
+  def __init__(self, cfg, modalities: int, *, rngs: nnx.Rngs, dtype):
+    m, d, h = modalities, cfg.width, cfg.num_heads
+    kv = d // h
+    self.heads, self.kv, self.impl = h, kv, cfg.moe.impl
+    self.attention_impl = cfg.attention_impl
+    self.norm1 = ModalityNorm(m, d, rngs=rngs, dtype=dtype)
+    self.qkv = ModalityDense(m, (d,), (3, h, kv), ('embed', None, 'heads', 'kv'), rngs=rngs,
+                             dtype=dtype)
+    self.out = ModalityDense(m, (h, kv), (d,), ('heads', 'kv', 'embed'), rngs=rngs, dtype=dtype)
+    self.q_norm = ModalityNorm(m, kv, rngs=rngs, axis_name='kv', dtype=dtype) if cfg.qk_norm else None
+    self.k_norm = ModalityNorm(m, kv, rngs=rngs, axis_name='kv', dtype=dtype) if cfg.qk_norm else None
+    self.norm2 = ModalityNorm(m, d, rngs=rngs, dtype=dtype)
+    self.wi = ModalityDense(m, (d,), (cfg.mlp_dim,), ('embed', 'mlp'), rngs=rngs, dtype=dtype)
+    self.wo = ModalityDense(m, (cfg.mlp_dim,), (d,), ('mlp', 'embed'), rngs=rngs, dtype=dtype)
+
+  def __call__(self, x: jax.Array, mask: jax.Array, modality_ids: jax.Array, groups=None):
+    b, length, d = x.shape
+    ids = modality_ids.astype(jnp.int32)
+    order, inverse, sizes, ids_s = groups or group_by_modality(ids, self.norm1.scale.shape[0])
+    xs = x.reshape(-1, d)[order]
+    qkv = self.qkv(self.norm1(xs, ids_s), sizes, ids_s, self.impl)[inverse]
+    qkv = qkv.reshape(b, length, 3, self.heads, self.kv)
+    q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
+    if self.q_norm is not None:
+      q, k = self.q_norm(q, ids[..., None]), self.k_norm(k, ids[..., None])
+    names = ('batch', 'length', 'heads', 'kv')
+    o = attend(constrain(q, names), constrain(k, names), constrain(v, names), mask,
+               self.attention_impl)
+    o = constrain(o.astype(x.dtype), names).reshape(b * length, -1)[order]
+    x = x + self.out(o, sizes, ids_s, self.impl)[inverse].reshape(b, length, d).astype(x.dtype)
+    x = constrain(x, ('batch', 'length', 'embed'))
+    xs = x.reshape(-1, d)[order]
+    hid = jax.nn.gelu(self.wi(self.norm2(xs, ids_s), sizes, ids_s, self.impl))
+    y = self.wo(hid, sizes, ids_s, self.impl)[inverse].reshape(b, length, d)
+    return constrain(x + y.astype(x.dtype), ('batch', 'length', 'embed'))
+
+
+class MotEncoder(nnx.Module):
+  """`tokens [batch, length, embed]`, `mask [batch, length]`, `modality_ids [batch, length]`
+  (index into `modalities`) -> `([batch, length, embed], aux={})`."""
+
+  def __init__(self, cfg, modalities: tuple[str, ...], *, rngs: nnx.Rngs, dtype):
+    self.modalities = tuple(modalities)
+    self.num_layers = cfg.num_layers
+    for i in range(cfg.num_layers):
+      setattr(self, f'block_{i}', MotBlock(cfg, len(modalities), rngs=rngs, dtype=dtype))
+    self.norm = ModalityNorm(len(modalities), cfg.width, rngs=rngs, dtype=dtype)
+
+  def modality_index(self, modality: str) -> int:
+    if modality not in self.modalities:
+      raise ValueError(f'the Mixture-of-Transformers encoder has no weights for {modality!r}; '
+                       f'it was built for {self.modalities}.')
+    return self.modalities.index(modality)
+
+  def __call__(self, x: jax.Array, mask: jax.Array, modality_ids: jax.Array, *, rng=None):
+    del rng  # MoT blocks are deterministic
+    groups = group_by_modality(modality_ids, len(self.modalities))
+    for i in range(self.num_layers):
+      x = getattr(self, f'block_{i}')(x, mask, modality_ids, groups)
+    return self.norm(x, modality_ids.astype(jnp.int32)), {}
