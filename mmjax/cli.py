@@ -17,12 +17,13 @@ from mmjax import config as config_lib
 def user_errors() -> tuple[type[BaseException], ...]:
   from mmjax.data.errors import DataError
   from mmjax.evaluate.errors import EvalError
+  from mmjax.export.errors import ExportError
   from mmjax.train.checkpointing import CheckpointMismatchError
   from mmjax.train.faults import TrainingStopped
   from mmjax.train.loop import PreflightError
   from mmjax.train.partitioning import MeshError
   return (config_lib.ConfigError, MeshError, PreflightError, DataError,
-          CheckpointMismatchError, TrainingStopped, EvalError, FileNotFoundError, PermissionError)
+          CheckpointMismatchError, TrainingStopped, EvalError, ExportError, FileNotFoundError, PermissionError)
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None):

@@ -1,7 +1,9 @@
 """The parameters of one checkpoint of a run, restored onto the current mesh for evaluation.
 
 Uses the training checkpointer (same structure and shape checks); the whole train state is read
-onto the abstract target built from `config`, then only `params` is kept.
+onto the abstract target built from `config`, then only `params` is kept. A `workdir` that is a
+params-only export (`python -m mmjax.export --output=...`) is read with `mmjax.export.load`
+instead, with the same shape checks; its step is the one it was exported from.
 """
 
 from __future__ import annotations
@@ -42,8 +44,22 @@ def choose_step(workdir: str, step: int | None = None) -> int:
   return int(step)
 
 
+def _restore_export(config, path: str, mesh, step: int | None):
+  from mmjax.export import load as export_load
+  exported = export_load.export_step(path)
+  if step is not None and int(step) != exported:
+    raise EvalError(f'{path} is an export of step {exported}, not {step}: drop --step or pass '
+                    'the training workdir.')
+  graphdef, abstract_state, _ = state_lib.abstract_train_state(config, mesh)
+  params, _ = export_load.load_params(path, abstract_state['params'])
+  return exported, graphdef, params
+
+
 def restore_params(config, workdir: str, mesh, step: int | None = None):
   """-> (step, graphdef, params): the checkpoint's parameters sharded as in training."""
+  from mmjax.export import load as export_load
+  if not os.path.isdir(checkpoint_dir(workdir)) and export_load.is_params_export(workdir):
+    return _restore_export(config, workdir, mesh, step)
   step = choose_step(workdir, step)
   graphdef, abstract_state, _ = state_lib.abstract_train_state(config, mesh)
   ckpt = checkpointing.Checkpointer(workdir, read_only=True, async_save=False)
