@@ -47,6 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.eval_every = 0                # 0 = evaluate only at the end
   c.data_dir = ''                 # TFDS data dir; '' = $TFDS_DATA_DIR or the TFDS default
+  c.init_from = ''                # a params-only export (mmjax.export) to fine-tune from
   c.model = model_config()
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, expert=1))
   c.optimizer = ml_collections.ConfigDict(dict(

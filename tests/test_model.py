@@ -12,6 +12,10 @@ from mmjax.models import audio_features
 from mmjax.models.model import build_model, drop_tokens
 
 
+_forward = nnx.jit(lambda model, batch, task: model(batch, task), static_argnums=2)
+_embed = nnx.jit(lambda model, batch, modality: model.embed(batch, modality), static_argnums=2)
+
+
 def _model(*overrides):
   config = demo_config('--config.model.num_layers=2', *overrides)
   return config, build_model(config, nnx.Rngs(0))
@@ -25,38 +29,39 @@ def test_outputs_per_modality_are_unit_vectors():
   config, model = _model()
   for name in ('image_text', 'video_text', 'audio_text'):
     task = _task(config, name)
-    out = model(synthetic_batch(task), task)
+    out = _forward(model, synthetic_batch(task), task)
     for m in task.modalities:
       e = out['embeddings'][m]
       assert e.shape == (task.batch_size, config.model.embed_dim)
       np.testing.assert_allclose(jnp.linalg.norm(e, axis=-1), 1.0, rtol=1e-5)
-  task = _task(config, 'image_classify')
-  assert model(synthetic_batch(task), task)['logits']['image'].shape == (task.batch_size, 10)
+  task = _task(config, 'av_classify')
+  logits = _forward(model, synthetic_batch(task), task)['logits']
+  assert logits['video'].shape == logits['audio'].shape == (task.batch_size, 10)
 
 
 def test_text_padding_does_not_change_the_embedding():
   _, model = _model()
   ids = np.array([[5, 9, 17, 0, 0, 0, 0, 0]], np.int32)
   mask = (ids > 0).astype(np.int32)
-  base = model.embed({'text': ids, 'text_mask': mask}, 'text')
+  base = _embed(model, {'text': ids, 'text_mask': mask}, 'text')
   noisy = ids.copy()
   noisy[0, 3:] = [44, 3, 71, 8, 2]            # garbage where the mask is 0
-  np.testing.assert_allclose(model.embed({'text': noisy, 'text_mask': mask}, 'text'), base,
+  np.testing.assert_allclose(_embed(model, {'text': noisy, 'text_mask': mask}, 'text'), base,
                              atol=1e-5)
   longer = np.pad(ids, ((0, 0), (0, 8)))
-  np.testing.assert_allclose(model.embed({'text': longer, 'text_mask': (longer > 0).astype(
+  np.testing.assert_allclose(_embed(model, {'text': longer, 'text_mask': (longer > 0).astype(
       np.int32)}, 'text'), base, atol=1e-5)
 
 
 def test_one_model_serves_several_resolutions():
   _, model = _model()
   for size in (16, 32, 64):
-    e = model.embed({'image': np.random.default_rng(0).normal(size=(2, size, size, 3))}, 'image')
+    e = _embed(model, {'image': np.random.default_rng(0).normal(size=(2, size, size, 3))}, 'image')
     assert e.shape == (2, 128) and np.all(np.isfinite(e))
   with pytest.raises(ValueError, match='not a multiple of the patch size 8'):
-    model.embed({'image': np.zeros((1, 30, 30, 3))}, 'image')
+    _embed(model, {'image': np.zeros((1, 30, 30, 3))}, 'image')
   with pytest.raises(ValueError, match='max_grid=8'):
-    model.embed({'image': np.zeros((1, 72, 72, 3))}, 'image')
+    _embed(model, {'image': np.zeros((1, 72, 72, 3))}, 'image')
 
 
 @pytest.mark.parametrize('overrides', [
@@ -70,7 +75,7 @@ def test_model_variants_run_with_float32_params(overrides):
   assert all(p.dtype == jnp.float32 for p in jax.tree.leaves(nnx.state(model, nnx.Param)))
   for name in ('audio_text', 'video_text'):
     task = _task(config, name)
-    out = model(synthetic_batch(task), task)
+    out = _forward(model, synthetic_batch(task), task)
     for e in out['embeddings'].values():
       assert e.dtype == jnp.float32 and np.all(np.isfinite(e))
   if 'per_modality' in overrides[0]:
@@ -106,4 +111,4 @@ def test_pallas_and_xla_attention_give_the_same_model_output():
   task = _task(config, 'image_text')
   batch = synthetic_batch(task, batch_size=2)
   for m in ('image', 'text'):
-    np.testing.assert_allclose(pallas.embed(batch, m), model.embed(batch, m), atol=2e-5)
+    np.testing.assert_allclose(_embed(pallas, batch, m), _embed(model, batch, m), atol=2e-5)

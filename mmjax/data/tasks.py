@@ -69,6 +69,24 @@ class Task:
     return bool(self.classify)
 
 
+@dataclasses.dataclass(frozen=True)
+class MixedTask:
+  """The mixed baseline of the AGD ablation: every task's batch in one step, losses summed.
+
+  Each member is a concrete task (its first resolution); the batch is `{member.name: batch}`.
+  """
+  members: tuple[Task, ...]
+  name: str = 'mixed'
+
+  @property
+  def signature_name(self) -> str:
+    return 'mixed@' + '+'.join(m.signature_name for m in self.members)
+
+  @property
+  def batch_size(self) -> int:
+    return sum(m.batch_size for m in self.members)
+
+
 def _tuple(value) -> tuple:
   if value is None:
     return ()
@@ -133,11 +151,13 @@ class AgdSampler:
 
   `weighted`: task ~ weights, resolution ~ uniform, both from a generator seeded by (seed, t).
   `round_robin`: tasks in name order, task i taking `interval_i` consecutive steps of each period.
+  `mixed`: not AGD — the ablation baseline; every step is one `MixedTask` of all tasks.
   """
 
   def __init__(self, tasks: Sequence[Task], mode: str = 'weighted', seed: int = 0):
-    if mode not in ('weighted', 'round_robin'):
-      raise ValueError(f"agd.mode must be 'weighted' or 'round_robin', got {mode!r}.")
+    if mode not in ('weighted', 'round_robin', 'mixed'):
+      raise ValueError(f"config.agd.mode must be 'weighted', 'round_robin' or 'mixed', "
+                       f'got {mode!r}.')
     if not tasks:
       raise ValueError('config.tasks is empty: add at least one task.')
     self.tasks = list(tasks)
@@ -152,14 +172,22 @@ class AgdSampler:
       raise ValueError(f'task intervals must be >= 1, got {intervals}.')
     self.schedule = np.repeat(np.arange(len(self.tasks)), intervals)
 
+  def step_tasks(self) -> list:
+    """Every concrete task `__call__` can return: what the train step is compiled for."""
+    if self.mode == 'mixed':
+      return [MixedTask(tuple(t.signatures()[0] for t in self.tasks))]
+    return [s for t in self.tasks for s in t.signatures()]
+
   def task_index(self, step: int) -> int:
     if self.mode == 'round_robin':
       return int(self.schedule[step % len(self.schedule)])
     rng = np.random.default_rng([self.seed, int(step)])
     return int(rng.choice(len(self.tasks), p=self.probs))
 
-  def __call__(self, step: int) -> Task:
+  def __call__(self, step: int) -> Task | MixedTask:
     """The concrete task (one resolution) of step `step`."""
+    if self.mode == 'mixed':
+      return self.step_tasks()[0]
     task = self.tasks[self.task_index(step)]
     sigs = task.signatures()
     if len(sigs) == 1:

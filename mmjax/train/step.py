@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from mmjax.data.tasks import Task
+from mmjax.data.tasks import MixedTask, Task
 from mmjax.models.model import pair_name
 from mmjax.train import objectives, optimizer as optimizer_lib, partitioning
 from mmjax.train.state import merge
@@ -24,8 +25,11 @@ _SHAPES = {
 }
 
 
-def batch_spec(task: Task, batch_size: int | None = None) -> dict[str, tuple[tuple, object]]:
-  """Shapes and dtypes of the task's global batch: `{key: (shape, dtype)}`."""
+def batch_spec(task: Task | MixedTask, batch_size: int | None = None) -> dict:
+  """Shapes and dtypes of the task's global batch: `{key: (shape, dtype)}`; for a MixedTask
+  `{member name: {key: (shape, dtype)}}`."""
+  if isinstance(task, MixedTask):
+    return {m.name: batch_spec(m, batch_size) for m in task.members}
   n = task.batch_size if batch_size is None else batch_size
   r = task.resolution
   spec = {}
@@ -45,8 +49,20 @@ def abstract_batch(task: Task, config, mesh) -> dict:
   """ShapeDtypeStructs of the global batch, sharded over the data-parallel axes."""
   del config
   sharding = partitioning.batch_sharding(mesh)
-  return {k: jax.ShapeDtypeStruct(s, d, sharding=sharding) for k, (s, d) in
-          batch_spec(task).items()}
+  return jax.tree.map(lambda sd: jax.ShapeDtypeStruct(sd[0], sd[1], sharding=sharding),
+                      batch_spec(task), is_leaf=lambda x: isinstance(x, tuple) and len(x) == 2
+                      and isinstance(x[0], tuple))
+
+
+def global_batch(local: dict, mesh, task) -> dict:
+  """This process's part of the batch (numpy, leading dim = its examples) -> global arrays
+  sharded over the data-parallel axes."""
+  sharding = partitioning.batch_sharding(mesh)
+  spec = batch_spec(task)
+  if isinstance(task, MixedTask):
+    return {m.name: global_batch(local[m.name], mesh, m) for m in task.members}
+  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(local[k]), spec[k][0])
+          for k in spec}
 
 
 def _tree_select(pred, new, old):
@@ -64,13 +80,25 @@ def make_train_step(config, graphdef, mesh, state_shardings):
     with partitioning.axis_rules(mesh, rules):
       rng = jax.random.fold_in(jax.random.fold_in(base_key, 1), state['step'])
 
-      def loss_fn(params):
-        model = merge(graphdef, params)
+      def one_task(model, batch, task, rng):
         outputs = model(batch, task, rng=rng, train=True)
         loss, parts = objectives.task_loss(model, outputs, batch, task, config)
         temps = {f'temperature/{pair_name(*p)}': model.temperature(*p)
                  for p in task.contrast + task.mil_nce}
-        return loss, (parts | temps, outputs['aux'])
+        return loss, parts | temps, outputs['aux']
+
+      def loss_fn(params):
+        model = merge(graphdef, params)
+        if not isinstance(task, MixedTask):
+          loss, parts, aux = one_task(model, batch, task, rng)
+          return loss, (parts, aux)
+        loss, parts, aux = 0.0, {}, {}
+        for i, member in enumerate(task.members):  # the mixed baseline: losses summed
+          l, p, a = one_task(model, batch[member.name], member, jax.random.fold_in(rng, i))
+          loss = loss + l
+          parts |= {f'{member.name}/{k}': v for k, v in p.items()} | {f'{member.name}/loss': l}
+          aux |= {f'{member.name}/{m}': v for m, v in a.items()}
+        return loss, (parts, aux)
 
       (loss, (parts, aux)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state['params'])
       grad_norm = optax.tree.norm(grads)
