@@ -33,7 +33,8 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   m.moe = ml_collections.ConfigDict(dict(
       num_experts=0, top_k=1, last_n=0, every=0, router='tokens_choose', capacity_factor=1.25,
       batch_prioritized=False, jitter=0.0, load_balancing_weight=1e-2, z_loss_weight=1e-3,
-      impl='auto', mixture_of_transformers=False))
+      impl='auto', mixture_of_transformers=False,
+      normalize_combine_weights=False))
   m.routed_attention = ml_collections.ConfigDict(dict(layers=(), block_size=16, top_k=4))
   return m
 

@@ -6,7 +6,8 @@ Routers (`config.model.moe.router`):
 - `experts_choose`: each expert takes its top-`capacity` tokens (balanced by construction, so
   its load-balancing loss is 0).
 - `dropless`: tokens_choose without capacity; tokens sorted by expert go through a grouped
-  matmul (`mmjax.kernels.ragged_matmul`, impl `config.model.moe.impl`).
+  matmul (`mmjax.kernels.ragged_matmul`, impl `config.model.moe.impl`); on a mesh each device
+  sorts its own examples (`shard_map`) and the expert weights are gathered to it.
 
 Routing groups are examples: capacity = ceil(capacity_factor * length * top_k / experts) per
 example, so the output does not depend on the mesh. Tokens reach experts by scatter/gather
@@ -20,17 +21,20 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
+from jax.sharding import PartitionSpec as P
 
 from mmjax.config import ConfigError
 from mmjax.models.layers import Dense, param
 from mmjax.models.routing import (expert_capacity, load_balancing_loss, route_experts_choose,
                                   route_tokens_choose, router_entropy, router_probs,
                                   router_z_loss, slot_positions)
+from mmjax.train import partitioning
 from mmjax.train.partitioning import constrain
 
-__all__ = ['MoeMlp', 'MoeConfigError', 'check_moe_config', 'expert_capacity',
-           'grouped_matmul', 'load_balancing_loss', 'route_experts_choose', 'route_tokens_choose',
-           'router_entropy', 'router_probs', 'router_z_loss', 'slot_positions', 'stacked']
+__all__ = ['MoeMlp', 'MoeConfigError', 'ROUTERS', 'ROUTER_INIT', 'check_expert_axis',
+           'check_moe_config', 'expert_capacity', 'grouped_matmul', 'load_balancing_loss',
+           'per_example_shards', 'route_experts_choose', 'route_tokens_choose', 'router_entropy',
+           'router_probs', 'router_z_loss', 'slot_positions', 'stacked']
 
 ROUTERS = ('tokens_choose', 'experts_choose', 'dropless')
 ROUTER_INIT = nnx.initializers.normal(0.02)   # small logits: near-uniform routing at the start
@@ -61,10 +65,14 @@ def check_moe_config(model_cfg, mesh_shape: dict | None = None) -> None:
     raise
   except ValueError as e:
     raise MoeConfigError(str(e)) from None
-  ep = int((mesh_shape or {}).get('expert', 1))
-  if ep > 1 and experts % ep:
+  check_expert_axis(experts, int((mesh_shape or {}).get('expert', 1)))
+
+
+def check_expert_axis(experts: int, expert_axis: int) -> None:
+  """MoeConfigError unless the expert mesh axis (size `expert_axis`) divides `experts`."""
+  if expert_axis > 1 and experts % expert_axis:
     raise MoeConfigError(f'config.model.moe.num_experts={experts} is not divisible by the expert '
-                         f'mesh axis of size {ep}: make config.mesh.expert divide it.')
+                         f'mesh axis of size {expert_axis}: make config.mesh.expert divide it.')
 
 
 def stacked(init):
@@ -84,6 +92,21 @@ class ExpertDense(nnx.Module):
     self.bias = param(rngs, nnx.initializers.zeros, (experts, n_out), (axes[0], axes[2]))
 
 
+def per_example_shards(fn, batched, shared):
+  """`fn(*batched, *shared)` on each device's own examples. Inside `axis_rules` it runs in
+  `shard_map`: `batched` arrays and every output split on their leading (example) axis like
+  logical 'batch', `shared` arrays replicated (gathered). Used for sorts and grouped matmuls,
+  which GSPMD (and a Pallas kernel) cannot split. Outside a mesh it is just `fn`."""
+  ctx = partitioning.current_context()
+  if ctx is None:
+    return fn(*batched, *shared)
+  mesh, rules = ctx
+  lead = partitioning.logical_to_spec(('batch',), rules, mesh, batched[0].shape[:1])[0]
+  specs = tuple(P(lead) for _ in batched) + tuple(P() for _ in shared)
+  return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P(lead),
+                       check_vma=False)(*batched, *shared)
+
+
 def grouped_matmul(lhs, rhs, group_sizes, impl: str = 'auto'):
   """`lhs [rows, in]` sorted by group @ `rhs [groups, in, out]` -> `[rows, out]`; rows past
   `sum(group_sizes)` give zeros (`mmjax.kernels.ragged_matmul`, else `jax.lax.ragged_dot`)."""
@@ -97,16 +120,19 @@ def grouped_matmul(lhs, rhs, group_sizes, impl: str = 'auto'):
 class MoeMlp(nnx.Module):
   """`[batch, length, embed]` + `mask [batch, length]` -> `(y, aux)`; see the module docstring.
 
-  `aux` (float32): `load_balancing_loss`, `router_z_loss`, `router_entropy`, `dropped_fraction`
-  (scalars) and `expert_load [experts]` (fraction of routed token-slots per expert).
+  `aux` (float32, padding excluded): `load_balancing_loss`, `router_z_loss`, `router_entropy`
+  (mean over tokens), `dropped_fraction` (token-slots over capacity; for experts_choose, tokens
+  no expert took) and `expert_load [experts]` (fraction of the router's token-slots per expert,
+  before capacity; for experts_choose, of the real tokens taken).
   """
 
   def __init__(self, cfg, *, rngs: nnx.Rngs, dtype):
     check_moe_config(cfg)
     moe = cfg.moe
-    self.num_experts, self.top_k, self.router_kind = int(moe.num_experts), int(moe.top_k), moe.router
-    self.capacity_factor, self.batch_prioritized = float(moe.capacity_factor), bool(moe.batch_prioritized)
-    self.jitter, self.impl, self.dtype = float(moe.jitter), moe.impl, dtype
+    self.num_experts, self.top_k = int(moe.num_experts), int(moe.top_k)
+    self.router_kind, self.capacity_factor = moe.router, float(moe.capacity_factor)
+    self.batch_prioritized, self.jitter = bool(moe.batch_prioritized), float(moe.jitter)
+    self.impl, self.dtype = moe.impl, dtype
     self.normalize = bool(moe.get('normalize_combine_weights', False))
     self.router = Dense(cfg.width, self.num_experts, ('embed', None), rngs=rngs, use_bias=False,
                         dtype=jnp.float32, kernel_init=ROUTER_INIT)
@@ -125,6 +151,9 @@ class MoeMlp(nnx.Module):
 
   def __call__(self, x: jax.Array, mask: jax.Array | None = None, *, rng=None):
     b, length, _ = x.shape
+    ctx = partitioning.current_context()
+    if ctx is not None:
+      check_expert_axis(self.num_experts, int(dict(ctx[0].shape).get('expert', 1)))
     mask = jnp.ones((b, length), jnp.int32) if mask is None else mask.astype(jnp.int32)
     logits = self.router_logits(x, rng)
     probs = router_probs(logits)
@@ -157,7 +186,8 @@ class MoeMlp(nnx.Module):
     h = jax.nn.gelu(h + self.wi.bias[...].astype(dt)[:, None, None])
     h = constrain(h, ('expert', 'batch', None, 'mlp'))
     y = jnp.einsum('egch,ehd->egcd', h, self.wo.kernel[...].astype(dt))
-    y = constrain(y + self.wo.bias[...].astype(dt)[:, None, None], ('expert', 'batch', None, 'embed'))
+    y = y + self.wo.bias[...].astype(dt)[:, None, None]
+    y = constrain(y, ('expert', 'batch', None, 'embed'))
     return constrain(y.transpose(1, 0, 2, 3), ('batch', None, None, 'embed'))
 
   def _tokens_choose(self, x, logits, weights, mask):
@@ -192,35 +222,41 @@ class MoeMlp(nnx.Module):
     b, length, d = x.shape
     e = self.num_experts
     cap = min(length, expert_capacity(length, e, self.top_k, self.capacity_factor))
-    token_index, combine = jax.vmap(lambda lg, m: route_experts_choose(lg, cap, mask=m))(logits, mask)
+    route = lambda lg, m: route_experts_choose(lg, cap, mask=m)
+    token_index, combine = jax.vmap(route)(logits, mask)            # [batch, experts, cap]
     buf = jax.vmap(lambda xg, ti: xg[ti])(x, token_index)           # [batch, experts, cap, d]
     out = self._experts(buf).astype(jnp.float32) * combine[..., None]
     y = jax.vmap(lambda o, ti: jnp.zeros((length, d), jnp.float32).at[ti.reshape(-1)].add(
         o.reshape(-1, d)))(out, token_index)
     taken = jnp.take_along_axis(mask, token_index.reshape(b, -1), axis=1).reshape(token_index.shape)
     load = taken.astype(jnp.float32).sum((0, 2))
-    hits = jax.vmap(lambda ti: jnp.zeros((length,), jnp.int32).at[ti.reshape(-1)].add(1))(token_index)
+    count = lambda ti: jnp.zeros((length,), jnp.int32).at[ti.reshape(-1)].add(1)
+    hits = jax.vmap(count)(token_index)                             # experts per token
     missed = jnp.sum((hits == 0) * mask).astype(jnp.float32)
     dropped = missed / jnp.maximum(mask.sum(), 1).astype(jnp.float32)
     return y, load / jnp.maximum(load.sum(), 1.0), dropped
 
   def _dropless(self, x, index, weights, mask):
-    b, length, d = x.shape
-    e, k, n = self.num_experts, self.top_k, b * length
+    e, k, dt = self.num_experts, self.top_k, self.dtype
     if self.normalize:
       weights = weights / jnp.maximum(weights.sum(-1, keepdims=True), 1e-9)
-    real = mask.reshape(n) > 0
-    claims = jnp.where(real[:, None], index.reshape(n, k), e).reshape(-1)   # [n * top_k]
-    order = jnp.argsort(claims, stable=True)
-    expert_of = jnp.minimum(claims[order], e - 1)
-    sizes = jnp.zeros((e + 1,), jnp.int32).at[claims].add(1)[:e]
-    dt = self.dtype
-    xs = x.reshape(n, d)[order // k].astype(dt)
-    h = grouped_matmul(xs, self.wi.kernel[...].astype(dt), sizes, self.impl)
-    h = jax.nn.gelu(h + self.wi.bias[...].astype(dt)[expert_of])
-    ys = grouped_matmul(h, self.wo.kernel[...].astype(dt), sizes, self.impl)
-    ys = ys + self.wo.bias[...].astype(dt)[expert_of]
-    w = jnp.where(real[:, None], weights.reshape(n, k), 0.0).reshape(-1)[order]
-    y = jnp.zeros((n, d), jnp.float32).at[order // k].add(ys.astype(jnp.float32) * w[:, None])
-    load = sizes.astype(jnp.float32) / jnp.maximum(sizes.sum(), 1).astype(jnp.float32)
-    return y.reshape(b, length, d), load, jnp.zeros((), jnp.float32)
+
+    def local(x, index, weights, mask, wi, bi, wo, bo):
+      b, length, d = x.shape
+      n = b * length
+      real = mask.reshape(n) > 0
+      claims = jnp.where(real[:, None], index.reshape(n, k), e).reshape(-1)   # [n * top_k]
+      order = jnp.argsort(claims, stable=True)
+      expert_of = jnp.minimum(claims[order], e - 1)
+      sizes = jnp.zeros((e + 1,), jnp.int32).at[claims].add(1)[:e]
+      h = grouped_matmul(x.reshape(n, d)[order // k].astype(dt), wi, sizes, self.impl)
+      ys = grouped_matmul(jax.nn.gelu(h + bi[expert_of]), wo, sizes, self.impl) + bo[expert_of]
+      w = jnp.where(real[:, None], weights.reshape(n, k), 0.0).reshape(-1)[order]
+      y = jnp.zeros((n, d), jnp.float32).at[order // k].add(ys.astype(jnp.float32) * w[:, None])
+      return y.reshape(b, length, d), sizes[None]
+
+    shared = [p[...].astype(dt) for p in (self.wi.kernel, self.wi.bias, self.wo.kernel,
+                                          self.wo.bias)]
+    y, sizes = per_example_shards(local, (x, index, weights, mask), shared)
+    sizes = sizes.sum(0).astype(jnp.float32)
+    return y, sizes / jnp.maximum(sizes.sum(), 1.0), jnp.zeros((), jnp.float32)

@@ -3,7 +3,8 @@
 Every block holds one set of norms, QKV / output projections and MLP per modality, stacked on a
 leading `[modalities, ...]` axis. Each token uses its modality's weights (tokens are sorted by
 modality and multiplied by a grouped matmul, `mmjax.kernels.ragged_matmul`, so the FLOPs equal
-one dense block); self-attention runs over the whole sequence, across modalities.
+one dense block; on a mesh each device sorts its own examples); self-attention runs over the
+whole sequence, across modalities.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from flax import nnx
 
 from mmjax.models.attention import attend
 from mmjax.models.layers import param
-from mmjax.models.moe import grouped_matmul, stacked
+from mmjax.models.moe import grouped_matmul, per_example_shards, stacked
 from mmjax.train.partitioning import constrain
 
 
@@ -45,32 +46,32 @@ class ModalityNorm(nnx.Module):
 
 class ModalityDense(nnx.Module):
   """Per-modality `kernel [modalities, *in_shape, *out_shape]` and `bias [modalities, *out]`,
-  applied to rows already sorted by modality."""
+  each modality's slice initialised like the dense layer it replaces (`init`)."""
 
   def __init__(self, modalities: int, in_shape: tuple, out_shape: tuple, axes: tuple, *, rngs,
-               dtype):
-    self.kernel = param(rngs, stacked(_dense_init(len(in_shape), len(out_shape))),
-                        (modalities,) + in_shape + out_shape, (None,) + axes)
+               dtype, init=None):
+    init = init or _dense_init(len(in_shape), len(out_shape))
+    self.kernel = param(rngs, stacked(init), (modalities,) + in_shape + out_shape, (None,) + axes)
     self.bias = param(rngs, nnx.initializers.zeros, (modalities,) + out_shape,
                       (None,) + axes[len(in_shape):])
-    self.n_in, self.dtype = len(in_shape), dtype
+    self.out_shape, self.dtype = out_shape, dtype
 
-  def __call__(self, xs: jax.Array, group_sizes: jax.Array, ids_sorted: jax.Array, impl: str):
-    """`xs [rows, prod(in_shape)]` sorted by modality -> `[rows, prod(out_shape)]`."""
-    k = self.kernel[...].astype(self.dtype)
-    m = k.shape[0]
-    k = k.reshape(m, -1, math.prod(k.shape[1 + self.n_in:]))
-    y = grouped_matmul(xs.astype(self.dtype), k, group_sizes, impl)
-    return y + self.bias[...].reshape(m, -1).astype(self.dtype)[ids_sorted]
+  def __call__(self, x: jax.Array, ids: jax.Array, impl: str) -> jax.Array:
+    """`x [batch, length, *in_shape]`, `ids [batch, length]` -> `[batch, length, *out_shape]`:
+    tokens sorted by modality (per device on a mesh) go through one grouped matmul."""
+    m = self.kernel.shape[0]
+    kernel = self.kernel[...].astype(self.dtype).reshape(m, -1, math.prod(self.out_shape))
+    bias = self.bias[...].astype(self.dtype).reshape(m, -1)
 
-
-def group_by_modality(modality_ids: jax.Array, modalities: int):
-  """`[batch, length]` ids -> (order, inverse, group_sizes, sorted ids) of the flat tokens."""
-  flat = modality_ids.reshape(-1).astype(jnp.int32)
-  order = jnp.argsort(flat, stable=True)
-  inverse = jnp.argsort(order)
-  sizes = jnp.zeros((modalities,), jnp.int32).at[flat].add(1)
-  return order, inverse, sizes, flat[order]
+    def local(x, ids, kernel, bias):
+      rows = x.reshape(ids.size, -1).astype(self.dtype)
+      flat = ids.reshape(-1)
+      order = jnp.argsort(flat, stable=True)
+      sizes = jnp.zeros((m,), jnp.int32).at[flat].add(1)
+      y = grouped_matmul(rows[order], kernel, sizes, impl) + bias[flat[order]]
+      y = jnp.zeros_like(y).at[order].set(y)
+      return y.reshape(ids.shape + self.out_shape)
+    return per_example_shards(local, (x, ids), (kernel, bias))
 
 
 class MotBlock(nnx.Module):
@@ -79,37 +80,33 @@ class MotBlock(nnx.Module):
   def __init__(self, cfg, modalities: int, *, rngs: nnx.Rngs, dtype):
     m, d, h = modalities, cfg.width, cfg.num_heads
     kv = d // h
-    self.heads, self.kv, self.impl = h, kv, cfg.moe.impl
-    self.attention_impl = cfg.attention_impl
+    self.impl, self.attention_impl = cfg.moe.impl, cfg.attention_impl
     self.norm1 = ModalityNorm(m, d, rngs=rngs, dtype=dtype)
     self.qkv = ModalityDense(m, (d,), (3, h, kv), ('embed', None, 'heads', 'kv'), rngs=rngs,
                              dtype=dtype)
     self.out = ModalityDense(m, (h, kv), (d,), ('heads', 'kv', 'embed'), rngs=rngs, dtype=dtype)
-    self.q_norm = ModalityNorm(m, kv, rngs=rngs, axis_name='kv', dtype=dtype) if cfg.qk_norm else None
-    self.k_norm = ModalityNorm(m, kv, rngs=rngs, axis_name='kv', dtype=dtype) if cfg.qk_norm else None
+    qk_norm = lambda: ModalityNorm(m, kv, rngs=rngs, axis_name='kv', dtype=dtype)
+    self.q_norm = qk_norm() if cfg.qk_norm else None
+    self.k_norm = qk_norm() if cfg.qk_norm else None
     self.norm2 = ModalityNorm(m, d, rngs=rngs, dtype=dtype)
-    self.wi = ModalityDense(m, (d,), (cfg.mlp_dim,), ('embed', 'mlp'), rngs=rngs, dtype=dtype)
-    self.wo = ModalityDense(m, (cfg.mlp_dim,), (d,), ('mlp', 'embed'), rngs=rngs, dtype=dtype)
+    mlp_init = nnx.initializers.xavier_uniform()                  # as the dense Mlp
+    self.wi = ModalityDense(m, (d,), (cfg.mlp_dim,), ('embed', 'mlp'), rngs=rngs, dtype=dtype,
+                            init=mlp_init)
+    self.wo = ModalityDense(m, (cfg.mlp_dim,), (d,), ('mlp', 'embed'), rngs=rngs, dtype=dtype,
+                            init=mlp_init)
 
-  def __call__(self, x: jax.Array, mask: jax.Array, modality_ids: jax.Array, groups=None):
-    b, length, d = x.shape
+  def __call__(self, x: jax.Array, mask: jax.Array, modality_ids: jax.Array) -> jax.Array:
     ids = modality_ids.astype(jnp.int32)
-    order, inverse, sizes, ids_s = groups or group_by_modality(ids, self.norm1.scale.shape[0])
-    xs = x.reshape(-1, d)[order]
-    qkv = self.qkv(self.norm1(xs, ids_s), sizes, ids_s, self.impl)[inverse]
-    qkv = qkv.reshape(b, length, 3, self.heads, self.kv)
+    qkv = self.qkv(self.norm1(x, ids), ids, self.impl)     # [batch, length, 3, heads, kv]
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     if self.q_norm is not None:
       q, k = self.q_norm(q, ids[..., None]), self.k_norm(k, ids[..., None])
     names = ('batch', 'length', 'heads', 'kv')
     o = attend(constrain(q, names), constrain(k, names), constrain(v, names), mask,
                self.attention_impl)
-    o = constrain(o.astype(x.dtype), names).reshape(b * length, -1)[order]
-    x = x + self.out(o, sizes, ids_s, self.impl)[inverse].reshape(b, length, d).astype(x.dtype)
+    x = x + self.out(constrain(o.astype(x.dtype), names), ids, self.impl).astype(x.dtype)
     x = constrain(x, ('batch', 'length', 'embed'))
-    xs = x.reshape(-1, d)[order]
-    hid = jax.nn.gelu(self.wi(self.norm2(xs, ids_s), sizes, ids_s, self.impl))
-    y = self.wo(hid, sizes, ids_s, self.impl)[inverse].reshape(b, length, d)
+    y = self.wo(jax.nn.gelu(self.wi(self.norm2(x, ids), ids, self.impl)), ids, self.impl)
     return constrain(x + y.astype(x.dtype), ('batch', 'length', 'embed'))
 
 
@@ -132,7 +129,6 @@ class MotEncoder(nnx.Module):
 
   def __call__(self, x: jax.Array, mask: jax.Array, modality_ids: jax.Array, *, rng=None):
     del rng  # MoT blocks are deterministic
-    groups = group_by_modality(modality_ids, len(self.modalities))
     for i in range(self.num_layers):
-      x = getattr(self, f'block_{i}')(x, mask, modality_ids, groups)
+      x = getattr(self, f'block_{i}')(x, mask, modality_ids)
     return self.norm(x, modality_ids.astype(jnp.int32)), {}
