@@ -1,8 +1,8 @@
-"""AGD versus the mixed baseline (IMP's ablation) on mmjax_digits, at equal examples seen.
+"""python -m mmjax.train --config=configs/ablation_agd.py:agd   --workdir=runs/ablation_agd
+python -m mmjax.train --config=configs/ablation_agd.py:mixed --workdir=runs/ablation_mixed
+python -m mmjax.evaluate --config=configs/ablation_agd.py:agd --workdir=runs/ablation_agd
 
-  python -m mmjax.train --config=configs/ablation_agd.py:agd   --workdir=runs/ablation_agd
-  python -m mmjax.train --config=configs/ablation_agd.py:mixed --workdir=runs/ablation_mixed
-  python -m mmjax.evaluate --config=configs/ablation_agd.py:agd --workdir=runs/ablation_agd
+AGD versus the mixed baseline (IMP's ablation) on mmjax_digits, at equal examples seen.
 
 `agd`: one task per step, tasks drawn round robin. `mixed`: every step sums the losses of all
 tasks over one batch of each, for total_steps / num_tasks steps, so both runs see the same

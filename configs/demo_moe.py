@@ -1,9 +1,9 @@
-"""The demo with a tiny sparse MoE encoder: same tasks and data as configs/demo.py (`mmjax_digits`),
-same active compute as the dense tiny model (top-1 routing, experts as wide as the dense MLP).
+"""python -m mmjax.train --config=configs/demo_moe.py --workdir=runs/demo_moe
+python -m tools.upcycle --dense_workdir=runs/demo --config=configs/demo_moe.py \
+    --workdir=runs/demo_moe_upcycled
 
-  python -m mmjax.train --config=configs/demo_moe.py --workdir=runs/demo_moe
-  python -m tools.upcycle --dense_workdir=runs/demo --config=configs/demo_moe.py \
-      --workdir=runs/demo_moe_upcycled
+The demo with a tiny sparse MoE encoder: same tasks and data as configs/demo.py (`mmjax_digits`),
+same active compute as the dense tiny model (top-1 routing, experts as wide as the dense MLP).
 
 4 experts in every 2nd of the 4 layers (blocks 1 and 3), tokens-choose top-1 with capacity
 factor 1.25 per example; `:dropless` uses the grouped-matmul router instead.

@@ -1,9 +1,9 @@
-"""IMP-B (arXiv 2305.06324): dense 12-layer, width-768 encoder trained by alternating gradient
-descent over image-text, video and image classification, shapes as REFERENCE.md lists them.
+"""python -m tools.aot --config=configs/imp_base.py --topology=v5p-256
+python -m mmjax.train --config=configs/imp_base.py --workdir=runs/imp_base \
+    --config.text.tokenizer=t5/spiece.model --config.data_dir=tensorflow_datasets
 
-  python -m tools.aot --config=configs/imp_base.py --topology=v5p-256
-  python -m mmjax.train --config=configs/imp_base.py --workdir=runs/imp_base \
-      --config.text.tokenizer=t5/spiece.model --config.data_dir=tensorflow_datasets
+IMP-B (arXiv 2305.06324): dense 12-layer, width-768 encoder trained by alternating gradient
+descent over image-text, video and image classification, shapes as REFERENCE.md lists them.
 
 Public TFDS datasets (prepare them with `tfds build NAME`): `coco_captions` (image-text NCE),
 `ucf101` (video classification), `imagenet2012` (image classification, manual download),

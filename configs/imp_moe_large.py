@@ -1,9 +1,9 @@
-"""IMP-MoE-L (arXiv 2305.06324): 24 layers, width 1024, 16 heads, MLP 4096, with 16 experts in
-the last 6 layers (top-1, batch-prioritised), QK LayerNorm; LR 5e-4, warmup 50k, 500k steps.
+"""python -m tools.aot --config=configs/imp_moe_large.py --topology=v5p-256
+python -m mmjax.train --config=configs/imp_moe_large.py --workdir=runs/imp_moe_large \
+    --config.text.tokenizer=t5/spiece.model --config.data_dir=tensorflow_datasets
 
-  python -m tools.aot --config=configs/imp_moe_large.py --topology=v5p-256
-  python -m mmjax.train --config=configs/imp_moe_large.py --workdir=runs/imp_moe_large \
-      --config.text.tokenizer=t5/spiece.model --config.data_dir=tensorflow_datasets
+IMP-MoE-L (arXiv 2305.06324): 24 layers, width 1024, 16 heads, MLP 4096, with 16 experts in
+the last 6 layers (top-1, batch-prioritised), QK LayerNorm; LR 5e-4, warmup 50k, 500k steps.
 
 Mesh for a v5p-256 (128 chips): expert = 16, fsdp = 8, data = the rest (1); every task batch
 (8192 / 2048) divides the 128-way data-parallel size. Tasks and data as configs/imp_base.py.

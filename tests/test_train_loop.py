@@ -12,7 +12,7 @@ from mmjax.train import loop, step as step_lib
 TINY = ('--config.model.num_layers=1', '--config.total_steps=6', '--config.log_every=1',
         '--config.checkpoint_every=3', '--config.data.threads=1',
         '--config.tasks.image_text.batch_size=8', '--config.tasks.video_text.batch_size=8',
-        '--config.tasks.audio_text.batch_size=8', '--config.tasks.av_classify.batch_size=8')
+        '--config.tasks.audio_text.batch_size=8', '--config.tasks.image_classify.batch_size=8')
 
 
 @pytest.fixture(scope='module')
