@@ -12,36 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
-
-import jax
-import numpy as np
 
 
 def step_rate(config, task, steps: int) -> float:
   """Examples/s the compiled train step consumes for `task`, on synthetic inputs."""
-  from mmjax.train import partitioning, state as state_lib, step as step_lib
-  mesh = partitioning.make_mesh(config.mesh)
-  graphdef, abstract, shardings = state_lib.abstract_train_state(config, mesh)
-  state = state_lib.create_train_state(config, mesh, graphdef, shardings)
-  compiled = step_lib.make_train_step(config, graphdef, mesh, shardings).lower(
-      abstract, step_lib.abstract_batch(task, config, mesh), task).compile()
-  rng = np.random.default_rng(0)
-  batch = {k: (rng.integers(0, 10, s) if k in ('text', 'label') else
-               np.ones(s) if k == 'text_mask' else rng.normal(size=s)).astype(d)
-           for k, (s, d) in step_lib.batch_spec(task).items()}
-  batch = jax.device_put(batch, partitioning.batch_sharding(mesh))
-  state, m = compiled(state, batch)
-  jax.block_until_ready(m)
-  times = []
-  for _ in range(steps):
-    t0 = time.perf_counter()
-    state, m = compiled(state, batch)
-    jax.block_until_ready(m)
-    times.append(time.perf_counter() - t0)
-  return task.batch_size / statistics.median(times)
+  from tools.bench_step import time_step
+  return task.batch_size / time_step(config, task, steps)[0]
 
 
 def main(argv=None) -> int:

@@ -30,10 +30,38 @@ def _flops(compiled) -> float | None:
   return float(cost['flops']) if cost and 'flops' in cost else None
 
 
+def time_step(config, task, steps: int):
+  """Median seconds of the compiled train step on synthetic inputs, compile excluded.
+
+  Returns (step_seconds, compiled, compile_seconds, abstract_state).
+  """
+  from mmjax.train import partitioning, state as state_lib, step as step_lib
+  mesh = partitioning.make_mesh(config.mesh)
+  graphdef, abstract, shardings = state_lib.abstract_train_state(config, mesh)
+  state = state_lib.create_train_state(config, mesh, graphdef, shardings)
+  train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
+  t0 = time.perf_counter()
+  compiled = train_step.lower(abstract, step_lib.abstract_batch(task, config, mesh), task).compile()
+  compile_s = time.perf_counter() - t0
+  rng = np.random.default_rng(0)
+  local = {k: (rng.integers(0, 10, shape) if k in ('text', 'label') else
+               np.ones(shape) if k == 'text_mask' else rng.normal(size=shape)).astype(dt)
+           for k, (shape, dt) in step_lib.batch_spec(task).items()}
+  batch = jax.device_put(local, partitioning.batch_sharding(mesh))
+  state, m = compiled(state, batch)  # warm-up
+  jax.block_until_ready(m)
+  times = []
+  for _ in range(steps):
+    t0 = time.perf_counter()
+    state, m = compiled(state, batch)
+    jax.block_until_ready(m)
+    times.append(time.perf_counter() - t0)
+  return statistics.median(times), compiled, compile_s, abstract
+
+
 def bench_preset(preset: str, task_name: str, batch: int, steps: int, dtype: str) -> dict:
   from mmjax import config as config_lib
   from mmjax.data.tasks import task_signatures
-  from mmjax.train import partitioning, state as state_lib, step as step_lib
   overrides = [f'--config.model.size={preset}', f'--config.model.dtype={dtype}']
   if preset != 'tiny':  # the demo config pins tiny-friendly sizes; let the preset decide
     overrides += [f'--config.model.{k}=None' for k in ('num_layers', 'width', 'num_heads',
@@ -42,29 +70,8 @@ def bench_preset(preset: str, task_name: str, batch: int, steps: int, dtype: str
   with config.tasks.unlocked():
     for t in config.tasks.values():
       t.batch_size = batch
-  mesh = partitioning.make_mesh(config.mesh)
   task = next(t for t in task_signatures(config) if t.name == task_name)
-  graphdef, abstract, shardings = state_lib.abstract_train_state(config, mesh)
-  state = state_lib.create_train_state(config, mesh, graphdef, shardings)
-  train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
-  t0 = time.perf_counter()
-  compiled = train_step.lower(abstract, step_lib.abstract_batch(task, config, mesh), task).compile()
-  compile_s = time.perf_counter() - t0
-  rng = np.random.default_rng(0)
-  local = {}
-  for k, (shape, dt) in step_lib.batch_spec(task).items():
-    local[k] = (rng.integers(0, 10, shape) if k in ('text', 'label') else
-                np.ones(shape) if k == 'text_mask' else rng.normal(size=shape)).astype(dt)
-  batch_arr = jax.device_put(local, partitioning.batch_sharding(mesh))
-  state, m = compiled(state, batch_arr)  # warm-up
-  jax.block_until_ready(m)
-  times = []
-  for _ in range(steps):
-    t0 = time.perf_counter()
-    state, m = compiled(state, batch_arr)
-    jax.block_until_ready(m)
-    times.append(time.perf_counter() - t0)
-  step_s = statistics.median(times)
+  step_s, compiled, compile_s, abstract = time_step(config, task, steps)
   flops = _flops(compiled)
   params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract['params']))
   return dict(preset=preset, task=task.name, batch=batch, dtype=dtype, params=params,
