@@ -63,7 +63,9 @@ def base_config() -> ml_collections.ConfigDict:
       frame_stride=1))
   c.tasks = ml_collections.ConfigDict()
   c.evaluation = ml_collections.ConfigDict(dict(datasets=ml_collections.ConfigDict()))
-  c.faults = ml_collections.ConfigDict(dict(max_nonfinite_in_row=5, watchdog_seconds=0))
+  # Fault handling; `inject_nan_at_steps` is a debugging aid that poisons those steps' batches.
+  c.faults = ml_collections.ConfigDict(dict(max_nonfinite_in_row=5, watchdog_seconds=0,
+                                            inject_nan_at_steps=()))
   return c
 
 

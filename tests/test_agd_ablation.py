@@ -5,7 +5,7 @@ import os
 import jax
 import numpy as np
 
-from conftest import ROOT, synthetic_batch
+from mmjax_testing import ROOT, synthetic_batch
 from mmjax import config as config_lib
 from mmjax.data.tasks import AgdSampler, MixedTask, tasks_from_config
 from mmjax.train import partitioning, state as state_lib, step as step_lib

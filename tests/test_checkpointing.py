@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import demo_config
+from mmjax_testing import demo_config
 from mmjax.train import checkpointing, partitioning, state as state_lib
 
 

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, demo_config
+from mmjax_testing import ROOT, demo_config
 from mmjax import config as config_lib
 from mmjax.train import partitioning
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import ROOT
+from mmjax_testing import ROOT
 from mmjax import config as config_lib
 from mmjax.data.tasks import tasks_from_config
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import demo_config, synthetic_batch
+from mmjax_testing import demo_config, synthetic_batch
 from mmjax.data.tasks import task_signatures
 from mmjax.models import audio_features
 from mmjax.models.model import build_model, drop_tokens

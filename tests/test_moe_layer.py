@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import demo_config
+from mmjax_testing import demo_config
 from mmjax.models import moe
 from mmjax.train import partitioning
 from mmjax.train.state import logical_axes

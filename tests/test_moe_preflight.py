@@ -2,7 +2,7 @@
 
 import pytest
 
-from conftest import demo_config
+from mmjax_testing import demo_config
 from mmjax.train import loop
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import demo_config, synthetic_batch
+from mmjax_testing import demo_config, synthetic_batch
 from test_moe_layer import random_module
 from mmjax.config_defaults import task as task_config
 from mmjax.data.tasks import tasks_from_config

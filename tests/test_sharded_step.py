@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import demo_config, synthetic_batch
+from mmjax_testing import demo_config, synthetic_batch
 from mmjax.data.tasks import task_signatures
 from mmjax.train import partitioning, state as state_lib, step as step_lib
 

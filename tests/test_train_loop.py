@@ -5,7 +5,7 @@ import json
 import jax
 import pytest
 
-from conftest import demo_config
+from mmjax_testing import demo_config
 from mmjax.data.tasks import task_signatures
 from mmjax.train import loop, step as step_lib
 

@@ -7,7 +7,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import ROOT, demo_config, synthetic_batch
+from mmjax_testing import ROOT, demo_config, synthetic_batch
 from mmjax import config as config_lib
 from mmjax.data.tasks import task_signatures
 from mmjax.train import checkpointing, optimizer as optimizer_lib, partitioning

@@ -1,35 +1,149 @@
-"""Multi-host start-up through JAX's own multi-controller runtime (`jax.distributed`).
+"""Multi-host start-up through JAX's multi-controller runtime (`jax.distributed`), and the few
+cross-process agreements the loop needs.
 
-Explicit settings come from the environment (`MMJAX_COORDINATOR`, `MMJAX_NUM_PROCESSES`,
-`MMJAX_PROCESS_ID`, optional `MMJAX_LOCAL_DEVICE_IDS`); on TPU VMs and under SLURM JAX detects
-them itself when `MMJAX_DISTRIBUTED=auto`. Nothing happens for a plain single-process run.
+Every process runs the same command. How they find each other comes from the environment:
+
+  MMJAX_COORDINATOR=host:port   explicit: with MMJAX_NUM_PROCESSES and MMJAX_PROCESS_ID
+                                (optional MMJAX_LOCAL_DEVICE_IDS=0,1,...: this process's GPUs)
+  MMJAX_DISTRIBUTED=auto        JAX detects them itself (Cloud TPU VMs, SLURM, Open MPI, GKE)
+  neither                       a plain single-process run; nothing is initialised
+  MMJAX_CPU_COLLECTIVES         cross-process collectives on CPU: gloo (default) or mpi
+  MMJAX_INIT_TIMEOUT            seconds to wait for all processes to connect (default 300)
+
+After start-up only process 0 logs below WARNING (metrics, config.json, progress bar and plots
+are process 0's too); every process takes part in checkpoints, which orbax writes together.
+See launch/README.md.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
+from typing import Mapping
 
 import jax
+import numpy as np
+
+from mmjax.config import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-def initialize_from_env() -> bool:
-  """Calls `jax.distributed.initialize` when the environment asks for it; True if it did."""
-  coordinator = os.environ.get('MMJAX_COORDINATOR')
-  mode = os.environ.get('MMJAX_DISTRIBUTED', '')
+class LaunchError(ConfigError):
+  """The environment describes the processes inconsistently; one sentence naming the fix."""
+
+
+def _int_env(env: Mapping[str, str], name: str) -> int:
+  text = env.get(name, '')
+  try:
+    return int(text)
+  except ValueError:
+    raise LaunchError(f'{name}={text!r} must be an integer when MMJAX_COORDINATOR is set: '
+                      'export MMJAX_COORDINATOR, MMJAX_NUM_PROCESSES and MMJAX_PROCESS_ID '
+                      'together (see launch/README.md).') from None
+
+
+def initialize_args(env: Mapping[str, str] = os.environ) -> dict | None:
+  """The `jax.distributed.initialize` keyword arguments the environment asks for, or None for
+  a single-process run."""
+  coordinator = env.get('MMJAX_COORDINATOR', '')
+  mode = env.get('MMJAX_DISTRIBUTED', '').strip().lower()
+  if mode not in ('', 'auto', 'off'):
+    raise LaunchError(f"MMJAX_DISTRIBUTED={mode!r} is not understood: use 'auto' (let JAX "
+                      "detect TPU VM / SLURM / MPI settings) or unset it.")
+  if mode == 'off' or (not coordinator and mode != 'auto'):
+    return None
+  kwargs = {'initialization_timeout': _int_env(env, 'MMJAX_INIT_TIMEOUT')
+            if env.get('MMJAX_INIT_TIMEOUT') else 300}
   if coordinator:
-    kwargs = dict(coordinator_address=coordinator,
-                  num_processes=int(os.environ['MMJAX_NUM_PROCESSES']),
-                  process_id=int(os.environ['MMJAX_PROCESS_ID']))
-    if os.environ.get('MMJAX_LOCAL_DEVICE_IDS'):
-      kwargs['local_device_ids'] = [int(i) for i in os.environ['MMJAX_LOCAL_DEVICE_IDS'].split(',')]
-    jax.distributed.initialize(**kwargs)
-  elif mode == 'auto':
-    jax.distributed.initialize()  # TPU VM metadata, SLURM, or other clusters JAX detects
-  else:
+    kwargs.update(coordinator_address=coordinator,
+                  num_processes=_int_env(env, 'MMJAX_NUM_PROCESSES'),
+                  process_id=_int_env(env, 'MMJAX_PROCESS_ID'))
+    if not 0 <= kwargs['process_id'] < kwargs['num_processes']:
+      raise LaunchError(f"MMJAX_PROCESS_ID={kwargs['process_id']} is outside 0.."
+                        f"{kwargs['num_processes'] - 1}: give each process a distinct id below "
+                        'MMJAX_NUM_PROCESSES.')
+  if env.get('MMJAX_LOCAL_DEVICE_IDS'):
+    try:
+      kwargs['local_device_ids'] = [int(i) for i in env['MMJAX_LOCAL_DEVICE_IDS'].split(',')]
+    except ValueError:
+      raise LaunchError(f"MMJAX_LOCAL_DEVICE_IDS={env['MMJAX_LOCAL_DEVICE_IDS']!r} must be "
+                        'comma-separated device numbers, e.g. 0,1,2,3.') from None
+  return kwargs
+
+
+def _configure_cpu_collectives(env: Mapping[str, str]) -> None:
+  """Cross-process collectives on CPU need an implementation (gloo over TCP, or MPI)."""
+  impl = env.get('MMJAX_CPU_COLLECTIVES', 'gloo').strip().lower()
+  if impl not in ('gloo', 'mpi'):
+    raise LaunchError(f"MMJAX_CPU_COLLECTIVES={impl!r} is not supported: use 'gloo' or 'mpi'.")
+  jax.config.update('jax_cpu_collectives_implementation', impl)
+
+
+def initialize_from_env(env: Mapping[str, str] = os.environ) -> bool:
+  """Calls `jax.distributed.initialize` when the environment asks for it; True if it did."""
+  kwargs = initialize_args(env)
+  if kwargs is None:
     return False
+  _configure_cpu_collectives(env)
+  jax.distributed.initialize(**kwargs)
+  if jax.process_index() != 0:
+    logging.getLogger().setLevel(logging.WARNING)  # one process narrates; all still warn
   log.info('process %d of %d, %d local / %d global devices', jax.process_index(),
            jax.process_count(), jax.local_device_count(), jax.device_count())
   return True
+
+
+_barriers = itertools.count()
+
+
+def barrier(name: str, timeout_s: int = 3600) -> None:
+  """Waits until every process has called `barrier(name)` (through the coordination service,
+  not a collective). Called before the first collectives of a run: gloo on CPU gives processes
+  only 30 s to join a new communicator, and start-up or compilation can skew them by more."""
+  if jax.process_count() == 1:
+    return
+  import orbax.checkpoint as ocp
+  ocp.multihost.get_barrier_sync_fn()(key=f'mmjax_{name}_{next(_barriers)}',
+                                      timeout_ms=int(timeout_s * 1000))
+
+
+def _flags_of_all_processes(flag: bool) -> np.ndarray:
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(np.asarray(bool(flag))))
+
+
+def all_processes(flag: bool) -> bool:
+  """True when `flag` is True on every process (a collective: every process must call it)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(np.all(_flags_of_all_processes(flag)))
+
+
+def any_process(flag: bool) -> bool:
+  """True when `flag` is True on some process (a collective: every process must call it)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  return bool(np.any(_flags_of_all_processes(flag)))
+
+
+def data_state_for_this_process(data_state: dict) -> dict:
+  """The restored data state, re-addressed to this process.
+
+  Process 0 writes the JSON data state; every host's iterators advance in lockstep (one batch
+  per step of their task), so the saved positions hold for all hosts and only the host fields
+  change. A run on a different number of processes continues each iterator from the same
+  position over the new shards (a warning says the examples differ from an unchanged run).
+  """
+  iterators = data_state.get('iterators', {})
+  index, count = jax.process_index(), jax.process_count()
+  saved_counts = {s.get('process_count') for s in iterators.values()} - {None}
+  if saved_counts and saved_counts != {count}:
+    log.warning('the checkpoint\'s data iterators were written by %s process(es), this run has '
+                '%d: each task continues from the same batch position over the new per-host '
+                'shards, so the examples seen from here differ from a run on the old count.',
+                ', '.join(map(str, sorted(saved_counts))), count)
+  fixed = {name: {**s, 'process_index': index, 'process_count': count}
+           if 'process_index' in s else s for name, s in iterators.items()}
+  return {**data_state, 'iterators': fixed} if iterators else data_state

@@ -1,10 +1,13 @@
 """Surviving faults: preemption signals, non-finite losses, and hangs.
 
-- `PreemptionSignal`: SIGTERM/SIGINT set a flag; the loop finishes its step, checkpoints, exits 0.
+- `PreemptionSignal`: SIGTERM/SIGINT set a flag; `poll()` (once per step, agreed by all
+  processes) tells the loop to finish its step, checkpoint, and exit 0. A second SIGINT aborts.
 - `NonFiniteGuard`: counts non-finite steps in a row (the step itself already skipped the update)
   and stops the run after `max_in_row`.
 - `Watchdog`: when no step finishes within `seconds`, dumps every thread's stack and exits
   non-zero so the scheduler restarts the job.
+- `poison_batch`: the debugging key `config.faults.inject_nan_at_steps` puts a NaN into the
+  batch of those steps, to rehearse the non-finite path on a real run.
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import signal
 import sys
 import threading
 import time
+
+import numpy as np
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +40,24 @@ class PreemptionSignal:
 
   def _handle(self, signum, frame):
     del frame
+    if self.requested and signum == signal.SIGINT:
+      raise KeyboardInterrupt  # a second Ctrl-C: stop now, without the final checkpoint
     self.requested = True
     self.signal_name = signal.Signals(signum).name
+    sys.stderr.write(f'\nmmjax: {self.signal_name} received; finishing this step, then '
+                     'checkpointing and exiting.\n')
+
+  def poll(self) -> bool:
+    """Whether to stop after this step: True once any process has had a signal. Call it once
+    per step on every process (it is a collective when there are several); all processes get
+    the same answer, even when a signal lands while they are agreeing."""
+    from mmjax.train import distributed
+    seen = self.requested  # one snapshot: the handler may flip the flag at any bytecode
+    if not distributed.any_process(seen):
+      return False
+    if not seen:
+      self.requested, self.signal_name = True, 'a signal on another process'
+    return True
 
   def __enter__(self):
     if threading.current_thread() is threading.main_thread():
@@ -65,12 +86,14 @@ class NonFiniteGuard:
     self.in_row += 1
     self.total += 1
     log.warning('step %d: loss or gradient norm is not finite; the update was skipped '
-                '(%d in a row).', step, self.in_row)
+                '(%d in a row, %d in this run).', step, self.in_row, self.total)
     if self.max_in_row and self.in_row >= self.max_in_row:
+      where = (f'the last good checkpoint is step {last_checkpoint}' if last_checkpoint
+               is not None else 'no checkpoint was written yet')
       raise TrainingStopped(
           f'stopping at step {step}: {self.in_row} steps in a row had a non-finite loss or '
-          f'gradient norm; the last good checkpoint is step {last_checkpoint} — lower the '
-          'learning rate or check the data, then run the same command to resume from it.')
+          f'gradient norm (config.faults.max_nonfinite_in_row={self.max_in_row}); {where} — '
+          'lower the learning rate or check the data, then run the same command to resume.')
 
 
 class Watchdog:
@@ -106,3 +129,16 @@ class Watchdog:
   def __exit__(self, *exc):
     self._stop.set()
     return False
+
+
+def poison_batch(batch: dict) -> dict:
+  """A copy of `batch` whose first floating-point input has a NaN in its first element, so the
+  step's loss is NaN (for `config.faults.inject_nan_at_steps`)."""
+  for key in sorted(batch):
+    value = np.asarray(batch[key])
+    if np.issubdtype(value.dtype, np.floating) and value.size:
+      value = value.copy()
+      value.flat[0] = np.nan
+      return {**batch, key: value}
+  raise ValueError(f'cannot inject a NaN: the batch has no floating-point input (keys '
+                   f'{sorted(batch)}); use a task with image, video or audio.')

@@ -16,8 +16,8 @@ from tqdm import tqdm
 
 from mmjax import config as config_lib
 from mmjax.data import pipeline
-from mmjax.data.tasks import AgdSampler, task_signatures, tasks_from_config
-from mmjax.train import checkpointing, faults, partitioning
+from mmjax.data.tasks import AgdSampler, MixedTask, task_signatures, tasks_from_config
+from mmjax.train import checkpointing, distributed, faults, partitioning
 from mmjax.train import state as state_lib, step as step_lib
 from mmjax.train.metrics_writer import MetricsWriter
 
@@ -44,6 +44,13 @@ def check_workdir(workdir: str) -> None:
 def preflight(config, workdir: str):
   """Mesh, tasks, data and workdir checks; returns (mesh, signatures, sampler)."""
   mesh = partitioning.make_mesh(config.mesh)
+  from mmjax.models.moe import check_moe_config
+  from mmjax.models.encoder import routed_layer_indices
+  check_moe_config(config.model, dict(mesh.shape))
+  try:
+    routed_layer_indices(config.model)
+  except ValueError as e:
+    raise PreflightError(str(e)) from None
   dp, hosts = partitioning.data_parallel_size(mesh), jax.process_count()
   tasks = tasks_from_config(config)
   for t in tasks:
@@ -58,10 +65,11 @@ def preflight(config, workdir: str):
   return mesh, task_signatures(config), sampler
 
 
-def _global_batch(local: dict, sharding, task) -> dict:
-  spec = step_lib.batch_spec(task)
-  return {k: jax.make_array_from_process_local_data(sharding, np.asarray(local[k]), spec[k][0])
-          for k in spec}
+def _next_batch(iterators: dict, task) -> dict:
+  """This process's batch for `task`; a MixedTask takes one batch of each member task."""
+  if isinstance(task, MixedTask):
+    return {m.name: next(iterators[m.signature_name]) for m in task.members}
+  return next(iterators[task.signature_name])
 
 
 def _scalars(metrics: dict) -> dict:
@@ -89,19 +97,27 @@ def train(config, workdir: str) -> dict:
 
   # --- state: restore the newest good checkpoint, or initialise -------------------------------
   graphdef, abstract_state, shardings = state_lib.abstract_train_state(config, mesh)
+  distributed.barrier('restore')  # processes meet before their first collective
   ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
   restored = ckpt.restore_latest_good(abstract_state)
   if restored is None:
     start, data_state = 0, {}
     state = state_lib.create_train_state(config, mesh, graphdef, shardings)
+    if config.get('init_from', ''):  # fine-tuning: weights from a params-only export
+      from mmjax.export.load import load_params
+      params, _ = load_params(config.init_from, abstract_state['params'])
+      state = {**state, 'params': params}
+      log.info('initialised parameters from %s', config.init_from)
   else:
     start, state, data_state = restored
+    data_state = distributed.data_state_for_this_process(data_state)
     log.info('resumed from checkpoint step %d', start)
 
   # --- compile every task signature ahead of time --------------------------------------------
   train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
-  with tqdm(total=len(signatures), desc='compile', unit='task', disable=not is_main) as bar:
-    compiled = step_lib.compile_train_steps(train_step, abstract_state, signatures, config, mesh,
+  step_tasks = sampler.step_tasks()
+  with tqdm(total=len(step_tasks), desc='compile', unit='task', disable=not is_main) as bar:
+    compiled = step_lib.compile_train_steps(train_step, abstract_state, step_tasks, config, mesh,
                                             progress=lambda t: bar.update(1))
 
   # --- data: one iterator per task signature, resumed exactly ---------------------------------
@@ -113,13 +129,13 @@ def train(config, workdir: str) -> dict:
     if t.signature_name in data_state.get('iterators', {}):
       it.set_state(data_state['iterators'][t.signature_name])
     iterators[t.signature_name] = it
-  batch_sharding = partitioning.batch_sharding(mesh)
 
   # --- loop -----------------------------------------------------------------------------------
   writer = MetricsWriter(workdir, resume_step=start)
   per_task = {t.name: dict(data_state.get('per_task', {}).get(t.name, {}))
               for t in signatures}
   guard = faults.NonFiniteGuard(config.faults.max_nonfinite_in_row)
+  nan_steps = set(config.faults.get('inject_nan_at_steps', ()) or ())
   last_ckpt, last_row = (start if restored else None), {}
   window = {'time': 0.0, 'wait': 0.0, 'examples': 0, 'steps': 0}
 
@@ -127,6 +143,7 @@ def train(config, workdir: str) -> dict:
     return {'iterators': {k: it.get_state() for k, it in iterators.items()},
             'per_task': per_task, 'agd_step': step}
 
+  distributed.barrier('first_step')  # compilation may have skewed the processes
   bar = tqdm(total=config.total_steps, initial=start, unit='step', disable=not is_main,
              dynamic_ncols=True)
   with faults.PreemptionSignal() as preempt, faults.Watchdog(config.faults.watchdog_seconds) as dog:
@@ -134,15 +151,17 @@ def train(config, workdir: str) -> dict:
     while step < config.total_steps:
       task = sampler(step)
       t0 = time.perf_counter()
-      local = next(iterators[task.signature_name])
+      local = _next_batch(iterators, task)
+      if step + 1 in nan_steps:
+        local = (faults.poison_batch(local) if not isinstance(task, MixedTask) else
+                 {**local, task.members[0].name: faults.poison_batch(local[task.members[0].name])})
       t1 = time.perf_counter()
-      state, metrics = compiled[task.signature_name](state, _global_batch(local, batch_sharding,
-                                                                         task))
+      state, metrics = compiled[task.signature_name](state, step_lib.global_batch(local, mesh, task))
       values = _scalars(jax.device_get(metrics))
       t2 = time.perf_counter()
       step += 1
       dog.beat()
-      stats = per_task[task.name]
+      stats = per_task.setdefault(task.name, {})
       stats['steps'] = stats.get('steps', 0) + 1
       stats['examples'] = stats.get('examples', 0) + task.batch_size
       stats['loss'] = values['loss']
@@ -150,7 +169,6 @@ def train(config, workdir: str) -> dict:
       window['wait'] += t1 - t0
       window['examples'] += task.batch_size
       window['steps'] += 1
-      guard.update(step, bool(values['nonfinite']), last_ckpt)
       bar.update(1)
       bar.set_postfix(task=task.name, loss=f"{values['loss']:.3f}")
       if step % config.log_every == 0 or step == config.total_steps:
@@ -166,13 +184,19 @@ def train(config, workdir: str) -> dict:
             last_row[f'tasks/{name}/{k}'] = v
         writer.write(step, last_row)
         window = {'time': 0.0, 'wait': 0.0, 'examples': 0, 'steps': 0}
-      if step % config.checkpoint_every == 0 or step == config.total_steps or preempt.requested:
+      try:  # after the row is written, so the last non-finite step is in metrics.jsonl
+        guard.update(step, bool(values['nonfinite']), last_ckpt)
+      except faults.TrainingStopped:
+        ckpt.close()  # the last good checkpoint may still be in flight: commit it first
+        raise
+      stop = preempt.poll()  # once per step, agreed by all processes
+      if step % config.checkpoint_every == 0 or step == config.total_steps or stop:
         ckpt.save(step, state, data_snapshot(step), force=True)
         last_ckpt = step
-      if config.eval_every and step % config.eval_every == 0 and not preempt.requested:
+      if config.eval_every and step % config.eval_every == 0 and not stop:
         writer.write(step, _evaluate(config, graphdef, state, step, workdir, mesh))
         dog.beat()
-      if preempt.requested:
+      if stop:
         log.warning('%s received: checkpoint at step %d written; exiting.', preempt.signal_name,
                     step)
         break

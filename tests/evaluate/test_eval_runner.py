@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import ROOT, demo_config
+from mmjax_testing import ROOT, demo_config
 from mmjax.data import digits_builder, pipeline
 from mmjax.data.tasks import Resolution
 from mmjax.evaluate import __main__ as cli, restore, runner

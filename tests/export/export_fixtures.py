@@ -10,7 +10,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from conftest import demo_config
+from mmjax_testing import demo_config
 from mmjax import config as config_lib
 from mmjax.data import digits_builder
 from mmjax.export import inputs as inputs_lib

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import export_fixtures as fx
-from conftest import ROOT
+from mmjax_testing import ROOT
 from mmjax.export.load import load_params
 
 

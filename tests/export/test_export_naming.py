@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from conftest import demo_config
+from mmjax_testing import demo_config
 from mmjax.export import naming
 from mmjax.export.errors import ExportError
 from mmjax.export.run import parse_formats

@@ -1,0 +1,35 @@
+"""Shared test helpers: the demo config with overrides, and synthetic batches for any task.
+
+Imported as `from mmjax_testing import ...` (tests/conftest.py puts tests/ on sys.path).
+"""
+
+import os
+
+import numpy as np
+
+from mmjax import config as config_lib
+from mmjax.train import step as step_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def demo_config(*overrides: str):
+  """configs/demo.py with the given `--config.k=v` overrides."""
+  return config_lib.load_config(os.path.join(ROOT, 'configs/demo.py'), list(overrides))
+
+
+def synthetic_batch(task, seed: int = 0, batch_size: int | None = None) -> dict:
+  """Random inputs of the task's shapes; text masks mark a random-length prefix as real."""
+  rng = np.random.default_rng(seed)
+  out = {}
+  for key, (shape, dtype) in step_lib.batch_spec(task, batch_size).items():
+    if key == 'text':
+      out[key] = rng.integers(1, 100, shape).astype(np.int32)
+    elif key == 'text_mask':
+      lengths = rng.integers(3, shape[-1] + 1, shape[:-1])
+      out[key] = (np.arange(shape[-1]) < lengths[..., None]).astype(np.int32)
+    elif key == 'label':
+      out[key] = rng.integers(0, 10, shape).astype(np.int32)
+    else:
+      out[key] = rng.normal(size=shape).astype(np.float32)
+  return out

@@ -1,0 +1,305 @@
+"""Killed, preempted and corrupted runs resume to the same numbers as an uninterrupted run.
+
+Every run is the real command (`python -m mmjax.train`) in a subprocess on 8 CPU devices with a
+two-task tiny config. One uninterrupted 40-step run (module fixture) is the reference. XLA
+executables are shared between runs through JAX's persistent compilation cache, kept in pytest's
+cache directory, so only the first run of a session (or of a changed model) compiles.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+TINY_CONFIG = '''"""Two tasks (AGD picks between them), one layer: `python -m mmjax.train --config=THIS`."""
+from mmjax.config_defaults import base_config, task
+
+
+def get_config(arg=None):
+  c = base_config()
+  c.total_steps = 40
+  c.log_every = 1
+  c.checkpoint_every = 20
+  c.model.num_layers = 1
+  c.model.embed_dim = 32
+  c.model.patch_size = 8
+  c.model.max_grid = 4
+  c.model.max_text_length = 16
+  c.model.vocab_size = 512
+  c.optimizer.warmup_steps = 5
+  c.optimizer.decay_steps = 40
+  c.data.threads = 1
+  c.faults.inject_nan_at_steps = ()
+  sizes = dict(image_size=32, text_length=8)
+  c.tasks.image_text = task('mmjax_digits', 'image,text', 16, contrast='image-text', **sizes)
+  c.tasks.image_classify = task('mmjax_digits', 'image', 16, classify='image', num_classes=10,
+                                weight=0.5, **sizes)
+  return c
+'''
+
+
+# --- helpers shared with test_faults.py and test_multiprocess.py --------------------------------
+
+def write_config(directory: Path) -> str:
+  path = Path(directory) / 'tiny_config.py'
+  path.write_text(TINY_CONFIG)
+  return str(path)
+
+
+def subprocess_env(**extra: str) -> dict:
+  """8 CPU devices; the compilation cache key made independent of the cache's path (JAX puts
+  the GPU autotune cache directory, under the cache directory, into the compile options)."""
+  path = os.pathsep.join(p for p in (str(ROOT), os.environ.get('PYTHONPATH', '')) if p)
+  env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONUNBUFFERED='1', PYTHONPATH=path,
+             XLA_FLAGS='--xla_force_host_platform_device_count=8',
+             JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES='none')
+  env.update(extra)
+  return env
+
+
+def train_argv(config: str, workdir: Path, *overrides: str) -> list[str]:
+  return [sys.executable, '-m', 'mmjax.train', f'--config={config}', f'--workdir={workdir}',
+          *overrides]
+
+
+class CompileCache:
+  """Copies cached executables into a workdir's `jax_cache` before a run and back after it."""
+
+  def __init__(self, directory: Path):
+    self.directory = Path(directory)
+    self.directory.mkdir(parents=True, exist_ok=True)
+
+  @staticmethod
+  def _copy_new(src: Path, dst: Path) -> None:
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.glob('*-cache'):
+      if not (dst / f.name).exists():
+        shutil.copy2(f, dst / f.name)
+
+  def seed(self, workdir: Path) -> None:
+    self._copy_new(self.directory, Path(workdir) / 'jax_cache')
+
+  def keep(self, workdir: Path) -> None:
+    if (Path(workdir) / 'jax_cache').is_dir():
+      self._copy_new(Path(workdir) / 'jax_cache', self.directory)
+
+
+def make_compile_cache(request, tmp_path_factory) -> CompileCache:
+  cache = getattr(request.config, 'cache', None)
+  where = cache.mkdir('mmjax-compilation') if cache else tmp_path_factory.mktemp('compilation')
+  return CompileCache(where)
+
+
+def start(argv: list[str], log: Path, env: dict | None = None) -> subprocess.Popen:
+  """Starts `argv` in the repository root with stdout and stderr going to `log`."""
+  with open(log, 'ab') as f:
+    return subprocess.Popen(argv, cwd=ROOT, env=env or subprocess_env(), stdout=f,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+  """SIGKILLs `proc` and everything it started (its own session, see `start`)."""
+  try:
+    os.killpg(proc.pid, signal.SIGKILL)
+  except ProcessLookupError:
+    pass
+  proc.wait()
+
+
+def run(argv: list[str], log: Path, env: dict | None = None, timeout: float = 400
+        ) -> tuple[int, str]:
+  """Runs `argv` to the end; returns (exit code, its output)."""
+  offset = log.stat().st_size if log.exists() else 0
+  proc = start(argv, log, env)
+  try:
+    code = proc.wait(timeout=timeout)
+  finally:
+    if proc.poll() is None:
+      kill_group(proc)
+  return code, log.read_bytes()[offset:].decode(errors='replace')
+
+
+def rows(workdir: Path) -> dict[int, dict]:
+  """metrics.jsonl as {step: row}; a step written twice fails the test."""
+  path = Path(workdir) / 'metrics.jsonl'
+  out = {}
+  if not path.exists():
+    return out
+  for line in path.read_text().splitlines():
+    if line.strip():
+      row = json.loads(line)
+      if 'loss' in row:
+        assert row['step'] not in out, f'step {row["step"]} written twice'
+        out[row['step']] = row
+  return out
+
+
+def committed(workdir: Path, step: int) -> bool:
+  """Orbax renames `<step>.orbax-checkpoint-tmp-*` to `<step>` once every item is written."""
+  return (Path(workdir) / 'checkpoints' / str(step) / '_CHECKPOINT_METADATA').exists()
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300, what: str = '') -> None:
+  deadline = time.monotonic() + timeout
+  while not predicate():
+    if proc.poll() is not None:
+      raise AssertionError(f'the run ended (exit {proc.returncode}) before {what}')
+    if time.monotonic() > deadline:
+      kill_group(proc)
+      raise AssertionError(f'timed out waiting for {what}')
+    time.sleep(0.05)
+
+
+def same_losses(a: dict, b: dict, steps) -> None:
+  """Task choice and loss of each step bit-identical (float32 losses, JSON round trip)."""
+  for s in steps:
+    assert (a[s]['task'], a[s]['loss'], a[s]['grad_norm']) == \
+        (b[s]['task'], b[s]['loss'], b[s]['grad_norm']), f'step {s} differs'
+
+
+def steps_on_disk(workdir: Path) -> list[str]:
+  return sorted(p.name for p in (Path(workdir) / 'checkpoints').iterdir())
+
+
+# --- fixtures -----------------------------------------------------------------------------------
+
+@pytest.fixture(scope='module')
+def compile_cache(request, tmp_path_factory):
+  return make_compile_cache(request, tmp_path_factory)
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, compile_cache):
+  """An uninterrupted 40-step run: (config path, workdir, rows by step)."""
+  root = tmp_path_factory.mktemp('reference')
+  config, workdir = write_config(root), root / 'run'
+  compile_cache.seed(workdir)
+  code, out = run(train_argv(config, workdir), root / 'log')
+  compile_cache.keep(workdir)
+  assert code == 0, out[-3000:]
+  got = rows(workdir)
+  assert sorted(got) == list(range(1, 41))
+  assert len({r['task'] for r in got.values()}) == 2
+  assert steps_on_disk(workdir) == ['20', '40']
+  return config, workdir, got
+
+
+def fresh_workdir(tmp_path: Path, compile_cache: CompileCache) -> Path:
+  workdir = tmp_path / 'run'
+  compile_cache.seed(workdir)
+  return workdir
+
+
+def copy_of(reference_workdir: Path, tmp_path: Path, keep_steps=('20', '40')) -> Path:
+  """A copy of the reference run holding only the checkpoints `keep_steps`."""
+  workdir = tmp_path / 'run'
+  shutil.copytree(reference_workdir, workdir)
+  for p in (workdir / 'checkpoints').iterdir():
+    if p.name not in keep_steps:
+      shutil.rmtree(p)
+  last = max(int(s) for s in keep_steps)
+  metrics = workdir / 'metrics.jsonl'
+  metrics.write_text(''.join(l + '\n' for l in metrics.read_text().splitlines()
+                             if json.loads(l).get('step', 0) <= last))
+  return workdir
+
+
+# --- tests --------------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_sigkill_after_checkpoint_then_same_command_matches_uninterrupted(
+    reference, tmp_path, compile_cache):
+  config, _, expected = reference
+  workdir = fresh_workdir(tmp_path, compile_cache)
+  argv = train_argv(config, workdir)
+  proc = start(argv, tmp_path / 'log')
+  wait_for(lambda: committed(workdir, 20), proc, what='checkpoint 20 to be committed')
+  proc.send_signal(signal.SIGKILL)
+  assert proc.wait(timeout=60) == -signal.SIGKILL
+  assert not committed(workdir, 40)
+
+  code, out = run(argv, tmp_path / 'log')
+  assert code == 0, out[-3000:]
+  assert 'resumed from checkpoint step 20' in out
+  got = rows(workdir)
+  assert sorted(got) == list(range(1, 41))
+  same_losses(got, expected, range(1, 41))
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_the_step_reached_exits_zero_and_resumes(reference, tmp_path):
+  config, ref_workdir, expected = reference
+  workdir = copy_of(ref_workdir, tmp_path, keep_steps=('20',))
+  argv = train_argv(config, workdir)
+  proc = start(argv, tmp_path / 'log')
+  wait_for(lambda: max(rows(workdir), default=0) >= 23, proc, what='step 23')
+  proc.send_signal(signal.SIGTERM)
+  assert proc.wait(timeout=120) == 0
+  out = (tmp_path / 'log').read_text(errors='replace')
+  reached = max(rows(workdir))
+  assert 23 <= reached < 40, 'the run should have stopped early'
+  assert f'SIGTERM received: checkpoint at step {reached} written' in out
+  assert committed(workdir, reached)
+
+  code, out = run(argv, tmp_path / 'log2')
+  assert code == 0, out[-3000:]
+  assert f'resumed from checkpoint step {reached}' in out
+  same_losses(rows(workdir), expected, range(21, 41))
+
+
+@pytest.mark.slow
+def test_truncated_newest_checkpoint_warns_restores_previous_and_continues(reference, tmp_path):
+  config, ref_workdir, expected = reference
+  workdir = copy_of(ref_workdir, tmp_path)
+  state = workdir / 'checkpoints' / '40' / 'state'
+  biggest = max((p for p in state.rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
+  os.truncate(biggest, biggest.stat().st_size // 3)
+  damaged = sorted(str(p.relative_to(workdir)) for p in (workdir / 'checkpoints' / '40').rglob('*'))
+
+  code, out = run(train_argv(config, workdir), tmp_path / 'log')
+  assert code == 0, out[-3000:]
+  warnings = [l for l in out.splitlines() if 'incomplete or corrupt' in l]
+  assert len(warnings) == 1 and 'checkpoints/40 ' in warnings[0], warnings
+  assert 'resumed from checkpoint step 20' in out
+  same_losses(rows(workdir), expected, range(21, 41))
+  # Nothing was deleted: the damaged step is kept aside, byte for byte, and 40 was written anew.
+  assert steps_on_disk(workdir) == ['20', '40', '40.corrupt']
+  kept = workdir / 'checkpoints' / '40.corrupt'
+  assert sorted(str(p.relative_to(workdir)).replace('40.corrupt', '40')
+                for p in kept.rglob('*')) == damaged
+  assert committed(workdir, 40)
+
+
+def test_missing_files_are_reported_and_the_previous_step_restored(reference, tmp_path, caplog):
+  """In-process, no training: each kind of damage to step 40 makes restore fall back to 20."""
+  import jax
+  from mmjax import config as config_lib
+  from mmjax.train import checkpointing, partitioning, state as state_lib
+
+  config_path, ref_workdir, _ = reference
+  config = config_lib.load_config(config_path)
+  _, abstract, _ = state_lib.abstract_train_state(config, partitioning.make_mesh(config.mesh))
+  for i, victim in enumerate(['state/_METADATA', 'state/manifest.ocdbt', 'data/metadata']):
+    workdir = copy_of(ref_workdir, tmp_path / str(i))
+    os.remove(workdir / 'checkpoints' / '40' / victim)
+    caplog.clear()
+    ckpt = checkpointing.Checkpointer(str(workdir))
+    try:
+      step, state, data = ckpt.restore_latest_good(abstract)
+    finally:
+      ckpt.close()
+    assert step == 20 and data['agd_step'] == 20, victim
+    assert int(jax.device_get(state['step'])) == 20
+    warned = [r.getMessage() for r in caplog.records if 'incomplete or corrupt' in r.getMessage()]
+    assert len(warned) == 1 and f'{workdir}/checkpoints/40 ' in warned[0], (victim, warned)
+    assert steps_on_disk(workdir) == ['20', '40.corrupt'], victim
