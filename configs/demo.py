@@ -15,7 +15,7 @@ DIGITS = 'mmjax_digits'
 def get_config(arg=None):
   c = base_config()
   c.seed = 0
-  c.total_steps = 1800
+  c.total_steps = 2400
   c.log_every = 20
   c.checkpoint_every = 400
   c.model.size = 'tiny'
@@ -34,18 +34,18 @@ def get_config(arg=None):
   c.model.audio.num_mels = 32
   c.model.audio.patch_frames = 4
   c.model.audio.patch_mels = 8
-  c.optimizer.learning_rate = 1e-3
-  c.optimizer.warmup_steps = 100
+  c.optimizer.learning_rate = 1.5e-3
+  c.optimizer.warmup_steps = 200
   c.optimizer.decay_steps = c.total_steps
   c.optimizer.weight_decay = 1e-4
   sizes = dict(image_size=32, num_frames=8, audio_samples=4096, text_length=16)
   batch = 32
   # Image is the easy modality; video and audio get more of the steps.
-  c.tasks.image_text = task(DIGITS, 'image,text', batch, contrast='image-text', weight=0.6,
+  c.tasks.image_text = task(DIGITS, 'image,text', batch, contrast='image-text', weight=0.7,
                             **sizes)
-  c.tasks.video_text = task(DIGITS, 'video,text', batch, contrast='video-text', weight=1.4,
+  c.tasks.video_text = task(DIGITS, 'video,text', batch, contrast='video-text', weight=1.6,
                             **sizes)
-  c.tasks.audio_text = task(DIGITS, 'audio,text', batch, contrast='audio-text', weight=1.4,
+  c.tasks.audio_text = task(DIGITS, 'audio,text', batch, contrast='audio-text', weight=1.2,
                             **sizes)
   c.tasks.image_classify = task(DIGITS, 'image', batch, classify='image', num_classes=10,
                                 weight=0.4, **sizes)
