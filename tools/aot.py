@@ -22,6 +22,7 @@ import jax
 from mmjax import config as config_lib
 from mmjax.data import tasks as tasks_lib
 from mmjax.evaluate import embedder as embedder_lib
+from mmjax.kernels import backend as kernel_backend
 from mmjax.train import compile_report, flop_count, hardware, partitioning, topology
 from mmjax.train import state as state_lib
 from mmjax.train import step as step_lib
@@ -42,7 +43,8 @@ def parse_args(argv):
 
 def compile_function(name, jitted, args, chip, num_devices) -> dict:
   """Traces, lowers and compiles `jitted(*args)`; one report record (status 'ok' or 'oom')."""
-  traced = jitted.trace(*args)
+  with kernel_backend.target('tpu'):  # `auto` kernels become the Pallas TPU (Mosaic) ones
+    traced = jitted.trace(*args)
   count = flop_count.count_jaxpr(traced.jaxpr)
   try:
     compiled = traced.lower().compile()

@@ -5,14 +5,33 @@ and TPU kernels tile differently, and an ahead-of-time compile for a TPU topolog
 host. `interpret=None` means interpret on CPU only.
 """
 
+import contextlib
+import contextvars
+
 import jax
+
+_TARGET: contextvars.ContextVar = contextvars.ContextVar('mmjax_kernel_target', default=None)
 
 BACKENDS = ('cpu', 'gpu', 'tpu')
 _ALIASES = {'cuda': 'gpu', 'rocm': 'gpu'}
 
 
+@contextlib.contextmanager
+def target(backend: str):
+  """Kernels traced in this block target `backend` (e.g. 'tpu' while compiling ahead of time
+  for a TPU topology on a CPU host), so `auto` picks the TPU kernels and compiles them."""
+  token = _TARGET.set(resolve_backend(backend))
+  try:
+    yield
+  finally:
+    _TARGET.reset(token)
+
+
 def resolve_backend(backend: str | None = None) -> str:
-  """Returns 'cpu', 'gpu' or 'tpu' for `backend`, or for jax.default_backend() when None."""
+  """Returns 'cpu', 'gpu' or 'tpu' for `backend`; when None, the `target(...)` in force, else
+  jax.default_backend()."""
+  if backend is None:
+    backend = _TARGET.get()
   name = jax.default_backend() if backend is None else backend
   name = _ALIASES.get(name, name)
   if name not in BACKENDS:
