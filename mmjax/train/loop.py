@@ -17,7 +17,7 @@ from tqdm import tqdm
 from mmjax import config as config_lib
 from mmjax.data import pipeline
 from mmjax.data.tasks import AgdSampler, MixedTask, task_signatures, tasks_from_config
-from mmjax.train import checkpointing, distributed, faults, partitioning
+from mmjax.train import checkpointing, distributed, faults, partitioning, routing_stats
 from mmjax.train import state as state_lib, step as step_lib
 from mmjax.train.metrics_writer import MetricsWriter
 
@@ -135,6 +135,7 @@ def train(config, workdir: str) -> dict:
   per_task = {t.name: dict(data_state.get('per_task', {}).get(t.name, {}))
               for t in signatures}
   guard = faults.NonFiniteGuard(config.faults.max_nonfinite_in_row)
+  routing_seen = {}  # modality -> that modality's latest MoE routing statistics
   nan_steps = set(config.faults.get('inject_nan_at_steps', ()) or ())
   last_ckpt, last_row = (start if restored else None), {}
   window = {'time': 0.0, 'wait': 0.0, 'examples': 0, 'steps': 0}
@@ -173,8 +174,9 @@ def train(config, workdir: str) -> dict:
       bar.set_postfix(task=task.name, loss=f"{values['loss']:.3f}")
       if step % config.log_every == 0 or step == config.total_steps:
         if 'moe' in metrics:
-          from mmjax.train import routing_stats
-          values.update(routing_stats.routing_rows(jax.device_get(metrics['moe'])))
+          moe = jax.device_get(metrics['moe'])
+          routing_seen.update(moe)  # the latest statistics of every modality, for the heatmaps
+          values.update(routing_stats.routing_rows(moe))
         last_row = {'task': task.name, 'signature': task.signature_name, **values,
                     'examples_per_sec': window['examples'] / max(window['time'], 1e-9),
                     'step_time': window['time'] / window['steps'],
@@ -193,6 +195,8 @@ def train(config, workdir: str) -> dict:
       if step % config.checkpoint_every == 0 or step == config.total_steps or stop:
         ckpt.save(step, state, data_snapshot(step), force=True)
         last_ckpt = step
+        if routing_seen and is_main:
+          routing_stats.plot_routing_heatmaps(routing_seen, workdir, step)
       if config.eval_every and step % config.eval_every == 0 and not stop:
         writer.write(step, _evaluate(config, graphdef, state, step, workdir, mesh))
         dog.beat()
