@@ -10,13 +10,13 @@ examples of every task and the same number of examples in all; they differ in ho
 combined (alternating vs summed), which is the comparison the IMP paper makes.
 """
 
-import importlib.util
 import os
 
-_spec = importlib.util.spec_from_file_location(
-    'mmjax_demo_config', os.path.join(os.path.dirname(os.path.abspath(__file__)), 'demo.py'))
-_demo = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_demo)
+from mmjax.config import import_config_module
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+_demo = import_config_module(os.path.join(_HERE, 'demo.py'))
 
 
 def get_config(arg=None):

@@ -9,16 +9,15 @@ same active compute as the dense tiny model (top-1 routing, experts as wide as t
 factor 1.25 per example; `:dropless` uses the grouped-matmul router instead.
 """
 
-import importlib.util
 import os
+
+from mmjax.config import import_config_module
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _demo():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'demo.py')
-  spec = importlib.util.spec_from_file_location('_mmjax_demo_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return import_config_module(os.path.join(_HERE, 'demo.py'))
 
 
 def get_config(arg=None):

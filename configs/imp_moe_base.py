@@ -8,16 +8,15 @@ layers (top-1, batch-prioritised), QK LayerNorm; tasks and data as configs/imp_b
 Mesh: data = the rest, expert = 16 (one expert per device on that axis), fsdp = 1.
 """
 
-import importlib.util
 import os
+
+from mmjax.config import import_config_module
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _imp_base():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'imp_base.py')
-  spec = importlib.util.spec_from_file_location('_mmjax_imp_base_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return import_config_module(os.path.join(_HERE, 'imp_base.py'))
 
 
 def get_config(arg=None):

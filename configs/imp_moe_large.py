@@ -9,16 +9,15 @@ Mesh for a v5p-256 (128 chips): expert = 16, fsdp = 8, data = the rest (1); ever
 (8192 / 2048) divides the 128-way data-parallel size. Tasks and data as configs/imp_base.py.
 """
 
-import importlib.util
 import os
+
+from mmjax.config import import_config_module
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 def _imp_base():
-  path = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'imp_base.py')
-  spec = importlib.util.spec_from_file_location('_mmjax_imp_base_config', path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+  return import_config_module(os.path.join(_HERE, 'imp_base.py'))
 
 
 def get_config(arg=None):

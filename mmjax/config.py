@@ -24,7 +24,8 @@ class ConfigError(ValueError):
   """A bad config: the message is one sentence naming the problem and the fix."""
 
 
-def _import_config_module(path: str):
+def import_config_module(path: str):
+  """Imports a config file as a module (configs build on each other, e.g. demo_moe on demo)."""
   if not os.path.isfile(path):
     raise ConfigError(f'config file {path!r} does not exist: pass --config=configs/<name>.py.')
   spec = importlib.util.spec_from_file_location(f'_mmjax_config_{abs(hash(path))}', path)
@@ -122,7 +123,7 @@ def load_config(config_arg: str, overrides: Sequence[str] | Sequence[tuple[str, 
                 ) -> ml_collections.ConfigDict:
   """Loads `path.py[:arg]`, applies overrides (`--config.k=v` strings or (k, v) pairs), validates."""
   path, _, arg = config_arg.partition(':')
-  module = _import_config_module(path)
+  module = import_config_module(path)
   config = module.get_config(arg or None)
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f'{path}: get_config must return an ml_collections.ConfigDict.')
