@@ -16,6 +16,7 @@ import argparse
 import json
 import os
 import sys
+import time
 
 import jax
 
@@ -43,11 +44,14 @@ def parse_args(argv):
 
 def compile_function(name, jitted, args, chip, num_devices) -> dict:
   """Traces, lowers and compiles `jitted(*args)`; one report record (status 'ok' or 'oom')."""
+  start = time.perf_counter()
   with kernel_backend.target('tpu'):  # `auto` kernels become the Pallas TPU (Mosaic) ones
     traced = jitted.trace(*args)
   count = flop_count.count_jaxpr(traced.jaxpr)
   try:
-    compiled = traced.lower().compile()
+    lowered = traced.lower()
+    lowered_at = time.perf_counter()
+    compiled = lowered.compile()
   except Exception as e:  # pylint: disable=broad-except
     if compile_report.is_oom(e):
       return compile_report.oom_record(name, chip, e, compile_report.per_device_bytes(args))
@@ -55,6 +59,11 @@ def compile_function(name, jitted, args, chip, num_devices) -> dict:
   record = compile_report.analyze(compiled, name, chip, model_flops=count.flops / num_devices)
   record['traced'] = {'flops_global': count.flops, 'includes_remat': count.has_remat,
                       'while_counted_once': count.has_while}
+  done = time.perf_counter()
+  record['seconds'] = {'trace_and_lower': round(lowered_at - start, 1),
+                       'compile': round(done - lowered_at, 1)}
+  print(f'  {name}: traced and lowered in {lowered_at - start:.0f} s, compiled in '
+        f'{done - lowered_at:.0f} s', file=sys.stderr, flush=True)
   return record
 
 

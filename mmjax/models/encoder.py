@@ -7,6 +7,7 @@ import jax
 from flax import nnx
 
 from mmjax.models.attention import SelfAttention
+from mmjax.models.layer_scan import group_runs, scan_blocks
 from mmjax.models.layers import LayerNorm
 from mmjax.models.mlp import Mlp
 from mmjax.train.partitioning import constrain
@@ -67,7 +68,11 @@ class Block(nnx.Module):
 
 
 class Encoder(nnx.Module):
-  """`[batch, length, embed]` tokens + mask -> `[batch, length, embed]`, plus per-layer aux."""
+  """`[batch, length, embed]` tokens + mask -> `[batch, length, embed]`, plus per-layer aux.
+
+  With `cfg.scan_layers`, each run of consecutive same-kind blocks is one `lax.scan`
+  (`layer_scan.py`); the parameters are the same `block_<i>` either way.
+  """
 
   def __init__(self, cfg, *, rngs: nnx.Rngs, dtype):
     moe_layers = set(moe_layer_indices(cfg))
@@ -79,12 +84,21 @@ class Encoder(nnx.Module):
       setattr(self, f'block_{i}', Block(cfg, rngs=rngs, dtype=dtype, moe=i in moe_layers,
                                         routing=routing))
     self.norm = LayerNorm(cfg.width, rngs=rngs, dtype=dtype)
+    kinds = [(i in moe_layers, i in routed) for i in range(cfg.num_layers)]
+    self.runs = (group_runs(kinds) if cfg.get('scan_layers', False)
+                 else tuple((i,) for i in range(cfg.num_layers)))
 
   def __call__(self, x: jax.Array, mask: jax.Array, *, rng=None):
     aux = {}
-    for i in range(self.num_layers):
-      layer_rng = None if rng is None else jax.random.fold_in(rng, i)
-      x, layer_aux = getattr(self, f'block_{i}')(x, mask, rng=layer_rng)
-      if layer_aux:
-        aux[f'layer_{i}'] = layer_aux
+    for run in self.runs:
+      blocks = [getattr(self, f'block_{i}') for i in run]
+      if len(run) == 1:
+        layer_rng = None if rng is None else jax.random.fold_in(rng, run[0])
+        x, layer_aux = blocks[0](x, mask, rng=layer_rng)
+        run_aux = [layer_aux]
+      else:
+        x, run_aux = scan_blocks(blocks, run, x, mask, rng=rng)
+      for i, layer_aux in zip(run, run_aux):
+        if layer_aux:
+          aux[f'layer_{i}'] = layer_aux
     return self.norm(x), aux
