@@ -34,7 +34,6 @@ def imp_config(size: str = 'base', moe: bool = False):
   m = c.model
   m.size = size                     # base: 12 x 768, 12 heads, MLP 3072; large: 24 x 1024, 16, 4096
   m.dtype = 'bfloat16'
-  m.scan_layers = True              # one compiled body per run of same-kind blocks
   m.embed_dim = 512                 # common space (REFERENCE.md does not fix it; CLIP-B's size)
   m.qk_norm = moe
   m.patch_size = 16

@@ -33,3 +33,15 @@ def synthetic_batch(task, seed: int = 0, batch_size: int | None = None) -> dict:
     else:
       out[key] = rng.normal(size=shape).astype(np.float32)
   return out
+
+
+def tpu_devices(name: str) -> list:
+  """Compile-only devices of the TPU slice `name` (e.g. 'v5p-8'); skips the test, saying why,
+  where libtpu is not installed."""
+  import pytest  # pylint: disable=g-import-not-at-top
+  from mmjax.train import topology  # pylint: disable=g-import-not-at-top
+  try:
+    import libtpu  # pylint: disable=g-import-not-at-top,unused-import
+  except ImportError as e:
+    pytest.skip(f'libtpu is not importable ({e}); TPU ahead-of-time compile needs it')
+  return topology.get_topology(name)

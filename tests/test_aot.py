@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
+from mmjax_testing import tpu_devices
 from mmjax.train import compile_report, hardware, topology
 from tools import aot
 
@@ -54,11 +55,7 @@ def test_mesh_over_cpu_devices():
 
 @pytest.fixture(scope='module')
 def v5p_8():
-  try:
-    import libtpu  # pylint: disable=g-import-not-at-top,unused-import
-  except ImportError as e:
-    pytest.skip(f'libtpu is not importable ({e}); TPU ahead-of-time compile needs it')
-  return topology.get_topology('v5p-8')
+  return tpu_devices('v5p-8')
 
 
 def test_topology_devices(v5p_8):

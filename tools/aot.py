@@ -56,7 +56,8 @@ def compile_function(name, jitted, args, chip, num_devices) -> dict:
     if compile_report.is_oom(e):
       return compile_report.oom_record(name, chip, e, compile_report.per_device_bytes(args))
     raise
-  record = compile_report.analyze(compiled, name, chip, model_flops=count.flops / num_devices)
+  record = compile_report.analyze(compiled, name, chip, model_flops=count.flops / num_devices,
+                                  num_devices=num_devices)
   record['traced'] = {'flops_global': count.flops, 'includes_remat': count.has_remat,
                       'while_counted_once': count.has_while}
   done = time.perf_counter()

@@ -1,9 +1,11 @@
-"""What a compiled step costs per device: memory against HBM, FLOPs, bytes, roofline time, MFU.
+"""What a compiled step costs per device: memory against HBM, FLOPs, bytes, interconnect
+traffic, roofline time, MFU.
 
 Reads `compiled.memory_analysis()` and `compiled.cost_analysis()` of an SPMD executable; both
 describe one device's partition. Cost analysis counts a loop body once, so a model that scans
-over layers under-reports FLOPs; such reports carry `loops_counted_once` and, when model FLOPs
-are given, the roofline's compute term uses the larger of the two counts.
+over layers under-reports FLOPs and bytes; such reports carry `loops_counted_once` and, when
+model FLOPs are given, the roofline's compute term uses the larger of the two counts.
+Collective traffic comes from the optimized HLO (`hlo_collectives.py`, loops multiplied out).
 """
 
 import math
@@ -12,6 +14,7 @@ import re
 import jax
 import numpy as np
 
+from mmjax.train import hlo_collectives
 from mmjax.train.hardware import Chip
 
 _MEMORY_FIELDS = {
@@ -79,35 +82,55 @@ def fit(memory: dict, hbm_bytes: int | None) -> dict:
 
 
 def roofline(flops: float | None, bytes_accessed: float | None, chip: Chip | None,
-             model_flops: float | None = None) -> dict:
-  """Step time lower bound max(flops / peak, bytes / bandwidth) on `chip`, and the MFU it implies
-  for `model_flops` (per device per step): a best case, since the time is a lower bound; None
-  entries where a figure is missing."""
+             model_flops: float | None = None, network_bytes: float | None = None) -> dict:
+  """Step time lower bound max(flops / peak, bytes / HBM bandwidth, sent bytes / outgoing
+  interconnect bandwidth) on `chip`, and the MFU it implies for `model_flops` (per device per
+  step): a best case, since the time is a lower bound; None entries where a figure is missing.
+  Outgoing bandwidth is half the bidirectional figure vendors quote."""
   out = {'compute_flops': max(f for f in (flops, model_flops, 0.0) if f is not None),
-         'compute_s': None, 'memory_s': None, 'step_s': None, 'bound': None, 'mfu': None}
+         'compute_s': None, 'memory_s': None, 'network_s': None, 'step_s': None, 'bound': None,
+         'mfu': None}
   if chip is None:
     return out
   out['compute_s'] = out['compute_flops'] / chip.peak_bf16_flops
   if bytes_accessed is not None:
     out['memory_s'] = bytes_accessed / chip.hbm_bandwidth
-  times = {k: out[k] for k in ('compute_s', 'memory_s') if out[k] is not None}
+  if network_bytes is not None and chip.interconnect_bandwidth:
+    out['network_s'] = network_bytes / (chip.interconnect_bandwidth / 2)
+  times = {k: out[k] for k in ('compute_s', 'memory_s', 'network_s') if out[k] is not None}
   out['step_s'] = max(times.values())
-  out['bound'] = 'compute' if out['step_s'] == out['compute_s'] else 'memory'
+  out['bound'] = max(times, key=times.get).removesuffix('_s')
   if model_flops and out['step_s'] > 0:
     out['mfu'] = model_flops / (out['step_s'] * chip.peak_bf16_flops)
   return out
 
 
-def analyze(compiled, name: str, chip: Chip | None, model_flops: float | None = None) -> dict:
-  """One JSON-ready record for a compiled executable: memory/fit, cost, roofline and MFU."""
+def collective_stats(compiled, num_devices: int) -> dict | None:
+  """Per-device bytes sent by collectives per step, by kind; None when the HLO is unreadable."""
+  try:
+    text = compiled.as_text() or ''
+  except Exception:  # pylint: disable=broad-except  # some backends cannot print the HLO
+    return None
+  found = hlo_collectives.analyze_hlo(text, num_devices)
+  return {'sent_bytes': found.total_bytes, 'sent_bytes_by_kind': found.bytes_by_kind,
+          'count_by_kind': found.count_by_kind, 'loop_trip_counts': list(found.loop_trip_counts)}
+
+
+def analyze(compiled, name: str, chip: Chip | None, model_flops: float | None = None,
+            num_devices: int = 1) -> dict:
+  """One JSON-ready record for a compiled executable: memory/fit, cost, collectives, roofline
+  and MFU. `num_devices`: the program's device count (for collectives without explicit groups)."""
   memory = memory_stats(compiled)
   cost = cost_stats(compiled)
+  network = collective_stats(compiled, num_devices)
   return {
       'name': name, 'status': 'ok', 'chip': chip.name if chip else 'unknown',
       'memory': None if memory is None else {**memory, **fit(memory, chip and chip.hbm_bytes)},
       'cost': {**cost, 'loops_counted_once': _has_loops(compiled)},
+      'collectives': network,
       'model_flops': model_flops,
-      'roofline': roofline(cost['flops'], cost['bytes_accessed'], chip, model_flops),
+      'roofline': roofline(cost['flops'], cost['bytes_accessed'], chip, model_flops,
+                           network and network['sent_bytes']),
   }
 
 
@@ -169,15 +192,18 @@ def format_table(records: list[dict]) -> str:
   """A short fixed-width table: one row per compiled function."""
   width = min(max([len('function')] + [len(r['name']) for r in records]), 64)
   header = (f"{'function':<{width}} {'args':>7} {'temp':>7} {'out':>7} {'total':>7} {'HBM':>7} "
-            f"{'fits':>4} {'TFLOP':>8} {'GB acc':>8} {'step ms':>8} {'bound':>7} {'MFU':>6}")
-  lines = ['per device: memory in GiB (out = outputs not aliased to donated inputs), TFLOP and '
-           'GB accessed per call, roofline step time and the best-case MFU it implies',
+            f"{'fits':>4} {'TFLOP':>8} {'GB acc':>8} {'GB sent':>8} {'step ms':>8} {'bound':>7} "
+            f"{'MFU':>6}")
+  lines = ['per device: memory in GiB (out = outputs not aliased to donated inputs), TFLOP, '
+           'GB of HBM accessed and GB sent by collectives per call, roofline step time and the '
+           'best-case MFU it implies',
            header, '-' * len(header)]
   for r in records:
     mem, cost, roof = r.get('memory') or {}, r.get('cost') or {}, r.get('roofline') or {}
     fits = {True: 'yes', False: 'NO', None: '?'}[mem.get('fits')]
     flops = roof.get('compute_flops') or cost.get('flops')
     acc, step = cost.get('bytes_accessed'), roof.get('step_s')
+    sent = (r.get('collectives') or {}).get('sent_bytes')
     out = (None if mem.get('output_bytes') is None else
            mem['output_bytes'] - (mem.get('alias_bytes') or 0))
     lines.append(
@@ -187,6 +213,7 @@ def format_table(records: list[dict]) -> str:
         f"{_gib(mem.get('hbm_bytes')):>7} {fits:>4} "
         f"{'-' if flops is None else f'{flops / 1e12:.3f}':>8} "
         f"{'-' if acc is None else f'{acc / 1e9:.2f}':>8} "
+        f"{'-' if sent is None else f'{sent / 1e9:.2f}':>8} "
         f"{'-' if step is None else f'{step * 1e3:.2f}':>8} {roof.get('bound') or '-':>7} "
         f"{'-' if roof.get('mfu') is None else format(roof['mfu'], '.1%'):>6}")
   return '\n'.join(lines)

@@ -25,6 +25,9 @@ class Chip:
   hbm_bandwidth: float  # bytes/s per device
   interconnect: str  # ICI / NVLink / DCN notes
   source: str
+  # Chip-to-chip bandwidth within a slice / NVLink domain, bytes/s per device, both directions
+  # of all links together (what the vendors quote); None where there is no such fabric.
+  interconnect_bandwidth: float | None = None
 
 
 _A100 = 'https://www.nvidia.com/en-us/data-center/a100/'
@@ -36,34 +39,35 @@ CHIPS = {
     # dense is half, 989 TFLOPS. 80 GB HBM3, 3.35 TB/s (SXM5).
     'h100_sxm': Chip('NVIDIA H100 SXM', 989e12, 80 * GB, 3.35e12,
                      'NVLink 4: 900 GB/s per GPU; inter-node via InfiniBand/Ethernet',
-                     'https://www.nvidia.com/en-us/data-center/h100/'),
+                     'https://www.nvidia.com/en-us/data-center/h100/', 900e9),
     # https://www.nvidia.com/en-us/data-center/h200/ : same GH100 compute as H100, 141 GB HBM3e.
     'h200_sxm': Chip('NVIDIA H200 SXM', 989e12, 141 * GB, 4.8e12,
                      'NVLink 4: 900 GB/s per GPU; inter-node via InfiniBand/Ethernet',
-                     'https://www.nvidia.com/en-us/data-center/h200/'),
+                     'https://www.nvidia.com/en-us/data-center/h200/', 900e9),
     # https://www.nvidia.com/en-us/data-center/a100/ : BF16 312 TFLOPS dense (624 sparse).
     'a100_40gb': Chip('NVIDIA A100 40GB', 312e12, 40 * GB, 1.555e12,
-                      'NVLink 3: 600 GB/s per GPU', _A100),
+                      'NVLink 3: 600 GB/s per GPU', _A100, 600e9),
     'a100_80gb': Chip('NVIDIA A100 80GB SXM', 312e12, 80 * GB, 2.039e12,
-                      'NVLink 3: 600 GB/s per GPU', _A100),
+                      'NVLink 3: 600 GB/s per GPU', _A100, 600e9),
     'a100_80gb_pcie': Chip('NVIDIA A100 80GB PCIe', 312e12, 80 * GB, 1.935e12,
                            'NVLink bridge: 600 GB/s between pairs', _A100),
-    # https://cloud.google.com/tpu/docs/v4 : 275 TFLOPS bf16, 32 GiB HBM2, 1200 GB/s, 3D torus.
+    # https://cloud.google.com/tpu/docs/v4 : 275 TFLOPS bf16, 32 GiB HBM2, 1200 GB/s, 3D torus;
+    # its per-chip ICI figure is not listed: "all-reduce bandwidth per Pod 1.1 PB/s" / 4096 chips.
     'tpu_v4': Chip('TPU v4', 275e12, 32 * GiB, 1.2e12,
                    'ICI 3D mesh/torus (6 links per chip); slices joined over DCN',
-                   'https://cloud.google.com/tpu/docs/v4'),
+                   'https://cloud.google.com/tpu/docs/v4', 1.1e15 / 4096),
     # https://cloud.google.com/tpu/docs/v5e : 197 TFLOPS bf16, 16 GB HBM2, 819 GB/s, 2D torus.
     'tpu_v5e': Chip('TPU v5e', 197e12, 16 * GiB, 0.819e12,
                     'ICI 2D torus, 400 GB/s bidirectional per chip; slices joined over DCN',
-                    'https://cloud.google.com/tpu/docs/v5e'),
+                    'https://cloud.google.com/tpu/docs/v5e', 400e9),
     # https://cloud.google.com/tpu/docs/v5p : 459 TFLOPS bf16, 95 GiB HBM2e, 2765 GB/s.
     'tpu_v5p': Chip('TPU v5p', 459e12, 95 * GiB, 2.765e12,
                     'ICI 3D torus, 1200 GB/s bidirectional per chip; DCN 50 Gbps per chip',
-                    'https://cloud.google.com/tpu/docs/v5p'),
+                    'https://cloud.google.com/tpu/docs/v5p', 1200e9),
     # https://cloud.google.com/tpu/docs/v6e : 918 TFLOPS bf16, 32 GB HBM, 1638 GB/s, 2D torus.
     'tpu_v6e': Chip('TPU v6e', 918e12, 32 * GiB, 1.638e12,
                     'ICI 2D torus, 800 GB/s bidirectional per chip; slices joined over DCN',
-                    'https://cloud.google.com/tpu/docs/v6e'),
+                    'https://cloud.google.com/tpu/docs/v6e', 800e9),
 }
 
 # `device.device_kind` strings (full match, case-insensitive) -> CHIPS key. Variants with other

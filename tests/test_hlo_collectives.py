@@ -1,0 +1,69 @@
+"""Interconnect traffic read from compiled HLO: collectives, their bytes, loops multiplied out."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from mmjax_testing import tpu_devices
+from mmjax.train import compile_report, hardware
+from mmjax.train.hlo_collectives import analyze_hlo, array_bytes
+
+STEPS, SHARD = 5, 1024  # scan length; f32 elements per device in each collective
+
+
+def _scan_with_collectives(devices):
+  """A psum inside a 5-step scan (data-dependent, so it cannot be hoisted) and one all-gather."""
+  mesh = Mesh(np.array(devices).reshape(8), ('x',))
+
+  def per_device(xs):
+    def body(c, x):
+      return jnp.tanh(c + jax.lax.psum(x * c, 'x')), None
+    c, _ = jax.lax.scan(body, jnp.ones((SHARD,), jnp.float32), xs)
+    return jax.lax.all_gather(c, 'x').sum(0)
+
+  fn = jax.shard_map(per_device, mesh=mesh, in_specs=P(None, 'x'), out_specs=P('x'))
+  xs = jax.ShapeDtypeStruct((STEPS, 8 * SHARD), jnp.float32,
+                            sharding=NamedSharding(mesh, P(None, 'x')))
+  return jax.jit(fn).lower(xs).compile()
+
+
+def _expect(found):
+  # Ring algorithms over 8 devices: an all-reduce sends 2 * 7/8 of its buffer, an all-gather
+  # 7/8 of its result (8 shards of 4 KiB).
+  assert found.count_by_kind == {'all-reduce': STEPS, 'all-gather': 1}
+  assert found.bytes_by_kind['all-reduce'] == pytest.approx(STEPS * 2 * SHARD * 4 * 7 / 8)
+  assert found.bytes_by_kind['all-gather'] == pytest.approx(8 * SHARD * 4 * 7 / 8)
+  assert STEPS in found.loop_trip_counts
+
+
+def test_cpu_program():
+  if jax.device_count() < 8:
+    pytest.skip('needs XLA_FLAGS=--xla_force_host_platform_device_count=8')
+  _expect(analyze_hlo(_scan_with_collectives(jax.devices()[:8]).as_text(), 8))
+
+
+def test_tpu_program_and_network_roofline():
+  v5p_16 = tpu_devices('v5p-16')  # 8 chips
+  compiled = _scan_with_collectives(v5p_16)
+  _expect(analyze_hlo(compiled.as_text(), 8))
+  chip = hardware.chip_for_device(v5p_16[0])
+  record = compile_report.analyze(compiled, 'scan', chip, num_devices=8)
+  roof = record['roofline']
+  sent = record['collectives']['sent_bytes']
+  assert roof['network_s'] == pytest.approx(sent / (1200e9 / 2))
+  assert roof['step_s'] == max(roof['compute_s'], roof['memory_s'], roof['network_s'])
+
+
+def test_array_bytes():
+  assert array_bytes('f32[8,128]{1,0}') == 8 * 128 * 4
+  assert array_bytes('(bf16[4,2]{1,0}, s32[], pred[3])') == 16 + 4 + 3
+  assert array_bytes('token[]') == 0
+
+
+def test_roofline_names_the_network_when_it_dominates():
+  chip = hardware.lookup_chip('TPU v5')
+  roof = compile_report.roofline(1e9, 1e6, chip, model_flops=1e9, network_bytes=6e9)
+  assert roof['bound'] == 'network' and roof['network_s'] == pytest.approx(0.01)
+  assert roof['mfu'] == pytest.approx(1e9 / (0.01 * 459e12))
