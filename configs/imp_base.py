@@ -58,9 +58,11 @@ def imp_config(size: str = 'base', moe: bool = False):
     m.moe.batch_prioritized = True
     m.moe.normalize_combine_weights = False
 
-  # --- mesh: data = the rest of the slice; sizes chosen for a v5p-256 (128 chips) -------------
-  c.mesh.data = -1
-  c.mesh.fsdp = 8 if large else 1   # IMP-L: ~1.1B parameters (MoE) sharded 8 ways over `embed`
+  # --- mesh: -1 is the rest of the slice, so one config fits v5p-128 and v5p-256 alike ---------
+  # IMP-B / IMP-MoE-B: data-parallel (x 16 experts); IMP-L: parameters sharded over the rest
+  # (fsdp 4 on a v5p-128, 8 on a v5p-256). README "Planning a pod run" has the dry-run numbers.
+  c.mesh.data = 1 if large else -1
+  c.mesh.fsdp = -1 if large else 1
   c.mesh.tensor = 1
   c.mesh.expert = 16 if moe else 1  # one expert per device along the expert axis
 

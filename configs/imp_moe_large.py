@@ -5,8 +5,8 @@ python -m mmjax.train --config=configs/imp_moe_large.py --workdir=runs/imp_moe_l
 IMP-MoE-L (arXiv 2305.06324): 24 layers, width 1024, 16 heads, MLP 4096, with 16 experts in
 the last 6 layers (top-1, batch-prioritised), QK LayerNorm; LR 5e-4, warmup 50k, 500k steps.
 
-Mesh for a v5p-256 (128 chips): expert = 16, fsdp = 8, data = the rest (1); every task batch
-(8192 / 2048) divides the 128-way data-parallel size. Tasks and data as configs/imp_base.py.
+Mesh: expert = 16, fsdp = the rest (8 on a v5p-256, 4 on a v5p-128), data = 1; every task
+batch (8192 / 2048) divides the data-parallel size. Tasks and data as configs/imp_base.py.
 """
 
 import os

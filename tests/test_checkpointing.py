@@ -48,3 +48,18 @@ def test_mismatch_names_first_differing_parameter(tmp_path):
   (_, abstract, _), _ = _abstract(deeper, {'data': 1}, 1)
   with pytest.raises(checkpointing.CheckpointMismatchError, match='block_1'):
     ckpt.restore(1, abstract)
+
+
+def test_writer_removes_partial_saves_a_killed_run_left(tmp_path):
+  config = demo_config('--config.model.num_layers=1')
+  (graphdef, _, shardings), mesh = _abstract(config, {'data': 1}, 1)
+  state = state_lib.create_train_state(config, mesh, graphdef, shardings)
+  ckpt = checkpointing.Checkpointer(str(tmp_path), async_save=False)
+  ckpt.save(1, state, {'agd_step': 1})
+  ckpt.close()
+  partial = tmp_path / 'checkpoints' / '2.orbax-checkpoint-tmp-1234'  # as a SIGKILL leaves it
+  (partial / 'state').mkdir(parents=True)
+  reader = checkpointing.Checkpointer(str(tmp_path), read_only=True, async_save=False)
+  assert partial.exists() and reader.all_steps() == [1]  # readers touch nothing
+  writer = checkpointing.Checkpointer(str(tmp_path), async_save=False)
+  assert not partial.exists() and writer.all_steps() == [1]
