@@ -30,3 +30,18 @@ def test_config_files_exist():
   names = {os.path.basename(p) for p in CONFIGS}
   assert {'demo.py', 'demo_moe.py', 'imp_base.py', 'imp_moe_base.py', 'imp_moe_large.py',
           'ablation_agd.py'} <= names
+
+
+@pytest.mark.parametrize('name', ['imp_base.py', 'imp_moe_base.py', 'imp_moe_large.py'])
+@pytest.mark.parametrize('chips, expected_fsdp', [(64, {'imp_moe_large.py': 4}),
+                                                  (128, {'imp_moe_large.py': 8})])
+def test_imp_meshes_fill_v5p_128_and_256(name, chips, expected_fsdp):
+  """The README's recommended meshes: the same config fills a v5p-128 and a v5p-256."""
+  from mmjax.train import topology  # pylint: disable=g-import-not-at-top
+  config = config_lib.load_config(os.path.join(ROOT, 'configs', name))
+  data, fsdp, tensor, expert = topology.resolve_mesh_sizes(config.mesh, chips)
+  assert data * fsdp * tensor * expert == chips
+  assert fsdp == expected_fsdp.get(name, 1)
+  assert expert == (16 if 'moe' in name else 1)  # one expert per device on the expert axis
+  for task in tasks_from_config(config):
+    assert task.batch_size % (data * fsdp * expert) == 0, task.name
