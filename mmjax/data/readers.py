@@ -7,6 +7,7 @@ agree, else an object array (ragged media, lists of captions). Text is returned 
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import glob
 import os
@@ -116,8 +117,8 @@ def _concat(parts: list[np.ndarray]) -> np.ndarray:
   return _objects([item for p in parts for item in p])
 
 
-class Source:
-  """One split of a dataset, readable by example index."""
+class Source(abc.ABC):
+  """One split of a dataset, readable by example index; subclasses say how records are read."""
 
   def __init__(self, name: str, split: str, features: dict[str, FeatureSpec],
                splits: dict[str, int], disk_bytes: int, tokenizer_path: str | None = None):
@@ -127,8 +128,9 @@ class Source:
   def __len__(self) -> int:
     return self.splits[self.split]
 
+  @abc.abstractmethod
   def _records(self, indices) -> list[dict]:
-    raise NotImplementedError
+    """The raw (nested) records at `indices`, in order."""
 
   def read(self, indices, names) -> dict[str, np.ndarray]:
     """Columns `{name: [n, ...]}` of the examples at `indices`."""
@@ -204,3 +206,7 @@ class InMemorySource(Source):
   def read(self, indices, names):
     indices = np.asarray(indices, np.int64)
     return {name: self._columns[name][indices] for name in names}
+
+  def _records(self, indices):
+    columns = self.read(indices, list(self._columns))
+    return [{n: c[i] for n, c in columns.items()} for i in range(len(indices))]
