@@ -138,17 +138,59 @@ def train(config, workdir: str) -> dict:
   routing_seen = {}  # modality -> that modality's latest MoE routing statistics
   nan_steps = set(config.faults.get('inject_nan_at_steps', ()) or ())
   last_ckpt, last_row = (start if restored else None), {}
-  window = {'time': 0.0, 'wait': 0.0, 'examples': 0, 'steps': 0}
+
+  def new_window() -> dict:  # rates are wall time per window, minus checkpoint/eval time
+    return {'start': time.perf_counter(), 'excluded': 0.0, 'wait': 0.0, 'examples': 0,
+            'steps': 0}
 
   def data_snapshot(step: int) -> dict:
     return {'iterators': {k: it.get_state() for k, it in iterators.items()},
             'per_task': per_task, 'agd_step': step}
 
+  def record(done) -> None:
+    """Reads one dispatched step's metrics back (waiting for it) and does its bookkeeping:
+    per-task counts, the progress bar, the metrics row on log steps, the non-finite guard."""
+    nonlocal window, last_row
+    done_step, task, metrics, wait = done
+    values = _scalars(jax.device_get(metrics))
+    stats = per_task.setdefault(task.name, {})
+    stats['steps'] = stats.get('steps', 0) + 1
+    stats['examples'] = stats.get('examples', 0) + task.batch_size
+    stats['loss'] = values['loss']
+    window['wait'] += wait
+    window['examples'] += task.batch_size
+    window['steps'] += 1
+    bar.update(1)
+    bar.set_postfix(task=task.name, loss=f"{values['loss']:.3f}")
+    if done_step % config.log_every == 0 or done_step == config.total_steps:
+      if 'moe' in metrics:
+        moe = jax.device_get(metrics['moe'])
+        routing_seen.update(moe)  # the latest statistics of every modality, for the heatmaps
+        values.update(routing_stats.routing_rows(moe))
+      elapsed = max(time.perf_counter() - window['start'] - window['excluded'], 1e-9)
+      last_row = {'task': task.name, 'signature': task.signature_name, **values,
+                  'examples_per_sec': window['examples'] / elapsed,
+                  'step_time': elapsed / window['steps'],
+                  'input_wait_fraction': min(window['wait'] / elapsed, 1.0)}
+      for name, s in per_task.items():
+        for k, v in s.items():
+          last_row[f'tasks/{name}/{k}'] = v
+      writer.write(done_step, last_row)
+      window = new_window()
+    try:  # after the row is written, so the last non-finite step is in metrics.jsonl
+      guard.update(done_step, bool(values['nonfinite']), last_ckpt)
+    except faults.TrainingStopped:
+      ckpt.close()  # the last good checkpoint may still be in flight: commit it first
+      raise
+
   distributed.barrier('first_step')  # compilation may have skewed the processes
   bar = tqdm(total=config.total_steps, initial=start, unit='step', disable=not is_main,
              dynamic_ncols=True)
   with faults.PreemptionSignal() as preempt, faults.Watchdog(config.faults.watchdog_seconds) as dog:
-    step = start
+    # Metrics are read one step late: step N's are fetched after step N+1 is queued, so the
+    # host never idles the accelerator. Log, checkpoint, evaluation and stop steps read at once.
+    step, pending = start, None
+    window = new_window()
     while step < config.total_steps:
       task = sampler(step)
       t0 = time.perf_counter()
@@ -156,54 +198,37 @@ def train(config, workdir: str) -> dict:
       if step + 1 in nan_steps:
         local = (faults.poison_batch(local) if not isinstance(task, MixedTask) else
                  {**local, task.members[0].name: faults.poison_batch(local[task.members[0].name])})
-      t1 = time.perf_counter()
+      wait = time.perf_counter() - t0
       state, metrics = compiled[task.signature_name](state, step_lib.global_batch(local, mesh, task))
-      values = _scalars(jax.device_get(metrics))
-      t2 = time.perf_counter()
       step += 1
       dog.beat()
-      stats = per_task.setdefault(task.name, {})
-      stats['steps'] = stats.get('steps', 0) + 1
-      stats['examples'] = stats.get('examples', 0) + task.batch_size
-      stats['loss'] = values['loss']
-      window['time'] += t2 - t0
-      window['wait'] += t1 - t0
-      window['examples'] += task.batch_size
-      window['steps'] += 1
-      bar.update(1)
-      bar.set_postfix(task=task.name, loss=f"{values['loss']:.3f}")
-      if step % config.log_every == 0 or step == config.total_steps:
-        if 'moe' in metrics:
-          moe = jax.device_get(metrics['moe'])
-          routing_seen.update(moe)  # the latest statistics of every modality, for the heatmaps
-          values.update(routing_stats.routing_rows(moe))
-        last_row = {'task': task.name, 'signature': task.signature_name, **values,
-                    'examples_per_sec': window['examples'] / max(window['time'], 1e-9),
-                    'step_time': window['time'] / window['steps'],
-                    'input_wait_fraction': window['wait'] / max(window['time'], 1e-9)}
-        for name, s in per_task.items():
-          for k, v in s.items():
-            last_row[f'tasks/{name}/{k}'] = v
-        writer.write(step, last_row)
-        window = {'time': 0.0, 'wait': 0.0, 'examples': 0, 'steps': 0}
-      try:  # after the row is written, so the last non-finite step is in metrics.jsonl
-        guard.update(step, bool(values['nonfinite']), last_ckpt)
-      except faults.TrainingStopped:
-        ckpt.close()  # the last good checkpoint may still be in flight: commit it first
-        raise
+      if pending is not None:
+        record(pending)
+        pending = None
       stop = preempt.poll()  # once per step, agreed by all processes
-      if step % config.checkpoint_every == 0 or step == config.total_steps or stop:
+      save = step % config.checkpoint_every == 0 or step == config.total_steps or stop
+      evaluate = bool(config.eval_every) and step % config.eval_every == 0 and not stop
+      current = (step, task, metrics, wait)
+      if save or evaluate or step % config.log_every == 0:
+        record(current)
+      else:
+        pending = current
+      paused = time.perf_counter()
+      if save:
         ckpt.save(step, state, data_snapshot(step), force=True)
         last_ckpt = step
         if routing_seen and is_main:
           routing_stats.plot_routing_heatmaps(routing_seen, workdir, step)
-      if config.eval_every and step % config.eval_every == 0 and not stop:
+      if evaluate:
         writer.write(step, _evaluate(config, graphdef, state, step, workdir, mesh))
         dog.beat()
+      window['excluded'] += time.perf_counter() - paused
       if stop:
         log.warning('%s received: checkpoint at step %d written; exiting.', preempt.signal_name,
                     step)
         break
+    if pending is not None:
+      record(pending)
   bar.close()
   ckpt.wait()
   ckpt.close()
