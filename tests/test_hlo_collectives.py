@@ -67,3 +67,6 @@ def test_roofline_names_the_network_when_it_dominates():
   roof = compile_report.roofline(1e9, 1e6, chip, model_flops=1e9, network_bytes=6e9)
   assert roof['bound'] == 'network' and roof['network_s'] == pytest.approx(0.01)
   assert roof['mfu'] == pytest.approx(1e9 / (0.01 * 459e12))
+  serial = 1e9 / 459e12 + 1e6 / chip.hbm_bandwidth + 0.01  # no overlap: the terms add up
+  assert roof['serial_s'] == pytest.approx(serial)
+  assert roof['mfu_serial'] == pytest.approx(1e9 / (serial * 459e12))

@@ -83,13 +83,14 @@ def fit(memory: dict, hbm_bytes: int | None) -> dict:
 
 def roofline(flops: float | None, bytes_accessed: float | None, chip: Chip | None,
              model_flops: float | None = None, network_bytes: float | None = None) -> dict:
-  """Step time lower bound max(flops / peak, bytes / HBM bandwidth, sent bytes / outgoing
-  interconnect bandwidth) on `chip`, and the MFU it implies for `model_flops` (per device per
-  step): a best case, since the time is a lower bound; None entries where a figure is missing.
-  Outgoing bandwidth is half the bidirectional figure vendors quote."""
+  """Step time on `chip` from three terms: flops / peak, bytes / HBM bandwidth, and sent bytes /
+  outgoing interconnect bandwidth (half the bidirectional figure vendors quote). `step_s` is
+  their max (perfect overlap, a lower bound) and `serial_s` their sum (no overlap); `mfu` and
+  `mfu_serial` are what `model_flops` (per device per step) at those times make of the peak.
+  None entries where a figure is missing."""
   out = {'compute_flops': max(f for f in (flops, model_flops, 0.0) if f is not None),
          'compute_s': None, 'memory_s': None, 'network_s': None, 'step_s': None, 'bound': None,
-         'mfu': None}
+         'serial_s': None, 'mfu': None, 'mfu_serial': None}
   if chip is None:
     return out
   out['compute_s'] = out['compute_flops'] / chip.peak_bf16_flops
@@ -99,9 +100,11 @@ def roofline(flops: float | None, bytes_accessed: float | None, chip: Chip | Non
     out['network_s'] = network_bytes / (chip.interconnect_bandwidth / 2)
   times = {k: out[k] for k in ('compute_s', 'memory_s', 'network_s') if out[k] is not None}
   out['step_s'] = max(times.values())
+  out['serial_s'] = sum(times.values())
   out['bound'] = max(times, key=times.get).removesuffix('_s')
   if model_flops and out['step_s'] > 0:
     out['mfu'] = model_flops / (out['step_s'] * chip.peak_bf16_flops)
+    out['mfu_serial'] = model_flops / (out['serial_s'] * chip.peak_bf16_flops)
   return out
 
 
@@ -188,15 +191,21 @@ def _gib(n) -> str:
   return '-' if n is None else f'{n / 2**30:.2f}'
 
 
+def _range(low, high, fmt) -> str:
+  if low is None or high is None:
+    return '-'
+  return fmt(low) if fmt(low) == fmt(high) else f'{fmt(low)}-{fmt(high)}'
+
+
 def format_table(records: list[dict]) -> str:
   """A short fixed-width table: one row per compiled function."""
   width = min(max([len('function')] + [len(r['name']) for r in records]), 64)
   header = (f"{'function':<{width}} {'args':>7} {'temp':>7} {'out':>7} {'total':>7} {'HBM':>7} "
-            f"{'fits':>4} {'TFLOP':>8} {'GB acc':>8} {'GB sent':>8} {'step ms':>8} {'bound':>7} "
-            f"{'MFU':>6}")
+            f"{'fits':>4} {'TFLOP':>8} {'GB acc':>8} {'GB sent':>8} {'step ms':>13} {'bound':>7} "
+            f"{'MFU':>9}")
   lines = ['per device: memory in GiB (out = outputs not aliased to donated inputs), TFLOP, '
-           'GB of HBM accessed and GB sent by collectives per call, roofline step time and the '
-           'best-case MFU it implies',
+           'GB of HBM accessed and GB sent by collectives per call; roofline step time and MFU '
+           'as a range, from perfect overlap of compute, HBM and network time to none',
            header, '-' * len(header)]
   for r in records:
     mem, cost, roof = r.get('memory') or {}, r.get('cost') or {}, r.get('roofline') or {}
@@ -214,8 +223,9 @@ def format_table(records: list[dict]) -> str:
         f"{'-' if flops is None else f'{flops / 1e12:.3f}':>8} "
         f"{'-' if acc is None else f'{acc / 1e9:.2f}':>8} "
         f"{'-' if sent is None else f'{sent / 1e9:.2f}':>8} "
-        f"{'-' if step is None else f'{step * 1e3:.2f}':>8} {roof.get('bound') or '-':>7} "
-        f"{'-' if roof.get('mfu') is None else format(roof['mfu'], '.1%'):>6}")
+        f"{_range(step, roof.get('serial_s'), lambda t: f'{t * 1e3:.1f}'):>13} "
+        f"{roof.get('bound') or '-':>7} "
+        f"{_range(roof.get('mfu_serial'), roof.get('mfu'), lambda m: f'{m:.0%}'):>9}")
   return '\n'.join(lines)
 
 
