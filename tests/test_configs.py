@@ -33,8 +33,8 @@ def test_config_files_exist():
 
 
 @pytest.mark.parametrize('name', ['imp_base.py', 'imp_moe_base.py', 'imp_moe_large.py'])
-@pytest.mark.parametrize('chips, expected_fsdp', [(64, {'imp_moe_large.py': 4}),
-                                                  (128, {'imp_moe_large.py': 8})])
+@pytest.mark.parametrize('chips, expected_fsdp', [(64, {'imp_moe_large.py': 4, 'imp_base.py': 8}),
+                                                  (128, {'imp_moe_large.py': 8, 'imp_base.py': 8})])
 def test_imp_meshes_fill_v5p_128_and_256(name, chips, expected_fsdp):
   """The README's recommended meshes: the same config fills a v5p-128 and a v5p-256."""
   from mmjax.train import topology  # pylint: disable=g-import-not-at-top
