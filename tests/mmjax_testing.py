@@ -45,3 +45,24 @@ def tpu_devices(name: str) -> list:
   except ImportError as e:
     pytest.skip(f'libtpu is not importable ({e}); TPU ahead-of-time compile needs it')
   return topology.get_topology(name)
+
+
+def train_steps(config, mesh_sizes: dict, num_devices: int, steps: int, task_name='image_text'):
+  """`steps` train steps of one task signature on a fresh mesh, synthetic batches seeded 0, 1, ...
+
+  Returns `(abstract_state, [metrics per step, on the host], final state)`.
+  """
+  import jax  # pylint: disable=g-import-not-at-top
+  from mmjax.data.tasks import task_signatures  # pylint: disable=g-import-not-at-top
+  from mmjax.train import partitioning, state as state_lib  # pylint: disable=g-import-not-at-top
+  mesh = partitioning.make_mesh(mesh_sizes, devices=jax.devices()[:num_devices])
+  graphdef, abstract, shardings = state_lib.abstract_train_state(config, mesh)
+  state = state_lib.create_train_state(config, mesh, graphdef, shardings)
+  train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
+  task = next(t for t in task_signatures(config) if t.name == task_name)
+  history = []
+  for i in range(steps):
+    batch = jax.device_put(synthetic_batch(task, seed=i), partitioning.batch_sharding(mesh))
+    state, metrics = train_step(state, batch, task)
+    history.append(jax.device_get(metrics))
+  return abstract, history, state

@@ -5,10 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax_testing import demo_config, synthetic_batch
-from mmjax.data.tasks import task_signatures
+from mmjax_testing import demo_config, train_steps
 from mmjax.models.layer_scan import group_runs
-from mmjax.train import partitioning, state as state_lib, step as step_lib
 
 MOE = ('--config.model.moe.num_experts=4', '--config.model.moe.last_n=2')
 
@@ -22,16 +20,7 @@ def test_group_runs():
 def _run(scan: bool, mesh_sizes, num_devices, steps=3):
   config = demo_config(f'--config.model.scan_layers={scan}', '--config.optimizer.warmup_steps=1',
                        '--config.tasks.image_text.batch_size=16', *MOE)
-  mesh = partitioning.make_mesh(mesh_sizes, devices=jax.devices()[:num_devices])
-  graphdef, abstract, shardings = state_lib.abstract_train_state(config, mesh)
-  state = state_lib.create_train_state(config, mesh, graphdef, shardings)
-  train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
-  task = next(t for t in task_signatures(config) if t.name == 'image_text')
-  history = []
-  for i in range(steps):
-    batch = jax.device_put(synthetic_batch(task, seed=i), partitioning.batch_sharding(mesh))
-    state, metrics = train_step(state, batch, task)
-    history.append(jax.device_get(metrics))
+  abstract, history, state = train_steps(config, mesh_sizes, num_devices, steps)
   return abstract, history, jax.device_get(state['params'])
 
 

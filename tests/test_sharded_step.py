@@ -4,7 +4,7 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax_testing import demo_config, synthetic_batch
+from mmjax_testing import demo_config, synthetic_batch, train_steps
 from mmjax.data.tasks import task_signatures
 from mmjax.train import partitioning, state as state_lib, step as step_lib
 
@@ -19,18 +19,9 @@ MESHES = [
 def _losses(mesh_sizes, num_devices, steps=5):
   config = demo_config('--config.optimizer.warmup_steps=1',  # the tiny preset, 4 layers
                        '--config.tasks.image_text.batch_size=16')
-  mesh = partitioning.make_mesh(mesh_sizes, devices=jax.devices()[:num_devices])
-  graphdef, abstract, shardings = state_lib.abstract_train_state(config, mesh)
-  state = state_lib.create_train_state(config, mesh, graphdef, shardings)
-  train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
   # One task signature (one compilation per mesh) keeps the test fast; the meshes are the point.
-  task = next(t for t in task_signatures(config) if t.name == 'image_text')
-  losses = []
-  for i in range(steps):
-    batch = jax.device_put(synthetic_batch(task, seed=i), partitioning.batch_sharding(mesh))
-    state, metrics = train_step(state, batch, task)
-    losses.append(float(metrics['loss']))
-  return np.array(losses), state
+  _, history, state = train_steps(config, mesh_sizes, num_devices, steps)
+  return np.array([float(m['loss']) for m in history]), state
 
 
 def test_losses_agree_across_meshes():
