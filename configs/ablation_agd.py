@@ -1,6 +1,7 @@
 """python -m mmjax.train --config=configs/ablation_agd.py:agd   --workdir=runs/ablation_agd
 python -m mmjax.train --config=configs/ablation_agd.py:mixed --workdir=runs/ablation_mixed
-python -m mmjax.evaluate --config=configs/ablation_agd.py:agd --workdir=runs/ablation_agd
+python -m mmjax.evaluate --config=configs/ablation_agd.py:agd   --workdir=runs/ablation_agd
+python -m mmjax.evaluate --config=configs/ablation_agd.py:mixed --workdir=runs/ablation_mixed
 
 AGD versus the mixed baseline (IMP's ablation) on mmjax_digits, at equal examples seen.
 
@@ -8,6 +9,7 @@ AGD versus the mixed baseline (IMP's ablation) on mmjax_digits, at equal example
 tasks over one batch of each, for total_steps / num_tasks steps, so both runs see the same
 examples of every task and the same number of examples in all; they differ in how gradients are
 combined (alternating vs summed), which is the comparison the IMP paper makes.
+notebooks/agd_ablation.ipynb plots the two runs side by side (one seed: on par within noise).
 """
 
 import os

@@ -47,7 +47,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.log_every = 10
   c.checkpoint_every = 500
   c.keep_checkpoints = 3
-  c.eval_every = 0                # 0 = evaluate only at the end
+  c.eval_every = 0                # 0 = not during training (python -m mmjax.evaluate after)
   c.data_dir = ''                 # TFDS data dir; '' = $TFDS_DATA_DIR or the TFDS default
   c.init_from = ''                # a params-only export (mmjax.export) to fine-tune from
   c.model = model_config()
