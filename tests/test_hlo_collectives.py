@@ -70,3 +70,22 @@ def test_roofline_names_the_network_when_it_dominates():
   serial = 1e9 / 459e12 + 1e6 / chip.hbm_bandwidth + 0.01  # no overlap: the terms add up
   assert roof['serial_s'] == pytest.approx(serial)
   assert roof['mfu_serial'] == pytest.approx(1e9 / (serial * 459e12))
+
+
+def test_async_wrapped_collective_counts_once_with_iota_groups():
+  hlo = '''HloModule m
+
+%async_computation (p: f32[64]) -> f32[512] {
+  %p = f32[64]{0} parameter(0)
+  ROOT %ag = f32[512]{0} all-gather(%p), replica_groups=[2,8]<=[16], dimensions={0}
+}
+
+ENTRY %main (x: f32[64]) -> f32[512] {
+  %x = f32[64]{0} parameter(0)
+  %start = ((f32[64]{0}), f32[512]{0}, s32[]) async-start(%x), calls=%async_computation
+  ROOT %done = f32[512]{0} async-done(%start), calls=%async_computation
+}
+'''
+  found = analyze_hlo(hlo, 16)
+  assert found.count_by_kind == {'all-gather': 1}  # start and done name one computation
+  assert found.bytes_by_kind['all-gather'] == pytest.approx(512 * 4 * 7 / 8)  # groups of 8

@@ -130,6 +130,9 @@ def analyze_hlo(hlo_text: str, num_devices: int) -> Collectives:
         edges[name].append((w.group(2), trip or 1))
         edges[name].append((w.group(1), (trip or 1) + 1))
         continue
+      op = _INSTRUCTION.match(line)
+      if op and op.group(3) in ('async-update', 'async-done'):
+        continue  # these name the async-start's computation again; it runs once
       for callee in _CALLS.findall(line):
         edges[name].append((callee, 1))
       for group in _BRANCHES.findall(line):
