@@ -65,8 +65,9 @@ class Checkpointer:
                read_only: bool = False):
     self.directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
     self.read_only = read_only
-    # A writer removes the `<step>.orbax-checkpoint-tmp*` directories a killed run left behind;
-    # they are never restored, and without this they pile up run after run.
+    # A writer removes the `<step>.orbax-checkpoint-tmp*` directories a killed run left behind
+    # (in the background; orbax finishes before the first save): they are never restored, and
+    # without this they pile up run after run.
     options = ocp.CheckpointManagerOptions(
         max_to_keep=keep, enable_async_checkpointing=async_save, read_only=read_only,
         create=not read_only, cleanup_tmp_directories=not read_only)
