@@ -39,12 +39,13 @@ def scan_blocks(blocks: Sequence[nnx.Module], indices: Sequence[int], x: jax.Arr
   Each block is called as `block(x, mask, rng=fold_in(rng, index))` and returns `(x, aux)`,
   exactly as the unrolled loop calls it. Returns `(x, [aux_0, aux_1, ...])`, one aux per block.
   """
-  graphdef, first = nnx.split(blocks[0])
-  states = [first] + [nnx.split(b)[1] for b in blocks[1:]]
-  for b, s in zip(blocks[1:], states[1:]):
-    if nnx.split(b)[0] != graphdef:
+  split = [nnx.split(b) for b in blocks]
+  graphdef = split[0][0]
+  for layer, (other, _) in zip(indices, split):
+    if other != graphdef:
       raise ValueError('scan_blocks needs blocks of one structure; got a different one at '
-                       f'layer {indices[blocks.index(b)]}.')
+                       f'layer {layer}.')
+  states = [state for _, state in split]
   stacked = jax.tree.map(lambda *leaves: jnp.stack(leaves), *states)
   layer_ids = jnp.asarray(indices, jnp.int32)
 

@@ -63,13 +63,6 @@ def cost_stats(compiled) -> dict:
           'bytes_accessed': None if accessed is None or accessed < 0 else float(accessed)}
 
 
-def _has_loops(compiled) -> bool:
-  try:
-    return re.search(r'\swhile\(', compiled.as_text() or '') is not None
-  except Exception:  # pylint: disable=broad-except  # some backends cannot print the HLO
-    return False
-
-
 def fit(memory: dict, hbm_bytes: int | None) -> dict:
   """Whether `memory['total_bytes']` fits in `hbm_bytes`, the margin, and what dominates."""
   sizes = {'argument_bytes': memory['argument_bytes'], 'temp_bytes': memory['temp_bytes'],
@@ -125,11 +118,11 @@ def analyze(compiled, name: str, chip: Chip | None, model_flops: float | None = 
   and MFU. `num_devices`: the program's device count (for collectives without explicit groups)."""
   memory = memory_stats(compiled)
   cost = cost_stats(compiled)
-  network = collective_stats(compiled, num_devices)
+  network = collective_stats(compiled, num_devices)  # the one read of the (large) HLO text
   return {
       'name': name, 'status': 'ok', 'chip': chip.name if chip else 'unknown',
       'memory': None if memory is None else {**memory, **fit(memory, chip and chip.hbm_bytes)},
-      'cost': {**cost, 'loops_counted_once': _has_loops(compiled)},
+      'cost': {**cost, 'loops_counted_once': bool(network and network['loop_trip_counts'])},
       'collectives': network,
       'model_flops': model_flops,
       'roofline': roofline(cost['flops'], cost['bytes_accessed'], chip, model_flops,
