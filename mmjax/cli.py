@@ -12,16 +12,16 @@ import sys
 from typing import Callable, Sequence
 
 from mmjax import config as config_lib
+from mmjax.core.checkpointing import CheckpointMismatchError
+from mmjax.core.params_io import ExportError
+from mmjax.core.partitioning import MeshError
+from mmjax.data.errors import DataError
+from mmjax.evaluate.errors import EvalError
+from mmjax.train.faults import TrainingStopped
+from mmjax.train.loop import PreflightError
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-  from mmjax.data.errors import DataError
-  from mmjax.evaluate.errors import EvalError
-  from mmjax.export.errors import ExportError
-  from mmjax.train.checkpointing import CheckpointMismatchError
-  from mmjax.train.faults import TrainingStopped
-  from mmjax.train.loop import PreflightError
-  from mmjax.train.partitioning import MeshError
   return (config_lib.ConfigError, MeshError, PreflightError, DataError,
           CheckpointMismatchError, TrainingStopped, EvalError, ExportError, FileNotFoundError, PermissionError)
 

@@ -17,7 +17,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
-from mmjax.models import presets
+from mmjax.core import presets
 
 
 class ConfigError(ValueError):

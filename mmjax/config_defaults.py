@@ -8,7 +8,7 @@ import ml_collections
 
 def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   m = ml_collections.ConfigDict()
-  m.size = size                   # tiny | small | base | large (mmjax/models/presets.py)
+  m.size = size                   # tiny | small | base | large (mmjax/core/presets.py)
   m.num_layers = None             # None = from the preset
   m.width = None
   m.num_heads = None
@@ -71,7 +71,7 @@ def base_config() -> ml_collections.ConfigDict:
 
 
 def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections.ConfigDict:
-  """One entry of `config.tasks` (see mmjax/data/tasks.py for the fields)."""
+  """One entry of `config.tasks` (see mmjax/core/tasks.py for the fields)."""
   t = ml_collections.ConfigDict(dict(
       dataset=dataset, split='train', modalities=modalities, batch_size=batch_size,
       contrast='', mil_nce='', classify='', num_classes=0, weight=1.0, interval=1,

@@ -16,6 +16,9 @@ import time
 
 from mmjax import cli
 from mmjax import config as config_lib
+from mmjax.evaluate import plots, report, runner
+from mmjax.export import export_run
+from mmjax.train.loop import train
 
 
 def main(argv=None) -> int:
@@ -26,12 +29,9 @@ def main(argv=None) -> int:
   def run():
     args, overrides = cli.parse(parser, argv)
     config = config_lib.load_config(args.config, overrides)
-    from mmjax.evaluate import plots, report, runner
-    from mmjax.export import export_run
-    from mmjax.train.loop import train
     t0 = time.time()
     print(f'== train: {args.config} -> {args.workdir} ({config.total_steps} steps)', flush=True)
-    train(config, args.workdir)
+    train(config, args.workdir, evaluate=runner.evaluate_params)
     t1 = time.time()
     print(f'== zero-shot evaluation on the held-out test split', flush=True)
     rep = runner.evaluate_checkpoint(config, args.workdir)

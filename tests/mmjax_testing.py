@@ -53,7 +53,7 @@ def train_steps(config, mesh_sizes: dict, num_devices: int, steps: int, task_nam
   Returns `(abstract_state, [metrics per step, on the host], final state)`.
   """
   import jax  # pylint: disable=g-import-not-at-top
-  from mmjax.data.tasks import task_signatures  # pylint: disable=g-import-not-at-top
+  from mmjax.core.tasks import task_signatures  # pylint: disable=g-import-not-at-top
   from mmjax.train import partitioning, state as state_lib  # pylint: disable=g-import-not-at-top
   mesh = partitioning.make_mesh(mesh_sizes, devices=jax.devices()[:num_devices])
   graphdef, abstract, shardings = state_lib.abstract_train_state(config, mesh)

@@ -7,8 +7,10 @@ import numpy as np
 
 from mmjax_testing import ROOT, synthetic_batch
 from mmjax import config as config_lib
-from mmjax.data.tasks import AgdSampler, MixedTask, tasks_from_config
-from mmjax.train import partitioning, state as state_lib, step as step_lib
+from mmjax.core.tasks import MixedTask, tasks_from_config
+from mmjax.data.agd_sampler import AgdSampler
+from mmjax.train import state as state_lib, step as step_lib
+from mmjax.core import partitioning
 
 ABLATION = os.path.join(ROOT, 'configs/ablation_agd.py')
 

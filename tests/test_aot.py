@@ -9,7 +9,9 @@ import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from mmjax_testing import tpu_devices
-from mmjax.train import compile_report, hardware, topology
+from mmjax.plan import compile_report
+from mmjax.plan import hardware
+from mmjax.plan import topology
 from tools import aot
 
 

@@ -8,13 +8,13 @@ from mmjax_testing import ROOT
 
 
 def test_train_step_lowers_pallas_tpu_kernels_for_a_v5p_topology():
-  topology = pytest.importorskip('mmjax.train.topology')
+  topology = pytest.importorskip('mmjax.plan.topology')
   try:
     devices = topology.get_topology('v5p-8')
   except Exception as e:  # libtpu missing or unusable here
     pytest.skip(f'no TPU topology available ({type(e).__name__}: {e})')
   from mmjax import config as config_lib
-  from mmjax.data.tasks import task_signatures
+  from mmjax.core.tasks import task_signatures
   from mmjax.kernels import backend as kernel_backend
   from mmjax.train import state as state_lib, step as step_lib
   config = config_lib.load_config(os.path.join(ROOT, 'configs/demo.py'),

@@ -5,7 +5,9 @@ import numpy as np
 import pytest
 
 from mmjax_testing import demo_config
-from mmjax.train import checkpointing, partitioning, state as state_lib
+from mmjax.train import state as state_lib
+from mmjax.core import checkpointing
+from mmjax.core import partitioning
 
 
 def _abstract(config, sizes, n):

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from mmjax.train import compile_report, hardware
+from mmjax.plan import compile_report
+from mmjax.plan import hardware
 
 
 def test_report_on_cpu_compile():

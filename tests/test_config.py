@@ -8,7 +8,7 @@ import pytest
 
 from mmjax_testing import ROOT, demo_config
 from mmjax import config as config_lib
-from mmjax.train import partitioning
+from mmjax.core import partitioning
 
 
 def test_overrides_keep_types_and_presets_resolve():

@@ -8,7 +8,7 @@ import pytest
 
 from mmjax_testing import ROOT
 from mmjax import config as config_lib
-from mmjax.data.tasks import tasks_from_config
+from mmjax.core.tasks import tasks_from_config
 
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')))
 

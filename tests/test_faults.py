@@ -26,7 +26,9 @@ def compile_cache(request, tmp_path_factory):
 def test_nan_steps_leave_parameters_unchanged_and_stop_the_run(tmp_path, compile_cache):
   import jax
   from mmjax import config as config_lib
-  from mmjax.train import checkpointing, partitioning, state as state_lib
+  from mmjax.train import state as state_lib
+  from mmjax.core import checkpointing
+  from mmjax.core import partitioning
 
   config = write_config(tmp_path)
   workdir = tmp_path / 'run'

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from mmjax.train import flop_count
+from mmjax.plan import flop_count
 
 
 def test_flops_of_scan_count_every_iteration():

@@ -5,7 +5,7 @@ import types
 import jax
 import pytest
 
-from mmjax.train import hardware
+from mmjax.plan import hardware
 
 
 def _device(kind, platform='gpu'):

@@ -7,8 +7,9 @@ import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mmjax_testing import tpu_devices
-from mmjax.train import compile_report, hardware
-from mmjax.train.hlo_collectives import analyze_hlo, array_bytes
+from mmjax.plan import compile_report
+from mmjax.plan import hardware
+from mmjax.plan.hlo_collectives import analyze_hlo, array_bytes
 
 STEPS, SHARD = 5, 1024  # scan length; f32 elements per device in each collective
 

@@ -7,7 +7,7 @@ import pytest
 from flax import nnx
 
 from mmjax_testing import demo_config, synthetic_batch
-from mmjax.data.tasks import task_signatures
+from mmjax.core.tasks import task_signatures
 from mmjax.models import audio_features
 from mmjax.models.model import build_model, drop_tokens
 

@@ -9,7 +9,7 @@ from flax import nnx
 
 from mmjax_testing import demo_config
 from mmjax.models import moe
-from mmjax.train import partitioning
+from mmjax.core import partitioning
 from mmjax.train.state import logical_axes
 
 

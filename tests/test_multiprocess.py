@@ -83,7 +83,9 @@ def _child_with_env(parent: int, name: str, value: str) -> int:
 
 def _params(workdir: Path, step: int, config_path: str):
   from mmjax import config as config_lib
-  from mmjax.train import checkpointing, partitioning, state as state_lib
+  from mmjax.train import state as state_lib
+  from mmjax.core import checkpointing
+  from mmjax.core import partitioning
   config = config_lib.load_config(config_path)
   _, abstract, _ = state_lib.abstract_train_state(config, partitioning.make_mesh(config.mesh))
   ckpt = checkpointing.Checkpointer(str(workdir), read_only=True)

@@ -15,8 +15,10 @@ import pytest
 
 from mmjax import config as config_lib
 from mmjax.evaluate import restore
-from mmjax.export.load import load_params
-from mmjax.train import checkpointing, partitioning, state as state_lib
+from mmjax.core.params_io import load_params
+from mmjax.train import state as state_lib
+from mmjax.core import checkpointing
+from mmjax.core import partitioning
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'pre_refactor')
 

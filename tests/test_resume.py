@@ -284,7 +284,9 @@ def test_missing_files_are_reported_and_the_previous_step_restored(reference, tm
   """In-process, no training: each kind of damage to step 40 makes restore fall back to 20."""
   import jax
   from mmjax import config as config_lib
-  from mmjax.train import checkpointing, partitioning, state as state_lib
+  from mmjax.train import state as state_lib
+  from mmjax.core import checkpointing
+  from mmjax.core import partitioning
 
   config_path, ref_workdir, _ = reference
   config = config_lib.load_config(config_path)

@@ -5,8 +5,9 @@ import numpy as np
 import pytest
 
 from mmjax_testing import demo_config, synthetic_batch, train_steps
-from mmjax.data.tasks import task_signatures
-from mmjax.train import partitioning, state as state_lib, step as step_lib
+from mmjax.core.tasks import task_signatures
+from mmjax.train import state as state_lib, step as step_lib
+from mmjax.core import partitioning
 
 MESHES = [
     ({'data': 1}, 1),

@@ -6,7 +6,7 @@ import jax
 import pytest
 
 from mmjax_testing import demo_config
-from mmjax.data.tasks import task_signatures
+from mmjax.core.tasks import task_signatures
 from mmjax.train import loop, step as step_lib
 
 TINY = ('--config.model.num_layers=1', '--config.total_steps=6', '--config.log_every=1',

@@ -9,8 +9,10 @@ import pytest
 
 from mmjax_testing import ROOT, demo_config, synthetic_batch
 from mmjax import config as config_lib
-from mmjax.data.tasks import task_signatures
-from mmjax.train import checkpointing, optimizer as optimizer_lib, partitioning
+from mmjax.core.tasks import task_signatures
+from mmjax.train import optimizer as optimizer_lib
+from mmjax.core import checkpointing
+from mmjax.core import partitioning
 from mmjax.train import state as state_lib
 from mmjax.train.state import merge
 from tools import upcycle

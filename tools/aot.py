@@ -23,10 +23,14 @@ import time
 import jax
 
 from mmjax import config as config_lib
-from mmjax.data import tasks as tasks_lib
+from mmjax.core import tasks as tasks_lib
 from mmjax.evaluate import embedder as embedder_lib
 from mmjax.kernels import backend as kernel_backend
-from mmjax.train import compile_report, flop_count, hardware, partitioning, topology
+from mmjax.plan import compile_report
+from mmjax.plan import flop_count
+from mmjax.plan import hardware
+from mmjax.core import partitioning
+from mmjax.plan import topology
 from mmjax.train import state as state_lib
 from mmjax.train import step as step_lib
 

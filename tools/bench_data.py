@@ -24,7 +24,7 @@ def step_rate(config, task, steps: int) -> float:
 def main(argv=None) -> int:
   from mmjax import config as config_lib
   from mmjax.data import pipeline
-  from mmjax.data.tasks import task_signatures
+  from mmjax.core.tasks import task_signatures
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', default='configs/demo.py')
   parser.add_argument('--batches', type=int, default=30)

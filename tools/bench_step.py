@@ -4,7 +4,7 @@
   python -m tools.bench_step --presets=tiny --batch=64 --task=video_text --out=bench.json
 
 Each preset runs the demo config's task at that size on all local devices (data parallel),
-compile time excluded. MFU is against the device's datasheet bf16 peak (mmjax/train/hardware.py);
+compile time excluded. MFU is against the device's datasheet bf16 peak (mmjax/plan/hardware.py);
 on CPU against a measured float32 matmul rate, and 'unknown' for a device not in the table.
 """
 
@@ -35,7 +35,8 @@ def time_step(config, task, steps: int):
 
   Returns (step_seconds, compiled, compile_seconds, abstract_state).
   """
-  from mmjax.train import partitioning, state as state_lib, step as step_lib
+  from mmjax.train import state as state_lib, step as step_lib
+  from mmjax.core import partitioning
   mesh = partitioning.make_mesh(config.mesh)
   graphdef, abstract, shardings = state_lib.abstract_train_state(config, mesh)
   state = state_lib.create_train_state(config, mesh, graphdef, shardings)
@@ -61,7 +62,7 @@ def time_step(config, task, steps: int):
 
 def bench_preset(preset: str, task_name: str, batch: int, steps: int, dtype: str) -> dict:
   from mmjax import config as config_lib
-  from mmjax.data.tasks import task_signatures
+  from mmjax.core.tasks import task_signatures
   overrides = [f'--config.model.size={preset}', f'--config.model.dtype={dtype}']
   if preset != 'tiny':  # the demo config pins tiny-friendly sizes; let the preset decide
     overrides += [f'--config.model.{k}=None' for k in ('num_layers', 'width', 'num_heads',
@@ -89,7 +90,7 @@ def main(argv=None) -> int:
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   parser.add_argument('--out', default='')
   args = parser.parse_args(argv)
-  from mmjax.train import hardware
+  from mmjax.plan import hardware
   peak = hardware.mfu_peak(jax.devices()[0])
   peak_total = peak.flops * jax.device_count() if peak.flops else None
   rows = []

@@ -6,7 +6,7 @@
   python -m tools.inspect_checkpoint runs/demo/export/model.safetensors
 
 Reads metadata only (orbax tree metadata, the safetensors header, signature.json); no array
-is loaded. Names are the flat names of `mmjax/export/naming.py`.
+is loaded. Names are the flat names of `mmjax/core/param_names.py`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,10 @@ import math
 import os
 import sys
 
-from mmjax.export import layout, naming, params_only, safetensors_format
+from mmjax.core import export_layout as layout
+from mmjax.core import param_names as naming
+from mmjax.core import params_only
+from mmjax.core import safetensors_format
 
 
 def _config_lines(config: dict | None) -> list[str]:
@@ -57,7 +60,7 @@ def _read_config(path: str) -> dict | None:
 
 
 def _training(workdir: str, step: int | None) -> list[str]:
-  from mmjax.train import checkpointing
+  from mmjax.core import checkpointing
   ckpt = checkpointing.Checkpointer(workdir, read_only=True, async_save=False)
   try:
     steps = ckpt.all_steps()

@@ -14,7 +14,7 @@ import numpy as np
 from mmjax.data import transforms as T
 from mmjax.data.options import DataOptions
 from mmjax.data.readers import Source
-from mmjax.data.tasks import Resolution
+from mmjax.core.tasks import Resolution
 
 _BLAS_LIMITED = False
 
@@ -26,7 +26,7 @@ def limit_blas_threads() -> None:
   global _BLAS_LIMITED
   if not _BLAS_LIMITED:
     try:
-      from threadpoolctl import threadpool_limits
+      from threadpoolctl import threadpool_limits  # lazy: optional (comes with scikit-learn)
       threadpool_limits(limits=1, user_api='blas')
     except ImportError:  # threadpoolctl comes with scikit-learn; without it, keep the default
       pass

@@ -12,7 +12,7 @@ from typing import Iterable, Sequence
 
 from mmjax.data.errors import DataError
 from mmjax.data.readers import FeatureSpec
-from mmjax.data.tasks import MODALITIES
+from mmjax.core.tasks import MODALITIES
 
 TARGETS = MODALITIES + ('label',)
 KINDS = {'image': ('image',), 'video': ('video',), 'audio': ('audio',), 'text': ('text',),

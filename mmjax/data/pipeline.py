@@ -26,7 +26,7 @@ from mmjax.data.batching import BatchBuilder, limit_blas_threads
 from mmjax.data.errors import DataError
 from mmjax.data.options import DataOptions, config_get
 from mmjax.data.order import EpochOrder
-from mmjax.data.tasks import Resolution, Task
+from mmjax.core.tasks import Resolution, Task
 from mmjax.data.tokenizer import Tokenizer
 
 

@@ -45,6 +45,7 @@ def decode_example(record: bytes) -> dict[str, object]:
 def write_records(path: str, examples: Iterable[Mapping[str, object]],
                   class_names: list[str] | None = None) -> int:
   """Writes examples to one ArrayRecord file (and `classes.txt`); returns the count."""
+  # lazy: array_record is a heavy native dependency, needed only to write shards
   from array_record.python.array_record_module import ArrayRecordWriter
   writer = ArrayRecordWriter(os.fspath(path), 'group_size:1')
   count = 0

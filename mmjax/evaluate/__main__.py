@@ -10,8 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 
+import jax
+
 from mmjax import cli
 from mmjax import config as config_lib
+from mmjax.evaluate import report, runner
+from mmjax.evaluate.errors import EvalError
+from mmjax.train import distributed
 
 
 def main(argv=None) -> int:
@@ -24,11 +29,7 @@ def main(argv=None) -> int:
   def run():
     args, overrides = cli.parse(parser, argv)
     config = config_lib.load_config(args.config, overrides)
-    from mmjax.train import distributed
     distributed.initialize_from_env()
-    import jax
-    from mmjax.evaluate import report, runner
-    from mmjax.evaluate.errors import EvalError
     try:
       rep = runner.evaluate_checkpoint(config, args.workdir, args.step)
     except EvalError as e:

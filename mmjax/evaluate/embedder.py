@@ -13,7 +13,7 @@ import numpy as np
 
 from mmjax.evaluate import zero_shot
 from mmjax.evaluate.errors import EvalError
-from mmjax.train import partitioning
+from mmjax.core import partitioning
 from mmjax.train import state as state_lib
 
 CLIPPED = ('video', 'audio')  # modalities whose eval batches carry a clip axis when num_clips > 1

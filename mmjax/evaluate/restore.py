@@ -2,7 +2,7 @@
 
 Uses the training checkpointer (same structure and shape checks); the whole train state is read
 onto the abstract target built from `config`, then only `params` is kept. A `workdir` that is a
-params-only export (`python -m mmjax.export --output=...`) is read with `mmjax.export.load`
+params-only export (`python -m mmjax.export --output=...`) is read with `mmjax.core.params_io`
 instead, with the same shape checks; its step is the one it was exported from.
 """
 
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import os
 
+from mmjax.core import params_io
 from mmjax.evaluate.errors import EvalError
-from mmjax.train import checkpointing
+from mmjax.core import checkpointing
 from mmjax.train import state as state_lib
 
 
@@ -45,20 +46,18 @@ def choose_step(workdir: str, step: int | None = None) -> int:
 
 
 def _restore_export(config, path: str, mesh, step: int | None):
-  from mmjax.export import load as export_load
-  exported = export_load.export_step(path)
+  exported = params_io.export_step(path)
   if step is not None and int(step) != exported:
     raise EvalError(f'{path} is an export of step {exported}, not {step}: drop --step or pass '
                     'the training workdir.')
   graphdef, abstract_state, _ = state_lib.abstract_train_state(config, mesh)
-  params, _ = export_load.load_params(path, abstract_state['params'])
+  params, _ = params_io.load_params(path, abstract_state['params'])
   return exported, graphdef, params
 
 
 def restore_params(config, workdir: str, mesh, step: int | None = None):
   """-> (step, graphdef, params): the checkpoint's parameters sharded as in training."""
-  from mmjax.export import load as export_load
-  if not os.path.isdir(checkpoint_dir(workdir)) and export_load.is_params_export(workdir):
+  if not os.path.isdir(checkpoint_dir(workdir)) and params_io.is_params_export(workdir):
     return _restore_export(config, workdir, mesh, step)
   step = choose_step(workdir, step)
   graphdef, abstract_state, _ = state_lib.abstract_train_state(config, mesh)

@@ -14,6 +14,8 @@ import argparse
 import sys
 
 from mmjax import cli
+from mmjax.export.errors import ExportError, ParityError
+from mmjax.export.run import export_run
 
 
 def main(argv=None) -> int:
@@ -31,12 +33,10 @@ def main(argv=None) -> int:
 
   def run():
     args, overrides = cli.parse(parser, argv)
-    from mmjax.export.errors import ExportError, ParityError
     if overrides:
       print('error: --config.* overrides do not apply: the export uses DIR/config.json as '
             'trained.', file=sys.stderr)
       return 2
-    from mmjax.export.run import export_run
     try:
       export_run(args.workdir, args.output, args.format, args.dtype, args.step, args.overwrite)
     except ExportError as e:

@@ -1,9 +1,13 @@
-"""The export's errors: bad input (one sentence, exit 2) and a failed parity check (exit 1)."""
+"""The export's errors: bad input (one sentence, exit 2) and a failed parity check (exit 1).
 
+`ExportError` is the ground floor's (`mmjax.core.params_io`): reading an export raises it too.
+"""
 
-class ExportError(ValueError):
-  """Bad export input (workdir, step, format, dtype, output): one sentence naming the fix."""
+from mmjax.core.params_io import ExportError
 
 
 class ParityError(RuntimeError):
   """An exported artifact's embeddings differ from the training checkpoint's beyond tolerance."""
+
+
+__all__ = ['ExportError', 'ParityError']

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmjax.core.tasks import Resolution
+from mmjax.data import pipeline
 from mmjax.export.errors import ExportError
 
 SIZE_KEYS = {'image': ('image_size',), 'video': ('num_frames', 'image_size'),
@@ -80,8 +82,6 @@ def synthetic_inputs(modality: str, sizes: dict, rows: int, vocab_size: int,
 
 def _dataset_batch(config, entry, modalities, sizes, rows):
   """The first `rows` valid examples of the entry's split for the modalities it has."""
-  from mmjax.data import pipeline
-  from mmjax.data.tasks import Resolution
   info = pipeline.dataset_info(entry.dataset, config, entry.split)
   have = tuple(m for m in modalities if m in info.modalities)
   res = Resolution(image_size=sizes.get('image_size'), num_frames=sizes.get('num_frames'),

@@ -20,11 +20,15 @@ import numpy as np
 from flax import nnx
 
 from mmjax import config as config_lib
+from mmjax.core import export_layout as layout
+from mmjax.core import params_only, partitioning, safetensors_format
+from mmjax.core.params_io import load_params
+from mmjax.data import pipeline
+from mmjax.evaluate import restore
 from mmjax.export import inputs as inputs_lib
-from mmjax.export import layout, params_only, parity, safetensors_format, signature, stablehlo
-from mmjax.export import staging, summary
+from mmjax.export import parity, signature, stablehlo, staging, summary
 from mmjax.export.errors import ExportError, ParityError
-from mmjax.export.load import load_params, load_stablehlo
+from mmjax.export.load import load_stablehlo
 
 PARITY_ROWS = 32
 
@@ -44,7 +48,6 @@ def parse_formats(formats) -> tuple[str, ...]:
 
 def read_run(workdir: str, step: int | None):
   """-> (config, config JSON text, step) of a training workdir, or ExportError."""
-  from mmjax.evaluate import restore
   path = os.path.join(workdir, layout.CONFIG)
   if not os.path.isfile(path):
     raise ExportError(f'{workdir} has no config.json: pass the --workdir of a training run '
@@ -78,8 +81,6 @@ def _portable(config):
 
 
 def _restore(config, workdir: str, step: int):
-  from mmjax.evaluate import restore
-  from mmjax.train import partitioning
   mesh = partitioning.make_mesh({'data': 1}, devices=jax.devices()[:1])
   step, graphdef, params = restore.restore_params(config, workdir, mesh, step)
   return graphdef, jax.tree.map(np.asarray, jax.device_get(params))
@@ -113,7 +114,6 @@ def stablehlo_embedder(path: str):
 
 def _tokenizer(config, dataset: str | None):
   """(tokenizer, description) of the run's tokenizer; (None, {'missing': why}) without one."""
-  from mmjax.data import pipeline
   try:
     tok = pipeline.load_tokenizer(config, dataset)
   except Exception as e:  # noqa: BLE001 - no tokenizer: the text function still exports

@@ -25,7 +25,7 @@ import numpy as np
 from flax import nnx
 
 from mmjax.export import inputs as inputs_lib
-from mmjax.export import layout
+from mmjax.core import export_layout as layout
 
 PLATFORMS = ('cpu', 'cuda', 'tpu')
 

@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 
-from mmjax.export import layout
+from mmjax.core import export_layout as layout
 from mmjax.export.errors import ExportError
 
 

@@ -15,7 +15,7 @@ from mmjax.kernels.attention_tiles import Tiling
 from mmjax.kernels.block_pairs import routed_pairs
 from mmjax.kernels.block_sparse_attention import block_sparse_attention
 from mmjax.kernels.flash_attention import check_qkv
-from mmjax.kernels.routing import check_routing, route_blocks
+from mmjax.kernels.block_routing import check_routing, route_blocks
 
 
 def padded_block(block_size: int, backend: str) -> int:

@@ -4,7 +4,7 @@ import math
 
 import jax.numpy as jnp
 
-from mmjax.kernels.routing import route_blocks
+from mmjax.kernels.block_routing import route_blocks
 
 
 def routed_attention_reference(q, k, v, *, block_size, top_k, sm_scale=None):

@@ -15,8 +15,8 @@ from jax.sharding import PartitionSpec as P
 
 from mmjax import kernels
 from mmjax.models.layers import DenseGeneral, LayerNorm
-from mmjax.train import partitioning
-from mmjax.train.partitioning import constrain
+from mmjax.core import partitioning
+from mmjax.core.partitioning import constrain
 
 
 class SelfAttention(nnx.Module):

@@ -6,35 +6,17 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
+from mmjax.core.partitioning import constrain
 from mmjax.models.attention import SelfAttention
 from mmjax.models.layer_scan import group_runs, scan_blocks
 from mmjax.models.layers import LayerNorm
 from mmjax.models.mlp import Mlp
-from mmjax.train.partitioning import constrain
-
-
-def moe_layer_indices(cfg) -> tuple[int, ...]:
-  """Which blocks are MoE: `moe.last_n` last blocks, or every `moe.every`-th block (1-based)."""
-  moe = cfg.get('moe', None)
-  if moe is None or not moe.get('num_experts', 0):
-    return ()
-  depth, last_n, every = cfg.num_layers, int(moe.get('last_n', 0)), int(moe.get('every', 0))
-  if last_n and every:
-    raise ValueError('set one of config.model.moe.last_n and config.model.moe.every, not both.')
-  if last_n > depth:
-    raise ValueError(f'config.model.moe.last_n={last_n} MoE layers exceed the encoder depth '
-                     f'num_layers={depth}.')
-  if every > depth:
-    raise ValueError(f'config.model.moe.every={every} exceeds the encoder depth {depth}.')
-  if last_n:
-    return tuple(range(depth - last_n, depth))
-  if every:
-    return tuple(i for i in range(depth) if (i + 1) % every == 0)
-  raise ValueError('config.model.moe.num_experts > 0 needs moe.last_n or moe.every to place '
-                   'the MoE layers.')
+from mmjax.models.moe import MoeMlp
+from mmjax.models.moe_config import moe_layer_indices
 
 
 def routed_layer_indices(cfg) -> tuple[int, ...]:
+  """Which blocks use routed (block-sparse) attention; ValueError for a layer out of range."""
   ra = cfg.get('routed_attention', None)
   layers = tuple(ra.get('layers', ())) if ra is not None else ()
   bad = [i for i in layers if not 0 <= i < cfg.num_layers]
@@ -51,7 +33,6 @@ class Block(nnx.Module):
     self.attn = SelfAttention(cfg, rngs=rngs, dtype=dtype, routing=routing)
     self.norm2 = LayerNorm(cfg.width, rngs=rngs, dtype=dtype)
     if moe:
-      from mmjax.models.moe import MoeMlp
       self.mlp = MoeMlp(cfg, rngs=rngs, dtype=dtype)
     else:
       self.mlp = Mlp(cfg.width, cfg.mlp_dim, rngs=rngs, dtype=dtype)

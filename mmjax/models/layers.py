@@ -40,19 +40,36 @@ class Dense(nnx.Module):
     return y
 
 
+def dense_general_init(in_axes: int, out_axes: int):
+  """Truncated-normal fan-in init for a kernel of `in_axes` input then `out_axes` output dims."""
+  return nnx.initializers.variance_scaling(
+      1.0, 'fan_in', 'truncated_normal', in_axis=tuple(range(in_axes)),
+      out_axis=tuple(range(in_axes, in_axes + out_axes)))
+
+
+def stacked(init):
+  """An initializer for `[n, ...]` that initialises each of the n slices like `init`."""
+  def stacked_init(key, shape, dtype=jnp.float32):
+    keys = jax.random.split(key, shape[0])
+    return jax.vmap(lambda k: init(k, tuple(shape[1:]), dtype))(keys)
+  return stacked_init
+
+
+def layer_norm(x: jax.Array, scale: jax.Array, bias: jax.Array, dtype, eps: float = 1e-6):
+  """`(x - mean) / std * scale + bias` over the last axis, in float32; returns `dtype`."""
+  x32 = x.astype(jnp.float32)
+  mean = x32.mean(-1, keepdims=True)
+  var = jnp.square(x32 - mean).mean(-1, keepdims=True)
+  return ((x32 - mean) * jax.lax.rsqrt(var + eps) * scale + bias).astype(dtype)
+
+
 class DenseGeneral(nnx.Module):
   """Projects the last axis to several axes, e.g. [.., embed] -> [.., heads, kv], or back."""
 
   def __init__(self, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
                axes: tuple[str | None, ...], *, rngs: nnx.Rngs, dtype=jnp.float32,
                use_bias: bool = True):
-    fan_in = 1
-    for d in in_shape:
-      fan_in *= d
-    init = nnx.initializers.variance_scaling(1.0, 'fan_in', 'truncated_normal',
-                                             in_axis=tuple(range(len(in_shape))),
-                                             out_axis=tuple(range(len(in_shape),
-                                                                  len(in_shape) + len(out_shape))))
+    init = dense_general_init(len(in_shape), len(out_shape))
     self.kernel = param(rngs, init, in_shape + out_shape, axes)
     self.bias = (param(rngs, nnx.initializers.zeros, out_shape, axes[len(in_shape):])
                  if use_bias else None)
@@ -79,11 +96,7 @@ class LayerNorm(nnx.Module):
     self.dtype = dtype
 
   def __call__(self, x: jax.Array) -> jax.Array:
-    x32 = x.astype(jnp.float32)
-    mean = x32.mean(-1, keepdims=True)
-    var = jnp.square(x32 - mean).mean(-1, keepdims=True)
-    y = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
-    return (y * self.scale[...] + self.bias[...]).astype(self.dtype)
+    return layer_norm(x, self.scale[...], self.bias[...], self.dtype, self.eps)
 
 
 def l2_normalize(x: jax.Array, axis: int = -1, eps: float = 1e-6) -> jax.Array:

@@ -6,7 +6,7 @@ import jax
 from flax import nnx
 
 from mmjax.models.layers import Dense
-from mmjax.train.partitioning import constrain
+from mmjax.core.partitioning import constrain
 
 
 class Mlp(nnx.Module):

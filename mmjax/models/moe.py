@@ -21,66 +21,24 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from flax import nnx
-from jax.sharding import PartitionSpec as P
 
-from mmjax.config import ConfigError
-from mmjax.models.layers import Dense, param
-from mmjax.models.routing import (expert_capacity, load_balancing_loss, route_experts_choose,
-                                  route_tokens_choose, router_entropy, router_probs,
-                                  router_z_loss, slot_positions)
-from mmjax.train import partitioning
-from mmjax.train.partitioning import constrain
+from mmjax.core import partitioning
+from mmjax.core.partitioning import constrain
+# The token -> expert routing functions are part of this module's API (imported from here).
+from mmjax.models.expert_routing import (expert_capacity, load_balancing_loss, route_experts_choose,
+                                         route_tokens_choose, router_entropy, router_probs,
+                                         router_z_loss, slot_positions)
+from mmjax.models.grouped import grouped_matmul, per_example_shards
+from mmjax.models.layers import Dense, param, stacked
+from mmjax.models.moe_config import (ROUTERS, MoeConfigError, check_expert_axis,
+                                     check_moe_config)
 
 __all__ = ['MoeMlp', 'MoeConfigError', 'ROUTERS', 'ROUTER_INIT', 'check_expert_axis',
-           'check_moe_config', 'expert_capacity', 'grouped_matmul', 'load_balancing_loss',
-           'per_example_shards', 'route_experts_choose', 'route_tokens_choose', 'router_entropy',
-           'router_probs', 'router_z_loss', 'slot_positions', 'stacked']
+           'check_moe_config', 'expert_capacity', 'load_balancing_loss', 'route_experts_choose',
+           'route_tokens_choose', 'router_entropy', 'router_probs', 'router_z_loss',
+           'slot_positions']
 
-ROUTERS = ('tokens_choose', 'experts_choose', 'dropless')
 ROUTER_INIT = nnx.initializers.normal(0.02)   # small logits: near-uniform routing at the start
-
-
-class MoeConfigError(ConfigError):
-  """A bad `config.model.moe` setting; one sentence naming it and the fix."""
-
-
-def check_moe_config(model_cfg, mesh_shape: dict | None = None) -> None:
-  """Raises MoeConfigError for a MoE setting that cannot work; `mesh_shape` (e.g.
-  `dict(mesh.shape)`) adds the check that the expert mesh axis divides the expert count."""
-  from mmjax.models.encoder import moe_layer_indices
-  moe = model_cfg.get('moe', None)
-  if moe is None or not moe.get('num_experts', 0):
-    return
-  experts, top_k = int(moe.num_experts), int(moe.top_k)
-  if moe.router not in ROUTERS:
-    raise MoeConfigError(f'config.model.moe.router is {moe.router!r}; choose one of {ROUTERS}.')
-  if not 1 <= top_k <= experts:
-    raise MoeConfigError(f'config.model.moe.top_k={top_k} must be between 1 and '
-                         f'num_experts={experts}.')
-  if moe.router != 'dropless' and not moe.capacity_factor > 0:
-    raise MoeConfigError(f'config.model.moe.capacity_factor={moe.capacity_factor} must be > 0.')
-  try:
-    moe_layer_indices(model_cfg)
-  except ConfigError:
-    raise
-  except ValueError as e:
-    raise MoeConfigError(str(e)) from None
-  check_expert_axis(experts, int((mesh_shape or {}).get('expert', 1)))
-
-
-def check_expert_axis(experts: int, expert_axis: int) -> None:
-  """MoeConfigError unless the expert mesh axis (size `expert_axis`) divides `experts`."""
-  if expert_axis > 1 and experts % expert_axis:
-    raise MoeConfigError(f'config.model.moe.num_experts={experts} is not divisible by the expert '
-                         f'mesh axis of size {expert_axis}: make config.mesh.expert divide it.')
-
-
-def stacked(init):
-  """An initializer for `[n, ...]` that initialises each of the n slices like `init`."""
-  def stacked_init(key, shape, dtype=jnp.float32):
-    keys = jax.random.split(key, shape[0])
-    return jax.vmap(lambda k: init(k, tuple(shape[1:]), dtype))(keys)
-  return stacked_init
 
 
 class ExpertDense(nnx.Module):
@@ -90,31 +48,6 @@ class ExpertDense(nnx.Module):
     self.kernel = param(rngs, stacked(nnx.initializers.xavier_uniform()), (experts, n_in, n_out),
                         axes)
     self.bias = param(rngs, nnx.initializers.zeros, (experts, n_out), (axes[0], axes[2]))
-
-
-def per_example_shards(fn, batched, shared):
-  """`fn(*batched, *shared)` on each device's own examples. Inside `axis_rules` it runs in
-  `shard_map`: `batched` arrays and every output split on their leading (example) axis like
-  logical 'batch', `shared` arrays replicated (gathered). Used for sorts and grouped matmuls,
-  which GSPMD (and a Pallas kernel) cannot split. Outside a mesh it is just `fn`."""
-  ctx = partitioning.current_context()
-  if ctx is None:
-    return fn(*batched, *shared)
-  mesh, rules = ctx
-  lead = partitioning.logical_to_spec(('batch',), rules, mesh, batched[0].shape[:1])[0]
-  specs = tuple(P(lead) for _ in batched) + tuple(P() for _ in shared)
-  return jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P(lead),
-                       check_vma=False)(*batched, *shared)
-
-
-def grouped_matmul(lhs, rhs, group_sizes, impl: str = 'auto'):
-  """`lhs [rows, in]` sorted by group @ `rhs [groups, in, out]` -> `[rows, out]`; rows past
-  `sum(group_sizes)` give zeros (`mmjax.kernels.ragged_matmul`, else `jax.lax.ragged_dot`)."""
-  try:
-    from mmjax.kernels import ragged_matmul
-  except ImportError:
-    return jax.lax.ragged_dot(lhs, rhs, group_sizes)
-  return ragged_matmul(lhs, rhs, group_sizes, impl=impl)
 
 
 class MoeMlp(nnx.Module):

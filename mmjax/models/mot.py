@@ -15,17 +15,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mmjax.core.partitioning import constrain
 from mmjax.models.attention import attend
-from mmjax.models.layers import param
-from mmjax.models.moe import grouped_matmul, per_example_shards, stacked
-from mmjax.train.partitioning import constrain
-
-
-def _dense_init(in_axes: int, out_axes: int):
-  """The DenseGeneral initializer for a kernel of `in_axes` + `out_axes` dims."""
-  return nnx.initializers.variance_scaling(
-      1.0, 'fan_in', 'truncated_normal', in_axis=tuple(range(in_axes)),
-      out_axis=tuple(range(in_axes, in_axes + out_axes)))
+from mmjax.models.grouped import grouped_matmul, per_example_shards
+from mmjax.models.layers import dense_general_init, layer_norm, param, stacked
 
 
 class ModalityNorm(nnx.Module):
@@ -38,10 +31,7 @@ class ModalityNorm(nnx.Module):
 
   def __call__(self, x: jax.Array, ids: jax.Array) -> jax.Array:
     """`x [..., features]`, `ids` int of shape `x.shape[:-1]` (or broadcastable)."""
-    x32 = x.astype(jnp.float32)
-    mean = x32.mean(-1, keepdims=True)
-    y = (x32 - mean) * jax.lax.rsqrt(jnp.square(x32 - mean).mean(-1, keepdims=True) + 1e-6)
-    return (y * self.scale[...][ids] + self.bias[...][ids]).astype(self.dtype)
+    return layer_norm(x, self.scale[...][ids], self.bias[...][ids], self.dtype)
 
 
 class ModalityDense(nnx.Module):
@@ -50,7 +40,7 @@ class ModalityDense(nnx.Module):
 
   def __init__(self, modalities: int, in_shape: tuple, out_shape: tuple, axes: tuple, *, rngs,
                dtype, init=None):
-    init = init or _dense_init(len(in_shape), len(out_shape))
+    init = init or dense_general_init(len(in_shape), len(out_shape))
     self.kernel = param(rngs, stacked(init), (modalities,) + in_shape + out_shape, (None,) + axes)
     self.bias = param(rngs, nnx.initializers.zeros, (modalities,) + out_shape,
                       (None,) + axes[len(in_shape):])

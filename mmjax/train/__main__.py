@@ -11,6 +11,9 @@ import sys
 
 from mmjax import cli
 from mmjax import config as config_lib
+from mmjax.evaluate import runner
+from mmjax.train import distributed
+from mmjax.train.loop import train
 
 
 def main(argv=None) -> int:
@@ -22,10 +25,8 @@ def main(argv=None) -> int:
   def run():
     args, overrides = cli.parse(parser, argv)
     config = config_lib.load_config(args.config, overrides)
-    from mmjax.train import distributed
     distributed.initialize_from_env()
-    from mmjax.train.loop import train
-    train(config, args.workdir)
+    train(config, args.workdir, evaluate=runner.evaluate_params)
   return cli.run(run)
 
 

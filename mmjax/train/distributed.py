@@ -23,7 +23,7 @@ import os
 from typing import Mapping
 
 import jax
-import numpy as np
+import orbax.checkpoint as ocp
 
 from mmjax.config import ConfigError
 
@@ -104,28 +104,8 @@ def barrier(name: str, timeout_s: int = 3600) -> None:
   only 30 s to join a new communicator, and start-up or compilation can skew them by more."""
   if jax.process_count() == 1:
     return
-  import orbax.checkpoint as ocp
   ocp.multihost.get_barrier_sync_fn()(key=f'mmjax_{name}_{next(_barriers)}',
                                       timeout_ms=int(timeout_s * 1000))
-
-
-def _flags_of_all_processes(flag: bool) -> np.ndarray:
-  from jax.experimental import multihost_utils
-  return np.asarray(multihost_utils.process_allgather(np.asarray(bool(flag))))
-
-
-def all_processes(flag: bool) -> bool:
-  """True when `flag` is True on every process (a collective: every process must call it)."""
-  if jax.process_count() == 1:
-    return bool(flag)
-  return bool(np.all(_flags_of_all_processes(flag)))
-
-
-def any_process(flag: bool) -> bool:
-  """True when `flag` is True on some process (a collective: every process must call it)."""
-  if jax.process_count() == 1:
-    return bool(flag)
-  return bool(np.any(_flags_of_all_processes(flag)))
 
 
 def data_state_for_this_process(data_state: dict) -> dict:

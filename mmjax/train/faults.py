@@ -22,6 +22,8 @@ import time
 
 import numpy as np
 
+from mmjax.core import processes
+
 log = logging.getLogger(__name__)
 
 
@@ -51,9 +53,8 @@ class PreemptionSignal:
     """Whether to stop after this step: True once any process has had a signal. Call it once
     per step on every process (it is a collective when there are several); all processes get
     the same answer, even when a signal lands while they are agreeing."""
-    from mmjax.train import distributed
     seen = self.requested  # one snapshot: the handler may flip the flag at any bytecode
-    if not distributed.any_process(seen):
+    if not processes.any_process(seen):
       return False
     if not seen:
       self.requested, self.signal_name = True, 'a signal on another process'

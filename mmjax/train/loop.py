@@ -15,9 +15,14 @@ import numpy as np
 from tqdm import tqdm
 
 from mmjax import config as config_lib
+from mmjax.core import checkpointing, partitioning
+from mmjax.core.params_io import load_params
+from mmjax.core.tasks import MixedTask, task_signatures, tasks_from_config
 from mmjax.data import pipeline
-from mmjax.data.tasks import AgdSampler, MixedTask, task_signatures, tasks_from_config
-from mmjax.train import checkpointing, distributed, faults, partitioning, routing_stats
+from mmjax.data.agd_sampler import AgdSampler
+from mmjax.models.encoder import routed_layer_indices
+from mmjax.models.moe_config import check_moe_config
+from mmjax.train import distributed, faults, routing_stats
 from mmjax.train import state as state_lib, step as step_lib
 from mmjax.train.metrics_writer import MetricsWriter
 
@@ -44,8 +49,6 @@ def check_workdir(workdir: str) -> None:
 def preflight(config, workdir: str):
   """Mesh, tasks, data and workdir checks; returns (mesh, signatures, sampler)."""
   mesh = partitioning.make_mesh(config.mesh)
-  from mmjax.models.moe import check_moe_config
-  from mmjax.models.encoder import routed_layer_indices
   check_moe_config(config.model, dict(mesh.shape))
   try:
     routed_layer_indices(config.model)
@@ -76,15 +79,23 @@ def _scalars(metrics: dict) -> dict:
   return {k: float(v) for k, v in metrics.items() if k != 'moe' and np.ndim(v) == 0}
 
 
-def _evaluate(config, graphdef, state, step: int, workdir: str, mesh) -> dict:
-  from mmjax.evaluate import runner
-  rep = runner.evaluate_params(config, (graphdef, state['params']), step, workdir, mesh)
+def _evaluate(evaluate, config, graphdef, state, step: int, workdir: str, mesh) -> dict:
+  rep = evaluate(config, (graphdef, state['params']), step, workdir, mesh)
   return {f'eval/zero_shot/{k}/top1': v['top1'] for k, v in rep.get('zero_shot', {}).items()}
 
 
-def train(config, workdir: str) -> dict:
-  """Runs (or resumes) training; returns the last logged metrics row."""
+def train(config, workdir: str, evaluate=None) -> dict:
+  """Runs (or resumes) training; returns the last logged metrics row.
+
+  `evaluate(config, (graphdef, params), step, workdir, mesh) -> report` runs every
+  `config.eval_every` steps (the entry point passes `mmjax.evaluate.runner.evaluate_params`;
+  training itself does not depend on the evaluation code).
+  """
   # --- preflight: nothing is written before this passes -----------------------------------
+  if config.get('eval_every', 0) and evaluate is None:
+    raise PreflightError('config.eval_every is set but no evaluator was given: call '
+                         'train(config, workdir, evaluate=runner.evaluate_params) or set '
+                         'config.eval_every=0.')
   mesh, signatures, sampler = preflight(config, workdir)
   is_main = jax.process_index() == 0
 
@@ -104,7 +115,6 @@ def train(config, workdir: str) -> dict:
     start, data_state = 0, {}
     state = state_lib.create_train_state(config, mesh, graphdef, shardings)
     if config.get('init_from', ''):  # fine-tuning: weights from a params-only export
-      from mmjax.export.load import load_params
       params, _ = load_params(config.init_from, abstract_state['params'])
       state = {**state, 'params': params}
       log.info('initialised parameters from %s', config.init_from)
@@ -220,7 +230,7 @@ def train(config, workdir: str) -> dict:
         if routing_seen and is_main:
           routing_stats.plot_routing_heatmaps(routing_seen, workdir, step)
       if evaluate:
-        writer.write(step, _evaluate(config, graphdef, state, step, workdir, mesh))
+        writer.write(step, _evaluate(evaluate, config, graphdef, state, step, workdir, mesh))
         dog.beat()
       window['excluded'] += time.perf_counter() - paused
       if stop:

@@ -43,7 +43,7 @@ class MetricsWriter:
       for r in rows:
         f.write(json.dumps(r) + '\n')
     os.replace(tmp, self.path)
-    from tensorboardX import SummaryWriter
+    from tensorboardX import SummaryWriter  # lazy: heavy (protobuf); process 0 only
     self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
 
   def write(self, step: int, row: dict) -> None:

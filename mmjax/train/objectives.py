@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from mmjax.data.tasks import Task
+from mmjax.core.tasks import Task
 from mmjax.models.layers import l2_normalize
 
 

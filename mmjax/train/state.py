@@ -13,7 +13,7 @@ from flax import nnx
 
 from mmjax.models.model import build_model
 from mmjax.train import optimizer as optimizer_lib
-from mmjax.train import partitioning
+from mmjax.core import partitioning
 
 
 def _abstract_model(config):

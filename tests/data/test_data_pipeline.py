@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from mmjax.data import pipeline, sources
-from mmjax.data.tasks import Resolution, Task
+from mmjax.core.tasks import Resolution, Task
 
 
 def task(modalities, batch=32, classify=(), feature_map=(), **res):

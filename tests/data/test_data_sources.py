@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mmjax.data import pipeline, records, sources
-from mmjax.data.tasks import Resolution, Task
+from mmjax.core.tasks import Resolution, Task
 
 CLASSES = ['cat', 'dog', 'bird']
 

@@ -11,12 +11,14 @@ from flax import nnx
 
 from mmjax_testing import ROOT, demo_config
 from mmjax.data import digits_builder, pipeline
-from mmjax.data.tasks import Resolution
+from mmjax.core.tasks import Resolution
 from mmjax.evaluate import __main__ as cli, restore, runner
 from mmjax.evaluate.errors import EvalError
 from mmjax.evaluate.embedder import Embedder
 from mmjax.models.model import build_model
-from mmjax.train import checkpointing, optimizer as optimizer_lib, partitioning
+from mmjax.train import optimizer as optimizer_lib
+from mmjax.core import checkpointing
+from mmjax.core import partitioning
 
 
 @pytest.fixture(scope='module')

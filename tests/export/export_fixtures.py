@@ -15,7 +15,9 @@ from mmjax import config as config_lib
 from mmjax.data import digits_builder
 from mmjax.export import inputs as inputs_lib
 from mmjax.models.model import build_model
-from mmjax.train import checkpointing, partitioning, state as state_lib
+from mmjax.train import state as state_lib
+from mmjax.core import checkpointing
+from mmjax.core import partitioning
 
 STEP = 3
 

@@ -8,7 +8,8 @@ import pytest
 
 import export_fixtures as fx
 from mmjax.export import __main__ as cli
-from mmjax.export import layout, parity
+from mmjax.export import parity
+from mmjax.core import export_layout as layout
 
 
 @pytest.fixture(scope='module')

@@ -10,7 +10,7 @@ import pytest
 
 import export_fixtures as fx
 from mmjax_testing import ROOT
-from mmjax.export.load import load_params
+from mmjax.core.params_io import load_params
 
 
 def test_eight_device_checkpoint_exports_on_one_device(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 from flax import nnx
 
 from mmjax_testing import demo_config
-from mmjax.export import naming
+from mmjax.core import param_names as naming
 from mmjax.export.errors import ExportError
 from mmjax.export.run import parse_formats
 from mmjax.models.model import build_model

@@ -16,6 +16,8 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mmjax.core import processes
+
 log = logging.getLogger(__name__)
 
 # Replica-parallel saving slices replicated arrays with small jitted programs on the first save
@@ -115,7 +117,6 @@ class Checkpointer:
     (kept for inspection; orbax ignores it, so the step can be written again), and the previous
     one is tried.
     """
-    from mmjax.train import distributed
     for step in reversed(self.all_steps()):
       error = None
       try:
@@ -124,7 +125,7 @@ class Checkpointer:
         raise
       except Exception as e:  # noqa: BLE001 - any read failure means this step is unusable
         error = e
-      if distributed.all_processes(error is None):  # every process must have read its shards
+      if processes.all_processes(error is None):  # every process must have read its shards
         return step, state, data
       self._set_aside(step, error)
     return None

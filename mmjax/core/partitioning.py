@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 import jax
 import numpy as np
+from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 MESH_AXES = ('data', 'fsdp', 'tensor', 'expert')
@@ -62,7 +63,6 @@ def make_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> Mesh:
   sizes = mesh_shape(mesh_config, len(devices))
   shape = tuple(sizes[a] for a in MESH_AXES)
   try:
-    from jax.experimental import mesh_utils
     grid = mesh_utils.create_device_mesh(shape, devices=devices, allow_split_physical_axes=True)
   except Exception:  # CPU and odd device counts: plain row-major order is as good as any.
     grid = np.asarray(devices, dtype=object).reshape(shape)

@@ -25,7 +25,7 @@ import numpy as np
 SEPARATOR = '.'
 SCHEME = ("mmjax flat names: the nested params dict's keys joined by '.', e.g. "
           "encoder.block_0.attn.qkv.kernel; split on '.' to rebuild the nested dict that "
-          "nnx.merge(graphdef, params) takes (documented in mmjax/export/naming.py).")
+          "nnx.merge(graphdef, params) takes (documented in mmjax/core/param_names.py).")
 
 
 def flatten(params: dict, prefix: str = '') -> dict[str, object]:

@@ -15,7 +15,7 @@ import os
 import re
 
 import numpy as np
-from jax.experimental import mesh_utils
+from jax.experimental import mesh_utils, topologies
 from jax.sharding import Mesh
 
 MESH_AXES = ('data', 'fsdp', 'tensor', 'expert')
@@ -112,11 +112,10 @@ def get_topology(name: str, num_slices: int = 1) -> list:
   # Compile-only use holds no TPU; without this, processes block each other on libtpu's lockfile.
   os.environ.setdefault('ALLOW_MULTIPLE_LIBTPU_LOAD', '1')
   try:
-    from jax.experimental import topologies  # pylint: disable=g-import-not-at-top
     desc = topologies.get_topology_desc(
         platform='tpu', topology_name=spec.topology_name, chip_config_name=spec.chip_config,
         chips_per_host_bounds=spec.chips_per_host_bounds, num_slices=num_slices, wrap=spec.wrap)
-  except (ImportError, RuntimeError) as e:
+  except RuntimeError as e:
     raise TopologyError(f'Cannot build TPU topology {name} ({spec.topology_name}): {e}; '
                         'compiling for TPU needs the libtpu package (pip install libtpu).') from e
   devices = list(desc.devices)

@@ -14,8 +14,8 @@ import re
 import jax
 import numpy as np
 
-from mmjax.train import hlo_collectives
-from mmjax.train.hardware import Chip
+from mmjax.plan import hlo_collectives
+from mmjax.plan.hardware import Chip
 
 _MEMORY_FIELDS = {
     'argument_bytes': 'argument_size_in_bytes',  # params, optimizer state, batch

@@ -15,7 +15,7 @@ import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
 
-from mmjax.export import naming
+from mmjax.core import param_names as naming
 
 FORMAT = 'mmjax-params'
 

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
-from mmjax.export import layout
+from mmjax.core import export_layout as layout
 
 FORMAT = 'mmjax-params-only'
 
