@@ -39,7 +39,7 @@ def tpu_devices(name: str) -> list:
   """Compile-only devices of the TPU slice `name` (e.g. 'v5p-8'); skips the test, saying why,
   where libtpu is not installed."""
   import pytest  # pylint: disable=g-import-not-at-top
-  from mmjax.train import topology  # pylint: disable=g-import-not-at-top
+  from mmjax.plan import topology  # pylint: disable=g-import-not-at-top
   try:
     import libtpu  # pylint: disable=g-import-not-at-top,unused-import
   except ImportError as e:
@@ -54,7 +54,8 @@ def train_steps(config, mesh_sizes: dict, num_devices: int, steps: int, task_nam
   """
   import jax  # pylint: disable=g-import-not-at-top
   from mmjax.core.tasks import task_signatures  # pylint: disable=g-import-not-at-top
-  from mmjax.train import partitioning, state as state_lib  # pylint: disable=g-import-not-at-top
+  from mmjax.core import partitioning  # pylint: disable=g-import-not-at-top
+  from mmjax.train import state as state_lib  # pylint: disable=g-import-not-at-top
   mesh = partitioning.make_mesh(mesh_sizes, devices=jax.devices()[:num_devices])
   graphdef, abstract, shardings = state_lib.abstract_train_state(config, mesh)
   state = state_lib.create_train_state(config, mesh, graphdef, shardings)

@@ -5,12 +5,12 @@ import os
 import jax
 import numpy as np
 
-from mmjax_testing import ROOT, synthetic_batch
 from mmjax import config as config_lib
+from mmjax.core import partitioning
 from mmjax.core.tasks import MixedTask, tasks_from_config
 from mmjax.data.agd_sampler import AgdSampler
 from mmjax.train import state as state_lib, step as step_lib
-from mmjax.core import partitioning
+from mmjax_testing import ROOT, synthetic_batch
 
 ABLATION = os.path.join(ROOT, 'configs/ablation_agd.py')
 

@@ -4,10 +4,10 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax_testing import demo_config
-from mmjax.train import state as state_lib
 from mmjax.core import checkpointing
 from mmjax.core import partitioning
+from mmjax.train import state as state_lib
+from mmjax_testing import demo_config
 
 
 def _abstract(config, sizes, n):

@@ -6,9 +6,9 @@ import sys
 
 import pytest
 
-from mmjax_testing import ROOT, demo_config
 from mmjax import config as config_lib
 from mmjax.core import partitioning
+from mmjax_testing import ROOT, demo_config
 
 
 def test_overrides_keep_types_and_presets_resolve():

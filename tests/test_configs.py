@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from mmjax_testing import ROOT
 from mmjax import config as config_lib
 from mmjax.core.tasks import tasks_from_config
+from mmjax_testing import ROOT
 
 CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')))
 
@@ -37,7 +37,7 @@ def test_config_files_exist():
                                                   (128, {'imp_moe_large.py': 8, 'imp_base.py': 8})])
 def test_imp_meshes_fill_v5p_128_and_256(name, chips, expected_fsdp):
   """The README's recommended meshes: the same config fills a v5p-128 and a v5p-256."""
-  from mmjax.train import topology  # pylint: disable=g-import-not-at-top
+  from mmjax.plan import topology  # pylint: disable=g-import-not-at-top
   config = config_lib.load_config(os.path.join(ROOT, 'configs', name))
   data, fsdp, tensor, expert = topology.resolve_mesh_sizes(config.mesh, chips)
   assert data * fsdp * tensor * expert == chips

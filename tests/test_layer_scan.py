@@ -5,8 +5,8 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax_testing import demo_config, train_steps
 from mmjax.models.layer_scan import group_runs
+from mmjax_testing import demo_config, train_steps
 
 MOE = ('--config.model.moe.num_experts=4', '--config.model.moe.last_n=2')
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mmjax_testing import demo_config, synthetic_batch
 from mmjax.core.tasks import task_signatures
 from mmjax.models import audio_features
 from mmjax.models.model import build_model, drop_tokens
+from mmjax_testing import demo_config, synthetic_batch
 
 
 _forward = nnx.jit(lambda model, batch, task: model(batch, task), static_argnums=2)

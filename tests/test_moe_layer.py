@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mmjax_testing import demo_config
-from mmjax.models import moe
 from mmjax.core import partitioning
+from mmjax.models import moe
 from mmjax.train.state import logical_axes
+from mmjax_testing import demo_config
 
 
 def random_module(factory, seed=0, scale=0.2):

@@ -2,8 +2,8 @@
 
 import pytest
 
-from mmjax_testing import demo_config
 from mmjax.train import loop
+from mmjax_testing import demo_config
 
 
 @pytest.mark.parametrize('overrides, message', [

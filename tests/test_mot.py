@@ -9,11 +9,11 @@ from flax import nnx
 from mmjax_testing import demo_config, synthetic_batch
 from test_moe_layer import random_module
 from mmjax.config_defaults import task as task_config
+from mmjax.core import partitioning
 from mmjax.core.tasks import tasks_from_config
 from mmjax.models import mot
 from mmjax.models.encoder import Block
 from mmjax.models.model import build_model
-from mmjax.core import partitioning
 
 
 def _cfg(*extra):

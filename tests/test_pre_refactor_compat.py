@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 
 from mmjax import config as config_lib
-from mmjax.evaluate import restore
-from mmjax.core.params_io import load_params
-from mmjax.train import state as state_lib
 from mmjax.core import checkpointing
 from mmjax.core import partitioning
+from mmjax.core.params_io import load_params
+from mmjax.evaluate import restore
+from mmjax.train import state as state_lib
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'fixtures', 'pre_refactor')
 

@@ -4,10 +4,10 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax_testing import demo_config, synthetic_batch, train_steps
+from mmjax.core import partitioning
 from mmjax.core.tasks import task_signatures
 from mmjax.train import state as state_lib, step as step_lib
-from mmjax.core import partitioning
+from mmjax_testing import demo_config, synthetic_batch, train_steps
 
 MESHES = [
     ({'data': 1}, 1),

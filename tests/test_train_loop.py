@@ -5,9 +5,9 @@ import json
 import jax
 import pytest
 
-from mmjax_testing import demo_config
 from mmjax.core.tasks import task_signatures
 from mmjax.train import loop, step as step_lib
+from mmjax_testing import demo_config
 
 TINY = ('--config.model.num_layers=1', '--config.total_steps=6', '--config.log_every=1',
         '--config.checkpoint_every=3', '--config.data.threads=1',

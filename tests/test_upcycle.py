@@ -7,14 +7,14 @@ import jax
 import numpy as np
 import pytest
 
-from mmjax_testing import ROOT, demo_config, synthetic_batch
 from mmjax import config as config_lib
-from mmjax.core.tasks import task_signatures
-from mmjax.train import optimizer as optimizer_lib
 from mmjax.core import checkpointing
 from mmjax.core import partitioning
+from mmjax.core.tasks import task_signatures
+from mmjax.train import optimizer as optimizer_lib
 from mmjax.train import state as state_lib
 from mmjax.train.state import merge
+from mmjax_testing import ROOT, demo_config, synthetic_batch
 from tools import upcycle
 
 SMALL = ('--config.model.num_layers=2', '--config.model.width=32', '--config.model.num_heads=4',

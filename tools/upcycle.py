@@ -26,10 +26,10 @@ import jax.numpy as jnp
 
 from mmjax import cli
 from mmjax import config as config_lib
-from mmjax.models.moe import ROUTER_INIT
-from mmjax.train import optimizer as optimizer_lib
 from mmjax.core import checkpointing
 from mmjax.core import partitioning
+from mmjax.models.moe import ROUTER_INIT
+from mmjax.train import optimizer as optimizer_lib
 from mmjax.train import state as state_lib
 
 _EXPERT_LEAF = re.compile(r'(^|/)mlp/(wi|wo)/(kernel|bias)$')

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmjax.core.tasks import Resolution
 from mmjax.data import transforms as T
 from mmjax.data.options import DataOptions
 from mmjax.data.readers import Source
-from mmjax.core.tasks import Resolution
 
 _BLAS_LIMITED = False
 

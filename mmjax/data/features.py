@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+from mmjax.core.tasks import MODALITIES
 from mmjax.data.errors import DataError
 from mmjax.data.readers import FeatureSpec
-from mmjax.core.tasks import MODALITIES
 
 TARGETS = MODALITIES + ('label',)
 KINDS = {'image': ('image',), 'video': ('video',), 'audio': ('audio',), 'text': ('text',),

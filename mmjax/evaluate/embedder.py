@@ -11,9 +11,9 @@ from __future__ import annotations
 import jax
 import numpy as np
 
+from mmjax.core import partitioning
 from mmjax.evaluate import zero_shot
 from mmjax.evaluate.errors import EvalError
-from mmjax.core import partitioning
 from mmjax.train import state as state_lib
 
 CLIPPED = ('video', 'audio')  # modalities whose eval batches carry a clip axis when num_clips > 1

@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import os
 
+from mmjax.core import checkpointing
 from mmjax.core import params_io
 from mmjax.evaluate.errors import EvalError
-from mmjax.core import checkpointing
 from mmjax.train import state as state_lib
 
 

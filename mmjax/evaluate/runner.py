@@ -15,13 +15,13 @@ import jax
 import numpy as np
 from flax import nnx
 
-from mmjax.data import pipeline
+from mmjax.core import partitioning
 from mmjax.core.tasks import Resolution
+from mmjax.data import pipeline
 from mmjax.evaluate import linear_probe, plots, report, retrieval, templates, zero_shot
 from mmjax.evaluate.embedder import Embedder
 from mmjax.evaluate.errors import EvalError
 from mmjax.evaluate.restore import restore_params
-from mmjax.core import partitioning
 
 
 def _names(value) -> tuple[str, ...]:

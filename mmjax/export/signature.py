@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import jax
 
-from mmjax.export import inputs as inputs_lib
 from mmjax.core import export_layout as layout
+from mmjax.export import inputs as inputs_lib
 
 DESCRIPTIONS = {
     'image': 'RGB pixels, channels last, float32 in [-1, 1] (uint8 x / 127.5 - 1)',

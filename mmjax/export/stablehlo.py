@@ -24,8 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mmjax.export import inputs as inputs_lib
 from mmjax.core import export_layout as layout
+from mmjax.export import inputs as inputs_lib
 
 PLATFORMS = ('cpu', 'cuda', 'tpu')
 

@@ -2,11 +2,11 @@
 
 from mmjax.kernels.attention_reference import attention_reference
 from mmjax.kernels.backend import resolve_backend, resolve_interpret
+from mmjax.kernels.block_routing import route_blocks
 from mmjax.kernels.flash_attention import flash_attention
 from mmjax.kernels.grouped_matmul import grouped_matmul
 from mmjax.kernels.routed_attention import routed_attention
 from mmjax.kernels.routed_reference import routed_attention_reference
-from mmjax.kernels.block_routing import route_blocks
 from mmjax.kernels.select import (ATTENTION_IMPLS, RAGGED_MATMUL_IMPLS, attention, ragged_matmul,
                                   resolve_impl)
 from mmjax.kernels.windows import window_order, window_order_inverse

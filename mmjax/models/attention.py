@@ -14,9 +14,9 @@ from flax import nnx
 from jax.sharding import PartitionSpec as P
 
 from mmjax import kernels
-from mmjax.models.layers import DenseGeneral, LayerNorm
 from mmjax.core import partitioning
 from mmjax.core.partitioning import constrain
+from mmjax.models.layers import DenseGeneral, LayerNorm
 
 
 class SelfAttention(nnx.Module):

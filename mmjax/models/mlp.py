@@ -5,8 +5,8 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from mmjax.models.layers import Dense
 from mmjax.core.partitioning import constrain
+from mmjax.models.layers import Dense
 
 
 class Mlp(nnx.Module):

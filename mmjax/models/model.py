@@ -20,12 +20,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mmjax.core.partitioning import constrain
 from mmjax.core.tasks import MODALITIES, Task, tasks_from_config
 from mmjax.models.embeddings import EMBEDDINGS
 from mmjax.models.encoder import Encoder
 from mmjax.models.layers import Dense, l2_normalize, param
 from mmjax.models.mot import MotEncoder
-from mmjax.core.partitioning import constrain
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 

@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mmjax.core import partitioning
 from mmjax.models.model import build_model
 from mmjax.train import optimizer as optimizer_lib
-from mmjax.core import partitioning
 
 
 def _abstract_model(config):

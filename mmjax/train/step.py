@@ -12,10 +12,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mmjax.core import partitioning
 from mmjax.core.tasks import MixedTask, Task
 from mmjax.models.model import pair_name
 from mmjax.train import objectives, optimizer as optimizer_lib
-from mmjax.core import partitioning
 from mmjax.train.state import merge
 
 _SHAPES = {

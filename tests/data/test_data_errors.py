@@ -5,10 +5,10 @@ import dataclasses
 import numpy as np
 import pytest
 
+from mmjax.core.tasks import Resolution, Task
 from mmjax.data import pipeline, records
 from mmjax.data.errors import DataError
 from mmjax.data.sources import DataError as SourcesDataError
-from mmjax.core.tasks import Resolution, Task
 
 GOOD = Task(name='it', dataset='mmjax_digits', split='train', modalities=('image', 'text'),
             batch_size=8, resolutions=(Resolution(image_size=32, text_length=16),),

@@ -6,8 +6,8 @@ import json
 import numpy as np
 import pytest
 
-from mmjax.data import pipeline, sources
 from mmjax.core.tasks import Resolution, Task
+from mmjax.data import pipeline, sources
 
 
 def task(modalities, batch=32, classify=(), feature_map=(), **res):

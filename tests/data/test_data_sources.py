@@ -5,8 +5,8 @@ import shutil
 import numpy as np
 import pytest
 
-from mmjax.data import pipeline, records, sources
 from mmjax.core.tasks import Resolution, Task
+from mmjax.data import pipeline, records, sources
 
 CLASSES = ['cat', 'dog', 'bird']
 

@@ -9,16 +9,16 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mmjax_testing import ROOT, demo_config
-from mmjax.data import digits_builder, pipeline
-from mmjax.core.tasks import Resolution
-from mmjax.evaluate import __main__ as cli, restore, runner
-from mmjax.evaluate.errors import EvalError
-from mmjax.evaluate.embedder import Embedder
-from mmjax.models.model import build_model
-from mmjax.train import optimizer as optimizer_lib
 from mmjax.core import checkpointing
 from mmjax.core import partitioning
+from mmjax.core.tasks import Resolution
+from mmjax.data import digits_builder, pipeline
+from mmjax.evaluate import __main__ as cli, restore, runner
+from mmjax.evaluate.embedder import Embedder
+from mmjax.evaluate.errors import EvalError
+from mmjax.models.model import build_model
+from mmjax.train import optimizer as optimizer_lib
+from mmjax_testing import ROOT, demo_config
 
 
 @pytest.fixture(scope='module')

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import export_fixtures as fx
-from mmjax_testing import ROOT
 from mmjax.core.params_io import load_params
+from mmjax_testing import ROOT
 
 
 def test_eight_device_checkpoint_exports_on_one_device(tmp_path):

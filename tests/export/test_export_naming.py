@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mmjax_testing import demo_config
 from mmjax.core import param_names as naming
 from mmjax.export.errors import ExportError
 from mmjax.export.run import parse_formats
 from mmjax.models.model import build_model
+from mmjax_testing import demo_config
 
 NAME = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$')
 

@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 import export_fixtures as fx
+from mmjax.core import export_layout as layout
+from mmjax.core import param_names as naming
+from mmjax.core import partitioning
+from mmjax.core.params_io import load_params
 from mmjax.evaluate import restore
 from mmjax.evaluate.errors import EvalError
 from mmjax.export import export_run
-from mmjax.core import export_layout as layout
-from mmjax.core import param_names as naming
-from mmjax.core.params_io import load_params
 from mmjax.export.load import load_stablehlo
 from mmjax.train import state as state_lib
-from mmjax.core import partitioning
 
 MODALITIES = ('image', 'video', 'audio', 'text')
 
