@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from jax.sharding import NamedSharding, PartitionSpec as P
 
-from mmjax_testing import tpu_devices
 from mmjax.plan import compile_report
 from mmjax.plan import hardware
 from mmjax.plan import topology
+from mmjax_testing import tpu_devices
 from tools import aot
 
 
@@ -172,8 +172,13 @@ def test_cli_dry_run_reports_memory_and_flops(tiny_config, tmp_path, capsys):
   params = sum(x.size for x in jax.tree.leaves(abstract['params']))
   # pure data parallelism: every device holds float32 params + Adam's two moments
   assert 3 * 4 * params <= record['memory']['argument_bytes'] < 3 * 4 * params + (1 << 20)
-  assert record['traced']['flops_global'] > 6 * params * 8  # > 6 N per example, 8 examples
-  assert record['roofline']['step_s'] > 0 and 0 < record['roofline']['mfu'] < 1
+  traced = record['traced']
+  assert traced['model_flops_global'] > 6 * params * 8  # > 6 N per example, 8 examples
+  assert traced['hardware_flops_global'] >= traced['model_flops_global'] * 0.99
+  roof = record['roofline']
+  assert roof['step_s'] > 0 and 0 < roof['mfu'] < 1 and 0 < roof['hfu'] < 1
+  # the data axis crosses the two slices: its gradient all-reduce has a DCN part
+  assert record['collectives']['dcn_s'] > 0 and record['collectives']['ici_s'] > 0
   assert 'train digits@image_size=32' in capsys.readouterr().out
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
-from mmjax_testing import tpu_devices
 from mmjax.plan import compile_report
-from mmjax.plan import hardware
+from mmjax.plan import hardware, network, topology
 from mmjax.plan.hlo_collectives import analyze_hlo, array_bytes
+from mmjax_testing import tpu_devices
 
 STEPS, SHARD = 5, 1024  # scan length; f32 elements per device in each collective
 
@@ -53,8 +53,15 @@ def test_tpu_program_and_network_roofline():
   record = compile_report.analyze(compiled, 'scan', chip, num_devices=8)
   roof = record['roofline']
   sent = record['collectives']['sent_bytes']
-  assert roof['network_s'] == pytest.approx(sent / (1200e9 / 2))
+  assert roof['network_s'] == pytest.approx(sent / (1200e9 / 2))  # no fabric: every link
   assert roof['step_s'] == max(roof['compute_s'], roof['memory_s'], roof['network_s'])
+  # with the devices known: the 2x2x2 slice has no wrap-around, so a ring over all 8 chips
+  # spans 3 dimensions with one 100 GB/s link each
+  fabric = network.Fabric(v5p_16, chip, topology.parse_tpu_name('v5p-16').wrap)
+  record = compile_report.analyze(compiled, 'scan', chip, num_devices=8, fabric=fabric)
+  expected = (STEPS * 2 * 7 / 8 * SHARD * 4 + 7 / 8 * 8 * SHARD * 4) / (3 * 100e9)
+  assert record['collectives']['ici_s'] == pytest.approx(expected)
+  assert record['roofline']['network_s'] == pytest.approx(expected)
 
 
 def test_array_bytes():

@@ -8,8 +8,11 @@ lowers and compiles the train step of every task signature, and the evaluation e
 programs (`mmjax.evaluate.embedder.Embedder`: each eval dataset's modalities and the text
 prompts), on abstract sharded inputs. Reports
 per-device memory against the chip's HBM, FLOPs, HBM bytes and collective bytes sent per step,
-and the roofline step time and MFU (FLOPs traced from the jaxpr, per device) as a range from
-perfect overlap of compute, memory and network time to none; as a table and as JSON. Each
+and the roofline step time, MFU and HFU as a range from perfect overlap of compute, memory and
+network time to none; as a table and as JSON. MFU counts model FLOPs (the jaxpr traced with
+every kernel as its pure-JAX reference: attention as its mathematics), HFU hardware FLOPs (the
+kernels as compiled, padding and recomputation included); collectives are timed over the ICI
+links of their mesh axis, and over DCN where they cross slices (`mmjax/plan/network.py`). Each
 compile's seconds are printed as it goes: an IMP-MoE-L step takes minutes on a 2-core CPU.
 Exit status: 0 all fit, 1 something does not fit, 2 bad input (one sentence says what is accepted).
 """
@@ -23,13 +26,14 @@ import time
 import jax
 
 from mmjax import config as config_lib
+from mmjax.core import partitioning
 from mmjax.core import tasks as tasks_lib
 from mmjax.evaluate import embedder as embedder_lib
 from mmjax.kernels import backend as kernel_backend
 from mmjax.plan import compile_report
 from mmjax.plan import flop_count
 from mmjax.plan import hardware
-from mmjax.core import partitioning
+from mmjax.plan import network
 from mmjax.plan import topology
 from mmjax.train import state as state_lib
 from mmjax.train import step as step_lib
@@ -48,10 +52,12 @@ def parse_args(argv):
   return parser.parse_args(rest), overrides
 
 
-def compile_function(name, jitted, args, chip, num_devices) -> dict:
+def compile_function(name, jitted, args, chip, fabric) -> dict:
   """Traces, lowers and compiles `jitted(*args)`; one report record (status 'ok' or 'oom')."""
   start = time.perf_counter()
+  num_devices = len(fabric.devices)
   with kernel_backend.target('tpu'):  # `auto` kernels become the Pallas TPU (Mosaic) ones
+    model = flop_count.count_model_flops(lambda: jitted.trace(*args))
     traced = jitted.trace(*args)
   count = flop_count.count_jaxpr(traced.jaxpr)
   try:
@@ -62,10 +68,12 @@ def compile_function(name, jitted, args, chip, num_devices) -> dict:
     if compile_report.is_oom(e):
       return compile_report.oom_record(name, chip, e, compile_report.per_device_bytes(args))
     raise
-  record = compile_report.analyze(compiled, name, chip, model_flops=count.flops / num_devices,
-                                  num_devices=num_devices)
-  record['traced'] = {'flops_global': count.flops, 'includes_remat': count.has_remat,
-                      'while_counted_once': count.has_while}
+  record = compile_report.analyze(compiled, name, chip, model_flops=model.flops / num_devices,
+                                  num_devices=num_devices,
+                                  hardware_flops=count.flops / num_devices, fabric=fabric)
+  record['traced'] = {'model_flops_global': model.flops, 'hardware_flops_global': count.flops,
+                      'includes_remat': count.has_remat,
+                      'while_counted_once': count.has_while or model.has_while}
   done = time.perf_counter()
   record['seconds'] = {'trace_and_lower': round(lowered_at - start, 1),
                        'compile': round(done - lowered_at, 1)}
@@ -81,7 +89,7 @@ def _check_rows(what: str, rows: int, mesh) -> None:
                      '(data*fsdp*expert) does not divide: change its batch_size or config.mesh.')
 
 
-def train_step_records(config, mesh, chip, graphdef, abstract_state, shardings) -> list[dict]:
+def train_step_records(config, mesh, fabric, graphdef, abstract_state, shardings) -> list[dict]:
   """One record per task signature: the train step compiled for that (task, resolution)."""
   step = step_lib.make_train_step(config, graphdef, mesh, shardings)
   records = []
@@ -90,11 +98,11 @@ def train_step_records(config, mesh, chip, graphdef, abstract_state, shardings) 
     batch = step_lib.abstract_batch(task, config, mesh)
     print(f'compiling train step {task.signature_name} ...', file=sys.stderr, flush=True)
     records.append(compile_function(f'train {task.signature_name}', step,
-                                    (abstract_state, batch, task), chip, mesh.size))
+                                    (abstract_state, batch, task), fabric.chip, fabric))
   return records
 
 
-def eval_records(config, mesh, chip, graphdef, params) -> list[dict]:
+def eval_records(config, mesh, fabric, graphdef, params) -> list[dict]:
   """One record per distinct evaluation embedding program: each eval dataset's modalities
   (clips folded into rows) and the text prompts of zero-shot classification."""
   embedder = embedder_lib.Embedder(config, graphdef, params, mesh)
@@ -124,7 +132,7 @@ def eval_records(config, mesh, chip, graphdef, params) -> list[dict]:
     inputs = {k: jax.ShapeDtypeStruct(*spec[k], sharding=embedder.batch_sharding) for k in keys}
     print(f'compiling {name} ...', file=sys.stderr, flush=True)
     program = embedder._fn(m)  # pylint: disable=protected-access  # what Embedder.run calls
-    records.append(compile_function(name, program, (params, inputs), chip, mesh.size))
+    records.append(compile_function(name, program, (params, inputs), fabric.chip, fabric))
   return records
 
 
@@ -134,7 +142,7 @@ def notes(records) -> list[str]:
   for r in records:
     traced = r.get('traced') or {}
     if traced.get('includes_remat'):
-      out.append(f"{r['name']}: FLOPs include rematerialised forward passes, so MFU here is HFU.")
+      out.append(f"{r['name']}: model FLOPs include rematerialised forward passes (as HFU does).")
     if traced.get('while_counted_once'):
       out.append(f"{r['name']}: a while loop's body is counted once; FLOPs are a lower bound.")
   return out
@@ -153,11 +161,13 @@ def main(argv=None) -> int:
     print(f'error: {e}', file=sys.stderr)
     return 2
   chip = hardware.chip_for_device(devices[0])
+  fabric = network.Fabric(tuple(mesh.devices.flat), chip,
+                          topology.parse_tpu_name(args.topology).wrap)
   try:
     graphdef, abstract_state, shardings = state_lib.abstract_train_state(config, mesh)
-    records = train_step_records(config, mesh, chip, graphdef, abstract_state, shardings)
+    records = train_step_records(config, mesh, fabric, graphdef, abstract_state, shardings)
     if not args.skip_eval:
-      records += eval_records(config, mesh, chip, graphdef, abstract_state['params'])
+      records += eval_records(config, mesh, fabric, graphdef, abstract_state['params'])
   except ValueError as e:  # a batch that does not divide the mesh
     print(f'error: {e}', file=sys.stderr)
     return 2

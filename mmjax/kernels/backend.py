@@ -11,6 +11,8 @@ import contextvars
 import jax
 
 _TARGET: contextvars.ContextVar = contextvars.ContextVar('mmjax_kernel_target', default=None)
+_REFERENCE: contextvars.ContextVar = contextvars.ContextVar('mmjax_kernel_reference',
+                                                           default=False)
 
 BACKENDS = ('cpu', 'gpu', 'tpu')
 _ALIASES = {'cuda': 'gpu', 'rocm': 'gpu'}
@@ -25,6 +27,23 @@ def target(backend: str):
     yield
   finally:
     _TARGET.reset(token)
+
+
+@contextlib.contextmanager
+def reference():
+  """Kernels traced in this block are their pure-JAX references, whatever impl is asked for:
+  how a program's model FLOPs are counted (its mathematics, not a kernel's tiles). JAX caches
+  traces without seeing this switch; clear them (`jax.clear_caches()`) around its use."""
+  token = _REFERENCE.set(True)
+  try:
+    yield
+  finally:
+    _REFERENCE.reset(token)
+
+
+def use_reference() -> bool:
+  """Whether a `reference()` block is in force."""
+  return _REFERENCE.get()
 
 
 def resolve_backend(backend: str | None = None) -> str:

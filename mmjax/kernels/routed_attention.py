@@ -13,9 +13,10 @@ import jax.numpy as jnp
 from mmjax.kernels import backend as backend_lib
 from mmjax.kernels.attention_tiles import Tiling
 from mmjax.kernels.block_pairs import routed_pairs
+from mmjax.kernels.block_routing import check_routing, route_blocks
 from mmjax.kernels.block_sparse_attention import block_sparse_attention
 from mmjax.kernels.flash_attention import check_qkv
-from mmjax.kernels.block_routing import check_routing, route_blocks
+from mmjax.kernels.routed_reference import routed_attention_reference
 
 
 def padded_block(block_size: int, backend: str) -> int:
@@ -42,6 +43,9 @@ def routed_attention(q, k, v, *, block_size, top_k, sm_scale=None, interpret=Non
                      f'{k.shape}.')
   batch, length, heads, head_dim = q.shape
   check_routing(length, block_size, top_k)
+  if backend_lib.use_reference():
+    return routed_attention_reference(q, k, v, block_size=block_size, top_k=top_k,
+                                      sm_scale=sm_scale)
   backend = backend_lib.resolve_backend(backend)
   interpret = backend_lib.resolve_interpret(interpret, backend)
   sm_scale = 1.0 / math.sqrt(head_dim) if sm_scale is None else float(sm_scale)

@@ -31,7 +31,7 @@ def attention(q, k, v, *, impl, segment_ids=None, causal=False, sm_scale=None, b
   k, v: `[batch, kv_len, heads, head_dim]`; segment_ids `[batch, length]` keeps packed
   sequences apart; causal: token i attends to j <= i. See `flash_attention` for details.
   """
-  impl = resolve_impl(impl, ATTENTION_IMPLS, backend)
+  impl = 'xla' if backend_lib.use_reference() else resolve_impl(impl, ATTENTION_IMPLS, backend)
   check_qkv(q, k, v, f'attention(impl={impl!r})')
   if impl == 'xla':
     return attention_reference(q, k, v, segment_ids=segment_ids, causal=causal,
@@ -52,7 +52,8 @@ def attention(q, k, v, *, impl, segment_ids=None, causal=False, sm_scale=None, b
 
 def ragged_matmul(lhs, rhs, group_sizes, *, impl, backend=None):
   """lhs [m, k] @ rhs [groups, k, n] by row group (`jax.lax.ragged_dot` semantics) -> [m, n]."""
-  impl = resolve_impl(impl, RAGGED_MATMUL_IMPLS, backend)
+  impl = ('xla' if backend_lib.use_reference() else
+          resolve_impl(impl, RAGGED_MATMUL_IMPLS, backend))
   check_grouped_matmul(lhs, rhs, group_sizes, f'ragged_matmul(impl={impl!r})')
   if impl == 'xla':
     return jax.lax.ragged_dot(lhs, rhs, group_sizes.astype(jnp.int32))

@@ -1,11 +1,14 @@
 """What a compiled step costs per device: memory against HBM, FLOPs, bytes, interconnect
-traffic, roofline time, MFU.
+traffic, roofline time, MFU and HFU.
 
 Reads `compiled.memory_analysis()` and `compiled.cost_analysis()` of an SPMD executable; both
 describe one device's partition. Cost analysis counts a loop body once, so a model that scans
-over layers under-reports FLOPs and bytes; such reports carry `loops_counted_once` and, when
-model FLOPs are given, the roofline's compute term uses the larger of the two counts.
-Collective traffic comes from the optimized HLO (`hlo_collectives.py`, loops multiplied out).
+over layers under-reports FLOPs and bytes; such reports carry `loops_counted_once`, and the
+roofline's compute term uses the largest of XLA's count and the traced hardware and model
+counts (`flop_count.py`). MFU divides model FLOPs (attention as its mathematics) by the step
+time at peak; HFU divides hardware FLOPs (kernels as compiled: padding, recomputation).
+Collective traffic comes from the optimized HLO (`hlo_collectives.py`, loops multiplied out),
+timed over the links each group uses (`network.py`) when the devices are known.
 """
 
 import math
@@ -14,7 +17,7 @@ import re
 import jax
 import numpy as np
 
-from mmjax.plan import hlo_collectives
+from mmjax.plan import hlo_collectives, network
 from mmjax.plan.hardware import Chip
 
 _MEMORY_FIELDS = {
@@ -75,58 +78,76 @@ def fit(memory: dict, hbm_bytes: int | None) -> dict:
 
 
 def roofline(flops: float | None, bytes_accessed: float | None, chip: Chip | None,
-             model_flops: float | None = None, network_bytes: float | None = None) -> dict:
-  """Step time on `chip` from three terms: flops / peak, bytes / HBM bandwidth, and sent bytes /
-  outgoing interconnect bandwidth (half the bidirectional figure vendors quote). `step_s` is
-  their max (perfect overlap, a lower bound) and `serial_s` their sum (no overlap); `mfu` and
-  `mfu_serial` are what `model_flops` (per device per step) at those times make of the peak.
+             model_flops: float | None = None, network_bytes: float | None = None,
+             hardware_flops: float | None = None, network_s: float | None = None) -> dict:
+  """Step time on `chip` from three terms: flops / peak, bytes / HBM bandwidth, and network
+  time (`network_s` from `network.py`, else sent bytes / outgoing bandwidth of all links, half
+  the bidirectional figure vendors quote). `step_s` is their max (perfect overlap, a lower bound)
+  and `serial_s` their sum (no overlap); `mfu` / `mfu_serial` are what `model_flops` and `hfu` /
+  `hfu_serial` what `hardware_flops` (per device per step) make of the peak at those times.
   None entries where a figure is missing."""
-  out = {'compute_flops': max(f for f in (flops, model_flops, 0.0) if f is not None),
+  out = {'compute_flops': max(f for f in (flops, model_flops, hardware_flops, 0.0)
+                              if f is not None),
          'compute_s': None, 'memory_s': None, 'network_s': None, 'step_s': None, 'bound': None,
-         'serial_s': None, 'mfu': None, 'mfu_serial': None}
+         'serial_s': None, 'mfu': None, 'mfu_serial': None, 'hfu': None, 'hfu_serial': None}
   if chip is None:
     return out
   out['compute_s'] = out['compute_flops'] / chip.peak_bf16_flops
   if bytes_accessed is not None:
     out['memory_s'] = bytes_accessed / chip.hbm_bandwidth
-  if network_bytes is not None and chip.interconnect_bandwidth:
+  if network_s is not None:
+    out['network_s'] = network_s
+  elif network_bytes is not None and chip.interconnect_bandwidth:
     out['network_s'] = network_bytes / (chip.interconnect_bandwidth / 2)
   times = {k: out[k] for k in ('compute_s', 'memory_s', 'network_s') if out[k] is not None}
   out['step_s'] = max(times.values())
   out['serial_s'] = sum(times.values())
   out['bound'] = max(times, key=times.get).removesuffix('_s')
-  if model_flops and out['step_s'] > 0:
-    out['mfu'] = model_flops / (out['step_s'] * chip.peak_bf16_flops)
-    out['mfu_serial'] = model_flops / (out['serial_s'] * chip.peak_bf16_flops)
+  for key, numerator in (('mfu', model_flops), ('hfu', hardware_flops)):
+    if numerator and 0 < out['step_s'] < float('inf'):
+      out[key] = numerator / (out['step_s'] * chip.peak_bf16_flops)
+      out[f'{key}_serial'] = numerator / (out['serial_s'] * chip.peak_bf16_flops)
   return out
 
 
-def collective_stats(compiled, num_devices: int) -> dict | None:
-  """Per-device bytes sent by collectives per step, by kind; None when the HLO is unreadable."""
+def collective_stats(compiled, num_devices: int,
+                     fabric: network.Fabric | None = None) -> dict | None:
+  """Per-device bytes sent by collectives per step, by kind, and (given the `fabric`) their ICI
+  and DCN seconds; None when the HLO is unreadable."""
   try:
     text = compiled.as_text() or ''
   except Exception:  # pylint: disable=broad-except  # some backends cannot print the HLO
     return None
-  found = hlo_collectives.analyze_hlo(text, num_devices)
-  return {'sent_bytes': found.total_bytes, 'sent_bytes_by_kind': found.bytes_by_kind,
-          'count_by_kind': found.count_by_kind, 'loop_trip_counts': list(found.loop_trip_counts)}
+  slices = len({getattr(d, 'slice_index', 0) for d in fabric.devices}) if fabric else 1
+  found = hlo_collectives.analyze_hlo(text, num_devices, slices)
+  out = {'sent_bytes': found.total_bytes, 'sent_bytes_by_kind': found.bytes_by_kind,
+         'count_by_kind': found.count_by_kind, 'loop_trip_counts': list(found.loop_trip_counts)}
+  if fabric is not None and fabric.chip is not None:
+    out.update(network.network_seconds(found, fabric))
+  return out
 
 
 def analyze(compiled, name: str, chip: Chip | None, model_flops: float | None = None,
-            num_devices: int = 1) -> dict:
-  """One JSON-ready record for a compiled executable: memory/fit, cost, collectives, roofline
-  and MFU. `num_devices`: the program's device count (for collectives without explicit groups)."""
+            num_devices: int = 1, hardware_flops: float | None = None,
+            fabric: network.Fabric | None = None) -> dict:
+  """One JSON-ready record for a compiled executable: memory/fit, cost, collectives, roofline,
+  MFU and HFU. `model_flops` / `hardware_flops`: per device per call (`flop_count.py`);
+  `num_devices`: the program's device count (for collectives without explicit groups);
+  `fabric`: its devices, to time each collective over its own links (`network.py`)."""
   memory = memory_stats(compiled)
   cost = cost_stats(compiled)
-  network = collective_stats(compiled, num_devices)  # the one read of the (large) HLO text
+  collectives = collective_stats(compiled, num_devices, fabric)  # the one read of the HLO text
   return {
       'name': name, 'status': 'ok', 'chip': chip.name if chip else 'unknown',
       'memory': None if memory is None else {**memory, **fit(memory, chip and chip.hbm_bytes)},
-      'cost': {**cost, 'loops_counted_once': bool(network and network['loop_trip_counts'])},
-      'collectives': network,
+      'cost': {**cost, 'loops_counted_once': bool(collectives and
+                                                  collectives['loop_trip_counts'])},
+      'collectives': collectives,
       'model_flops': model_flops,
+      'hardware_flops': hardware_flops,
       'roofline': roofline(cost['flops'], cost['bytes_accessed'], chip, model_flops,
-                           network and network['sent_bytes']),
+                           collectives and collectives['sent_bytes'], hardware_flops,
+                           collectives and collectives.get('network_s')),
   }
 
 
@@ -195,10 +216,11 @@ def format_table(records: list[dict]) -> str:
   width = min(max([len('function')] + [len(r['name']) for r in records]), 64)
   header = (f"{'function':<{width}} {'args':>7} {'temp':>7} {'out':>7} {'total':>7} {'HBM':>7} "
             f"{'fits':>4} {'TFLOP':>8} {'GB acc':>8} {'GB sent':>8} {'step ms':>13} {'bound':>7} "
-            f"{'MFU':>9}")
-  lines = ['per device: memory in GiB (out = outputs not aliased to donated inputs), TFLOP, '
-           'GB of HBM accessed and GB sent by collectives per call; roofline step time and MFU '
-           'as a range, from perfect overlap of compute, HBM and network time to none',
+            f"{'MFU':>9} {'HFU':>9}")
+  lines = ['per device: memory in GiB (out = outputs not aliased to donated inputs), TFLOP '
+           '(the compute term: the largest FLOP count), GB of HBM accessed and GB sent by '
+           'collectives per call; roofline step time, MFU (model FLOPs) and HFU (hardware '
+           'FLOPs) as a range, from perfect overlap of compute, HBM and network time to none',
            header, '-' * len(header)]
   for r in records:
     mem, cost, roof = r.get('memory') or {}, r.get('cost') or {}, r.get('roofline') or {}
@@ -218,7 +240,8 @@ def format_table(records: list[dict]) -> str:
         f"{'-' if sent is None else f'{sent / 1e9:.2f}':>8} "
         f"{_range(step, roof.get('serial_s'), lambda t: f'{t * 1e3:.1f}'):>13} "
         f"{roof.get('bound') or '-':>7} "
-        f"{_range(roof.get('mfu_serial'), roof.get('mfu'), lambda m: f'{m:.0%}'):>9}")
+        f"{_range(roof.get('mfu_serial'), roof.get('mfu'), lambda m: f'{m:.0%}'):>9} "
+        f"{_range(roof.get('hfu_serial'), roof.get('hfu'), lambda m: f'{m:.0%}'):>9}")
   return '\n'.join(lines)
 
 

@@ -1,10 +1,18 @@
-"""Matmul and convolution FLOPs of a traced function, read from its jaxpr.
+"""Matmul and convolution FLOPs of a traced function, read from its jaxpr: model and hardware.
 
 XLA's cost analysis counts a loop body once, so a model that scans over layers looks L times
 cheaper than it is. Counting the jaxpr instead multiplies `scan` bodies by their length, Pallas
 kernels by their grid and `shard_map` bodies by their device count, so the count is the whole
-program's (global, all devices).
-Element-wise work is ignored: matmuls and convolutions are what MFU is measured against.
+program's (global, all devices). Element-wise work is ignored: matmuls (dense and ragged) and
+convolutions are what MFU is measured against.
+
+Two counts of one program:
+- hardware FLOPs (`count_jaxpr` of the program as it compiles): a Pallas kernel counts as
+  body x grid, which includes block padding and the forward recomputed in a flash-attention
+  backward (HFU's numerator);
+- model FLOPs (`count_model_flops`): the same program traced with every kernel replaced by its
+  pure-JAX reference (`mmjax.kernels.backend.reference`), i.e. attention counted as its
+  mathematics whichever kernel compiled (MFU's numerator).
 """
 
 import dataclasses
@@ -12,6 +20,8 @@ import math
 
 import jax
 from jax.extend import core
+
+from mmjax.kernels import backend as kernel_backend
 
 
 @dataclasses.dataclass(frozen=True)
@@ -27,6 +37,17 @@ def _dot_flops(eqn) -> float:
   (lhs_contract, _), _ = eqn.params['dimension_numbers']
   out = eqn.outvars[0].aval
   return 2.0 * math.prod(out.shape) * math.prod(lhs.shape[d] for d in lhs_contract)
+
+
+def _ragged_dot_flops(eqn) -> float:
+  """Each lhs element meets each free (not contracted, batch or group) rhs column once: for
+  lhs [m, k] by row group @ rhs [groups, k, n] that is 2*m*k*n, and the same for its transposes."""
+  lhs, rhs = (v.aval for v in eqn.invars[:2])
+  dims = eqn.params['ragged_dot_dimension_numbers']
+  (_, rhs_contract), (_, rhs_batch) = dims.dot_dimension_numbers
+  bound = set(rhs_contract) | set(rhs_batch) | set(dims.rhs_group_dimensions)
+  free = math.prod(d for i, d in enumerate(rhs.shape) if i not in bound)
+  return 2.0 * math.prod(lhs.shape) * free
 
 
 def _conv_flops(eqn) -> float:
@@ -66,6 +87,9 @@ def _count(jaxpr: core.Jaxpr, flags: dict) -> float:
     if name == 'dot_general':
       total += _dot_flops(eqn)
       continue
+    if name == 'ragged_dot_general':
+      total += _ragged_dot_flops(eqn)
+      continue
     if name == 'conv_general_dilated':
       total += _conv_flops(eqn)
       continue
@@ -98,3 +122,15 @@ def count_jaxpr(closed_jaxpr) -> FlopCount:
 def count_flops(fn, *args, **kwargs) -> FlopCount:
   """FLOPs of calling `fn(*args, **kwargs)`; arguments may be `jax.ShapeDtypeStruct`s."""
   return count_jaxpr(jax.make_jaxpr(fn)(*args, **kwargs))
+
+
+def count_model_flops(trace) -> FlopCount:
+  """Model FLOPs of `trace()`, a function returning a traced program (e.g.
+  `lambda: jitted.trace(*args)`), traced with reference kernels. JAX's trace caches are
+  cleared before and after, so neither this trace nor a later one reuses the other's kernels."""
+  jax.clear_caches()
+  try:
+    with kernel_backend.reference():
+      return count_jaxpr(trace().jaxpr)
+  finally:
+    jax.clear_caches()

@@ -28,6 +28,24 @@ class Chip:
   # Chip-to-chip bandwidth within a slice / NVLink domain, bytes/s per device, both directions
   # of all links together (what the vendors quote); None where there is no such fabric.
   interconnect_bandwidth: float | None = None
+  interconnect_links: int | None = None  # ICI ports / NVLink links per chip
+  switched: bool = False  # NVSwitch: any group of GPUs reaches all of a GPU's links
+  dcn_bandwidth_per_host: float | None = None  # bytes/s one host sends to other slices
+  chips_per_host: int | None = None
+
+  @property
+  def link_bandwidth(self) -> float | None:
+    """Bytes/s one link carries in one direction (the quoted total / links / 2)."""
+    if not self.interconnect_bandwidth or not self.interconnect_links:
+      return None
+    return self.interconnect_bandwidth / (2 * self.interconnect_links)
+
+  @property
+  def dcn_bandwidth_per_chip(self) -> float | None:
+    """A host's DCN bandwidth shared by its chips, bytes/s per chip."""
+    if not self.dcn_bandwidth_per_host or not self.chips_per_host:
+      return None
+    return self.dcn_bandwidth_per_host / self.chips_per_host
 
 
 _A100 = 'https://www.nvidia.com/en-us/data-center/a100/'
@@ -37,37 +55,48 @@ _A100 = 'https://www.nvidia.com/en-us/data-center/a100/'
 CHIPS = {
     # https://www.nvidia.com/en-us/data-center/h100/ : BF16 1979 TFLOPS is "with sparsity";
     # dense is half, 989 TFLOPS. 80 GB HBM3, 3.35 TB/s (SXM5).
+    # NVLink 4: 18 links per GPU, 900 GB/s together, through NVSwitch (any GPU pair).
     'h100_sxm': Chip('NVIDIA H100 SXM', 989e12, 80 * GB, 3.35e12,
                      'NVLink 4: 900 GB/s per GPU; inter-node via InfiniBand/Ethernet',
-                     'https://www.nvidia.com/en-us/data-center/h100/', 900e9),
+                     'https://www.nvidia.com/en-us/data-center/h100/', 900e9, 18, True),
     # https://www.nvidia.com/en-us/data-center/h200/ : same GH100 compute as H100, 141 GB HBM3e.
     'h200_sxm': Chip('NVIDIA H200 SXM', 989e12, 141 * GB, 4.8e12,
                      'NVLink 4: 900 GB/s per GPU; inter-node via InfiniBand/Ethernet',
-                     'https://www.nvidia.com/en-us/data-center/h200/', 900e9),
+                     'https://www.nvidia.com/en-us/data-center/h200/', 900e9, 18, True),
     # https://www.nvidia.com/en-us/data-center/a100/ : BF16 312 TFLOPS dense (624 sparse).
     'a100_40gb': Chip('NVIDIA A100 40GB', 312e12, 40 * GB, 1.555e12,
-                      'NVLink 3: 600 GB/s per GPU', _A100, 600e9),
+                      'NVLink 3: 600 GB/s per GPU', _A100, 600e9, 12, True),
     'a100_80gb': Chip('NVIDIA A100 80GB SXM', 312e12, 80 * GB, 2.039e12,
-                      'NVLink 3: 600 GB/s per GPU', _A100, 600e9),
+                      'NVLink 3: 600 GB/s per GPU', _A100, 600e9, 12, True),
     'a100_80gb_pcie': Chip('NVIDIA A100 80GB PCIe', 312e12, 80 * GB, 1.935e12,
                            'NVLink bridge: 600 GB/s between pairs', _A100),
-    # https://cloud.google.com/tpu/docs/v4 : 275 TFLOPS bf16, 32 GiB HBM2, 1200 GB/s, 3D torus;
-    # its per-chip ICI figure is not listed: "all-reduce bandwidth per Pod 1.1 PB/s" / 4096 chips.
+    # https://cloud.google.com/tpu/docs/v4 : 275 TFLOPS bf16, 32 GiB HBM2, 1200 GB/s, 3D torus.
+    # Its per-chip ICI figure is not listed; "all-reduce bandwidth per Pod 1.1 PB/s" over 4096
+    # chips is 269 GB/s per chip in one direction, so 537 GB/s both ways (6 links of ~45 GB/s
+    # each way). Per-host DCN bandwidth is not published: unknown.
     'tpu_v4': Chip('TPU v4', 275e12, 32 * GiB, 1.2e12,
                    'ICI 3D mesh/torus (6 links per chip); slices joined over DCN',
-                   'https://cloud.google.com/tpu/docs/v4', 1.1e15 / 4096),
-    # https://cloud.google.com/tpu/docs/v5e : 197 TFLOPS bf16, 16 GB HBM2, 819 GB/s, 2D torus.
+                   'https://cloud.google.com/tpu/docs/v4', 2 * 1.1e15 / 4096, 6,
+                   chips_per_host=4),
+    # https://cloud.google.com/tpu/docs/v5e : 197 TFLOPS bf16, 16 GB HBM2, 819 GB/s, 2D torus,
+    # 400 GB/s bidirectional ICI per chip over 4 ports; docs/v6e: 8 chips and 2 x 100 Gbps NICs
+    # per v5e host.
     'tpu_v5e': Chip('TPU v5e', 197e12, 16 * GiB, 0.819e12,
                     'ICI 2D torus, 400 GB/s bidirectional per chip; slices joined over DCN',
-                    'https://cloud.google.com/tpu/docs/v5e', 400e9),
-    # https://cloud.google.com/tpu/docs/v5p : 459 TFLOPS bf16, 95 GiB HBM2e, 2765 GB/s.
+                    'https://cloud.google.com/tpu/docs/v5e', 400e9, 4,
+                    dcn_bandwidth_per_host=2 * 100e9 / 8, chips_per_host=8),
+    # https://cloud.google.com/tpu/docs/v5p : 459 TFLOPS bf16, 95 GiB HBM2e, 2765 GB/s, 1200 GB/s
+    # bidirectional ICI per chip (6 links of a 3D torus), DCN 50 Gbps per chip, 4 chips a host.
     'tpu_v5p': Chip('TPU v5p', 459e12, 95 * GiB, 2.765e12,
                     'ICI 3D torus, 1200 GB/s bidirectional per chip; DCN 50 Gbps per chip',
-                    'https://cloud.google.com/tpu/docs/v5p', 1200e9),
-    # https://cloud.google.com/tpu/docs/v6e : 918 TFLOPS bf16, 32 GB HBM, 1638 GB/s, 2D torus.
+                    'https://cloud.google.com/tpu/docs/v5p', 1200e9, 6,
+                    dcn_bandwidth_per_host=4 * 50e9 / 8, chips_per_host=4),
+    # https://cloud.google.com/tpu/docs/v6e : 918 TFLOPS bf16, 32 GB HBM, 1638 GB/s, 2D torus,
+    # ICI 3200 Gbps per chip each way over 4 ports; 8 chips and 4 x 200 Gbps NICs per host.
     'tpu_v6e': Chip('TPU v6e', 918e12, 32 * GiB, 1.638e12,
                     'ICI 2D torus, 800 GB/s bidirectional per chip; slices joined over DCN',
-                    'https://cloud.google.com/tpu/docs/v6e', 800e9),
+                    'https://cloud.google.com/tpu/docs/v6e', 800e9, 4,
+                    dcn_bandwidth_per_host=4 * 200e9 / 8, chips_per_host=8),
 }
 
 # `device.device_kind` strings (full match, case-insensitive) -> CHIPS key. Variants with other

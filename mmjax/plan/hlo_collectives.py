@@ -6,8 +6,8 @@ all-reduce, all-to-all and collective-permute, with the bytes one device sends f
 algorithms), multiplied by how often it runs — a `while` loop's trip count is read from the
 `known_trip_count` XLA annotates, or else from the integer constant its condition compares
 against. The totals feed the roofline's
-interconnect term (`compile_report.roofline`): a lower bound, since links overlap and XLA may
-overlap collectives with compute.
+interconnect term (`network.py` times each collective over the links its group uses): a
+lower bound, since XLA may overlap collectives with compute.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import collections
 import dataclasses
 import math
 import re
+
+import numpy as np
 
 _DTYPE_BYTES = {'pred': 1, 's4': 0.5, 'u4': 0.5, 's8': 1, 'u8': 1, 's16': 2, 'u16': 2,
                 's32': 4, 'u32': 4, 's64': 8, 'u64': 8, 'f16': 2, 'bf16': 2, 'f32': 4, 'f64': 8,
@@ -29,8 +31,9 @@ _BRANCHES = re.compile(r'branch_computations=\{([^}]*)\}')
 _WHILE = re.compile(r'condition=%([\w.\-]+),\s*body=%([\w.\-]+)')
 _KNOWN_TRIPS = re.compile(r'"known_trip_count":\{"n":"(\d+)"')
 _CONSTANT = re.compile(r'[su](?:32|64)\[\]\S*\s+constant\((\d+)\)')
+_MEGASCALE = re.compile(r'_xla_megascale_transfer_type="(\w+)"')
 _GROUPS_LIST = re.compile(r'replica_groups=\{\{([\d,]*)\}')
-_GROUPS_IOTA = re.compile(r'replica_groups=\[(\d+),(\d+)\]')
+_GROUPS_IOTA = re.compile(r'replica_groups=\[(\d+),(\d+)\]<=\[([\d,]+)\](?:T\(([\d,]+)\))?')
 
 # op -> how many times its (result) bytes one device sends, given the group size n.
 _KINDS = {
@@ -41,6 +44,21 @@ _KINDS = {
     'collective-permute': 'collective-permute', 'collective-permute-start': 'collective-permute',
 }
 
+# Multi-slice programs move cross-slice data with `send`s that the megascale runtime turns into
+# a collective over the slices (DCN); the send's operand is this device's buffer.
+_MEGASCALE_KINDS = {'ALL_REDUCE': 'all-reduce', 'ALL_GATHER': 'all-gather',
+                    'REDUCE_SCATTER': 'reduce-scatter', 'ALL_TO_ALL': 'all-to-all'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Collective:
+  """One collective instruction of the program."""
+  kind: str  # a value of _KINDS
+  shape: str  # its result shape (over DCN: the sent buffer), HLO text
+  group: tuple  # the partition ids of its first replica group; () = all devices
+  runs: int  # times it executes per step
+  over_dcn: bool = False  # a megascale transfer across all slices
+
 
 @dataclasses.dataclass(frozen=True)
 class Collectives:
@@ -48,6 +66,7 @@ class Collectives:
   bytes_by_kind: dict  # kind -> bytes one device sends per step
   count_by_kind: dict  # kind -> collectives executed per step
   loop_trip_counts: tuple  # trip count of each while loop (None where it could not be read)
+  instructions: tuple = ()  # every Collective, for timing each over its own links
 
   @property
   def total_bytes(self) -> float:
@@ -66,26 +85,49 @@ def _largest_array(shape_text: str) -> float:
   return max(sizes, default=0)
 
 
-def _group_size(attrs: str) -> int:
+def first_group(attrs: str) -> tuple[int, ...]:
+  """Partition ids of the first replica group (`{{0,1},{2,3}}` or the iota form
+  `[groups,size]<=[dims]T(perm)`); () when the instruction names none (= all devices)."""
   if (m := _GROUPS_IOTA.search(attrs)):
-    return int(m.group(2))
+    groups, size = int(m.group(1)), int(m.group(2))
+    dims = [int(d) for d in m.group(3).split(',')]
+    ids = np.arange(math.prod(dims)).reshape(dims)
+    if m.group(4):
+      ids = ids.transpose([int(p) for p in m.group(4).split(',')])
+    return tuple(int(i) for i in ids.reshape(groups, size)[0])
   if (m := _GROUPS_LIST.search(attrs)):
-    return len([x for x in m.group(1).split(',') if x])
-  return 0  # unknown: treated as all devices by the caller
+    return tuple(int(x) for x in m.group(1).split(',') if x)
+  return ()
 
 
-def _sent_bytes(kind: str, shape: str, n: int) -> float:
-  """Bytes one device sends for one collective with result `shape` over a group of `n`."""
+def dcn_bytes(kind: str, buffer_bytes: float, slices: int) -> float:
+  """Bytes one device sends across slices for a megascale transfer of its `buffer_bytes`."""
+  if slices <= 1:
+    return 0.0
+  frac = (slices - 1) / slices
+  return buffer_bytes * {'all-reduce': 2 * frac, 'all-gather': slices - 1,
+                         'reduce-scatter': frac, 'all-to-all': frac}.get(kind, 1.0)
+
+
+def unit_bytes(kind: str, shape: str) -> float:
+  """The buffer `sent_bytes` scales: the largest array for all-gather and collective-permute,
+  all arrays of the result otherwise."""
+  return _largest_array(shape) if kind in ('all-gather', 'collective-permute') else array_bytes(shape)
+
+
+def sent_bytes(kind: str, nbytes: float, n: int) -> float:
+  """Bytes one device sends for one collective over a group of `n` (ring algorithms), where
+  `nbytes` is its `unit_bytes`."""
   frac = (n - 1) / n if n > 1 else 1.0
   if kind == 'all-gather':  # result is n shards; a device receives (and sends) n-1 of them
-    return _largest_array(shape) * frac
+    return nbytes * frac
   if kind == 'reduce-scatter':  # input is n result-sized shards
-    return array_bytes(shape) * max(n - 1, 1)
+    return nbytes * max(n - 1, 1)
   if kind == 'all-reduce':  # reduce-scatter + all-gather
-    return 2.0 * array_bytes(shape) * frac
+    return 2.0 * nbytes * frac
   if kind == 'all-to-all':
-    return array_bytes(shape) * frac
-  return _largest_array(shape)  # collective-permute: the whole buffer to one peer
+    return nbytes * frac
+  return nbytes  # collective-permute: the whole buffer to one peer
 
 
 def _parse(hlo_text: str):
@@ -112,8 +154,9 @@ def _trip_count(condition_lines) -> int | None:
   return constants[0] if compares and len(constants) == 1 else None
 
 
-def analyze_hlo(hlo_text: str, num_devices: int) -> Collectives:
-  """Collectives of an optimized HLO module (`compiled.as_text()`), per device per step."""
+def analyze_hlo(hlo_text: str, num_devices: int, num_slices: int = 1) -> Collectives:
+  """Collectives of an optimized HLO module (`compiled.as_text()`), per device per step;
+  megascale transfers across `num_slices` slices are counted under 'dcn <kind>'."""
   computations, entry = _parse(hlo_text)
   if entry is None:
     return Collectives({}, {}, ())
@@ -153,16 +196,26 @@ def analyze_hlo(hlo_text: str, num_devices: int) -> Collectives:
   for node in reversed(order):
     for callee, factor in edges.get(node, ()):
       runs[callee] += runs[node] * factor
-  sent, count = collections.Counter(), collections.Counter()
+  sent, count, found = collections.Counter(), collections.Counter(), []
   for name, lines in computations.items():
     if not runs.get(name):
       continue
     for line in lines:
       m = _INSTRUCTION.match(line)
+      mega = _MEGASCALE.search(line) if m and m.group(3) == 'send' else None
+      if mega:
+        kind = _MEGASCALE_KINDS.get(mega.group(1), 'collective-permute')
+        shape = _ARRAY.search(m.group(2)).group(0) if _ARRAY.search(m.group(2)) else ''
+        sent[f'dcn {kind}'] += dcn_bytes(kind, array_bytes(shape), num_slices) * runs[name]
+        count[f'dcn {kind}'] += runs[name]
+        found.append(Collective(kind, shape, (), runs[name], over_dcn=True))
+        continue
       if not m or m.group(3) not in _KINDS:
         continue
       kind, shape, rest = _KINDS[m.group(3)], m.group(2), m.group(4)
-      n = _group_size(rest) or num_devices
-      sent[kind] += _sent_bytes(kind, shape, n) * runs[name]
+      group = first_group(rest)
+      n = len(group) or num_devices
+      sent[kind] += sent_bytes(kind, unit_bytes(kind, shape), n) * runs[name]
       count[kind] += runs[name]
-  return Collectives(dict(sent), dict(count), tuple(trips))
+      found.append(Collective(kind, shape, group, runs[name]))
+  return Collectives(dict(sent), dict(count), tuple(trips), tuple(found))
