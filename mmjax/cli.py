@@ -35,7 +35,10 @@ def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None):
 
 def run(main: Callable[[], int | None]) -> int:
   """Calls `main`, turning user errors into one sentence and exit code 2."""
-  logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+  # force: importing the library may already have configured the root logger (absl warns at
+  # import time), which would make this a no-op and hide INFO lines such as 'resumed from'.
+  logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s',
+                      force=True)
   for noisy in ('absl', 'jax._src', 'orbax', 'tensorflow_datasets'):
     logging.getLogger(noisy).setLevel(logging.WARNING)
   try:
