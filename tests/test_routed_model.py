@@ -97,7 +97,7 @@ def test_to_windows_groups_spatial_windows_by_hand():
 def test_model_feeds_the_encoder_window_by_window():
   """Same parameters with and without routed layers: the routed model's image tokens are the
   dense model's, permuted into 2x2 windows of the 4x4 grid."""
-  dense = build_model(demo_config(), nnx.Rngs(0))
+  dense = build_model(demo_config('--config.model.num_layers=2'), nnx.Rngs(0))
   routed = build_model(demo_config(*ROUTED[:3], '--config.model.routed_attention.window=2'),
                        nnx.Rngs(0))
   image = np.random.default_rng(0).normal(size=(2, 32, 32, 3)).astype(np.float32)
