@@ -36,7 +36,10 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
       batch_prioritized=False, jitter=0.0, load_balancing_weight=1e-2, z_loss_weight=1e-3,
       impl='auto', mixture_of_transformers=False,
       normalize_combine_weights=False))
-  m.routed_attention = ml_collections.ConfigDict(dict(layers=(), block_size=16, top_k=4))
+  # BiFormer routed attention in `layers`; regions: S×S patch windows (image), T×S×S (video),
+  # block_size tokens (audio, text); see mmjax/models/regions.py.
+  m.routed_attention = ml_collections.ConfigDict(dict(layers=(), block_size=16, top_k=4,
+                                                      window=4, window_frames=2))
   return m
 
 

@@ -8,12 +8,13 @@ from mmjax.kernels.grouped_matmul import grouped_matmul
 from mmjax.kernels.routed_attention import routed_attention
 from mmjax.kernels.routed_reference import routed_attention_reference
 from mmjax.kernels.select import (ATTENTION_IMPLS, RAGGED_MATMUL_IMPLS, attention, ragged_matmul,
-                                  resolve_impl)
+                                  resolve_impl, resolve_routed_impl, routed)
 from mmjax.kernels.windows import window_order, window_order_inverse
 
 __all__ = [
     'ATTENTION_IMPLS', 'RAGGED_MATMUL_IMPLS', 'attention', 'attention_reference',
     'flash_attention', 'grouped_matmul', 'ragged_matmul', 'resolve_backend', 'resolve_impl',
-    'resolve_interpret', 'route_blocks', 'routed_attention', 'routed_attention_reference',
+    'resolve_interpret', 'resolve_routed_impl', 'route_blocks', 'routed', 'routed_attention',
+    'routed_attention_reference',
     'window_order', 'window_order_inverse',
 ]

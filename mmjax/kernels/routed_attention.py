@@ -28,14 +28,17 @@ def padded_block(block_size: int, backend: str) -> int:
   return block_size
 
 
-def routed_attention(q, k, v, *, block_size, top_k, sm_scale=None, interpret=None,
-                     backend=None):
+def routed_attention(q, k, v, *, block_size, top_k, segment_ids=None, routes=None,
+                     sm_scale=None, interpret=None, backend=None):
   """Routing attention `[batch, length, heads, head_dim]` for q, k, v of that same shape.
 
   `length` must be a multiple of `block_size`; each query token of block i attends, head by
-  head, over the `top_k * block_size` tokens of block i's routed key blocks. sm_scale defaults
-  to 1/sqrt(head_dim). Gradients reach q, k, v through the attention, not the routing.
-  backend: 'cpu' | 'gpu' | 'tpu' (None = jax.default_backend()).
+  head, over the `top_k * block_size` tokens of block i's routed key blocks. segment_ids
+  `[batch, length]` int (0 = padding): a query attends only to keys of its own segment, and
+  padding stays out of the routing (see `routing.route_blocks`). routes `[batch, blocks, top_k]`
+  int32 (distinct per row) overrides the routing, e.g. routes computed from all heads before the
+  heads are split over devices. sm_scale defaults to 1/sqrt(head_dim). Gradients reach q, k, v
+  through the attention, not the routing. backend: 'cpu' | 'gpu' | 'tpu' (None = default).
   """
   check_qkv(q, k, v, 'routed_attention')
   if q.shape != k.shape:
@@ -50,7 +53,11 @@ def routed_attention(q, k, v, *, block_size, top_k, sm_scale=None, interpret=Non
   interpret = backend_lib.resolve_interpret(interpret, backend)
   sm_scale = 1.0 / math.sqrt(head_dim) if sm_scale is None else float(sm_scale)
   num_blocks = length // block_size
-  routes = route_blocks(q, k, block_size, top_k)                     # [b, blocks, top_k]
+  if routes is None:
+    routes = route_blocks(q, k, block_size, top_k, segment_ids)      # [b, blocks, top_k]
+  elif routes.shape != (batch, num_blocks, top_k):
+    raise ValueError(f'routed_attention: routes must be [batch, blocks, top_k] = '
+                     f'{(batch, num_blocks, top_k)}, got {routes.shape}.')
 
   tile = padded_block(block_size, backend)
   d_pad = max(16, backend_lib.next_power_of_2(head_dim)) if backend == 'gpu' else head_dim
@@ -61,11 +68,16 @@ def routed_attention(q, k, v, *, block_size, top_k, sm_scale=None, interpret=Non
     x = x.reshape(batch, num_blocks * tile, heads, d_pad)
     return jnp.swapaxes(x, 1, 2) if backend == 'tpu' else x
 
+  seg = None
+  if segment_ids is not None:   # [b, length] -> [b, blocks * tile]; tile padding is masked anyway
+    seg = segment_ids.astype(jnp.int32).reshape(batch, num_blocks, block_size)
+    seg = jnp.pad(seg, ((0, 0), (0, 0), (0, tile - block_size))).reshape(batch, -1)
+
   tiling = Tiling(block_q=tile, block_k=tile, sm_scale=sm_scale, causal=False, kv_len=None,
                   kv_block_valid=block_size if tile > block_size else None,
                   driver='tpu' if backend == 'tpu' else 'gpu', interpret=interpret,
                   batched_tables=True, num_warps=4 if d_pad <= 64 else 8)
-  out = block_sparse_attention(tiling, to_tiles(q), to_tiles(k), to_tiles(v), None, None,
+  out = block_sparse_attention(tiling, to_tiles(q), to_tiles(k), to_tiles(v), seg, seg,
                                routed_pairs(routes, num_blocks))
   if backend == 'tpu':
     out = jnp.swapaxes(out, 1, 2)

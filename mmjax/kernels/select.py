@@ -3,6 +3,9 @@
 attention impl: 'xla' (pure-JAX reference), 'pallas' (flash_attention), 'cudnn'
 (jax.nn.dot_product_attention on GPU), 'auto' (pallas on GPU/TPU, xla on CPU).
 ragged_matmul impl: 'xla' (jax.lax.ragged_dot), 'pallas' (grouped_matmul), 'auto' (likewise).
+routed (BiFormer) attention under the attention impl: 'pallas' (routed_attention), 'auto'
+(pallas on TPU, else the XLA reference), 'xla' and 'cudnn' (cuDNN has no routed attention) the
+gather-based XLA reference.
 """
 
 import jax
@@ -12,6 +15,8 @@ from mmjax.kernels import backend as backend_lib
 from mmjax.kernels.attention_reference import attention_reference
 from mmjax.kernels.flash_attention import check_qkv, flash_attention
 from mmjax.kernels.grouped_matmul import check_grouped_matmul, grouped_matmul
+from mmjax.kernels.routed_attention import routed_attention
+from mmjax.kernels.routed_reference import routed_attention_reference
 
 ATTENTION_IMPLS = ('auto', 'xla', 'pallas', 'cudnn')
 RAGGED_MATMUL_IMPLS = ('auto', 'xla', 'pallas')
@@ -23,6 +28,24 @@ def resolve_impl(impl: str, accepted: tuple[str, ...], backend: str | None = Non
   if impl != 'auto':
     return impl
   return 'xla' if backend_lib.resolve_backend(backend) == 'cpu' else 'pallas'
+
+
+def resolve_routed_impl(impl: str, backend: str | None = None) -> str:
+  """'pallas' or 'xla': the routed attention run under attention impl `impl` (see above)."""
+  backend_lib.check_choice('attention impl', impl, ATTENTION_IMPLS)
+  if impl == 'auto':
+    return 'pallas' if backend_lib.resolve_backend(backend) == 'tpu' else 'xla'
+  return 'pallas' if impl == 'pallas' else 'xla'
+
+
+def routed(q, k, v, *, impl, block_size, top_k, segment_ids=None, routes=None, backend=None):
+  """Routed attention `[batch, length, heads, head_dim]` by `resolve_routed_impl(impl)`; see
+  `routed_attention` for the arguments."""
+  if resolve_routed_impl(impl, backend) == 'pallas':
+    return routed_attention(q, k, v, block_size=block_size, top_k=top_k,
+                            segment_ids=segment_ids, routes=routes, backend=backend)
+  return routed_attention_reference(q, k, v, block_size=block_size, top_k=top_k,
+                                    segment_ids=segment_ids, routes=routes)
 
 
 def attention(q, k, v, *, impl, segment_ids=None, causal=False, sm_scale=None, backend=None):

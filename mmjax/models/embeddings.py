@@ -38,11 +38,15 @@ class ImageEmbed(nnx.Module):
     self.pos_h = param(rngs, _POS_INIT, (cfg.max_grid, cfg.width), (None, 'embed'))
     self.pos_w = param(rngs, _POS_INIT, (cfg.max_grid, cfg.width), (None, 'embed'))
 
+  def grid_shape(self, shape) -> tuple[int, int]:
+    """Patch grid `(h, w)` of an input of `shape` `[batch, height, width, channels]`."""
+    return (_check_grid('image height', shape[1], self.patch, self.max_grid, 'max_grid'),
+            _check_grid('image width', shape[2], self.patch, self.max_grid, 'max_grid'))
+
   def __call__(self, x: jax.Array):
     b, hh, ww, c = x.shape
     p = self.patch
-    gh = _check_grid('image height', hh, p, self.max_grid, 'max_grid')
-    gw = _check_grid('image width', ww, p, self.max_grid, 'max_grid')
+    gh, gw = self.grid_shape(x.shape)
     x = x.reshape(b, gh, p, gw, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, gh * gw, p * p * c)
     tokens = self.proj(x)
     pos = self.pos_h[:gh][:, None] + self.pos_w[:gw][None, :]
@@ -61,12 +65,16 @@ class VideoEmbed(nnx.Module):
     self.pos_h = param(rngs, _POS_INIT, (cfg.max_grid, cfg.width), (None, 'embed'))
     self.pos_w = param(rngs, _POS_INIT, (cfg.max_grid, cfg.width), (None, 'embed'))
 
+  def grid_shape(self, shape) -> tuple[int, int, int]:
+    """Tubelet grid `(t, h, w)` of an input of `shape` `[batch, frames, height, width, c]`."""
+    return (_check_grid('video frames', shape[1], self.t, self.max_frames, 'max_frames'),
+            _check_grid('video height', shape[2], self.patch, self.max_grid, 'max_grid'),
+            _check_grid('video width', shape[3], self.patch, self.max_grid, 'max_grid'))
+
   def __call__(self, x: jax.Array):
     b, tt, hh, ww, c = x.shape
     t, p = self.t, self.patch
-    gt = _check_grid('video frames', tt, t, self.max_frames, 'max_frames')
-    gh = _check_grid('video height', hh, p, self.max_grid, 'max_grid')
-    gw = _check_grid('video width', ww, p, self.max_grid, 'max_grid')
+    gt, gh, gw = self.grid_shape(x.shape)
     x = x.reshape(b, gt, t, gh, p, gw, p, c).transpose(0, 1, 3, 5, 2, 4, 6, 7)
     tokens = self.proj(x.reshape(b, gt * gh * gw, t * p * p * c))
     pos = (self.pos_t[:gt][:, None, None] + self.pos_h[:gh][None, :, None]

@@ -13,15 +13,18 @@ from mmjax.models.layers import LayerNorm
 from mmjax.models.mlp import Mlp
 from mmjax.models.moe import MoeMlp
 from mmjax.models.moe_config import moe_layer_indices
+from mmjax.models.regions import check_regions
 
 
 def routed_layer_indices(cfg) -> tuple[int, ...]:
-  """Which blocks use routed (block-sparse) attention; ValueError for a layer out of range."""
+  """Which blocks use routed attention; raises a ValueError naming a bad routed_attention key."""
   ra = cfg.get('routed_attention', None)
   layers = tuple(ra.get('layers', ())) if ra is not None else ()
   bad = [i for i in layers if not 0 <= i < cfg.num_layers]
   if bad:
     raise ValueError(f'config.model.routed_attention.layers {bad} are outside 0..{cfg.num_layers - 1}.')
+  if layers:
+    check_regions(cfg)
   return layers
 
 
@@ -37,8 +40,8 @@ class Block(nnx.Module):
     else:
       self.mlp = Mlp(cfg.width, cfg.mlp_dim, rngs=rngs, dtype=dtype)
 
-  def __call__(self, x: jax.Array, mask: jax.Array, *, rng=None):
-    x = x + self.attn(self.norm1(x), mask)
+  def __call__(self, x: jax.Array, mask: jax.Array, *, rng=None, region_size=None):
+    x = x + self.attn(self.norm1(x), mask, region_size)
     x = constrain(x, ('batch', 'length', 'embed'))
     if isinstance(self.mlp, Mlp):
       y, aux = self.mlp(self.norm2(x), mask)
@@ -52,7 +55,8 @@ class Encoder(nnx.Module):
   """`[batch, length, embed]` tokens + mask -> `[batch, length, embed]`, plus per-layer aux.
 
   With `cfg.scan_layers`, each run of consecutive same-kind blocks is one `lax.scan`
-  (`layer_scan.py`); the parameters are the same `block_<i>` either way.
+  (`layer_scan.py`); the parameters are the same `block_<i>` either way. `region_size` (static
+  int): the tokens per region of routed layers (`regions.py`); None = routed_attention.block_size.
   """
 
   def __init__(self, cfg, *, rngs: nnx.Rngs, dtype):
@@ -69,16 +73,16 @@ class Encoder(nnx.Module):
     self.runs = (group_runs(kinds) if cfg.get('scan_layers', False)
                  else tuple((i,) for i in range(cfg.num_layers)))
 
-  def __call__(self, x: jax.Array, mask: jax.Array, *, rng=None):
+  def __call__(self, x: jax.Array, mask: jax.Array, *, rng=None, region_size=None):
     aux = {}
     for run in self.runs:
       blocks = [getattr(self, f'block_{i}') for i in run]
       if len(run) == 1:
         layer_rng = None if rng is None else jax.random.fold_in(rng, run[0])
-        x, layer_aux = blocks[0](x, mask, rng=layer_rng)
+        x, layer_aux = blocks[0](x, mask, rng=layer_rng, region_size=region_size)
         run_aux = [layer_aux]
       else:
-        x, run_aux = scan_blocks(blocks, run, x, mask, rng=rng)
+        x, run_aux = scan_blocks(blocks, run, x, mask, rng=rng, region_size=region_size)
       for i, layer_aux in zip(run, run_aux):
         if layer_aux:
           aux[f'layer_{i}'] = layer_aux

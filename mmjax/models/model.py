@@ -14,6 +14,7 @@ let each example see its positive).
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 
 import jax
@@ -23,7 +24,8 @@ from flax import nnx
 from mmjax.core.partitioning import constrain
 from mmjax.core.tasks import MODALITIES, Task, tasks_from_config
 from mmjax.models.embeddings import EMBEDDINGS
-from mmjax.models.encoder import Encoder
+from mmjax.models import regions
+from mmjax.models.encoder import Encoder, routed_layer_indices
 from mmjax.models.layers import Dense, l2_normalize, param
 from mmjax.models.mot import MotEncoder
 
@@ -71,6 +73,9 @@ class MultimodalModel(nnx.Module):
       raise ValueError("config.model.encoder_sharing must be 'shared' or 'per_modality', "
                        f'got {cfg.encoder_sharing!r}.')
     self.shared = cfg.encoder_sharing == 'shared'
+    # Routed layers route between regions: per modality, its region shape (regions.py).
+    self.region_shapes = ({m: regions.region_shape(cfg, m) for m in spec.modalities}
+                          if routed_layer_indices(cfg) else None)
     moe = cfg.get('moe', None)
     self.mot = bool(moe is not None and moe.get('mixture_of_transformers', False))
     if self.mot and (not self.shared or moe.get('num_experts', 0)):
@@ -102,20 +107,36 @@ class MultimodalModel(nnx.Module):
 
   def input_tokens(self, modality: str, x: jax.Array, mask: jax.Array | None = None, *,
                    rng=None, drop_rate: float = 0.0):
-    """Raw input -> encoder input `[batch, n, width]` and its mask (DropToken and CLS applied)."""
+    """Raw input -> encoder input `[batch, n, width]` and its mask (DropToken and CLS applied).
+
+    With routed layers, image/video patches come window by window and a CLS token has a region
+    of its own (`regions.py`), so the encoder's regions are runs of consecutive tokens.
+    """
     if modality not in self.spec.modalities:
       raise ValueError(f'the model has no {modality!r} embedding; it was built for '
                        f'{self.spec.modalities}.')
     embed = getattr(self, f'embed_{modality}')
     tokens, tmask = embed(x, mask) if modality == 'text' else embed(x.astype(self.dtype))
+    if self.region_shapes is not None and modality in ('image', 'video'):
+      tokens, tmask = regions.to_windows(tokens, tmask, embed.grid_shape(x.shape),
+                                         self.region_shapes[modality])
     if drop_rate > 0.0 and modality != 'text' and rng is not None:
       tokens, tmask = drop_tokens(tokens, tmask, drop_rate, jax.random.fold_in(rng, 7))
     if self.pooling == 'cls':
       cls = getattr(self, f'cls_{modality}')[...].astype(tokens.dtype)
-      tokens = jnp.concatenate([jnp.broadcast_to(cls[None], (tokens.shape[0], 1, cls.shape[-1])),
-                                tokens], axis=1)
-      tmask = jnp.concatenate([jnp.ones((tmask.shape[0], 1), tmask.dtype), tmask], axis=1)
+      cls = jnp.broadcast_to(cls[None], (tokens.shape[0], 1, cls.shape[-1]))
+      cls_mask = jnp.ones((tmask.shape[0], 1), tmask.dtype)
+      if self.region_shapes is not None:
+        cls, cls_mask = regions.own_region(cls, cls_mask, self.region_size(modality))
+      tokens = jnp.concatenate([cls, tokens], axis=1)
+      tmask = jnp.concatenate([cls_mask, tmask], axis=1)
     return constrain(tokens, ('batch', 'length', 'embed')), tmask
+
+  def region_size(self, modality: str) -> int | None:
+    """Tokens per routed-attention region of `modality` (None without routed layers)."""
+    if self.region_shapes is None:
+      return None
+    return math.prod(self.region_shapes[modality])
 
   def pool(self, h: jax.Array, tmask: jax.Array) -> jax.Array:
     """Encoder output `[batch, n, width]` -> float32 `[batch, width]` (CLS token or masked mean)."""
@@ -134,7 +155,7 @@ class MultimodalModel(nnx.Module):
       h, aux = self.encoder(tokens, tmask, ids, rng=rng)
     else:
       encoder = self.encoder if self.shared else getattr(self, f'encoder_{modality}')
-      h, aux = encoder(tokens, tmask, rng=rng)
+      h, aux = encoder(tokens, tmask, rng=rng, region_size=self.region_size(modality))
     return self.pool(h, tmask), aux
 
   def encode_joint(self, inputs: dict, *, rng=None, drop_rate: float = 0.0) -> dict:
@@ -220,10 +241,12 @@ def _inputs(batch: dict, modality: str):
 
 
 def drop_tokens(tokens: jax.Array, mask: jax.Array, rate: float, rng):
-  """DropToken: keep a random `1 - rate` of each example's tokens `[batch, n, width]`."""
+  """DropToken: keep a random `1 - rate` of each example's tokens `[batch, n, width]`, real
+  tokens before padding, in their original order (so windows stay together for routing)."""
   n = tokens.shape[1]
   keep = max(1, int(round(n * (1.0 - rate))))
-  order = jnp.argsort(jax.random.uniform(rng, tokens.shape[:2]), axis=1)[:, :keep]
+  priority = jax.random.uniform(rng, tokens.shape[:2]) + (mask == 0).astype(jnp.float32)
+  order = jnp.sort(jnp.argsort(priority, axis=1)[:, :keep], axis=1)
   return (jnp.take_along_axis(tokens, order[..., None], axis=1),
           jnp.take_along_axis(mask, order, axis=1))
 

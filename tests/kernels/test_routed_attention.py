@@ -12,26 +12,33 @@ from mmjax.kernels import route_blocks, routed_attention, routed_attention_refer
 FAST_COMPILE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
 
 
-def _numpy_routed(q, k, v, block_size, top_k):
-  """Loops straight from the definition: block means, top-k by affinity (ties: lower index)."""
+def _numpy_routed(q, k, v, block_size, top_k, mask=None):
+  """Loops straight from the definition: means of each block's real tokens, top-k by affinity
+  among blocks holding a real token (then the rest; ties: lower index), and each query over the
+  routed keys of its own kind (real with real, padding with padding; none: zeros)."""
   q, k, v = (np.asarray(x, np.float64) for x in (q, k, v))
   batch, length, heads, head_dim = q.shape
+  mask = np.ones((batch, length), int) if mask is None else np.asarray(mask)
   blocks = length // block_size
-  desc = lambda x: x.reshape(batch, blocks, block_size, heads * head_dim).mean(axis=2)
-  q_desc, k_desc = desc(q), desc(k)
   out = np.zeros_like(q)
   routes = np.zeros((batch, blocks, top_k), np.int64)
   for b in range(batch):
+    def desc(x, j):
+      rows = [t for t in range(j * block_size, (j + 1) * block_size) if mask[b, t]]
+      return x[b, rows].reshape(len(rows), -1).mean(0) if rows else np.zeros(heads * head_dim)
+    real = [mask[b, j * block_size:(j + 1) * block_size].any() for j in range(blocks)]
     for i in range(blocks):
-      affinity = [float(q_desc[b, i] @ k_desc[b, j]) for j in range(blocks)]
-      chosen = sorted(range(blocks), key=lambda j: (-affinity[j], j))[:top_k]
+      affinity = [float(desc(q, i) @ desc(k, j)) for j in range(blocks)]
+      chosen = sorted(range(blocks), key=lambda j: (not real[j], -affinity[j], j))[:top_k]
       routes[b, i] = chosen
       keys = np.concatenate([np.arange(j * block_size, (j + 1) * block_size) for j in chosen])
       for t in range(i * block_size, (i + 1) * block_size):
+        same = keys[mask[b, keys] == mask[b, t]]
         for h in range(heads):
-          s = k[b, keys, h] @ q[b, t, h] / math.sqrt(head_dim)
-          p = np.exp(s - s.max())
-          out[b, t, h] = (p / p.sum()) @ v[b, keys, h]
+          if len(same):
+            s = k[b, same, h] @ q[b, t, h] / math.sqrt(head_dim)
+            p = np.exp(s - s.max())
+            out[b, t, h] = (p / p.sum()) @ v[b, same, h]
   return out, routes
 
 
@@ -72,6 +79,57 @@ def test_routed_matches_definition(dtype, length, block_size, top_k, backend):
   _close(ref_out, expected, tol)
   for g, r in zip(grads, ref_grads):
     _close(g, r, 3 * tol)
+
+
+@pytest.mark.parametrize('backend', ['cpu', 'gpu', 'tpu'])
+def test_padding_is_masked_and_never_routed(backend):
+  """Example 0: 5 real tokens (blocks 2, 3 all padding); example 1: 9 real (block 3 padding),
+  and one example with top_k > real blocks. Kernel (interpreted, each layout), reference and
+  the numpy definition agree, all-padding blocks lose the routing to every real block, and the
+  real tokens' outputs and gradients ignore whatever the padding holds."""
+  q, k, v, ct = _inputs((3, 16, 2, 8), jnp.float32, seed=3)
+  mask = np.zeros((3, 16), np.int32)
+  mask[0, :5], mask[1, :9], mask[2, :3] = 1, 1, 1
+  seg = jnp.asarray(mask)
+  expected, routes = _numpy_routed(q, k, v, 4, 2, mask)
+  got_routes = np.asarray(route_blocks(q, k, 4, 2, seg))
+  np.testing.assert_array_equal(np.sort(got_routes, -1), np.sort(routes, -1))
+  assert set(got_routes[0].ravel()) == {0, 1} and set(got_routes[2].ravel()) == {0, 1}
+  assert not np.isin(got_routes[1], [3]).any()
+  kernel = lambda q, k, v: routed_attention(q, k, v, block_size=4, top_k=2, segment_ids=seg,
+                                            backend=backend, interpret=True)
+  ref = lambda q, k, v: routed_attention_reference(q, k, v, block_size=4, top_k=2,
+                                                   segment_ids=seg)
+  out, grads = _value_and_grads(kernel, q, k, v, ct)
+  ref_out, ref_grads = _value_and_grads(ref, q, k, v, ct)
+  _close(out, expected, 2e-5)
+  _close(ref_out, expected, 2e-5)
+  for g, r in zip(grads, ref_grads):
+    _close(g, r, 6e-5)
+  real = jnp.asarray(mask)[..., None, None]
+  noise = lambda x, s: jnp.where(real == 1, x, 50.0 * _inputs(x.shape, x.dtype, seed=s)[0])
+  noisy_out, noisy_grads = _value_and_grads(kernel, noise(q, 7), noise(k, 8), noise(v, 9),
+                                            ct * real)
+  np.testing.assert_allclose(np.asarray(noisy_out * real), np.asarray(out * real), atol=1e-5)
+  for g, r in zip(noisy_grads, _value_and_grads(kernel, q, k, v, ct * real)[1]):
+    np.testing.assert_allclose(np.asarray(g * real), np.asarray(r * real), atol=1e-5)
+
+
+def test_given_routes_are_used():
+  """Routes passed in (e.g. computed from all heads before sharding) replace the routing."""
+  q, k, v, _ = _inputs((1, 12, 2, 8), jnp.float32, seed=4)
+  routes = jnp.asarray([[[2], [0], [1]]], jnp.int32)
+  out = routed_attention(q, k, v, block_size=4, top_k=1, routes=routes, interpret=True)
+  ref = routed_attention_reference(q, k, v, block_size=4, top_k=1, routes=routes)
+  qb, kb, vb = (np.asarray(x, np.float64).reshape(3, 4, 2, 8) for x in (q, k, v))
+  for i, j in enumerate([2, 0, 1]):
+    s = np.einsum('qhd,khd->hqk', qb[i], kb[j]) / math.sqrt(8)
+    p = np.exp(s - s.max(-1, keepdims=True))
+    want = np.einsum('hqk,khd->qhd', p / p.sum(-1, keepdims=True), vb[j])
+    _close(np.asarray(out).reshape(3, 4, 2, 8)[i], want, 2e-5)
+    _close(np.asarray(ref).reshape(3, 4, 2, 8)[i], want, 2e-5)
+  with pytest.raises(ValueError, match='routes must be'):
+    routed_attention(q, k, v, block_size=4, top_k=1, routes=routes[:, :2], interpret=True)
 
 
 def test_tpu_grid_and_unrouted_key_blocks():
