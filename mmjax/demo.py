@@ -26,7 +26,7 @@ def main(argv=None) -> int:
   def run():
     args, overrides = cli.parse(parser, argv)
     config = config_lib.load_config(args.config, overrides)
-    from mmjax.evaluate import plots, report, runner
+    from mmjax.evaluate import plots, report, run as eval_run
     from mmjax.export import export_run
     from mmjax.train.loop import train
     t0 = time.time()
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     train(config, args.workdir)
     t1 = time.time()
     print(f'== zero-shot evaluation on the held-out test split', flush=True)
-    rep = runner.evaluate_checkpoint(config, args.workdir)
+    rep = eval_run.evaluate_run(args.workdir, config=config)  # as python -m mmjax.evaluate
     print(report.format_table(rep))
     plots.plot_workdir(args.workdir)
     t2 = time.time()
