@@ -38,7 +38,7 @@ class EvalEntry:
   templates: dict = dataclasses.field(default_factory=dict)   # modality -> (set name, templates)
   train_split: str | None = None
   val_split: str | None = None
-  suite: str = 'config'
+  suite: str = 'config_datasets'
   prepare: str | None = None
   note: str = ''
 

@@ -112,7 +112,7 @@ def bar_chart(table: dict, path: str) -> str | None:
 
 def suites_of(rep: dict) -> list[str]:
   found = [r['suite'] for r in rep.get('datasets', {}).values()]
-  found += [s.get('suite', 'config') for s in rep.get('skipped', {}).values()]
+  found += [s.get('suite', 'config_datasets') for s in rep.get('skipped', {}).values()]
   return list(dict.fromkeys(found))
 
 

@@ -63,12 +63,12 @@ def test_evaluate_params_writes_report_and_plots(setup, tmp_path):
     assert os.path.getsize(tmp_path / 'eval' / 'plots' / f'confusion_digits_{m}_step_7.png') > 1000
     zs = rep['zero_shot'][f'digits/{m}']
     assert 0.0 <= zs['mean_per_class_recall'] <= 1.0
-  # The config's own datasets make the 'config' suite: a markdown and a JSON table, a bar chart.
-  table = json.loads((tmp_path / 'eval' / 'config.json').read_text())
+  # The config's own datasets make the 'config_datasets' suite: a markdown and a JSON table, a bar chart.
+  table = json.loads((tmp_path / 'eval' / 'config_datasets.json').read_text())
   assert [r['dataset'] for r in table['rows']] == ['digits', 'digits', 'digits']
   assert table['step'] == 7 and 'mmjax_version' in table
-  assert '| digits |' in (tmp_path / 'eval' / 'config.md').read_text()
-  assert os.path.getsize(tmp_path / 'eval' / 'config.png') > 1000
+  assert '| digits |' in (tmp_path / 'eval' / 'config_datasets.md').read_text()
+  assert os.path.getsize(tmp_path / 'eval' / 'config_datasets.png') > 1000
   # The probe chose its L2 on a held-out part of the probe split, from the grid.
   assert rep['linear_probe']['digits/image']['l2'] in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 

@@ -1,0 +1,135 @@
+"""`python -m mmjax.evaluate --datasets=...` on TFDS specs mocked with `tfds.testing.mock_data`:
+curated class names, CLIP's prompt sets, top-1/top-5/mean per-class recall, suite tables,
+skipped datasets, and an export left byte-identical."""
+
+import hashlib
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+import mock_tfds
+from mmjax_testing import demo_config
+from mmjax import config as config_lib
+from mmjax.data import digits_builder, sources
+from mmjax.evaluate import __main__ as cli, entries, registry, run
+from mmjax.train import checkpointing, partitioning, state as state_lib
+
+STEP = 3
+CIFAR10 = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck']
+
+
+@pytest.fixture(scope='module')
+def bench(tmp_path_factory):
+  """A demo-config checkpoint (1 layer) whose data dir holds mocked cifar10 and imagenet2012."""
+  base = tmp_path_factory.getbasetemp()
+  digits = (base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base) / 'tfds'
+  digits_builder.build(str(digits))
+  root = str(tmp_path_factory.mktemp('bench_tfds'))
+  mock_tfds.write_metadata(root, 'cifar10', {'train': 40, 'test': 48})
+  mock_tfds.write_metadata(root, 'imagenet2012', {'train': 16, 'validation': 24})
+  config = demo_config('--config.model.num_layers=1', f'--config.data_dir={root}',
+                       f'--config.text.tokenizer={sources.tokenizer_file("mmjax_digits", str(digits))}',
+                       '--config.evaluation.datasets.digits.batch_size=8')
+  workdir = str(tmp_path_factory.mktemp('run'))
+  mesh = partitioning.make_mesh({'data': 1}, devices=jax.devices()[:1])
+  graphdef, _, shardings = state_lib.abstract_train_state(config, mesh)
+  state = state_lib.create_train_state(config, mesh, graphdef, shardings)
+  ckpt = checkpointing.Checkpointer(workdir)
+  ckpt.save(STEP, {**state, 'step': state['step'] + STEP}, {'agd_step': STEP})
+  ckpt.close()
+  config_lib.save_config(config, workdir)
+  return {'root': root, 'workdir': workdir, 'config': config}
+
+
+def _tree_bytes(path):
+  out = {}
+  for d, _, files in os.walk(path):
+    for f in files:
+      with open(os.path.join(d, f), 'rb') as fh:
+        out[os.path.relpath(os.path.join(d, f), path)] = hashlib.sha256(fh.read()).hexdigest()
+  return out
+
+
+def test_cli_benchmarks_report_curated_names_and_clip_templates(bench, tmp_path, capsys):
+  out = tmp_path / 'OUT'
+  with mock_tfds.mocked():
+    code = cli.main([f'--workdir={bench["workdir"]}', '--datasets=cifar10,imagenet2012',
+                     f'--output={out}'])
+  printed = capsys.readouterr()
+  assert code == 0, printed.err[-2000:]
+  rep = json.loads((out / f'step_{STEP}.json').read_text())
+  cifar, inet = rep['datasets']['cifar10'], rep['datasets']['imagenet2012']
+  # The mocked cifar10 labels are '0'..'9'; the report carries CLIP's names instead.
+  assert cifar['class_names']['names'] == CIFAR10 and 'CLIP' in cifar['class_names']['source']
+  assert inet['class_names']['names'][:3] == ['tench', 'goldfish', 'great white shark']
+  assert len(inet['class_names']['names']) == 1000
+  ts = inet['templates']['image']
+  assert ts['set'] == 'imagenet1k' and ts['count'] == 80 and len(set(ts['templates'])) == 80
+  assert ts['templates'][:2] == ['a bad photo of a {}.', 'a photo of many {}.']
+  assert 'itap of a {}.' in ts['templates'] and 'a origami {}.' in ts['templates']
+  assert cifar['templates']['image']['count'] == 18
+  assert (cifar['num_examples'], inet['num_examples']) == (48, 24)
+  for name in ('cifar10', 'imagenet2012'):
+    zs = rep['zero_shot'][f'{name}/image']
+    assert set(zs) == {'top1', 'top5', 'mean_per_class_recall'}
+    assert 0.0 <= zs['top1'] <= zs['top5'] <= 1.0 and 0.0 <= zs['mean_per_class_recall'] <= 1.0
+  assert rep['step'] == STEP and rep['checkpoint'].endswith(f'step {STEP}')
+  # One table per suite (cifar10: image, imagenet2012: imagenet), a bar chart, TensorBoard.
+  for suite, name in (('image', 'cifar10'), ('imagenet', 'imagenet2012')):
+    table = json.loads((out / f'{suite}.json').read_text())
+    assert [r['dataset'] for r in table['rows']] == [name]
+    assert table['rows'][0]['top1'] == rep['zero_shot'][f'{name}/image']['top1']
+    assert table['step'] == STEP and table['mmjax_version']
+    assert f'| {name} |' in (out / f'{suite}.md').read_text()
+    assert (out / f'{suite}.png').stat().st_size > 1000
+  assert (out / 'plots' / f'confusion_cifar10_image_step_{STEP}.png').exists()
+  assert not (out / 'plots' / f'confusion_imagenet2012_image_step_{STEP}.png').exists()  # 1000
+  assert os.listdir(out / 'tensorboard')
+  assert rep['text_cache'] == {'hits': 0, 'misses': 2}
+  assert len(os.listdir(out / 'cache' / 'text')) == 2
+
+
+def test_unprepared_benchmarks_are_skipped_with_the_command(bench):
+  config = bench['config']
+  chosen = entries.from_benchmarks(registry.select('cifar10,food101', None), config,
+                                   batch_size=8)
+  with mock_tfds.mocked():
+    ready, skipped = run.split_prepared(chosen, config)
+  assert [e.name for e in ready] == ['cifar10']
+  assert skipped['food101']['prepare'] == f'tfds build food101 --data_dir={bench["root"]}'
+  assert skipped['food101']['suite'] == 'image'
+
+
+def test_only_unprepared_benchmarks_is_one_sentence(bench, tmp_path, capsys):
+  out = tmp_path / 'OUT'
+  code = cli.main([f'--workdir={bench["workdir"]}', '--datasets=food101', f'--output={out}'])
+  err = capsys.readouterr().err.strip()
+  assert code == 2 and err.count('\n') == 0 and 'tfds build food101' in err
+  assert not out.exists()
+
+
+def test_unknown_benchmark_names_the_closest(bench, capsys):
+  code = cli.main([f'--workdir={bench["workdir"]}', '--datasets=cifar1O'])
+  err = capsys.readouterr().err
+  assert code == 2 and "unknown benchmark dataset 'cifar1O'" in err and 'cifar10' in err
+
+
+def test_evaluating_an_export_leaves_it_byte_identical(bench, tmp_path, capsys):
+  from mmjax.export import export_run  # the test builds an export; the library never imports it
+  export = str(tmp_path / 'export')
+  export_run(bench['workdir'], export, formats='orbax', quiet=True)
+  before = _tree_bytes(export)
+  code = cli.main([f'--workdir={export}', '--datasets=cifar10'])
+  assert code == 2 and 'pass --output' in capsys.readouterr().err  # never written into
+  code = cli.main([f'--workdir={export}', '--datasets=cifar10', f'--output={export}/eval'])
+  assert code == 2 and 'inside' in capsys.readouterr().err
+  out = tmp_path / 'eval_export'
+  with mock_tfds.mocked():
+    code = cli.main([f'--workdir={export}', '--datasets=cifar10', f'--output={out}'])
+  assert code == 0, capsys.readouterr().err[-2000:]
+  assert _tree_bytes(export) == before
+  rep = json.loads((out / f'step_{STEP}.json').read_text())
+  assert rep['datasets']['cifar10']['class_names']['names'] == CIFAR10
