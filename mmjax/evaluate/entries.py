@@ -1,8 +1,10 @@
 """What to evaluate: one `EvalEntry` per dataset, from the config's own evaluation datasets or
 from standard benchmarks (`registry.py`).
 
-A config entry (`config.evaluation.datasets.<name>`, fields in `runner.py`) takes its class names
-from the dataset and its templates from `templates.py` (or the entry's override). A benchmark
+A config entry (`config.evaluation.datasets.<name>`, fields in `runner.py`) whose dataset is a
+registered benchmark's (e.g. `imagenet2012`) takes that benchmark's curated class names and prompt
+set; any other takes its class names from the dataset and its templates from `templates.py`. A
+`templates` override in the entry wins over both. A benchmark
 takes the registry's curated class names and prompt set, and the input sizes the model was
 trained with (the config's first evaluation entry, then its tasks, that set each size).
 """
@@ -55,8 +57,10 @@ def _first(value):
   return value
 
 
-def _template_choice(modality: str, override) -> tuple[str, tuple[str, ...]]:
+def _template_choice(modality: str, override, bench=None) -> tuple[str, tuple[str, ...]]:
   if override is None or (isinstance(override, str) and override in ('', 'default')):
+    if bench is not None and bench.templates:
+      return bench.prompt_set, bench.templates
     return f'mmjax_digits_{modality}', templates.get_templates(modality)
   if isinstance(override, str) and override not in templates.TEMPLATES:
     return override, registry.prompt_set(override)
@@ -70,11 +74,13 @@ def from_config(config) -> list[EvalEntry]:
   if not datasets:
     raise EvalError('config.evaluation.datasets is empty: add a dataset to evaluate on '
                     '(see configs/demo.py), or choose benchmarks with --datasets or --suite.')
+  by_dataset = {b.dataset.split(':')[0]: b for b in registry.benchmarks().values()}
   out = []
   for name in sorted(datasets.keys()):
     cfg = datasets[name]
     modalities = _names(cfg.modalities)
     overrides = dict(cfg.get('templates', {}) or {})
+    bench = by_dataset.get(str(cfg.dataset).split(':')[0])
     out.append(EvalEntry(
         name=name, dataset=cfg.dataset, split=cfg.split, modalities=modalities,
         resolution=Resolution(image_size=cfg.get('image_size', None),
@@ -86,7 +92,9 @@ def from_config(config) -> list[EvalEntry]:
         zero_shot=bool(cfg.get('zero_shot', True)), retrieval=bool(cfg.get('retrieval', True)),
         few_shot=bool(cfg.get('few_shot', False)),
         linear_probe=bool(cfg.get('linear_probe', False)),
-        templates={m: _template_choice(m, overrides.get(m)) for m in modalities},
+        templates={m: _template_choice(m, overrides.get(m), bench) for m in modalities},
+        class_names=bench.class_names if bench is not None and bench.class_names else None,
+        class_set=bench.class_set if bench is not None and bench.class_set else 'dataset',
         train_split=str(cfg.get('probe_split', 'train')), val_split=cfg.get('val_split', None)))
   return out
 

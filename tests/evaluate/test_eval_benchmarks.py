@@ -133,3 +133,36 @@ def test_evaluating_an_export_leaves_it_byte_identical(bench, tmp_path, capsys):
   assert _tree_bytes(export) == before
   rep = json.loads((out / f'step_{STEP}.json').read_text())
   assert rep['datasets']['cifar10']['class_names']['names'] == CIFAR10
+
+
+def test_config_entries_on_benchmark_datasets_use_curated_names_and_prompts():
+  config = config_lib.load_config(os.path.join(os.path.dirname(__file__), '..', '..',
+                                               'configs', 'imp_base.py'))
+  by_name = {e.name: e for e in entries.from_config(config)}
+  inet, ucf = by_name['imagenet'], by_name['ucf101']
+  assert inet.class_names[:2] == ('tench', 'goldfish') and len(inet.class_names) == 1000
+  assert inet.templates['image'] == ('imagenet1k', registry.prompt_set('imagenet1k'))
+  assert len(inet.templates['image'][1]) == 80
+  assert ucf.class_names[0] == 'Apply Eye Makeup' and ucf.templates['video'][0] == 'ucf101'
+  digits = entries.from_config(demo_config())[0]   # not a benchmark: the dataset's own names
+  assert digits.class_names is None and digits.templates['image'][0] == 'mmjax_digits_image'
+
+
+def test_registry_sets_are_consistent():
+  table = registry.benchmarks()
+  for name, b in table.items():
+    assert b.modality in ('image', 'video', 'audio') and set(b.kinds) <= set(registry.KINDS)
+    assert 'DATA_DIR' in b.prepare or 'convert' in b.prepare
+    if 'zero_shot' in b.kinds:
+      # CLIP's published ImageNet list names two pairs of classes alike ('missile', 'sunglasses').
+      repeats = 2 if b.class_set == 'imagenet1k' else 0
+      assert len(set(b.class_names)) == len(b.class_names) - repeats > 1, name
+      assert all(t.count('{}') == 1 for t in b.templates), name
+  sizes = {'imagenet2012': 1000, 'cifar100': 100, 'food101': 101, 'sun397': 397, 'cars196': 196,
+           'oxford_iiit_pet': 37, 'oxford_flowers102': 102, 'dtd': 47, 'caltech101': 102,
+           'ucf101': 101, 'speech_commands': 12}
+  for name, n in sizes.items():
+    assert len(table[name].class_names) == n, name
+  for suite, s in registry.suites().items():
+    assert s['datasets'] and all(d in table for d in s['datasets']), suite
+  assert registry.select('cifar10', 'retrieval')[0].name == 'coco_captions'
