@@ -166,3 +166,45 @@ def test_registry_sets_are_consistent():
   for suite, s in registry.suites().items():
     assert s['datasets'] and all(d in table for d in s['datasets']), suite
   assert registry.select('cifar10', 'retrieval')[0].name == 'coco_captions'
+
+
+def test_retrieval_scores_every_caption_through_the_runner(bench, tmp_path):
+  """6 images with 3 captions each (one caption shared by images 0 and 1), read as ArrayRecord:
+  the report's recalls equal a brute-force numpy computation over all 17 distinct captions."""
+  from flax import nnx
+  from mmjax.data import pipeline, records
+  from mmjax.data.tasks import Resolution
+  from mmjax.evaluate import runner
+  from mmjax.evaluate.embedder import Embedder
+  from mmjax.models.model import build_model
+  rng = np.random.default_rng(0)
+  words = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight']
+  caps = [[f'a {words[i]} and a {words[j + 6]}' for j in range(3)] for i in range(6)]
+  caps[1][2] = caps[0][2]
+  records.write_records(str(tmp_path / 'test.array_record'),
+                        [{'image': rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
+                          'captions': np.array(c)} for c in caps])
+  config = bench['config']
+  res = Resolution(image_size=32, text_length=16)
+  entry = entries.EvalEntry(name='pairs', dataset=f'arrayrecord:{tmp_path}/{{split}}.array_record',
+                            split='test', modalities=('image',), resolution=res, batch_size=8,
+                            zero_shot=False)
+  model = build_model(config, nnx.Rngs(0))
+  rep = runner.evaluate_params(config, model, 1, None, entries=[entry])
+  assert rep['datasets']['pairs']['retrieval_pool'] == {'items': 6, 'captions': 18,
+                                                        'distinct_captions': 17}
+  # Brute force, from the model's own embeddings of each item and each distinct caption.
+  graphdef, state = nnx.split(model)
+  emb = Embedder(config, graphdef, nnx.to_pure_dict(state), partitioning.make_mesh(config.mesh))
+  items = emb.collect(pipeline.make_eval_batches(entry.dataset, 'test', ('image',), res, config,
+                                                 batch_size=8), ('image',))['image']['embed']
+  texts = list(dict.fromkeys(c for cs in caps for c in cs))
+  ids, mask = pipeline.load_tokenizer(config).encode(texts, 16)
+  scores = items @ emb.embed_text(ids, mask).T                       # [6, 17]
+  owner = np.array([[t in caps[i] for t in texts] for i in range(6)])
+  i2t = [1 + np.sum(scores[i][~owner[i]] >= scores[i][owner[i]].max()) for i in range(6)]
+  t2i = [1 + np.sum(scores[:, j][~owner[:, j]] >= scores[:, j][owner[:, j]].max())
+         for j in range(17)]
+  for k in (1, 5, 10):
+    assert rep['retrieval'][f'pairs/image_to_text'][f'R@{k}'] == pytest.approx(np.mean(np.array(i2t) <= k))
+    assert rep['retrieval'][f'pairs/text_to_image'][f'R@{k}'] == pytest.approx(np.mean(np.array(t2i) <= k))
