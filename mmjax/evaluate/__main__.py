@@ -33,7 +33,7 @@ def main(argv=None) -> int:
   parser.add_argument('--suite', default=None,
                       help='benchmark suite(s): image, imagenet, video, audio, retrieval')
   parser.add_argument('--probes', default=None,
-                      help='also run few_shot and/or linear_probe on the benchmarks')
+                      help='also run few_shot and/or linear_probe (comma-separated)')
   parser.add_argument('--batch_size', type=int, default=None, help='benchmark batch size')
   parser.add_argument('--output', default=None, help='report directory (default: DIR/eval)')
 

@@ -95,7 +95,8 @@ def from_config(config) -> list[EvalEntry]:
         templates={m: _template_choice(m, overrides.get(m), bench) for m in modalities},
         class_names=bench.class_names if bench is not None and bench.class_names else None,
         class_set=bench.class_set if bench is not None and bench.class_set else 'dataset',
-        train_split=str(cfg.get('probe_split', 'train')), val_split=cfg.get('val_split', None)))
+        train_split=str(cfg.get('probe_split', 'train')),
+        val_split=cfg.get('val_split', None) or None))
   return out
 
 

@@ -122,6 +122,8 @@ def _cell(metric: str, value) -> str:
     return f'{metric} {value}'
   if metric.endswith('rank'):
     return f'{metric} {value:.1f}'
+  if metric == 'l2':
+    return f'{metric} {value:g}'
   return f'{metric} {100.0 * value:6.2f}'
 
 

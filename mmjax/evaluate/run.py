@@ -14,6 +14,7 @@ that prepares them, and the others are still evaluated.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import jax
@@ -111,7 +112,9 @@ def evaluate_run(workdir: str, *, config=None, config_arg: str | None = None, ov
       listing = '; '.join(f'{k}: {v["prepare"]}' for k, v in skipped.items())
       raise EvalError(f'none of the chosen datasets is prepared; prepare them first ({listing}).')
   else:
-    entries = entries_lib.from_config(config)
+    entries = [dataclasses.replace(e, few_shot=e.few_shot or 'few_shot' in chosen,
+                                   linear_probe=e.linear_probe or 'linear_probe' in chosen)
+               for e in entries_lib.from_config(config)]
   mesh = partitioning.make_mesh(config.mesh)
   step, graphdef, params = restore.restore_params(config, workdir, mesh, step)
   rep = runner.evaluate_params(

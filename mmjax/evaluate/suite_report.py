@@ -23,8 +23,9 @@ def _pct(x) -> str:
   return '' if x is None else f'{100.0 * x:.2f}'
 
 
-def _rows(rep: dict, suite: str) -> list[dict]:
-  rows = []
+def _rows(rep: dict, suite: str) -> tuple[list[dict], list[dict]]:
+  """(classification rows, retrieval rows) of the suite: one per dataset and modality."""
+  rows, ret = [], []
   for name, r in rep.get('datasets', {}).items():
     if r['suite'] != suite:
       continue
@@ -38,26 +39,27 @@ def _rows(rep: dict, suite: str) -> list[dict]:
       if m in r['linear_probe']:
         row['linear_probe'] = r['linear_probe'][m]['top1']
       rows.append(row)
-    if r['retrieval']:
-      row = {'dataset': name, 'tfds': r['dataset'], 'split': r['split'],
+    for m in [d[:-len('_to_text')] for d in r['retrieval'] if d.endswith('_to_text')]:
+      row = {'dataset': name, 'tfds': r['dataset'], 'split': r['split'], 'modality': m,
              'items': r['retrieval_pool']['items'], 'captions': r['retrieval_pool']['captions']}
-      for direction, v in r['retrieval'].items():
-        for k in ('R@1', 'R@5', 'R@10'):
-          row[f'{direction} {k}'] = v[k]
-      rows.append(row)
-  return rows
+      for direction, label in ((f'{m}_to_text', 'to_text'), (f'text_to_{m}', 'from_text')):
+        for k in ('R@1', 'R@5', 'R@10'):   # to_text: item queries; from_text: caption queries
+          row[f'{label} {k}'] = r['retrieval'][direction][k]
+      ret.append(row)
+  return rows, ret
 
 
 def suite_table(rep: dict, suite: str) -> dict:
   """The JSON table of one suite."""
   skipped = {k: v for k, v in rep.get('skipped', {}).items() if v.get('suite') == suite}
   first = next((r for r in rep.get('datasets', {}).values() if r['suite'] == suite), None)
+  rows, ret = _rows(rep, suite)
   return {'suite': suite, 'checkpoint': rep.get('checkpoint', ''), 'step': rep['step'],
           'mmjax_version': rep.get('mmjax_version', ''),
           'preprocessing': {'tokenizer': rep['preprocessing'].get('tokenizer'),
                             'lowercase': rep['preprocessing'].get('lowercase'),
                             **(first['preprocessing'] if first else {})},
-          'rows': _rows(rep, suite), 'skipped': skipped}
+          'rows': rows, 'retrieval_rows': ret, 'skipped': skipped}
 
 
 def markdown(table: dict) -> str:
@@ -65,17 +67,19 @@ def markdown(table: dict) -> str:
   lines = [f'## {table["suite"]}: step {table["step"]}', '',
            f'checkpoint `{table["checkpoint"]}` · mmjax {table["mmjax_version"]} · '
            f'preprocessing {json.dumps(table["preprocessing"], sort_keys=True)}', '']
-  rows = table['rows']
-  if rows:
+  text = ('dataset', 'tfds', 'split', 'modality', 'class_names', 'templates')
+  counts = ('examples', 'items', 'captions')
+  for rows in (table['rows'], table['retrieval_rows']):
+    if not rows:
+      continue
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    text = ('dataset', 'tfds', 'split', 'modality', 'class_names', 'templates')
-    counts = ('examples', 'items', 'captions')
     lines.append('| ' + ' | '.join(keys) + ' |')
     lines.append('|' + '|'.join('---' if k in text else '---:' for k in keys) + '|')
     for r in rows:
       cells = [str(r.get(k, '')) if (k in text or k in counts) else _pct(r.get(k)) for k in keys]
       lines.append('| ' + ' | '.join(cells) + ' |')
-  else:
+    lines.append('')
+  if not table['rows'] and not table['retrieval_rows']:
     lines.append('No dataset of this suite was evaluated.')
   if table['skipped']:
     lines += ['', 'Skipped (not prepared):', '']
@@ -86,14 +90,9 @@ def markdown(table: dict) -> str:
 
 def bar_chart(table: dict, path: str) -> str | None:
   """Zero-shot top-1 (or text-to-item R@1 for retrieval) per dataset; None when nothing to plot."""
-  bars = []
-  for r in table['rows']:
-    if 'top1' in r:
-      bars.append((f'{r["dataset"]}\n{r["modality"]}', r['top1']))
-    else:
-      key = next((k for k in r if k.startswith('text_to_') and k.endswith('R@1')), None)
-      if key:
-        bars.append((f'{r["dataset"]}\n{key}', r[key]))
+  bars = [(f'{r["dataset"]}\n{r["modality"]}', r['top1']) for r in table['rows']]
+  bars += [(f'{r["dataset"]}\ntext->{r["modality"]}', r['from_text R@1'])
+           for r in table['retrieval_rows']]
   if not bars:
     return None
   fig = Figure(figsize=(max(4.0, 0.8 * len(bars) + 2.0), 4.0))
