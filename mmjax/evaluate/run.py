@@ -49,6 +49,17 @@ def load_run_config(workdir: str, config_arg: str | None = None, overrides=()):
   return config
 
 
+EXPORT_FILES = ('export_report.json', 'orbax', 'model.safetensors')   # see mmjax/export/layout.py
+
+
+def check_source(workdir: str, step: int | None = None) -> None:
+  """EvalError unless `workdir` holds checkpoints (with `step`, when given) or an export."""
+  if os.path.isdir(restore.checkpoint_dir(workdir)) or workdir.endswith('.safetensors') or any(
+      os.path.exists(os.path.join(workdir, f)) for f in EXPORT_FILES):
+    return
+  restore.choose_step(workdir, step)   # raises: no checkpoint in DIR/checkpoints, train first
+
+
 def output_dir(workdir: str, output: str | None) -> str:
   """Where the reports go; never inside an export (or any directory without checkpoints/)."""
   is_run = os.path.isdir(restore.checkpoint_dir(workdir))
@@ -99,6 +110,7 @@ def evaluate_run(workdir: str, *, config=None, config_arg: str | None = None, ov
                  output: str | None = None, probes: str | None = None,
                  batch_size: int | None = None, tensorboard: bool = True) -> dict:
   """Evaluates `workdir` (checkpoint or params-only export); returns the full report."""
+  check_source(workdir, step)
   config = config if config is not None else load_run_config(workdir, config_arg, overrides)
   output = output_dir(workdir, output)
   chosen = parse_probes(probes)

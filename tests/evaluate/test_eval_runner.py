@@ -65,7 +65,8 @@ def test_evaluate_params_writes_report_and_plots(setup, tmp_path):
     assert 0.0 <= zs['mean_per_class_recall'] <= 1.0
   # The config's own datasets make the 'config_datasets' suite: a markdown and a JSON table, a bar chart.
   table = json.loads((tmp_path / 'eval' / 'config_datasets.json').read_text())
-  assert [r['dataset'] for r in table['rows']] == ['digits', 'digits', 'digits']
+  assert [r['modality'] for r in table['rows']] == ['image', 'audio']
+  assert [r['modality'] for r in table['retrieval_rows']] == ['image', 'audio']
   assert table['step'] == 7 and 'mmjax_version' in table
   assert '| digits |' in (tmp_path / 'eval' / 'config_datasets.md').read_text()
   assert os.path.getsize(tmp_path / 'eval' / 'config_datasets.png') > 1000
