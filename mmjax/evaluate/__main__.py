@@ -50,7 +50,8 @@ def main(argv=None) -> int:
     if jax.process_index() == 0:
       print(report.format_table(rep))
       for name, s in rep['skipped'].items():
-        print(f'skipped {name}: {s["reason"]} Prepare it with: {s["prepare"]}')
+        how = f' Prepare it with: {s["prepare"]}' if s['prepare'] else ''
+        print(f'skipped {name}: {s["reason"]}{how}')
       output = run_lib.output_dir(args.workdir, args.output)
       print(f'wrote {report.report_file(output, rep["step"])}')
     return 0

@@ -43,6 +43,7 @@ class EvalEntry:
   suite: str = 'config_datasets'
   prepare: str | None = None
   note: str = ''
+  sample_rate: int | None = None   # the dataset's audio rate, when the registry knows it
 
 
 def _names(value) -> tuple[str, ...]:
@@ -133,5 +134,5 @@ def from_benchmarks(benchmarks, config, *, batch_size: int, probes: tuple[str, .
         class_names=b.class_names or None, class_set=b.class_set or 'dataset',
         templates={b.modality: (b.prompt_set, b.templates)} if b.templates else {},
         train_split=b.train_split, val_split=b.val_split, suite=b.suite, prepare=b.prepare,
-        note=b.note))
+        note=b.note, sample_rate=b.sample_rate))
   return out

@@ -125,6 +125,12 @@ def evaluate_entry(embedder: Embedder, config, entry, tokenizer, cache: TextCach
                                                    int(config.get('seed', 0)))
   res['preprocessing'] = {'resolution': entry.resolution.describe(), 'clips': entry.num_clips,
                           'image': 'central square crop, resized', 'text_length': length}
+  if 'audio' in entry.modalities:   # samples are cropped as stored: no resampling
+    res['preprocessing']['audio_sample_rate'] = {
+        'dataset': entry.sample_rate, 'model': config.get('model', {}).get('audio', {}).get(
+            'sample_rate', None)}
+  if entry.note:
+    res['note'] = entry.note
   return {'results': res, 'confusion': confusion, 'class_names': names}
 
 
@@ -152,14 +158,19 @@ def evaluate_params(config, model_or_params, step: int, workdir: str | None, mes
   tokenizer = pipeline.load_tokenizer(config)
   cache = TextCache(embedder, tokenizer, params_fingerprint(params, step), cache_dir)
   output = output if output is not None else (report.eval_dir(workdir) if workdir else None)
-  results, figures = {}, {}
+  results, figures, skipped = {}, {}, dict(skipped or {})
   for entry in entries:
+    missing = [m for m in entry.modalities if m not in embedder.modalities]
+    if missing and entry.prepare is not None:   # a benchmark this model cannot read: skip it
+      skipped[entry.name] = {'reason': f'the model has no {missing[0]} input.', 'prepare': '',
+                             'suite': entry.suite}
+      continue
     out = evaluate_entry(embedder, config, entry, tokenizer, cache)
     results[entry.name] = out['results']
     figures[entry.name] = (out['confusion'], out['class_names'])
   rep = report.build_full_report(step, results, tokenizer=tokenizer.describe(),
                                  lowercase=tokenizer.lowercase, checkpoint=checkpoint,
-                                 skipped=skipped or {},
+                                 skipped=skipped,
                                  text_cache={'hits': cache.hits, 'misses': cache.misses})
   if output is not None and jax.process_index() == 0:
     report.write_report(rep, output)

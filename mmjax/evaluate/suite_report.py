@@ -82,9 +82,10 @@ def markdown(table: dict) -> str:
   if not table['rows'] and not table['retrieval_rows']:
     lines.append('No dataset of this suite was evaluated.')
   if table['skipped']:
-    lines += ['', 'Skipped (not prepared):', '']
+    lines += ['', 'Skipped:', '']
     for name, s in sorted(table['skipped'].items()):
-      lines.append(f'- {name}: {s["reason"]} Prepare it with: `{s["prepare"]}`')
+      how = f' Prepare it with: `{s["prepare"]}`' if s['prepare'] else ''
+      lines.append(f'- {name}: {s["reason"]}{how}')
   return '\n'.join(lines) + '\n'
 
 
