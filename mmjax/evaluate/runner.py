@@ -80,9 +80,10 @@ def evaluate_entry(embedder: Embedder, config, entry, tokenizer, cache: TextCach
   info = pipeline.dataset_info(entry.dataset, config, entry.split)
   labelled = entry.zero_shot or entry.few_shot or entry.linear_probe
   if labelled and not info.class_names:
-    raise EvalError(f'dataset {entry.dataset!r} has no class labels, which zero-shot classification '
-                    f'and linear probes need: set config.evaluation.datasets.{entry.name}.zero_shot '
-                    'and .linear_probe to False, or evaluate a labelled dataset.')
+    raise EvalError(f'dataset {entry.dataset!r} has no class labels, which zero-shot '
+                    'classification and linear probes need: set config.evaluation.datasets.'
+                    f'{entry.name}.zero_shot and .linear_probe to False, or evaluate a labelled '
+                    'dataset.')
   with_text = entry.retrieval and ('text' in info.modalities or
                                    any(t == 'text' for _, t in entry.feature_map))
   length = entry.resolution.text_length

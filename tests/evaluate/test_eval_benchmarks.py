@@ -30,8 +30,9 @@ def bench(tmp_path_factory):
   root = str(tmp_path_factory.mktemp('bench_tfds'))
   mock_tfds.write_metadata(root, 'cifar10', {'train': 40, 'test': 48})
   mock_tfds.write_metadata(root, 'imagenet2012', {'train': 16, 'validation': 24})
+  tokenizer = sources.tokenizer_file('mmjax_digits', str(digits))
   config = demo_config('--config.model.num_layers=1', f'--config.data_dir={root}',
-                       f'--config.text.tokenizer={sources.tokenizer_file("mmjax_digits", str(digits))}',
+                       f'--config.text.tokenizer={tokenizer}',
                        '--config.evaluation.datasets.digits.batch_size=8')
   workdir = str(tmp_path_factory.mktemp('run'))
   mesh = partitioning.make_mesh({'data': 1}, devices=jax.devices()[:1])
@@ -206,5 +207,6 @@ def test_retrieval_scores_every_caption_through_the_runner(bench, tmp_path):
   t2i = [1 + np.sum(scores[:, j][~owner[:, j]] >= scores[:, j][owner[:, j]].max())
          for j in range(17)]
   for k in (1, 5, 10):
-    assert rep['retrieval'][f'pairs/image_to_text'][f'R@{k}'] == pytest.approx(np.mean(np.array(i2t) <= k))
-    assert rep['retrieval'][f'pairs/text_to_image'][f'R@{k}'] == pytest.approx(np.mean(np.array(t2i) <= k))
+    got = rep['retrieval']
+    assert got['pairs/image_to_text'][f'R@{k}'] == pytest.approx(np.mean(np.array(i2t) <= k))
+    assert got['pairs/text_to_image'][f'R@{k}'] == pytest.approx(np.mean(np.array(t2i) <= k))

@@ -8,7 +8,8 @@ from mmjax.evaluate import captions, few_shot, linear_probe, metrics, retrieval,
 
 
 def _numpy_ridge(x, y, classes, l2):
-  """The textbook solution on standardised features + bias column: solve (X^T X + l2 I) W = X^T Y."""
+  """The textbook solution on standardised features + a bias column:
+  solve (X^T X + l2 I) W = X^T Y."""
   x = np.asarray(x, np.float64)
   mean, std = x.mean(axis=0), x.std(axis=0) + 1e-5
   xb = np.concatenate([(x - mean) / std, np.full((len(x), 1), few_shot.BIAS)], axis=1)

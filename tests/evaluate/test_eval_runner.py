@@ -63,7 +63,7 @@ def test_evaluate_params_writes_report_and_plots(setup, tmp_path):
     assert os.path.getsize(tmp_path / 'eval' / 'plots' / f'confusion_digits_{m}_step_7.png') > 1000
     zs = rep['zero_shot'][f'digits/{m}']
     assert 0.0 <= zs['mean_per_class_recall'] <= 1.0
-  # The config's own datasets make the 'config_datasets' suite: a markdown and a JSON table, a bar chart.
+  # The config's own datasets make the 'config_datasets' suite: markdown and JSON tables, a chart.
   table = json.loads((tmp_path / 'eval' / 'config_datasets.json').read_text())
   assert [r['modality'] for r in table['rows']] == ['image', 'audio']
   assert [r['modality'] for r in table['retrieval_rows']] == ['image', 'audio']
