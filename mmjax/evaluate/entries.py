@@ -101,8 +101,9 @@ def from_config(config) -> list[EvalEntry]:
   return out
 
 
-def trained_resolution(config, modalities) -> Resolution:
-  """The input sizes `modalities` + text were trained at (first config entry/task setting each)."""
+def trained_resolution(config, modalities, strict: bool = True) -> Resolution:
+  """The input sizes `modalities` + text were trained at (first config entry/task setting each);
+  a size no entry sets is an EvalError, or None when not `strict`."""
   evals = config.get('evaluation', {}).get('datasets', {}) if 'evaluation' in config else {}
   where = [evals[k] for k in sorted(evals.keys())] + [config.tasks[k] for k in
                                                       sorted(config.tasks.keys())]
@@ -110,6 +111,8 @@ def trained_resolution(config, modalities) -> Resolution:
   for m in tuple(modalities) + ('text',):
     for key in SIZE_KEYS[m]:
       found = [_first(s.get(key, None)) for s in where if _first(s.get(key, None))]
+      if not found and not strict:
+        continue
       if not found:
         raise EvalError(f'the run config sets no {key} (needed for {m} inputs): set it in a '
                         'config.evaluation.datasets entry with --config.evaluation...')
@@ -126,7 +129,8 @@ def from_benchmarks(benchmarks, config, *, batch_size: int, probes: tuple[str, .
     can_probe = 'probe' in b.kinds and b.train_split is not None
     out.append(EvalEntry(
         name=b.name, dataset=b.dataset, split=b.split, modalities=(b.modality,),
-        resolution=trained_resolution(config, (b.modality,)), batch_size=int(batch_size),
+        resolution=trained_resolution(config, (b.modality,), strict=False),
+        batch_size=int(batch_size),
         num_clips=int(num_clips) if b.modality in ('video', 'audio') else 1,
         feature_map=b.feature_map, zero_shot='zero_shot' in b.kinds,
         retrieval='retrieval' in b.kinds, few_shot=can_probe and 'few_shot' in probes,

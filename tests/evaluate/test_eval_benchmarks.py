@@ -210,3 +210,20 @@ def test_retrieval_scores_every_caption_through_the_runner(bench, tmp_path):
     got = rep['retrieval']
     assert got['pairs/image_to_text'][f'R@{k}'] == pytest.approx(np.mean(np.array(i2t) <= k))
     assert got['pairs/text_to_image'][f'R@{k}'] == pytest.approx(np.mean(np.array(t2i) <= k))
+
+
+def test_benchmark_of_a_modality_the_model_lacks_is_skipped(bench):
+  """An image-text model asked for cifar10 and speech_commands: audio is skipped, cifar10 runs."""
+  from flax import nnx
+  from mmjax.evaluate import runner
+  from mmjax.models.model import build_model
+  config = bench['config'].copy_and_resolve_references()
+  for name in ('video_text', 'audio_text', 'image_classify'):
+    del config.tasks[name]
+  model = build_model(config, nnx.Rngs(0))
+  chosen = entries.from_benchmarks(registry.select('cifar10,speech_commands', None), config,
+                                   batch_size=8)
+  with mock_tfds.mocked():
+    rep = runner.evaluate_params(config, model, 1, None, entries=chosen)
+  assert rep['skipped']['speech_commands']['reason'] == 'the model has no audio input.'
+  assert set(rep['datasets']) == {'cifar10'} and 'cifar10/image' in rep['zero_shot']
