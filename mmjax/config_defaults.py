@@ -89,7 +89,8 @@ def eval_dataset(dataset: str, modalities: str, **kw) -> ml_collections.ConfigDi
   """One entry of `config.evaluation.datasets` (see mmjax/evaluate/runner.py for the fields)."""
   e = ml_collections.ConfigDict(dict(
       dataset=dataset, split='test', modalities=modalities, batch_size=128, num_clips=1,
-      zero_shot=True, retrieval=True, linear_probe=False, probe_split='train',
+      zero_shot=True, retrieval=True, linear_probe=False, few_shot=False, probe_split='train',
+      val_split='',
       image_size=None, num_frames=None, audio_samples=None, text_length=None,
       templates=ml_collections.ConfigDict(), feature_map=ml_collections.ConfigDict()))
   for k, v in kw.items():

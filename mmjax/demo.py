@@ -17,6 +17,7 @@ import time
 from mmjax import cli
 from mmjax import config as config_lib
 from mmjax.evaluate import plots, report, runner
+from mmjax.evaluate import run as eval_run
 from mmjax.export import export_run
 from mmjax.train.loop import train
 
@@ -34,7 +35,7 @@ def main(argv=None) -> int:
     train(config, args.workdir, evaluate=runner.evaluate_params)
     t1 = time.time()
     print(f'== zero-shot evaluation on the held-out test split', flush=True)
-    rep = runner.evaluate_checkpoint(config, args.workdir)
+    rep = eval_run.evaluate_run(args.workdir, config=config)  # as python -m mmjax.evaluate
     print(report.format_table(rep))
     plots.plot_workdir(args.workdir)
     t2 = time.time()

@@ -1,8 +1,16 @@
-"""`python -m mmjax.evaluate --config=configs/demo.py --workdir=DIR [--step=N] [--config.k=v ...]`
+"""`python -m mmjax.evaluate --workdir=DIR [--datasets=a,b | --suite=NAME] [--output=OUT]`
 
-Evaluates the latest (or step N's) checkpoint in DIR/checkpoints on `config.evaluation.datasets`:
-prints a table, writes DIR/eval/step_<N>.json and the zero-shot confusion matrices
-DIR/plots/confusion_<dataset>_<modality>_step_<N>.png.
+    python -m mmjax.evaluate --workdir=runs/demo
+    python -m mmjax.evaluate --workdir=runs/demo --datasets=cifar10,imagenet2012
+    python -m mmjax.evaluate --workdir=runs/demo/export --suite=image --output=runs/demo/eval_export
+    python -m mmjax.evaluate --workdir=runs/demo --suite=image --probes=few_shot,linear_probe
+
+Evaluates the latest (or `--step`'s) checkpoint of DIR, or the params-only export DIR, on the
+run config's evaluation datasets (default) or on standard benchmarks (`--datasets`, `--suite`:
+see mmjax/evaluate/benchmarks/). The config comes from DIR/config.json unless `--config` names
+it; `--config.k=v` overrides it. Writes OUT/step_<N>.json, one table per suite
+(OUT/<suite>.md/.json/.png), confusion matrices (OUT/plots/) and TensorBoard scalars
+(OUT/tensorboard/); OUT defaults to DIR/eval and is never inside an export.
 """
 
 from __future__ import annotations
@@ -13,31 +21,41 @@ import sys
 import jax
 
 from mmjax import cli
-from mmjax import config as config_lib
-from mmjax.evaluate import report, runner
-from mmjax.evaluate.errors import EvalError
+from mmjax.evaluate import report
+from mmjax.evaluate import run as run_lib
 from mmjax.train import distributed
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog='python -m mmjax.evaluate',
                                    description=__doc__.split('\n')[0])
-  parser.add_argument('--config', required=True, help='configs/<name>.py[:arg] of the run')
-  parser.add_argument('--workdir', required=True, help='run directory holding checkpoints/')
+  parser.add_argument('--workdir', required=True,
+                      help='training run (holding checkpoints/) or params-only export')
+  parser.add_argument('--config', default=None,
+                      help='configs/<name>.py[:arg] of the run (default: DIR/config.json)')
   parser.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
+  parser.add_argument('--datasets', default=None, help='benchmarks, comma-separated')
+  parser.add_argument('--suite', default=None,
+                      help='benchmark suite(s): image, imagenet, video, audio, retrieval')
+  parser.add_argument('--probes', default=None,
+                      help='also run few_shot and/or linear_probe (comma-separated)')
+  parser.add_argument('--batch_size', type=int, default=None, help='benchmark batch size')
+  parser.add_argument('--output', default=None, help='report directory (default: DIR/eval)')
 
   def run():
     args, overrides = cli.parse(parser, argv)
-    config = config_lib.load_config(args.config, overrides)
     distributed.initialize_from_env()
-    try:
-      rep = runner.evaluate_checkpoint(config, args.workdir, args.step)
-    except EvalError as e:
-      print(f'error: {e}', file=sys.stderr)
-      return 2
+    rep = run_lib.evaluate_run(
+        args.workdir, config_arg=args.config, overrides=overrides, step=args.step,
+        datasets=args.datasets, suite=args.suite, output=args.output, probes=args.probes,
+        batch_size=args.batch_size)
     if jax.process_index() == 0:
       print(report.format_table(rep))
-      print(f'wrote {report.report_path(args.workdir, rep["step"])}')
+      for name, s in rep['skipped'].items():
+        how = f' Prepare it with: {s["prepare"]}' if s['prepare'] else ''
+        print(f'skipped {name}: {s["reason"]}{how}')
+      output = run_lib.output_dir(args.workdir, args.output)
+      print(f'wrote {report.report_file(output, rep["step"])}')
     return 0
   return cli.run(run)
 

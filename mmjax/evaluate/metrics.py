@@ -102,3 +102,14 @@ def rank_summary(ranks, recall_at=RECALL_AT) -> dict[str, float]:
 def retrieval_metrics(scores, positives, recall_at=RECALL_AT) -> dict[str, float]:
   """Recall@k and median/mean rank of retrieval with scores/positives `[queries, candidates]`."""
   return rank_summary(retrieval_ranks(scores, positives), recall_at)
+
+
+def mean_per_class_recall(preds, labels, num_classes: int) -> float:
+  """Mean over the classes present in `labels` of the fraction of their examples predicted
+  right (balanced accuracy); preds, labels `[n]`."""
+  conf = confusion_matrix(preds, labels, num_classes)
+  support = conf.sum(axis=1)
+  present = support > 0
+  if not present.any():
+    raise ValueError('mean per-class recall of zero examples is undefined: the set is empty.')
+  return float(np.mean(np.diag(conf)[present] / support[present]))

@@ -1,22 +1,27 @@
-"""The evaluation report: `DIR/eval/step_<N>.json` and a printed table.
+"""The evaluation report: `OUT/step_<N>.json` (OUT defaults to `DIR/eval`) and a printed table.
 
 Layout:
   {"step": N,
-   "zero_shot":    {"<dataset>/<modality>": {"top1": .., "top5": ..}},
+   "zero_shot":    {"<dataset>/<modality>": {"top1": .., "top5": .., "mean_per_class_recall": ..}},
    "retrieval":    {"<dataset>/<modality>_to_text": {"R@1": .., ...}, "<dataset>/text_to_<modality>": ..},
-   "linear_probe": {"<dataset>/<modality>": {"top1": ..}},
-   "preprocessing": {"templates": .., "tokenizer": .., "max_length": .., "lowercase": .., "clips": ..}}
+   "few_shot":     {"<dataset>/<modality>/<k>shot": {"top1": .., "top1_std": ..}},
+   "linear_probe": {"<dataset>/<modality>": {"top1": .., "train_top1": .., "l2": ..}},
+   "preprocessing": {"templates": .., "tokenizer": .., "max_length": .., "lowercase": .., "clips": ..},
+   "datasets":     {"<dataset>": every result, class names and template set of that dataset},
+   "skipped":      {"<dataset>": {"reason": .., "prepare": <command>}},
+   "checkpoint": .., "mmjax_version": ..}
 Accuracies and recalls are fractions; the table shows them as percentages.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 
 import numpy as np
 
-SECTIONS = ('zero_shot', 'retrieval', 'linear_probe')
+SECTIONS = ('zero_shot', 'retrieval', 'few_shot', 'linear_probe')
 
 
 def _jsonable(x):
@@ -33,24 +38,71 @@ def _jsonable(x):
 
 
 def build_report(step: int, zero_shot=None, retrieval=None, linear_probe=None,
-                 preprocessing=None) -> dict:
+                 preprocessing=None, few_shot=None) -> dict:
   """The report dict; sections are `{name: {metric: value}}`."""
-  return _jsonable({
+  out = {
       'step': int(step),
       'zero_shot': dict(zero_shot or {}),
       'retrieval': dict(retrieval or {}),
       'linear_probe': dict(linear_probe or {}),
       'preprocessing': dict(preprocessing or {}),
-  })
+  }
+  if few_shot:
+    out['few_shot'] = dict(few_shot)
+  return _jsonable(out)
+
+
+def mmjax_version() -> str:
+  try:
+    return importlib.metadata.version('mmjax')
+  except importlib.metadata.PackageNotFoundError:
+    return 'unknown (mmjax is not pip-installed)'
+
+
+def build_full_report(step: int, results: dict, *, tokenizer: dict, lowercase: bool,
+                      checkpoint: str = '', skipped=None, text_cache=None) -> dict:
+  """The report of `results` (`{dataset: runner.evaluate_entry(...)['results']}`): the flat
+  sections keyed `<dataset>/...`, plus every dataset's results, what was skipped and why."""
+  zs, rt, fs, lp = {}, {}, {}, {}
+  prep = {'templates': {}, 'tokenizer': tokenizer, 'max_length': {}, 'lowercase': lowercase,
+          'clips': {}}
+  for name, r in results.items():
+    for m, v in r['zero_shot'].items():
+      zs[f'{name}/{m}'] = v
+      prep['templates'][f'{name}/{m}'] = r['templates'][m]['templates']
+    for direction, v in r['retrieval'].items():
+      rt[f'{name}/{direction}'] = v
+    for m, shots in r['few_shot'].items():
+      for k, v in shots.items():
+        fs[f'{name}/{m}/{k}'] = {'top1': v['top1'], 'top1_std': v['top1_std']}
+    for m, v in r['linear_probe'].items():
+      lp[f'{name}/{m}'] = {k: v[k] for k in ('top1', 'train_top1', 'l2')}
+    prep['max_length'][name] = r['preprocessing']['text_length']
+    prep['clips'][name] = r['preprocessing']['clips']
+  out = build_report(step, zs, rt, lp, prep, fs)
+  out.update(_jsonable({'datasets': results, 'skipped': dict(skipped or {}),
+                        'checkpoint': checkpoint, 'mmjax_version': mmjax_version(),
+                        'text_cache': dict(text_cache or {})}))
+  return out
+
+
+def eval_dir(workdir: str) -> str:
+  """The default report directory of a training run."""
+  return os.path.join(workdir, 'eval')
 
 
 def report_path(workdir: str, step: int) -> str:
-  return os.path.join(workdir, 'eval', f'step_{int(step)}.json')
+  """The report of `step` written with the default output (`workdir/eval`)."""
+  return report_file(eval_dir(workdir), step)
 
 
-def write_report(report: dict, workdir: str) -> str:
-  """Writes the report atomically (temporary file + rename); returns its path."""
-  path = report_path(workdir, report['step'])
+def report_file(output: str, step: int) -> str:
+  return os.path.join(output, f'step_{int(step)}.json')
+
+
+def write_report(report: dict, output: str) -> str:
+  """Writes the report atomically into the `output` directory; returns its path."""
+  path = report_file(output, report['step'])
   os.makedirs(os.path.dirname(path), exist_ok=True)
   tmp = path + '.tmp'
   with open(tmp, 'w') as f:
@@ -70,6 +122,8 @@ def _cell(metric: str, value) -> str:
     return f'{metric} {value}'
   if metric.endswith('rank'):
     return f'{metric} {value:.1f}'
+  if metric == 'l2':
+    return f'{metric} {value:g}'
   return f'{metric} {100.0 * value:6.2f}'
 
 

@@ -1,11 +1,17 @@
-"""Evaluate one model: zero-shot classification, retrieval and linear probes on every dataset of
-`config.evaluation.datasets`, then the report (`DIR/eval/step_<N>.json`) and confusion plots.
+"""Evaluate one model on a list of `EvalEntry` (see `entries.py`): zero-shot classification,
+retrieval with every caption, few-shot ridge probes and the full linear probe.
+
+Each dataset's embeddings are computed once (one pass over the split) and shared by all its
+metrics; the probes' training split is read once for both probes; prompt classifiers come from the
+`TextCache` (once per checkpoint and prompt set).
 
 Keys of one `config.evaluation.datasets.<name>` entry (`<name>` labels the results):
   dataset, split, modalities ('image,video,audio'), batch_size, num_clips,
   image_size, num_frames, audio_samples, text_length   input sizes, as in a task
-  linear_probe (False)   train a probe on `probe_split` ('train') features, test on `split`
   zero_shot (True)       needs class labels; retrieval runs when the dataset has captions
+  linear_probe (False)   logistic regression on `probe_split` ('train') features, its L2 chosen
+                         on `val_split` (default: a held-out fifth of `probe_split`)
+  few_shot (False)       big_vision-style ridge probes, 1/5/10/25 shots x 3 seeds
   templates ({})         per modality: a template set name or a list of templates
 """
 
@@ -18,104 +24,116 @@ from flax import nnx
 from mmjax.core import partitioning
 from mmjax.core.tasks import Resolution
 from mmjax.data import pipeline
-from mmjax.evaluate import linear_probe, plots, report, retrieval, templates, zero_shot
+from mmjax.evaluate import captions as captions_lib
+from mmjax.evaluate import (entries as entries_lib, few_shot, linear_probe, plots, registry,
+                            report, retrieval, suite_report, zero_shot)
 from mmjax.evaluate.embedder import Embedder
 from mmjax.evaluate.errors import EvalError
 from mmjax.evaluate.restore import restore_params
+from mmjax.evaluate.text_cache import TextCache, params_fingerprint
+
+CONFUSION_MAX_CLASSES = 100   # larger matrices are not readable as a figure
 
 
-def _names(value) -> tuple[str, ...]:
-  if isinstance(value, str):
-    return tuple(v.strip() for v in value.split(',') if v.strip())
-  return tuple(value or ())
-
-
-def _entries(config) -> list[tuple[str, object]]:
-  datasets = config.get('evaluation', {}).get('datasets', {}) if 'evaluation' in config else {}
-  if not datasets:
-    raise EvalError('config.evaluation.datasets is empty: add a dataset to evaluate on '
-                    '(see configs/demo.py).')
-  return [(name, datasets[name]) for name in sorted(datasets.keys())]
-
-
-def _resolution(cfg) -> Resolution:
-  return Resolution(image_size=cfg.get('image_size', None), num_frames=cfg.get('num_frames', None),
-                    audio_samples=cfg.get('audio_samples', None),
-                    text_length=cfg.get('text_length', None))
-
-
-def _batches(cfg, config, split: str, modalities, resolution: Resolution):
+def _batches(entry, config, split: str, modalities):
   return pipeline.make_eval_batches(
-      cfg.dataset, split, modalities, resolution, config, batch_size=int(cfg.batch_size),
-      num_clips=int(cfg.get('num_clips', 1)), process_index=jax.process_index(),
-      process_count=jax.process_count(),
-      feature_map=tuple(dict(cfg.get('feature_map', {}) or {}).items()))
+      entry.dataset, split, modalities, entry.resolution, config, batch_size=entry.batch_size,
+      num_clips=entry.num_clips, process_index=jax.process_index(),
+      process_count=jax.process_count(), feature_map=entry.feature_map)
 
 
-def _text_embeddings(embedder: Embedder, tokenizer, texts, length: int, batch_size: int):
-  ids, mask = tokenizer.encode(list(texts), length)
-  return embedder.embed_text(ids, mask, batch_size)
+def _class_names(entry, info) -> list[str]:
+  if entry.class_names is None:
+    return list(info.class_names)
+  if len(entry.class_names) != len(info.class_names):
+    raise EvalError(f'{entry.name}: the curated class names ({entry.class_set}) list '
+                    f'{len(entry.class_names)} classes but {entry.dataset!r} has '
+                    f'{len(info.class_names)}: prepare the TFDS version the registry names.')
+  return list(entry.class_names)
 
 
-def evaluate_dataset(embedder: Embedder, config, name: str, cfg, tokenizer, step: int,
-                     workdir: str | None) -> dict:
-  """Results of one evaluation entry: `{section: {'<name>/<key>': metrics}}` + preprocessing."""
-  modalities = _names(cfg.modalities)
-  res, clips, bs = _resolution(cfg), int(cfg.get('num_clips', 1)), int(cfg.batch_size)
-  if bs % embedder.dp:
-    raise EvalError(f'config.evaluation.datasets.{name}.batch_size={bs} is not divisible by the '
+def _probes(embedder, config, entry, data, num_classes: int, seed: int) -> tuple[dict, dict]:
+  """Few-shot and full linear probe results per modality, on one read of the training split."""
+  train = embedder.collect(_batches(entry, config, entry.train_split, entry.modalities),
+                           entry.modalities, entry.num_clips)
+  val = None
+  if entry.linear_probe and entry.val_split:
+    val = embedder.collect(_batches(entry, config, entry.val_split, entry.modalities),
+                           entry.modalities, entry.num_clips)
+  fs, lp = {}, {}
+  for m in entry.modalities:
+    if entry.few_shot:
+      fs[m] = few_shot.few_shot(train[m]['features'], train['label'], data[m]['features'],
+                                data['label'], num_classes)
+    if entry.linear_probe:
+      extra = {} if val is None else {'val_x': val[m]['features'], 'val_y': val['label']}
+      lp[m] = linear_probe.linear_probe(train[m]['features'], train['label'],
+                                        data[m]['features'], data['label'], num_classes,
+                                        seed=seed, **extra)
+  return fs, lp
+
+
+def evaluate_entry(embedder: Embedder, config, entry, tokenizer, cache: TextCache) -> dict:
+  """Every metric of one entry. Returns `{'results': {...}, 'confusion': {modality: matrix}}`."""
+  if entry.batch_size % embedder.dp:
+    raise EvalError(f'{entry.name}: batch_size={entry.batch_size} is not divisible by the '
                     f'data-parallel size {embedder.dp}: choose a multiple of {embedder.dp}.')
-  info = pipeline.dataset_info(cfg.dataset, config, cfg.split)
-  want_zs, want_probe = bool(cfg.get('zero_shot', True)), bool(cfg.get('linear_probe', False))
-  if (want_zs or want_probe) and not info.class_names:
-    raise EvalError(f'dataset {cfg.dataset!r} has no class labels, which zero-shot classification '
-                    f'and linear probes need: set config.evaluation.datasets.{name}.zero_shot and '
-                    '.linear_probe to False, or evaluate a labelled dataset.')
-  with_text = bool(cfg.get('retrieval', True)) and 'text' in info.modalities
-  if (want_zs or with_text) and not res.text_length:
-    raise EvalError(f'config.evaluation.datasets.{name}.text_length is not set: zero-shot '
+  info = pipeline.dataset_info(entry.dataset, config, entry.split)
+  labelled = entry.zero_shot or entry.few_shot or entry.linear_probe
+  if labelled and not info.class_names:
+    raise EvalError(f'dataset {entry.dataset!r} has no class labels, which zero-shot '
+                    'classification and linear probes need: set config.evaluation.datasets.'
+                    f'{entry.name}.zero_shot and .linear_probe to False, or evaluate a labelled '
+                    'dataset.')
+  with_text = entry.retrieval and ('text' in info.modalities or
+                                   any(t == 'text' for _, t in entry.feature_map))
+  length = entry.resolution.text_length
+  if (entry.zero_shot or with_text) and not length:
+    raise EvalError(f'config.evaluation.datasets.{entry.name}.text_length is not set: zero-shot '
                     'prompts and captions need a token length.')
-  data = embedder.collect(_batches(cfg, config, cfg.split, modalities + ('text',) * with_text, res),
-                          modalities, clips)
-  out = {'zero_shot': {}, 'retrieval': {}, 'linear_probe': {}, 'templates': {}}
-
-  if with_text:  # distinct captions (as the model reads them: token ids) embedded once
-    keys, positives = retrieval.caption_positives(
-        [ids[m > 0] for ids, m in zip(data['text'], data['text_mask'])])
-    ids = np.zeros((len(keys), res.text_length), np.int32)
-    for i, k in enumerate(keys):
-      ids[i, :len(k)] = k
-    text_emb = embedder.embed_text(ids, (ids > 0).astype(np.int32), bs)
-  overrides = dict(cfg.get('templates', {}) or {})
-  for m in modalities:
-    key = f'{name}/{m}'
-    if want_zs:
-      ts = templates.get_templates(m, overrides.get(m))
-      prompts = templates.build_prompts(info.class_names, ts)
-      flat = _text_embeddings(embedder, tokenizer, [p for row in prompts for p in row],
-                              res.text_length, bs)
-      weights = zero_shot.classifier_weights(flat.reshape(len(prompts), len(ts), -1))
-      result = zero_shot.evaluate(data[m]['embed'], data['label'], weights)
-      out['zero_shot'][key] = {'top1': result['top1'], 'top5': result['top5']}
-      out['templates'][key] = list(ts)
-      if workdir is not None and jax.process_index() == 0:
-        plots.plot_confusion(result['confusion'], info.class_names,
-                             plots.confusion_path(workdir, name, m, step),
-                             f'{name} ({cfg.dataset} {cfg.split}) {m}: zero-shot, step {step}')
-    if with_text:
-      for direction, metrics in retrieval.evaluate(data[m]['embed'], text_emb, positives,
-                                                   m).items():
-        out['retrieval'][f'{name}/{direction}'] = metrics
-  if want_probe:
-    split = str(cfg.get('probe_split', 'train'))
-    train = embedder.collect(_batches(cfg, config, split, modalities, res), modalities, clips)
-    for m in modalities:
-      probe = linear_probe.train_linear_probe(
-          train[m]['features'], train['label'], data[m]['features'], data['label'],
-          len(info.class_names), seed=int(config.get('seed', 0)))
-      out['linear_probe'][f'{name}/{m}'] = {k: probe[k] for k in ('top1', 'train_top1')}
-  out['max_length'], out['clips'] = res.text_length, clips
-  return out
+  data = embedder.collect(_batches(entry, config, entry.split, entry.modalities),
+                          entry.modalities, entry.num_clips)
+  n = len(data[entry.modalities[0]]['embed'])
+  res: dict = {'dataset': entry.dataset, 'split': entry.split, 'suite': entry.suite,
+               'num_examples': int(n), 'zero_shot': {}, 'retrieval': {}, 'few_shot': {},
+               'linear_probe': {}, 'templates': {}}
+  confusion = {}
+  names = _class_names(entry, info) if labelled else []
+  if names:
+    res['class_names'] = {'set': entry.class_set, 'names': names,
+                          'source': (registry.source_of('class_names', entry.class_set)
+                                     if entry.class_set != 'dataset' else 'dataset labels')}
+  for m in entry.modalities:
+    if entry.zero_shot:
+      set_name, ts = entry.templates[m]
+      weights = cache.classifier(names, ts, length)
+      out = zero_shot.evaluate(data[m]['embed'], data['label'], weights)
+      res['zero_shot'][m] = {k: out[k] for k in ('top1', 'top5', 'mean_per_class_recall')}
+      res['templates'][m] = {'set': set_name, 'count': len(ts), 'templates': list(ts)}
+      confusion[m] = out['confusion']
+  if with_text:
+    item_captions = captions_lib.read_captions(entry.dataset, entry.split, entry.feature_map,
+                                               config)
+    if len(item_captions) != n:
+      raise EvalError(f'{entry.name}: {len(item_captions)} caption lists for {n} items.')
+    ids, mask, positives = captions_lib.tokenized_pool(item_captions, tokenizer, length)
+    text_emb = embedder.embed_text(ids, mask, entry.batch_size)
+    for m in entry.modalities:
+      res['retrieval'].update(retrieval.evaluate(data[m]['embed'], text_emb, positives, m))
+    res['retrieval_pool'] = {'items': int(n), 'captions': int(sum(map(len, item_captions))),
+                             'distinct_captions': int(len(ids))}
+  if entry.few_shot or entry.linear_probe:
+    res['few_shot'], res['linear_probe'] = _probes(embedder, config, entry, data, len(names),
+                                                   int(config.get('seed', 0)))
+  res['preprocessing'] = {'resolution': entry.resolution.describe(), 'clips': entry.num_clips,
+                          'image': 'central square crop, resized', 'text_length': length}
+  if 'audio' in entry.modalities:   # samples are cropped as stored: no resampling
+    res['preprocessing']['audio_sample_rate'] = {
+        'dataset': entry.sample_rate, 'model': config.get('model', {}).get('audio', {}).get(
+            'sample_rate', None)}
+  if entry.note:
+    res['note'] = entry.note
+  return {'results': res, 'confusion': confusion, 'class_names': names}
 
 
 def _model_parts(model_or_params):
@@ -126,33 +144,50 @@ def _model_parts(model_or_params):
   return graphdef, params
 
 
-def evaluate_params(config, model_or_params, step: int, workdir: str | None, mesh=None) -> dict:
+def evaluate_params(config, model_or_params, step: int, workdir: str | None, mesh=None, *,
+                    entries=None, output: str | None = None, cache_dir: str | None = None,
+                    skipped=None, checkpoint: str = '') -> dict:
   """Evaluates in-memory weights: an NNX model, or `(graphdef, params)` as in the train state.
 
-  Writes `workdir/eval/step_<step>.json` and the confusion plots (process 0; not when `workdir`
-  is None) and returns the report dict (see `report.py`).
+  `entries` default to the config's evaluation datasets. Reports go to `output` (default
+  `workdir/eval`; none when both are None): `step_<N>.json`, one table per suite, bar charts,
+  confusion matrices (process 0 only). Returns the report dict (see `report.py`).
   """
   mesh = partitioning.make_mesh(config.mesh) if mesh is None else mesh
+  entries = entries_lib.from_config(config) if entries is None else entries
   graphdef, params = _model_parts(model_or_params)
   embedder = Embedder(config, graphdef, params, mesh)
   tokenizer = pipeline.load_tokenizer(config)
-  sections = {'zero_shot': {}, 'retrieval': {}, 'linear_probe': {}}
-  prep = {'templates': {}, 'tokenizer': tokenizer.describe(), 'max_length': {},
-          'lowercase': tokenizer.lowercase, 'clips': {}}
-  for name, cfg in _entries(config):
-    out = evaluate_dataset(embedder, config, name, cfg, tokenizer, step, workdir)
-    for section in sections:
-      sections[section].update(out[section])
-    prep['templates'].update(out['templates'])
-    prep['max_length'][name], prep['clips'][name] = out['max_length'], out['clips']
-  rep = report.build_report(step, preprocessing=prep, **sections)
-  if workdir is not None and jax.process_index() == 0:
-    report.write_report(rep, workdir)
+  cache = TextCache(embedder, tokenizer, params_fingerprint(params, step), cache_dir)
+  output = output if output is not None else (report.eval_dir(workdir) if workdir else None)
+  results, figures, skipped = {}, {}, dict(skipped or {})
+  for entry in entries:
+    missing = [m for m in entry.modalities if m not in embedder.modalities]
+    if missing and entry.prepare is not None:   # a benchmark this model cannot read: skip it
+      skipped[entry.name] = {'reason': f'the model has no {missing[0]} input.', 'prepare': '',
+                             'suite': entry.suite}
+      continue
+    out = evaluate_entry(embedder, config, entry, tokenizer, cache)
+    results[entry.name] = out['results']
+    figures[entry.name] = (out['confusion'], out['class_names'])
+  rep = report.build_full_report(step, results, tokenizer=tokenizer.describe(),
+                                 lowercase=tokenizer.lowercase, checkpoint=checkpoint,
+                                 skipped=skipped,
+                                 text_cache={'hits': cache.hits, 'misses': cache.misses})
+  if output is not None and jax.process_index() == 0:
+    report.write_report(rep, output)
+    suite_report.write_suite_reports(rep, output)
+    for name, (matrices, names) in figures.items():
+      for m, matrix in matrices.items():
+        if len(names) <= CONFUSION_MAX_CLASSES:
+          plots.plot_confusion(matrix, names, plots.confusion_path(output, name, m, step),
+                               f'{name} ({results[name]["dataset"]} {results[name]["split"]}) '
+                               f'{m}: zero-shot, step {step}')
   return rep
 
 
-def evaluate_checkpoint(config, workdir: str, step: int | None = None) -> dict:
+def evaluate_checkpoint(config, workdir: str, step: int | None = None, **kwargs) -> dict:
   """Evaluates the latest (or `step`'s) checkpoint of `workdir`; returns the report dict."""
   mesh = partitioning.make_mesh(config.mesh)
   step, graphdef, params = restore_params(config, workdir, mesh, step)
-  return evaluate_params(config, (graphdef, params), step, workdir, mesh)
+  return evaluate_params(config, (graphdef, params), step, workdir, mesh, **kwargs)

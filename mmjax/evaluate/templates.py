@@ -1,4 +1,8 @@
-"""Prompt templates for zero-shot classification, one set per modality.
+"""Prompt templates of the embedded `mmjax_digits` evaluation, one set per modality.
+
+Standard benchmarks use the published prompt sets of `benchmarks/prompts.json` instead (CLIP's
+80 ImageNet templates, its per-dataset sets, IMP/VATT-style video and audio sets; see
+`registry.py`); a config entry names one with `templates.<modality>='<set name>'`.
 
 Adapted from the CLIP / IMP prompt ensembles. They are deliberately different sentences from the
 training captions (e.g. "a handwritten seven", "the digit seven written by hand"), so zero-shot

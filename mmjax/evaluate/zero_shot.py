@@ -48,18 +48,21 @@ def logits(features, weights) -> np.ndarray:
 
 
 def evaluate(features, labels, weights) -> dict:
-  """Top-1, top-5 (see `metrics` for ties; top-5 is 1.0 with 5 classes or fewer), predictions
-  (argmax, lowest index on ties) and the confusion matrix.
+  """Top-1, top-5 (see `metrics` for ties; top-5 is 1.0 with 5 classes or fewer), mean
+  per-class recall, predictions (argmax, lowest index on ties) and the confusion matrix.
 
   features `[n, dim]`, labels `[n]`, weights `[classes, dim]`. Returns a dict with floats `top1`,
-  `top5` and arrays `predictions` `[n]`, `confusion` `[classes, classes]`.
+  `top5`, `mean_per_class_recall` and arrays `predictions` `[n]`, `confusion`
+  `[classes, classes]`.
   """
   weights = np.asarray(weights)
   lg = logits(features, weights)
   preds = metrics.predictions(lg)
+  confusion = metrics.confusion_matrix(preds, labels, weights.shape[0])
   return {
       'top1': metrics.topk_accuracy(lg, labels, 1),
       'top5': metrics.topk_accuracy(lg, labels, 5),
+      'mean_per_class_recall': metrics.mean_per_class_recall(preds, labels, weights.shape[0]),
       'predictions': preds,
-      'confusion': metrics.confusion_matrix(preds, labels, weights.shape[0]),
+      'confusion': confusion,
   }

@@ -57,8 +57,9 @@ def test_report_json_and_table(tmp_path):
                                          'median_rank': 3.0, 'mean_rank': 4.5}},
       linear_probe={'mnist/image': {'top1': 0.75}},
       preprocessing={'templates': {'image': ['a {}.']}, 'max_length': 16, 'clips': 1})
-  path = report.write_report(rep, str(tmp_path))
+  path = report.write_report(rep, report.eval_dir(str(tmp_path)))
   assert path == os.path.join(str(tmp_path), 'eval', 'step_40.json')
+  assert path == report.report_path(str(tmp_path), 40)
   loaded = report.read_report(path)
   assert loaded == rep and loaded['zero_shot']['mnist/image']['top1'] == 0.5
   assert set(loaded) == {'step', 'zero_shot', 'retrieval', 'linear_probe', 'preprocessing'}

@@ -62,7 +62,18 @@ def test_evaluate_params_writes_report_and_plots(setup, tmp_path):
   assert prep['max_length'] == {'digits': 16} and prep['clips'] == {'digits': 2}
   assert prep['lowercase'] is True and prep['tokenizer']['pad_id'] == 0
   for m in ('image', 'audio'):
-    assert os.path.getsize(tmp_path / 'plots' / f'confusion_digits_{m}_step_7.png') > 1000
+    assert os.path.getsize(tmp_path / 'eval' / 'plots' / f'confusion_digits_{m}_step_7.png') > 1000
+    zs = rep['zero_shot'][f'digits/{m}']
+    assert 0.0 <= zs['mean_per_class_recall'] <= 1.0
+  # The config's own datasets make the 'config_datasets' suite: markdown and JSON tables, a chart.
+  table = json.loads((tmp_path / 'eval' / 'config_datasets.json').read_text())
+  assert [r['modality'] for r in table['rows']] == ['image', 'audio']
+  assert [r['modality'] for r in table['retrieval_rows']] == ['image', 'audio']
+  assert table['step'] == 7 and 'mmjax_version' in table
+  assert '| digits |' in (tmp_path / 'eval' / 'config_datasets.md').read_text()
+  assert os.path.getsize(tmp_path / 'eval' / 'config_datasets.png') > 1000
+  # The probe chose its L2 on a held-out part of the probe split, from the grid.
+  assert rep['linear_probe']['digits/image']['l2'] in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 
 
 def test_collect_keeps_dataset_order_and_unit_clip_embeddings(setup):
