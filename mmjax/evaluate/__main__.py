@@ -1,4 +1,4 @@
-"""`python -m mmjax.evaluate --config=configs/demo.py --workdir=DIR [--step=N] [--config.k=v ...]`
+"""`python -m mmjax.evaluate --workdir=DIR [--config=demo] [--step=N] [--config.k=v ...]`
 
 Evaluates the latest (or step N's) checkpoint in DIR/checkpoints on `config.evaluation.datasets`:
 prints a table, writes DIR/eval/step_<N>.json and the zero-shot confusion matrices
@@ -17,13 +17,15 @@ from mmjax import config as config_lib
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog='python -m mmjax.evaluate',
                                    description=__doc__.split('\n')[0])
-  parser.add_argument('--config', required=True, help='configs/<name>.py[:arg] of the run')
+  parser.add_argument('--config', default=None, help='config file or shipped name[:arg] '
+                      '(default: the run\'s DIR/config.json)')
   parser.add_argument('--workdir', required=True, help='run directory holding checkpoints/')
   parser.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
 
   def run():
     args, overrides = cli.parse(parser, argv)
-    config = config_lib.load_config(args.config, overrides)
+    config = (config_lib.load_config(args.config, overrides) if args.config else
+              config_lib.load_run_config(args.workdir, overrides))
     from mmjax.train import distributed
     distributed.initialize_from_env()
     import jax
