@@ -10,4 +10,6 @@ from setuptools import find_packages, setup
 setup(
     packages=find_packages(include=['mmjax', 'mmjax.*']) + ['mmjax.configs', 'mmjax.tools'],
     package_dir={'mmjax.configs': 'configs', 'mmjax.tools': 'tools'},
+    # Data files beside the code (class-name lists, prompt sets, tables) travel with it.
+    package_data={'': ['*.json', '*.txt', '*.csv', '*.tsv', '*.yaml']},
 )
