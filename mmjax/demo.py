@@ -26,8 +26,9 @@ def main(argv=None) -> int:
   def run():
     args, overrides = cli.parse(parser, argv)
     config = config_lib.load_config(args.config, overrides)
-    from mmjax.evaluate import plots, report, runner
+    from mmjax.evaluate import report, runner
     from mmjax.export import export_run
+    from mmjax.train import curves
     from mmjax.train.loop import train
     t0 = time.time()
     print(f'== train: {args.config} -> {args.workdir} ({config.total_steps} steps)', flush=True)
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
     print(f'== zero-shot evaluation on the held-out test split', flush=True)
     rep = runner.evaluate_checkpoint(config, args.workdir)
     print(report.format_table(rep))
-    plots.plot_workdir(args.workdir)
+    curves.plot_workdir(args.workdir)
     t2 = time.time()
     out = os.path.join(args.workdir, 'export')
     print(f'== export -> {out}', flush=True)

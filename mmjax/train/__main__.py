@@ -1,13 +1,14 @@
-"""`python -m mmjax.train --config=configs/demo.py --workdir=DIR [--config.key=value ...]`
+"""`python -m mmjax.train --config=demo --workdir=DIR [--config.key=value ...] [--jax_debug_nans]`
 
 Trains (or resumes from the latest checkpoint in DIR) and writes DIR/config.json,
-DIR/metrics.jsonl, DIR/tensorboard/ and DIR/checkpoints/.
+DIR/metrics.jsonl, DIR/tensorboard/, DIR/plots/ and DIR/checkpoints/, and ends with a summary.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 
 from mmjax import cli
 from mmjax import config as config_lib
@@ -15,7 +16,8 @@ from mmjax import config as config_lib
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog='python -m mmjax.train', description=__doc__.split('\n')[0])
-  parser.add_argument('--config', required=True, help='configs/<name>.py[:arg]')
+  parser.add_argument('--config', required=True, help='a config file or the name of a shipped '
+                      'config (demo, imp_base, ...), with an optional :arg')
   parser.add_argument('--workdir', required=True, help='run directory (created; resumed if it '
                       'holds checkpoints)')
 
@@ -24,8 +26,15 @@ def main(argv=None) -> int:
     config = config_lib.load_config(args.config, overrides)
     from mmjax.train import distributed
     distributed.initialize_from_env()
+    import jax
+    from mmjax.train import run_summary
     from mmjax.train.loop import train
-    train(config, args.workdir)
+    started = time.perf_counter()
+    result = train(config, args.workdir)
+    if jax.process_index() == 0:
+      print(run_summary.summarize(args.workdir, config.total_steps, result['step'],
+                                  time.perf_counter() - started, result.get('goodput')),
+            flush=True)
   return cli.run(run)
 
 
