@@ -35,7 +35,7 @@ def import_config_module(path: str):
                       f'of a shipped config ({shipped}).')
   spec = importlib.util.spec_from_file_location(f'_mmjax_config_{abs(hash(path))}', path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)  # configs are Python by design (DESIGN.md)
+  spec.loader.exec_module(module)  # configs are Python by design (as in big_vision)
   if not hasattr(module, 'get_config'):
     raise ConfigError(f'config file {path!r} has no get_config(arg=None) function.')
   return module
