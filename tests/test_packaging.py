@@ -7,6 +7,7 @@ import subprocess
 import sys
 import sysconfig
 import zipfile
+from importlib import metadata
 
 import pytest
 
@@ -26,10 +27,9 @@ def _skip(folder, names):
 def build_wheel(tmp_path) -> str:
   """Builds the wheel from a copy of the checkout (the checkout stays clean), offline."""
   try:
-    import setuptools  # pylint: disable=g-import-not-at-top
-  except ImportError:
-    setuptools = None
-  version = tuple(int(p) for p in setuptools.__version__.split('.')[:2]) if setuptools else ()
+    version = tuple(int(p) for p in metadata.version('setuptools').split('.')[:2])
+  except metadata.PackageNotFoundError:
+    version = ()
   if version < (70, 1):
     pytest.skip('building the wheel offline needs setuptools>=70.1 in this venv (pinned in '
                 'requirements.txt): make venv, or pip install -r requirements.txt')
