@@ -13,6 +13,7 @@ import pytest
 
 from mmjax import config as config_lib
 from mmjax import config_paths
+from mmjax.evaluate import __main__ as evaluate_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ('mmjax-train', 'mmjax-evaluate', 'mmjax-export', 'mmjax-aot')
@@ -117,3 +118,10 @@ def test_installed_console_scripts_train_and_evaluate_outside_the_checkout(tmp_p
   assert evaluate.returncode == 0, evaluate.stderr[-3000:]
   assert (away / 'W' / 'eval' / 'step_6.json').is_file()
   assert 'zero' in evaluate.stdout.lower() or 'top1' in evaluate.stdout.lower(), evaluate.stdout
+
+
+def test_evaluate_without_config_needs_a_run_config(tmp_path, capsys):
+  assert evaluate_cli.main([f'--workdir={tmp_path}']) == 2
+  err = capsys.readouterr().err.strip()
+  assert err.startswith('error: ') and 'config.json does not exist' in err and '\n' not in err
+  assert os.listdir(tmp_path) == []
