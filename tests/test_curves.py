@@ -31,3 +31,12 @@ def test_series_prefer_window_means_and_skip_all_zero(tmp_path):
   assert series['learning_rate'] == {'all': ([2, 4], [0.1, 0.2])}
   names = sorted(os.path.basename(p) for p in curves.plot_metrics(records, str(tmp_path)))
   assert names == ['accuracy_image.png', 'learning_rate.png', 'loss.png']
+
+
+def test_checkpoint_plots_first_then_throttled_then_final(tmp_path):
+  plots = curves.CheckpointPlots(str(tmp_path), min_seconds=1e9)
+  assert plots.at_checkpoint(final=False) == []  # no metrics.jsonl yet: nothing to draw
+  (tmp_path / 'metrics.jsonl').write_text('{"step": 1, "task": "a", "loss": 2.0}\n')
+  assert [os.path.basename(p) for p in plots.at_checkpoint(final=False)] == ['loss.png']
+  assert plots.at_checkpoint(final=False) == []  # within min_seconds of the last drawing
+  assert [os.path.basename(p) for p in plots.at_checkpoint(final=True)] == ['loss.png']

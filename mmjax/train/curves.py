@@ -1,6 +1,6 @@
 """Training curves from `metrics.jsonl`: one figure per metric in `DIR/plots/<metric>.png`.
 
-Written by the training loop at each checkpoint and by `python -m tools.plot_metrics`. A metric
+Written by the training loop when it checkpoints (`CheckpointPlots`) and by `python -m tools.plot_metrics`. A metric
 whose values are all zero (MoE losses of a dense model, `nonfinite` of a healthy run) is not
 drawn. Uses matplotlib's object API with the Agg canvas (`Figure.savefig`), never pyplot, so
 no global backend state is touched and it runs headless.
@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import time
 from typing import Sequence
 
 import numpy as np
@@ -111,9 +112,21 @@ def plot_workdir(workdir: str) -> list[str]:
   return plot_metrics(records, os.path.join(workdir, 'plots'))
 
 
-def plot_logged(workdir: str) -> list[str]:
-  """`plot_workdir` for the training loop: nothing to draw before the first logged row."""
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path) or not read_metrics(path):
-    return []
-  return plot_workdir(workdir)
+class CheckpointPlots:
+  """Redraws `DIR/plots/` when the training loop checkpoints: at the first checkpoint, then at
+  most once per `min_seconds` (drawing takes seconds, and a run may checkpoint every step), and
+  always at the last step. Nothing is drawn before the first logged row."""
+
+  def __init__(self, workdir: str, min_seconds: float = 60.0):
+    self.workdir, self.min_seconds = workdir, min_seconds
+    self._last = None
+
+  def at_checkpoint(self, final: bool) -> list[str]:
+    now = time.monotonic()
+    if not final and self._last is not None and now - self._last < self.min_seconds:
+      return []
+    path = os.path.join(self.workdir, 'metrics.jsonl')
+    if not os.path.exists(path) or not read_metrics(path):
+      return []
+    self._last = now
+    return plot_workdir(self.workdir)

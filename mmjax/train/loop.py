@@ -134,6 +134,7 @@ def train(config, workdir: str) -> dict:
   writer = MetricsWriter(workdir, resume_step=start)
   writer.write_config(config)
   profile = profiler.ProfileWindow(config.get('profile', None), workdir)
+  plots = curves.CheckpointPlots(workdir)
   per_task = {t.name: dict(data_state.get('per_task', {}).get(t.name, {}))
               for t in signatures}
   guard = faults.NonFiniteGuard(config.faults.max_nonfinite_in_row)
@@ -227,7 +228,7 @@ def train(config, workdir: str) -> dict:
         if routing_seen and is_main:
           routing_stats.plot_routing_heatmaps(routing_seen, workdir, step)
         if is_main:
-          curves.plot_logged(workdir)
+          plots.at_checkpoint(final=step == config.total_steps)
       if evaluate:
         writer.write(step, _evaluate(config, graphdef, state, step, workdir, mesh))
         dog.beat()
