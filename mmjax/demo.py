@@ -1,6 +1,6 @@
 """`make demo`: the main job end to end on CPU — train -> zero-shot eval -> export.
 
-  python -m mmjax.demo --workdir=runs/demo [--config=configs/demo.py] [--config.key=value ...]
+  python -m mmjax.demo --workdir=runs/demo [--config=demo] [--config.key=value ...]
 
 Builds `mmjax_digits` on first use, trains with AGD over its image/video/audio-text and
 classification tasks (resuming if the workdir holds checkpoints), evaluates zero-shot on the
@@ -20,7 +20,7 @@ from mmjax import config as config_lib
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog='python -m mmjax.demo', description=__doc__.split('\n')[0])
-  parser.add_argument('--config', default='configs/demo.py')
+  parser.add_argument('--config', default='demo', help='config file or shipped name[:arg]')
   parser.add_argument('--workdir', default='runs/demo')
 
   def run():
