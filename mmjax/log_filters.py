@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import re
 
-from absl import logging as absl_logging  # noqa: F401 - makes the 'absl' logger absl's own class first
+from absl import logging as absl_logging
 
 # (logger name, message pattern) of known harmless warnings.
 KNOWN_NOISE = (
@@ -38,7 +38,7 @@ def filter_known_noise() -> None:
   """Adds the filter to the loggers of `KNOWN_NOISE`; changes nothing else (run when mmjax is
   imported, so notebooks are spared the noise too)."""
   for name in {n for n, _ in KNOWN_NOISE}:
-    logger = logging.getLogger(name)
+    logger = absl_logging.get_absl_logger() if name == 'absl' else logging.getLogger(name)
     if _FILTER not in logger.filters:
       logger.addFilter(_FILTER)
 
