@@ -9,8 +9,8 @@ DEMO_DIR ?= runs/demo
 
 .PHONY: demo test venv clean
 
-# The venv is rebuilt when requirements.txt or pyproject.toml is newer than the stamp (stale).
-$(STAMP): requirements.txt pyproject.toml
+# The venv is rebuilt when requirements.txt, pyproject.toml or setup.py is newer than the stamp.
+$(STAMP): requirements.txt pyproject.toml setup.py
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt

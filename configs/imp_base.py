@@ -3,7 +3,7 @@ python -m mmjax.train --config=configs/imp_base.py --workdir=runs/imp_base \
     --config.text.tokenizer=t5/spiece.model --config.data_dir=tensorflow_datasets
 
 IMP-B (arXiv 2305.06324): dense 12-layer, width-768 encoder trained by alternating gradient
-descent over image-text, video and image classification, shapes as REFERENCE.md lists them.
+descent over image-text, video and image classification, with the paper's encoder shapes.
 
 Public TFDS datasets (prepare them with `tfds build NAME`): `coco_captions` (image-text NCE),
 `ucf101` (video classification), `imagenet2012` (image classification, manual download),
@@ -34,7 +34,7 @@ def imp_config(size: str = 'base', moe: bool = False):
   m = c.model
   m.size = size                     # base: 12 x 768, 12 heads, MLP 3072; large: 24 x 1024, 16, 4096
   m.dtype = 'bfloat16'
-  m.embed_dim = 512                 # common space (REFERENCE.md does not fix it; CLIP-B's size)
+  m.embed_dim = 512                 # common space (the paper does not fix it; CLIP-B's size)
   m.qk_norm = moe
   m.patch_size = 16
   m.tubelet_frames = 4

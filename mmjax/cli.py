@@ -7,11 +7,11 @@ and exit code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import Callable, Sequence
 
 from mmjax import config as config_lib
+from mmjax import jax_flags, log_filters
 from mmjax.core.checkpointing import CheckpointMismatchError
 from mmjax.core.params_io import ExportError
 from mmjax.core.partitioning import MeshError
@@ -27,20 +27,22 @@ def user_errors() -> tuple[type[BaseException], ...]:
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None):
-  """Parses `argv`; returns (args, overrides) where overrides are `--config.k=v` pairs."""
+  """Parses `argv`, applying `--jax_*` options (mmjax.jax_flags); returns (args, overrides) where
+  overrides are `--config.k=v` pairs."""
   argv = list(sys.argv[1:] if argv is None else argv)
-  rest, overrides = config_lib.split_override_flags(argv)
-  return parser.parse_args(rest), overrides
+  rest, jax_options = jax_flags.split_jax_flags(argv)
+  rest, overrides = config_lib.split_override_flags(rest)
+  if parser.epilog is None:
+    parser.epilog = ('Also accepted: --config.KEY=VALUE overrides, and JAX options such as '
+                     '--jax_debug_nans, --jax_log_compiles or --jax_disable_jit.')
+  args = parser.parse_args(rest)
+  jax_flags.apply_jax_flags(jax_options)
+  return args, overrides
 
 
 def run(main: Callable[[], int | None]) -> int:
   """Calls `main`, turning user errors into one sentence and exit code 2."""
-  # force: importing the library may already have configured the root logger (absl warns at
-  # import time), which would make this a no-op and hide INFO lines such as 'resumed from'.
-  logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s',
-                      force=True)
-  for noisy in ('absl', 'jax._src', 'orbax', 'tensorflow_datasets'):
-    logging.getLogger(noisy).setLevel(logging.WARNING)
+  log_filters.install()
   try:
     return int(main() or 0)
   except user_errors() as e:

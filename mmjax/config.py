@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
+from mmjax import config_paths
 from mmjax.core import presets
 
 
@@ -25,12 +26,16 @@ class ConfigError(ValueError):
 
 
 def import_config_module(path: str):
-  """Imports a config file as a module (configs build on each other, e.g. demo_moe on demo)."""
+  """Imports a config file (or a shipped config by bare name) as a module; configs build on each
+  other, e.g. demo_moe on demo."""
+  path = config_paths.resolve_config_path(path)
   if not os.path.isfile(path):
-    raise ConfigError(f'config file {path!r} does not exist: pass --config=configs/<name>.py.')
+    shipped = ', '.join(config_paths.shipped_config_names()) or 'none found'
+    raise ConfigError(f'config file {path!r} does not exist: pass a config file path or the name '
+                      f'of a shipped config ({shipped}).')
   spec = importlib.util.spec_from_file_location(f'_mmjax_config_{abs(hash(path))}', path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)  # configs are Python by design (DESIGN.md)
+  spec.loader.exec_module(module)  # configs are Python by design (as in big_vision)
   if not hasattr(module, 'get_config'):
     raise ConfigError(f'config file {path!r} has no get_config(arg=None) function.')
   return module
@@ -206,3 +211,18 @@ def config_from_json(text: str) -> ml_collections.ConfigDict:
       return tuple(fix(v) for v in x)
     return x
   return ml_collections.ConfigDict(fix(json.loads(text)))
+
+
+def load_run_config(workdir: str, overrides: Sequence[tuple[str, str]] = ()
+                    ) -> ml_collections.ConfigDict:
+  """The config a training run saved in `workdir/config.json`, with overrides applied."""
+  path = os.path.join(workdir, 'config.json')
+  if not os.path.isfile(path):
+    raise ConfigError(f'{path} does not exist: pass --config=NAME or the --workdir of a training '
+                      'run (mmjax-train writes it).')
+  with open(path) as f:
+    config = config_from_json(f.read())
+  for key, value in overrides:
+    apply_override(config, key, value)
+  validate(config)
+  return config

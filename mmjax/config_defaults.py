@@ -70,6 +70,9 @@ def base_config() -> ml_collections.ConfigDict:
   # Fault handling; `inject_nan_at_steps` is a debugging aid that poisons those steps' batches.
   c.faults = ml_collections.ConfigDict(dict(max_nonfinite_in_row=5, watchdog_seconds=0,
                                             inject_nan_at_steps=()))
+  # A jax.profiler trace of steps [start_step, start_step + num_steps) into DIR/tensorboard/
+  # (mmjax/train/profiler.py); num_steps=0 traces nothing.
+  c.profile = ml_collections.ConfigDict(dict(start_step=10, num_steps=0))
   return c
 
 

@@ -1,6 +1,6 @@
 """`make demo`: the main job end to end on CPU — train -> zero-shot eval -> export.
 
-  python -m mmjax.demo --workdir=runs/demo [--config=configs/demo.py] [--config.key=value ...]
+  python -m mmjax.demo --workdir=runs/demo [--config=demo] [--config.key=value ...]
 
 Builds `mmjax_digits` on first use, trains with AGD over its image/video/audio-text and
 classification tasks (resuming if the workdir holds checkpoints), evaluates zero-shot on the
@@ -16,15 +16,16 @@ import time
 
 from mmjax import cli
 from mmjax import config as config_lib
-from mmjax.evaluate import plots, report, runner
+from mmjax.evaluate import report, runner
 from mmjax.evaluate import run as eval_run
 from mmjax.export import export_run
+from mmjax.train import curves
 from mmjax.train.loop import train
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog='python -m mmjax.demo', description=__doc__.split('\n')[0])
-  parser.add_argument('--config', default='configs/demo.py')
+  parser.add_argument('--config', default='demo', help='config file or shipped name[:arg]')
   parser.add_argument('--workdir', default='runs/demo')
 
   def run():
@@ -37,7 +38,7 @@ def main(argv=None) -> int:
     print(f'== zero-shot evaluation on the held-out test split', flush=True)
     rep = eval_run.evaluate_run(args.workdir, config=config)  # as python -m mmjax.evaluate
     print(report.format_table(rep))
-    plots.plot_workdir(args.workdir)
+    curves.plot_workdir(args.workdir)
     t2 = time.time()
     out = os.path.join(args.workdir, 'export')
     print(f'== export -> {out}', flush=True)

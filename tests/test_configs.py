@@ -10,7 +10,8 @@ from mmjax import config as config_lib
 from mmjax.core.tasks import tasks_from_config
 from mmjax_testing import ROOT
 
-CONFIGS = sorted(glob.glob(os.path.join(ROOT, 'configs', '*.py')))
+CONFIGS = sorted(p for p in glob.glob(os.path.join(ROOT, 'configs', '*.py'))
+                 if not os.path.basename(p).startswith('_'))
 
 
 @pytest.mark.parametrize('path', CONFIGS, ids=os.path.basename)

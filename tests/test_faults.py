@@ -133,7 +133,7 @@ def test_watchdog_dumps_all_stacks_and_exits_nonzero_on_a_hang(tmp_path, mode):
 
 
 # Reading a config, a checkpoint or data must never run code from the file read. Allowed:
-# - `spec.loader.exec_module` in mmjax/config.py: configs are Python files by design (DESIGN.md),
+# - `spec.loader.exec_module` in mmjax/config.py: configs are Python files by design,
 #   imported from a path the user names, like any module they run;
 # - `ast.literal_eval` in mmjax/config.py: parses `--config.k=v` values as literals only;
 # - `allow_pickle=False`: numpy's explicit refusal to unpickle (mmjax/data/records.py).

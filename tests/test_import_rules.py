@@ -28,6 +28,7 @@ ALLOWED = {
     'entry': ('ground', 'kernels', 'data', 'models', 'train', 'evaluate', 'export', 'plan',
               'entry'),
 }
+STAGES = ('kernels', 'data', 'models', 'train', 'evaluate', 'export', 'plan')
 # Optional or heavy third-party packages a function may import lazily (with a comment).
 LAZY_OK = ('threadpoolctl', 'sklearn', 'array_record', 'tensorboardX', 'matplotlib', 'libtpu')
 
@@ -37,11 +38,11 @@ def stage(module: str) -> str | None:
   parts = module.split('.')
   if parts[0] != 'mmjax':
     return None
-  if parts[-1] == '__main__' or module in ('mmjax.cli', 'mmjax.demo'):
-    return 'entry'
-  if len(parts) == 1 or parts[1] in ('config', 'config_defaults', 'core'):
-    return 'ground'
-  return parts[1]
+  if parts[-1] == '__main__' or module in ('mmjax.cli', 'mmjax.demo') or parts[1:2] == ['sweep']:
+    return 'entry'   # the sweep runner drives whole runs, like the entry points
+  if len(parts) > 1 and parts[1] in STAGES:
+    return parts[1]
+  return 'ground'    # mmjax/__init__, config*, core/, and the small top-level helpers
 
 
 def module_name(path: str, root: str) -> str:

@@ -17,7 +17,7 @@ import sys
 
 def step_rate(config, task, steps: int) -> float:
   """Examples/s the compiled train step consumes for `task`, on synthetic inputs."""
-  from tools.bench_step import time_step
+  from .bench_step import time_step
   return task.batch_size / time_step(config, task, steps)[0]
 
 

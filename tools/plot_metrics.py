@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from mmjax.evaluate import plots
+from mmjax.train import curves
 
 
 def main(argv=None) -> int:
@@ -19,7 +19,7 @@ def main(argv=None) -> int:
   parser.add_argument('--workdir', required=True, help='run directory holding metrics.jsonl')
   args = parser.parse_args(argv)
   try:
-    paths = plots.plot_workdir(args.workdir)
+    paths = curves.plot_workdir(args.workdir)
   except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
     return 1

@@ -2,6 +2,7 @@
 
   OUT/export_report.json   manifest: step, dtype, formats, files, parity results
   OUT/config.json          the run's config (JSON, as training wrote it)
+  OUT/README.md            the model card (model_card.py)
   OUT/tokenizer.model      the SentencePiece model text inputs were trained with
   OUT/orbax/               params-only orbax checkpoint: params/, config.json, meta.json
   OUT/model.safetensors    flat named parameters (see naming.py), config + step in metadata
@@ -17,6 +18,7 @@ FORMATS = ('orbax', 'safetensors', 'stablehlo')
 DTYPES = ('float32', 'bfloat16')
 REPORT = 'export_report.json'
 CONFIG = 'config.json'
+MODEL_CARD = 'README.md'
 TOKENIZER = 'tokenizer.model'
 ORBAX_DIR = 'orbax'
 ORBAX_PARAMS = 'params'

@@ -19,7 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 MESH_AXES = ('data', 'fsdp', 'tensor', 'expert')
 
-# logical name -> mesh axes (DESIGN.md). A mesh axis already used by an earlier dimension of the
+# logical name -> mesh axes, the one rules table. A mesh axis already used by an earlier dimension of the
 # same array is skipped, so activations [batch, length, embed] put `fsdp` on batch only.
 DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     ('batch', ('data', 'fsdp', 'expert')),

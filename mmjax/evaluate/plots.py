@@ -1,4 +1,4 @@
-"""Figures: zero-shot confusion matrices and training curves from `metrics.jsonl`.
+"""Figures: zero-shot confusion matrices (training curves are `mmjax.train.curves`).
 
 Uses matplotlib's object API with the Agg canvas (`Figure.savefig`), never pyplot, so no global
 backend state is touched and it runs headless.
@@ -6,8 +6,6 @@ backend state is touched and it runs headless.
 
 from __future__ import annotations
 
-import json
-import math
 import os
 import re
 from typing import Sequence
@@ -53,88 +51,3 @@ def plot_confusion(matrix, class_names: Sequence[str], path: str, title: str = '
   os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
   fig.savefig(path, dpi=100)
   return path
-
-
-def read_metrics(path: str) -> list[dict]:
-  """Records of a `metrics.jsonl` file; a truncated last line (run still writing) is skipped."""
-  if not os.path.exists(path):
-    raise FileNotFoundError(f'no metrics file at {path}: point --workdir at a training run.')
-  with open(path) as f:
-    lines = [ln for ln in f.read().splitlines() if ln.strip()]
-  records = []
-  for i, line in enumerate(lines):
-    try:
-      records.append(json.loads(line))
-    except json.JSONDecodeError as e:
-      if i == len(lines) - 1:
-        break
-      raise ValueError(f'{path} line {i + 1} is not valid JSON ({e.msg}).') from None
-  return records
-
-
-# Whole-run quantities: one curve, not split by the task of the logged step.
-GLOBAL_KEYS = ('learning_rate', 'examples_per_sec', 'step_time', 'input_wait_fraction')
-
-
-def _series(records: Sequence[dict]) -> dict[str, dict[str, tuple[list, list]]]:
-  """{metric: {task: (steps, values)}} over every finite numeric value of the records.
-
-  A plain key belongs to the record's `task` (or to 'all' for `GLOBAL_KEYS`); a key
-  `tasks/<name>/<metric>` is `<metric>` of task `<name>`. A (metric, task, step) seen twice is
-  kept once.
-  """
-  out: dict[str, dict[str, tuple[list, list]]] = {}
-  seen = set()
-  for r in records:
-    if 'step' not in r:
-      continue
-    for key, value in r.items():
-      if key in ('step', 'task') or isinstance(value, bool) or not isinstance(value, (int, float)):
-        continue
-      if not math.isfinite(value):
-        continue
-      if key.startswith('tasks/') and key.count('/') >= 2:
-        task, metric = key[len('tasks/'):].rsplit('/', 1)
-      else:
-        task, metric = ('all' if key in GLOBAL_KEYS else str(r.get('task', 'all'))), key
-      if (metric, task, r['step']) in seen:
-        continue
-      seen.add((metric, task, r['step']))
-      steps, values = out.setdefault(metric, {}).setdefault(task, ([], []))
-      steps.append(r['step'])
-      values.append(value)
-  return out
-
-
-def plot_metrics(records: Sequence[dict], out_dir: str) -> list[str]:
-  """One figure per numeric metric (`<metric>.png` in `out_dir`), one curve per task."""
-  os.makedirs(out_dir, exist_ok=True)
-  paths = []
-  for key, by_task in sorted(_series(records).items()):
-    fig = Figure(figsize=(7, 4))
-    ax = fig.add_subplot()
-    for task, (steps, values) in sorted(by_task.items()):
-      order = np.argsort(steps, kind='stable')
-      ax.plot(np.asarray(steps)[order], np.asarray(values)[order], label=task,
-              marker='.' if len(steps) < 20 else None)
-    positive = all(v > 0 for _, vs in by_task.values() for v in vs)
-    if key == 'loss' and positive:
-      ax.set_yscale('log')
-    ax.set_xlabel('step')
-    ax.set_ylabel(key)
-    ax.set_title(key)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    path = os.path.join(out_dir, f'{safe_name(key)}.png')
-    fig.savefig(path, dpi=100)
-    paths.append(path)
-  return paths
-
-
-def plot_workdir(workdir: str) -> list[str]:
-  """Curves of `workdir/metrics.jsonl` into `workdir/plots/`; returns the files written."""
-  records = read_metrics(os.path.join(workdir, 'metrics.jsonl'))
-  if not records:
-    raise ValueError(f'{os.path.join(workdir, "metrics.jsonl")} holds no records yet.')
-  return plot_metrics(records, os.path.join(workdir, 'plots'))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import os
 import shutil
 
@@ -26,7 +27,7 @@ from mmjax.core.params_io import load_params
 from mmjax.data import pipeline
 from mmjax.evaluate import restore
 from mmjax.export import inputs as inputs_lib
-from mmjax.export import parity, signature, stablehlo, staging, summary
+from mmjax.export import model_card, parity, signature, stablehlo, staging, summary
 from mmjax.export.errors import ExportError, ParityError
 from mmjax.export.load import load_stablehlo
 
@@ -187,6 +188,8 @@ def export_run(workdir: str, output: str, formats='all', dtype: str = 'float32',
     if tok is None:
       report['tokenizer_missing'] = tok_desc['missing']
     layout.write_json(os.path.join(tmp, layout.REPORT), report)
+    model_card.write(os.path.join(tmp, layout.MODEL_CARD), json.loads(config_json), workdir,
+                     step, report)
     if not check['pass']:
       rejected = staging.reject(tmp, output)
       bad = [f for f, r in check['formats'].items() if not r['pass']]

@@ -12,7 +12,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-GB = 10**9  # NVIDIA and REFERENCE.md quote GPU memory in decimal GB; reading it so is conservative.
+GB = 10**9  # NVIDIA's data sheets quote GPU memory in decimal GB; reading it so is conservative.
 GiB = 2**30  # Google quotes TPU HBM per chip in GiB (v4 "32 GiB", v5p table header "GiB").
 
 

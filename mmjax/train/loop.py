@@ -12,7 +12,6 @@ import time
 
 import jax
 import numpy as np
-from tqdm import tqdm
 
 from mmjax import config as config_lib
 from mmjax.core import checkpointing, partitioning
@@ -22,7 +21,8 @@ from mmjax.data import pipeline
 from mmjax.data.agd_sampler import AgdSampler
 from mmjax.models.encoder import routed_layer_indices
 from mmjax.models.moe_config import check_moe_config
-from mmjax.train import distributed, faults, routing_stats
+from mmjax.train import curves, distributed, faults, routing_stats
+from mmjax.train import profiler, progress as progress_lib, task_means
 from mmjax.train import state as state_lib, step as step_lib
 from mmjax.train.metrics_writer import MetricsWriter
 
@@ -126,9 +126,9 @@ def train(config, workdir: str, evaluate=None) -> dict:
   # --- compile every task signature ahead of time --------------------------------------------
   train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
   step_tasks = sampler.step_tasks()
-  with tqdm(total=len(step_tasks), desc='compile', unit='task', disable=not is_main) as bar:
+  with progress_lib.CompileProgress(len(step_tasks), is_main) as bar:
     compiled = step_lib.compile_train_steps(train_step, abstract_state, step_tasks, config, mesh,
-                                            progress=lambda t: bar.update(1))
+                                            progress=bar)
 
   # --- data: one iterator per task signature, resumed exactly ---------------------------------
   iterators = {}
@@ -142,6 +142,9 @@ def train(config, workdir: str, evaluate=None) -> dict:
 
   # --- loop -----------------------------------------------------------------------------------
   writer = MetricsWriter(workdir, resume_step=start)
+  writer.write_config(config)
+  profile = profiler.ProfileWindow(config.get('profile', None), workdir)
+  plots = curves.CheckpointPlots(workdir)
   per_task = {t.name: dict(data_state.get('per_task', {}).get(t.name, {}))
               for t in signatures}
   guard = faults.NonFiniteGuard(config.faults.max_nonfinite_in_row)
@@ -151,7 +154,7 @@ def train(config, workdir: str, evaluate=None) -> dict:
 
   def new_window() -> dict:  # rates are wall time per window, minus checkpoint/eval time
     return {'start': time.perf_counter(), 'excluded': 0.0, 'wait': 0.0, 'examples': 0,
-            'steps': 0}
+            'steps': 0, 'means': task_means.TaskWindowMeans()}
 
   def data_snapshot(step: int) -> dict:
     return {'iterators': {k: it.get_state() for k, it in iterators.items()},
@@ -163,6 +166,7 @@ def train(config, workdir: str, evaluate=None) -> dict:
     nonlocal window, last_row
     done_step, task, metrics, wait = done
     values = _scalars(jax.device_get(metrics))
+    window['means'].add(task.name, values)
     stats = per_task.setdefault(task.name, {})
     stats['steps'] = stats.get('steps', 0) + 1
     stats['examples'] = stats.get('examples', 0) + task.batch_size
@@ -170,8 +174,7 @@ def train(config, workdir: str, evaluate=None) -> dict:
     window['wait'] += wait
     window['examples'] += task.batch_size
     window['steps'] += 1
-    bar.update(1)
-    bar.set_postfix(task=task.name, loss=f"{values['loss']:.3f}")
+    bar.step(task.name, values['loss'])
     if done_step % config.log_every == 0 or done_step == config.total_steps:
       if 'moe' in metrics:
         moe = jax.device_get(metrics['moe'])
@@ -183,9 +186,12 @@ def train(config, workdir: str, evaluate=None) -> dict:
                   'step_time': elapsed / window['steps'],
                   'input_wait_fraction': min(window['wait'] / elapsed, 1.0)}
       for name, s in per_task.items():
-        for k, v in s.items():
-          last_row[f'tasks/{name}/{k}'] = v
+        for k in ('steps', 'examples'):  # running totals; the metrics are window means below
+          if k in s:
+            last_row[f'tasks/{name}/{k}'] = s[k]
+      last_row.update(window['means'].rows())
       writer.write(done_step, last_row)
+      bar.logged(done_step, last_row)
       window = new_window()
     try:  # after the row is written, so the last non-finite step is in metrics.jsonl
       guard.update(done_step, bool(values['nonfinite']), last_ckpt)
@@ -194,8 +200,7 @@ def train(config, workdir: str, evaluate=None) -> dict:
       raise
 
   distributed.barrier('first_step')  # compilation may have skewed the processes
-  bar = tqdm(total=config.total_steps, initial=start, unit='step', disable=not is_main,
-             dynamic_ncols=True)
+  bar = progress_lib.Progress(config.total_steps, start, is_main)
   with faults.PreemptionSignal() as preempt, faults.Watchdog(config.faults.watchdog_seconds) as dog:
     # Metrics are read one step late: step N's are fetched after step N+1 is queued, so the
     # host never idles the accelerator. Log, checkpoint, evaluation and stop steps read at once.
@@ -209,8 +214,11 @@ def train(config, workdir: str, evaluate=None) -> dict:
         local = (faults.poison_batch(local) if not isinstance(task, MixedTask) else
                  {**local, task.members[0].name: faults.poison_batch(local[task.members[0].name])})
       wait = time.perf_counter() - t0
-      state, metrics = compiled[task.signature_name](state, step_lib.global_batch(local, mesh, task))
+      with profile.step(step):
+        state, metrics = compiled[task.signature_name](state, step_lib.global_batch(local, mesh,
+                                                                                    task))
       step += 1
+      profile.after(step, state)
       dog.beat()
       if pending is not None:
         record(pending)
@@ -229,6 +237,8 @@ def train(config, workdir: str, evaluate=None) -> dict:
         last_ckpt = step
         if routing_seen and is_main:
           routing_stats.plot_routing_heatmaps(routing_seen, workdir, step)
+        if is_main:
+          plots.at_checkpoint(final=step == config.total_steps)
       if evaluate:
         writer.write(step, _evaluate(evaluate, config, graphdef, state, step, workdir, mesh))
         dog.beat()
@@ -239,6 +249,7 @@ def train(config, workdir: str, evaluate=None) -> dict:
         break
     if pending is not None:
       record(pending)
+  profile.stop(state)
   bar.close()
   ckpt.wait()
   ckpt.close()

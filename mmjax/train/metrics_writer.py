@@ -10,6 +10,8 @@ import os
 import jax
 import numpy as np
 
+from mmjax.train import tensorboard_config
+
 
 def _plain(value):
   if isinstance(value, (np.generic, np.ndarray)):
@@ -63,3 +65,8 @@ class MetricsWriter:
   def close(self) -> None:
     if self._tb is not None:
       self._tb.close()
+
+  def write_config(self, config) -> None:
+    """The config as text and hyperparameters in TensorBoard (tensorboard_config.py)."""
+    if self._tb is not None:
+      tensorboard_config.write(self._tb, config)

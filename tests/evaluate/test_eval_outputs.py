@@ -6,6 +6,7 @@ import os
 import numpy as np
 
 from mmjax.evaluate import plots, report
+from mmjax.train import curves
 from tools import plot_metrics
 
 
@@ -28,14 +29,14 @@ def test_confusion_plot(tmp_path):
 
 def test_metric_curves_per_task(tmp_path):
   _write_metrics(str(tmp_path))
-  records = plots.read_metrics(str(tmp_path / 'metrics.jsonl'))
+  records = curves.read_metrics(str(tmp_path / 'metrics.jsonl'))
   assert len(records) == 6
-  series = plots._series(records)
+  series = curves._series(records)
   assert set(series) == {'loss', 'learning_rate', 'examples_per_sec'}
   assert set(series['loss']) == {'image_text', 'video_text', 'audio_text'}
   assert series['loss']['image_text'] == ([1, 3, 5], [3.0, 1.0, 0.6])  # duplicates kept once
   assert set(series['learning_rate']) == {'all'}
-  paths = plots.plot_workdir(str(tmp_path))
+  paths = curves.plot_workdir(str(tmp_path))
   names = sorted(os.path.basename(p) for p in paths)
   assert names == ['examples_per_sec.png', 'learning_rate.png', 'loss.png']
   assert all(os.path.getsize(p) > 1000 for p in paths)

@@ -89,7 +89,8 @@ def test_overwrite_replaces_and_parity_failure_keeps_old(run, tmp_path, capsys, 
   assert 'no evaluation.datasets entry' in report['parity']['batch']['fallback_reason']
   assert cli.main([f'--workdir={run}', f'--output={out}', '--format=safetensors',
                    '--overwrite']) == 0
-  assert sorted(os.listdir(out)) == ['config.json', layout.REPORT, layout.SAFETENSORS]
+  assert sorted(os.listdir(out)) == sorted(['config.json', layout.MODEL_CARD, layout.REPORT,
+                                           layout.SAFETENSORS])
   assert json.loads((out / layout.REPORT).read_text())['tokenizer'] is None
   assert sorted(os.listdir(tmp_path)) == ['export']  # no temp or old directories left
   before = _snapshot(out)

@@ -1,0 +1,55 @@
+"""Start-up logging for the command-line tools: one format, and known noise filtered out.
+
+Dropped are only warnings that are known to be harmless and that every run would otherwise
+print: orbax re-registering its `jax.Array` type handler at import, and orbax telling that a
+checkpoint manager opened read-only (for evaluation or export) disables saving. Every other
+warning still shows.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+
+from absl import logging as absl_logging
+
+# (logger name, message pattern) of known harmless warnings.
+KNOWN_NOISE = (
+    ('absl', re.compile(r'Type handler registry type .* overriding ')),
+    ('absl', re.compile(r'CheckpointManagerOptions\.read_only=True, setting ')),
+    ('absl', re.compile(r'Given directory is read only=')),
+)
+QUIET_LOGGERS = ('absl', 'jax._src', 'orbax', 'tensorflow_datasets')
+
+
+class KnownNoiseFilter(logging.Filter):
+  """Drops the records of `KNOWN_NOISE`; passes everything else."""
+
+  def filter(self, record: logging.LogRecord) -> bool:
+    message = record.getMessage()
+    return not any(record.name == name and pattern.search(message)
+                   for name, pattern in KNOWN_NOISE)
+
+
+_FILTER = KnownNoiseFilter()
+
+
+def filter_known_noise() -> None:
+  """Adds the filter to the loggers of `KNOWN_NOISE`; changes nothing else (run when mmjax is
+  imported, so notebooks are spared the noise too)."""
+  for name in {n for n, _ in KNOWN_NOISE}:
+    logger = absl_logging.get_absl_logger() if name == 'absl' else logging.getLogger(name)
+    if _FILTER not in logger.filters:
+      logger.addFilter(_FILTER)
+
+
+def install() -> None:
+  """For command-line tools: log lines as `LEVEL logger: message` (INFO and up; WARNING and up
+  for the chatty libraries), known noise filtered; safe to call more than once."""
+  # force: importing the library may already have configured the root logger (absl warns at
+  # import time), which would make this a no-op and hide INFO lines such as 'resumed from'.
+  logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s',
+                      force=True)
+  for name in QUIET_LOGGERS:
+    logging.getLogger(name).setLevel(logging.WARNING)
+  filter_known_noise()
