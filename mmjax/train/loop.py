@@ -17,6 +17,7 @@ from tqdm import tqdm
 from mmjax import config as config_lib
 from mmjax.data import pipeline
 from mmjax.data.tasks import AgdSampler, MixedTask, task_signatures, tasks_from_config
+from mmjax.seeds import resolve_seeds
 from mmjax.train import checkpointing, distributed, faults, partitioning, routing_stats
 from mmjax.train import state as state_lib, step as step_lib
 from mmjax.train.metrics_writer import MetricsWriter
@@ -61,7 +62,7 @@ def preflight(config, workdir: str):
           'or config.mesh.')
     pipeline.validate_task(t, config)
   check_workdir(workdir)
-  sampler = AgdSampler(tasks, mode=config.agd.mode, seed=config.seed)
+  sampler = AgdSampler(tasks, mode=config.agd.mode, seed=resolve_seeds(config).sampler)
   return mesh, task_signatures(config), sampler
 
 
@@ -123,7 +124,7 @@ def train(config, workdir: str) -> dict:
   # --- data: one iterator per task signature, resumed exactly ---------------------------------
   iterators = {}
   for i, t in enumerate(signatures):
-    it = pipeline.make_train_iterator(t, config, seed=config.seed + 1000 * i,
+    it = pipeline.make_train_iterator(t, config, seed=resolve_seeds(config).data + 1000 * i,
                                       process_index=jax.process_index(),
                                       process_count=jax.process_count())
     if t.signature_name in data_state.get('iterators', {}):
