@@ -180,7 +180,9 @@ class Executor:
                       '(was it sent SIGTERM?); run the same command to resume it.')
     self.say(f'{label} {run.name}: evaluating (trained in {t_train:.0f} s)')
     t0 = time.monotonic()
-    code = self._child(eval_argv(run), os.path.join(run.workdir, 'eval.log'), env)
+    eval_env = dict(env)  # evaluation has no cache of its own: it uses the sweep's
+    eval_env.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.abspath(self.cache))
+    code = self._child(eval_argv(run), os.path.join(run.workdir, 'eval.log'), eval_env)
     t_eval = time.monotonic() - t0
     if self.stop.is_set():
       raise Stopped(f'{run.name} stopped during evaluation')
