@@ -2,9 +2,11 @@
 
 A sweep file is Python with `get_sweep() -> Sweep`. Each run's config is built in this order,
 later settings winning: the base config file, `Sweep.overrides`, the command line's
-`--config.k=v`, the variant's overrides, then the seed settings. A variant override may be a
-function of the config built so far (`lambda c: c.total_steps // 4`), so a variant can stay
-relative to whatever the command line chose (the mixed baseline's step count, for instance).
+`--config.k=v`, the variant's overrides, then the seed settings. An override may be a function
+of the config built so far (`lambda c: c.total_steps // 4`), evaluated after the command line,
+so it follows what the command line chose (the mixed baseline's step count, a warmup that
+scales with `total_steps`); a shared function override yields to the same key given on the
+command line, a variant's does not (the variant is what is being compared).
 Every value becomes a plain `--config.k=v` flag, so each run is one ordinary
 `python -m mmjax.train` command.
 """
@@ -31,7 +33,8 @@ class Sweep:
   baseline:   the variant the others are compared with (default: the first).
   vary_seeds: which of config.seeds (init, data, sampler, dropout) take the seed index; the
               others stay at config.seed, the same for every run.
-  overrides:  settings for every run, applied before the command line's.
+  overrides:  settings for every run: plain values before the command line's, functions of the
+              config after it (for keys the command line does not set).
   """
   config: str
   variants: Mapping[str, Mapping[str, Value]]
@@ -138,8 +141,13 @@ def plan_runs(sweep: Sweep, config_arg: str, workdir: str, num_seeds: int,
   bad key or value fails before anything runs or is written."""
   if num_seeds < 1:
     raise config_lib.ConfigError(f'--seeds={num_seeds}: pass a positive number of seeds.')
-  shared = _resolved(sweep.overrides, config_lib.load_config(config_arg))
-  shared = _merge(shared, [tuple(o) for o in cli_overrides])
+  cli = [tuple(o) for o in cli_overrides]
+  static = _resolved({k: v for k, v in sweep.overrides.items() if not callable(v)}, None)
+  after_cli = config_lib.load_config(config_arg, _merge(static, cli))
+  given = {k for k, _ in cli}
+  derived = _resolved({k: v for k, v in sweep.overrides.items() if callable(v) and k not in given},
+                      after_cli)
+  shared = _merge(static, cli, derived)
   base = config_lib.load_config(config_arg, shared)
   runs = []
   for variant, overrides in sweep.variants.items():
