@@ -5,7 +5,10 @@ encoder shared by every modality; the same with a MoE MLP in every 2nd block (4 
 tokens-choose top-1, each expert as wide as the dense MLP); modality-specific towers (VATT's
 baseline, one dense encoder per modality); Mixture-of-Transformers (per-modality weights in every
 layer, global attention). Each token passes through one MLP of the same width in all four, so
-active compute is equal; parameters are not (MoE x4 in its MoE layers, towers and MoT x3).
+active compute per token is equal; parameters are not (MoE x4 in its MoE layers, towers and MoT
+x3 in the encoder). Counted from the jaxpr (mmjax/train/flop_count.py), dense and towers have
+identical forward FLOPs per task; MoE's expert matmuls run over capacity slots (1.25 x tokens in
+its two MoE layers), about 8% more. (The counter does not see the grouped matmul MoT uses.)
 Demo scale: 800 weighted-AGD steps of configs/demo.py.
 """
 
