@@ -46,6 +46,8 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
 def base_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
   c.seed = 0
+  # Per-source seeds (mmjax/seeds.py); None = config.seed.
+  c.seeds = ml_collections.ConfigDict(dict(init=None, data=None, sampler=None, dropout=None))
   c.total_steps = 1000
   c.log_every = 10
   c.checkpoint_every = 500

@@ -21,6 +21,7 @@ from mmjax.data import pipeline
 from mmjax.data.agd_sampler import AgdSampler
 from mmjax.models.encoder import routed_layer_indices
 from mmjax.models.moe_config import check_moe_config
+from mmjax.seeds import resolve_seeds
 from mmjax.train import curves, distributed, faults, routing_stats
 from mmjax.train import profiler, progress as progress_lib, task_means
 from mmjax.train import state as state_lib, step as step_lib
@@ -64,7 +65,7 @@ def preflight(config, workdir: str):
           'or config.mesh.')
     pipeline.validate_task(t, config)
   check_workdir(workdir)
-  sampler = AgdSampler(tasks, mode=config.agd.mode, seed=config.seed)
+  sampler = AgdSampler(tasks, mode=config.agd.mode, seed=resolve_seeds(config).sampler)
   return mesh, task_signatures(config), sampler
 
 
@@ -133,7 +134,7 @@ def train(config, workdir: str, evaluate=None) -> dict:
   # --- data: one iterator per task signature, resumed exactly ---------------------------------
   iterators = {}
   for i, t in enumerate(signatures):
-    it = pipeline.make_train_iterator(t, config, seed=config.seed + 1000 * i,
+    it = pipeline.make_train_iterator(t, config, seed=resolve_seeds(config).data + 1000 * i,
                                       process_index=jax.process_index(),
                                       process_count=jax.process_count())
     if t.signature_name in data_state.get('iterators', {}):

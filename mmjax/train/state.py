@@ -13,6 +13,7 @@ from flax import nnx
 
 from mmjax.core import partitioning
 from mmjax.models.model import build_model
+from mmjax.seeds import resolve_seeds
 from mmjax.train import optimizer as optimizer_lib
 
 
@@ -77,7 +78,7 @@ def create_train_state(config, mesh, graphdef=None, shardings=None):
   opt = optimizer_lib.make_optimizer(config.optimizer)
 
   def init():
-    model = build_model(config, nnx.Rngs(params=config.seed))
+    model = build_model(config, nnx.Rngs(params=resolve_seeds(config).init))
     params = nnx.to_pure_dict(nnx.state(model))
     return {'step': jnp.zeros((), jnp.int32), 'params': params, 'opt_state': opt.init(params)}
 

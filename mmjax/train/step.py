@@ -15,6 +15,7 @@ import optax
 from mmjax.core import partitioning
 from mmjax.core.tasks import MixedTask, Task
 from mmjax.models.model import pair_name
+from mmjax.seeds import resolve_seeds
 from mmjax.train import objectives, optimizer as optimizer_lib
 from mmjax.train.state import merge
 
@@ -75,7 +76,7 @@ def make_train_step(config, graphdef, mesh, state_shardings):
   opt = optimizer_lib.make_optimizer(config.optimizer)
   schedule = optimizer_lib.learning_rate_schedule(config.optimizer)
   rules = partitioning.rules_from_config(config)
-  base_key = jax.random.key(config.seed)
+  base_key = jax.random.key(resolve_seeds(config).dropout)  # DropToken, router jitter
 
   def step(state, batch, task: Task):
     with partitioning.axis_rules(mesh, rules):
