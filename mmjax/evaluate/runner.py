@@ -126,15 +126,24 @@ def _model_parts(model_or_params):
   return graphdef, params
 
 
-def evaluate_params(config, model_or_params, step: int, workdir: str | None, mesh=None) -> dict:
+def evaluate_params(config, model_or_params, step: int, workdir: str | None, mesh=None,
+                    reuse: dict | None = None) -> dict:
   """Evaluates in-memory weights: an NNX model, or `(graphdef, params)` as in the train state.
 
   Writes `workdir/eval/step_<step>.json` and the confusion plots (process 0; not when `workdir`
-  is None) and returns the report dict (see `report.py`).
+  is None) and returns the report dict (see `report.py`). `reuse`, a dict kept by the caller
+  across calls (the training loop), keeps one `Embedder`, so evaluating new weights of the same
+  model compiles nothing again.
   """
   mesh = partitioning.make_mesh(config.mesh) if mesh is None else mesh
   graphdef, params = _model_parts(model_or_params)
-  embedder = Embedder(config, graphdef, params, mesh)
+  if reuse is not None and 'embedder' in reuse:
+    embedder = reuse['embedder']
+    embedder.params = params
+  else:
+    embedder = Embedder(config, graphdef, params, mesh)
+    if reuse is not None:
+      reuse['embedder'] = embedder
   tokenizer = pipeline.load_tokenizer(config)
   sections = {'zero_shot': {}, 'retrieval': {}, 'linear_probe': {}}
   prep = {'templates': {}, 'tokenizer': tokenizer.describe(), 'max_length': {},

@@ -76,9 +76,9 @@ def _scalars(metrics: dict) -> dict:
   return {k: float(v) for k, v in metrics.items() if k != 'moe' and np.ndim(v) == 0}
 
 
-def _evaluate(config, graphdef, state, step: int, workdir: str, mesh) -> dict:
+def _evaluate(config, graphdef, state, step: int, workdir: str, mesh, reuse: dict) -> dict:
   from mmjax.evaluate import runner
-  rep = runner.evaluate_params(config, (graphdef, state['params']), step, workdir, mesh)
+  rep = runner.evaluate_params(config, (graphdef, state['params']), step, workdir, mesh, reuse)
   return {f'eval/zero_shot/{k}/top1': v['top1'] for k, v in rep.get('zero_shot', {}).items()}
 
 
@@ -136,6 +136,7 @@ def train(config, workdir: str) -> dict:
               for t in signatures}
   guard = faults.NonFiniteGuard(config.faults.max_nonfinite_in_row)
   routing_seen = {}  # modality -> that modality's latest MoE routing statistics
+  evaluator = {}  # one evaluation embedder for the run: each input signature compiles once
   nan_steps = set(config.faults.get('inject_nan_at_steps', ()) or ())
   last_ckpt, last_row = (start if restored else None), {}
 
@@ -220,7 +221,7 @@ def train(config, workdir: str) -> dict:
         if routing_seen and is_main:
           routing_stats.plot_routing_heatmaps(routing_seen, workdir, step)
       if evaluate:
-        writer.write(step, _evaluate(config, graphdef, state, step, workdir, mesh))
+        writer.write(step, _evaluate(config, graphdef, state, step, workdir, mesh, evaluator))
         dog.beat()
       window['excluded'] += time.perf_counter() - paused
       if stop:
