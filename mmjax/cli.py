@@ -1,7 +1,8 @@
 """Shared command-line plumbing: flag parsing with config overrides, and errors for people.
 
 A user error (bad config key, mesh, data, checkpoint, workdir) ends with one sentence on stderr
-and exit code 2; anything else is a bug and keeps its traceback.
+and exit code 2; checkpoints that cannot be restored (storage trouble, all kept in place) with one
+sentence and exit code 1; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -38,8 +39,12 @@ def run(main: Callable[[], int | None]) -> int:
   logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
   for noisy in ('absl', 'jax._src', 'orbax', 'tensorflow_datasets'):
     logging.getLogger(noisy).setLevel(logging.WARNING)
+  from mmjax.train.checkpointing import RestoreFailed
   try:
     return int(main() or 0)
   except user_errors() as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  except RestoreFailed as e:  # not bad input: storage trouble, with every checkpoint kept
+    print(f'error: {e}', file=sys.stderr)
+    return 1

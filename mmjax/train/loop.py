@@ -87,40 +87,24 @@ def train(config, workdir: str) -> dict:
   # --- preflight: nothing is written before this passes -----------------------------------
   mesh, signatures, sampler = preflight(config, workdir)
   is_main = jax.process_index() == 0
-
-  # --- workdir ------------------------------------------------------------------------------
-  os.makedirs(workdir, exist_ok=True)
-  if is_main:
-    config_lib.save_config(config, workdir)
-  jax.config.update('jax_compilation_cache_dir', os.path.join(os.path.abspath(workdir),
-                                                              'jax_cache'))
+  graphdef, abstract_state, shardings = state_lib.abstract_train_state(config, mesh)
+  resuming = checkpointing.check_resumable(workdir, abstract_state)  # another model: raises
+  init_params = None
+  if not resuming and config.get('init_from', ''):  # fine-tuning: weights of a params export
+    from mmjax.export.load import load_params
+    init_params, _ = load_params(config.init_from, abstract_state['params'])
 
   # --- state: restore the newest good checkpoint, or initialise -------------------------------
-  graphdef, abstract_state, shardings = state_lib.abstract_train_state(config, mesh)
+  os.makedirs(workdir, exist_ok=True)
   distributed.barrier('restore')  # processes meet before their first collective
   ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
-  restored = ckpt.restore_latest_good(abstract_state)
-  if restored is None:
-    start, data_state = 0, {}
-    state = state_lib.create_train_state(config, mesh, graphdef, shardings)
-    if config.get('init_from', ''):  # fine-tuning: weights from a params-only export
-      from mmjax.export.load import load_params
-      params, _ = load_params(config.init_from, abstract_state['params'])
-      state = {**state, 'params': params}
-      log.info('initialised parameters from %s', config.init_from)
-  else:
-    start, state, data_state = restored
+  restored = ckpt.restore_latest_good(abstract_state)  # may set damaged steps aside, nothing else
+
+  start, data_state = (0, {}) if restored is None else (restored[0], restored[2])
+  if restored is not None:
     data_state = distributed.data_state_for_this_process(data_state)
-    log.info('resumed from checkpoint step %d', start)
 
-  # --- compile every task signature ahead of time --------------------------------------------
-  train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
-  step_tasks = sampler.step_tasks()
-  with tqdm(total=len(step_tasks), desc='compile', unit='task', disable=not is_main) as bar:
-    compiled = step_lib.compile_train_steps(train_step, abstract_state, step_tasks, config, mesh,
-                                            progress=lambda t: bar.update(1))
-
-  # --- data: one iterator per task signature, resumed exactly ---------------------------------
+  # --- data: one iterator per task signature, resumed exactly (checks the saved state) ------
   iterators = {}
   for i, t in enumerate(signatures):
     it = pipeline.make_train_iterator(t, config, seed=config.seed + 1000 * i,
@@ -129,6 +113,27 @@ def train(config, workdir: str) -> dict:
     if t.signature_name in data_state.get('iterators', {}):
       it.set_state(data_state['iterators'][t.signature_name])
     iterators[t.signature_name] = it
+
+  # --- workdir: written once the run is known to start or resume ------------------------------
+  if is_main:
+    config_lib.save_config(config, workdir)
+  jax.config.update('jax_compilation_cache_dir', os.path.join(os.path.abspath(workdir),
+                                                              'jax_cache'))
+  if restored is None:
+    state = state_lib.create_train_state(config, mesh, graphdef, shardings)
+    if init_params is not None:
+      state = {**state, 'params': init_params}
+      log.info('initialised parameters from %s', config.init_from)
+  else:
+    state = restored[1]
+    log.info('resumed from checkpoint step %d', start)
+
+  # --- compile every task signature ahead of time --------------------------------------------
+  train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
+  step_tasks = sampler.step_tasks()
+  with tqdm(total=len(step_tasks), desc='compile', unit='task', disable=not is_main) as bar:
+    compiled = step_lib.compile_train_steps(train_step, abstract_state, step_tasks, config, mesh,
+                                            progress=lambda t: bar.update(1))
 
   # --- loop -----------------------------------------------------------------------------------
   writer = MetricsWriter(workdir, resume_step=start)
