@@ -18,7 +18,8 @@ DROP_TOKEN = 0.5   # VATT's DropToken rate on the high-resolution modalities
 
 
 def get_config(arg=None):
-  del arg
+  if arg is not None:
+    raise ValueError(f'configs/vatt.py takes no argument, got {arg!r}.')
   c = base_config()
   c.seed = 0
   c.total_steps = 200
