@@ -215,7 +215,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError('config.mesh may use -1 (all remaining devices) for one axis only.')
   m = config.model
   if m.width % m.num_heads:
-    raise ConfigError(f'config.model.width={m.width} is not divisible by num_heads={m.num_heads}.')
+    raise ConfigError(f'config.model.width={m.width} is not divisible by num_heads={m.num_heads}: '
+                      'choose a number of heads that divides the width.')
   if not config.tasks:
     raise ConfigError('config.tasks is empty: add at least one task.')
 

@@ -40,6 +40,8 @@ NONNEGATIVE = ('a number >= 0', lambda v: _number(v) and v >= 0)
 PROBABILITY = ('a probability in [0, 1]', lambda v: _number(v) and 0 <= v <= 1)
 BELOW_ONE = ('a number in [0, 1)', lambda v: _number(v) and 0 <= v < 1)
 SIZES = ('a positive integer, a tuple of them, or None', _sizes)
+CROP = ('(min, max) with 0 < min <= max <= 1', lambda v: isinstance(v, (tuple, list)) and len(
+    v) == 2 and all(_number(x) for x in v) and 0 < v[0] <= v[1] <= 1)
 STEPS = ('a tuple of positive step numbers', lambda v: isinstance(v, (tuple, list)) and all(
     _int(x) and x > 0 for x in v))
 
@@ -78,6 +80,7 @@ RULES = (
      ('evaluation.datasets.*.num_clips', POSITIVE_INT),
      ('data.threads', NONNEGATIVE_INT), ('data.prefetch', NONNEGATIVE_INT),
      ('data.cache_mb', NONNEGATIVE), ('data.frame_stride', POSITIVE_INT),
+     ('data.crop_scale', CROP),
      ('faults.max_nonfinite_in_row', NONNEGATIVE_INT),
      ('faults.watchdog_seconds', NONNEGATIVE), ('faults.inject_nan_at_steps', STEPS)]
     + [(f'model.{k}', POSITIVE_INT) for k in _MODEL_INTS]
