@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import os
 
+import tensorstore as ts
+
 COMMIT_METADATA = '_CHECKPOINT_METADATA'   # orbax: written, with a commit time, before the rename
 COMMIT_SUCCESS = 'commit_success.txt'     # orbax: written by the commit on every file system
 STATE_METADATA = os.path.join('state', '_METADATA')
@@ -73,7 +75,6 @@ def _array_names(meta: dict) -> list[str]:
 def array_damage(step_dir: str) -> str | None:
   """Reads every array of `step_dir/state` with TensorStore; the first one whose bytes are bad,
   or None. Raises DamageUnknown on errors that are not about the stored data."""
-  import tensorstore as ts
   state = os.path.join(os.path.abspath(step_dir), 'state')
   meta = _json(os.path.join(step_dir, STATE_METADATA))
   if not isinstance(meta, dict):
