@@ -13,6 +13,8 @@ DIGITS = 'mmjax_digits'
 
 
 def get_config(arg=None):
+  if arg not in (None, 'moe'):
+    raise ValueError(f"configs/demo.py takes no argument or ':moe', got {arg!r}.")
   c = base_config()
   c.seed = 0
   c.total_steps = 2400

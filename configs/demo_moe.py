@@ -21,6 +21,8 @@ def _demo():
 
 
 def get_config(arg=None):
+  if arg not in (None, 'dropless'):
+    raise ValueError(f"configs/demo_moe.py takes no argument or ':dropless', got {arg!r}.")
   c = _demo().get_config('moe')
   c.model.moe.num_experts = 4
   c.model.moe.top_k = 1

@@ -98,5 +98,6 @@ def imp_config(size: str = 'base', moe: bool = False):
 
 
 def get_config(arg=None):
-  del arg
+  if arg is not None:
+    raise ValueError(f'configs/imp_base.py takes no argument, got {arg!r}.')
   return imp_config('base', moe=False)

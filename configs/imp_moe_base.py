@@ -20,5 +20,6 @@ def _imp_base():
 
 
 def get_config(arg=None):
-  del arg
+  if arg is not None:
+    raise ValueError(f'configs/imp_moe_base.py takes no argument, got {arg!r}.')
   return _imp_base().imp_config('base', moe=True)

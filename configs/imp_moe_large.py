@@ -21,5 +21,6 @@ def _imp_base():
 
 
 def get_config(arg=None):
-  del arg
+  if arg is not None:
+    raise ValueError(f'configs/imp_moe_large.py takes no argument, got {arg!r}.')
   return _imp_base().imp_config('large', moe=True)

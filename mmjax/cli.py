@@ -1,7 +1,8 @@
 """Shared command-line plumbing: flag parsing with config overrides, and errors for people.
 
 A user error (bad config key, mesh, data, checkpoint, workdir) ends with one sentence on stderr
-and exit code 2; anything else is a bug and keeps its traceback.
+and exit code 2; checkpoints that cannot be restored (storage trouble, all kept in place) with one
+sentence and exit code 1; anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Callable, Sequence
 
 from mmjax import config as config_lib
 from mmjax import jax_flags, log_filters
-from mmjax.core.checkpointing import CheckpointMismatchError
+from mmjax.core.checkpointing import CheckpointMismatchError, RestoreFailed
 from mmjax.core.params_io import ExportError
 from mmjax.core.partitioning import MeshError
 from mmjax.data.errors import DataError
@@ -48,3 +49,6 @@ def run(main: Callable[[], int | None]) -> int:
   except user_errors() as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
+  except RestoreFailed as e:  # not bad input: storage trouble, with every checkpoint kept
+    print(f'error: {e}', file=sys.stderr)
+    return 1

@@ -13,16 +13,44 @@ import difflib
 import importlib.util
 import json
 import os
+import traceback
 from typing import Any, Sequence
 
 import ml_collections
 
-from mmjax import config_paths
+from mmjax import config_checks, config_paths
 from mmjax.core import presets
 
 
 class ConfigError(ValueError):
   """A bad config: the message is one sentence naming the problem and the fix."""
+
+
+def _where(error: BaseException, path: str) -> str:
+  """`file:line` of the innermost frame of `error` in a config file (else in `path`)."""
+  def short(name: str) -> str:
+    rel = os.path.relpath(name)
+    return name if rel.startswith('..') else rel
+  if isinstance(error, SyntaxError) and error.filename:
+    return f'{short(error.filename)}:{error.lineno}'
+  frames = [f for f in traceback.extract_tb(error.__traceback__)
+            if os.path.abspath(f.filename) == os.path.abspath(path)]
+  frames = frames or [f for f in traceback.extract_tb(error.__traceback__)
+                      if f'{os.sep}configs{os.sep}' in f.filename]
+  return f'{short(frames[-1].filename)}:{frames[-1].lineno}' if frames else path
+
+
+def config_file_error(error: BaseException, path: str) -> ConfigError:
+  """A config file that fails to import or build, as `file:line: message` in one sentence."""
+  if isinstance(error, ConfigError):
+    return error
+  if isinstance(error, SyntaxError):
+    message = error.msg
+  else:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ''
+    message = text if isinstance(error, ValueError) and text else (
+        f'{type(error).__name__}: {text}' if text else type(error).__name__)
+  return ConfigError(f'{_where(error, path)}: {message.rstrip(".")}.')
 
 
 def import_config_module(path: str):
@@ -35,7 +63,10 @@ def import_config_module(path: str):
                       f'of a shipped config ({shipped}).')
   spec = importlib.util.spec_from_file_location(f'_mmjax_config_{abs(hash(path))}', path)
   module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)  # configs are Python by design (as in big_vision)
+  try:
+    spec.loader.exec_module(module)  # configs are Python by design (DESIGN.md)
+  except Exception as e:  # noqa: BLE001 - any error in the user's file is reported as file:line
+    raise config_file_error(e, path) from e
   if not hasattr(module, 'get_config'):
     raise ConfigError(f'config file {path!r} has no get_config(arg=None) function.')
   return module
@@ -129,7 +160,10 @@ def load_config(config_arg: str, overrides: Sequence[str] | Sequence[tuple[str, 
   """Loads `path.py[:arg]`, applies overrides (`--config.k=v` strings or (k, v) pairs), validates."""
   path, _, arg = config_arg.partition(':')
   module = import_config_module(path)
-  config = module.get_config(arg or None)
+  try:
+    config = module.get_config(arg or None)
+  except Exception as e:  # noqa: BLE001 - e.g. an argument the config does not take
+    raise config_file_error(e, path) from e
   if not isinstance(config, ml_collections.ConfigDict):
     raise ConfigError(f'{path}: get_config must return an ml_collections.ConfigDict.')
   pairs = []
@@ -168,6 +202,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
   for key in REQUIRED_KEYS:
     if key not in config:
       raise ConfigError(f'config has no {key!r}: every config needs {", ".join(REQUIRED_KEYS)}.')
+  config_checks.check_values(config, ConfigError)
   for key in ('total_steps', 'log_every', 'checkpoint_every'):
     if not isinstance(config[key], int) or config[key] < 1:
       raise ConfigError(f'config.{key} must be a positive integer, got {config[key]!r}.')
@@ -184,7 +219,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError('config.mesh may use -1 (all remaining devices) for one axis only.')
   m = config.model
   if m.width % m.num_heads:
-    raise ConfigError(f'config.model.width={m.width} is not divisible by num_heads={m.num_heads}.')
+    raise ConfigError(f'config.model.width={m.width} is not divisible by num_heads={m.num_heads}: '
+                      'choose a number of heads that divides the width.')
   if not config.tasks:
     raise ConfigError('config.tasks is empty: add at least one task.')
 

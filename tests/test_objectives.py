@@ -1,7 +1,9 @@
 """Objectives against straightforward numpy implementations."""
 
-import numpy as np
+import jax
 import jax.numpy as jnp
+import ml_collections
+import numpy as np
 
 from mmjax.train import objectives
 
@@ -46,6 +48,59 @@ def test_mil_nce_matches_numpy():
   expect = 0.5 * (np.mean(a2b) + np.mean(b2a))
   got = objectives.mil_nce_loss(jnp.asarray(a), jnp.asarray(b), t)
   np.testing.assert_allclose(got, expect, rtol=1e-5)
+
+
+def _np_mil_nce(a, b, valid, t):
+  """MIL-NCE over the valid instances only, written out example by example."""
+  n, k, _ = b.shape
+  inst = [(i, j) for i in range(n) for j in range(k) if valid[i, j]]
+  emb = _normalize(np.stack([b[i, j] for i, j in inst]))
+  s = _normalize(a) @ emb.T / t                          # [n, number of valid instances]
+  owner = np.array([i for i, _ in inst])
+  a2b = [np.log(np.exp(s[i]).sum()) - np.log(np.exp(s[i, owner == i]).sum())
+         for i in range(n) if (owner == i).any()]
+  b2a = [np.log(np.exp(s[:, c]).sum()) - s[owner[c], c] for c in range(len(inst))]
+  return 0.5 * (np.mean(a2b) + np.mean(b2a))
+
+
+def test_mil_nce_with_masked_instances_matches_numpy():
+  rng = np.random.default_rng(3)
+  n, k, d, t = 5, 3, 6, 0.3
+  a, b = rng.normal(size=(n, d)), rng.normal(size=(n, k, d))
+  valid = np.array([[1, 1, 1], [1, 0, 0], [1, 1, 0], [0, 0, 0], [1, 0, 1]], bool)
+  got = objectives.mil_nce_loss(jnp.asarray(a), jnp.asarray(b), t, jnp.asarray(valid))
+  np.testing.assert_allclose(got, _np_mil_nce(a, b, valid, t), rtol=1e-5)
+  # A masked instance is neither positive nor negative: its embedding has no effect.
+  b2 = b.copy()
+  b2[~valid] = 100.0 * rng.normal(size=(int((~valid).sum()), d))
+  np.testing.assert_allclose(objectives.mil_nce_loss(a, b2, t, valid), got, rtol=1e-6)
+  grad = jax.grad(lambda x: objectives.mil_nce_loss(a, x, t, valid))(jnp.asarray(b))
+  assert np.all(np.asarray(grad)[~valid] == 0) and np.abs(np.asarray(grad)[valid]).sum() > 0
+
+
+def test_task_loss_masks_captions_the_loader_padded():
+  """task_loss reads instance validity from text_mask (an all-zero row = a missing caption)."""
+  from mmjax.core.tasks import Resolution, Task
+
+  class Model:
+    def temperature(self, a, b):
+      return jnp.float32(0.3)
+
+  rng = np.random.default_rng(4)
+  n, k, d = 4, 3, 5
+  video, text = rng.normal(size=(n, d)), rng.normal(size=(n, k, d))
+  mask = np.ones((n, k, 7), np.int32)
+  mask[1, 1:] = 0
+  mask[3, 2] = 0
+  task = Task(name='t', dataset='x', split='train', modalities=('video', 'text'), batch_size=n,
+              resolutions=(Resolution(),), mil_nce=(('video', 'text'),), text_instances=k)
+  outputs = {'embeddings': {'video': jnp.asarray(video), 'text': jnp.asarray(text)},
+             'logits': {}, 'aux': {}}
+  config = ml_collections.ConfigDict({'model': {}})
+  loss, parts = objectives.task_loss(Model(), outputs, {'text_mask': mask}, task, config)
+  np.testing.assert_allclose(parts['mil_nce/video_text'],
+                             _np_mil_nce(video, text, mask.any(-1), 0.3), rtol=1e-5)
+  np.testing.assert_allclose(loss, parts['mil_nce/video_text'], rtol=1e-6)
 
 
 def test_mil_nce_with_one_instance_equals_nce():

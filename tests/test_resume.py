@@ -130,7 +130,8 @@ def run(argv: list[str], log: Path, env: dict | None = None, timeout: float = 40
 
 
 def rows(workdir: Path) -> dict[int, dict]:
-  """metrics.jsonl as {step: row}; a step written twice fails the test."""
+  """metrics.jsonl's training rows as {step: row}, each step's last row (a resumed run appends
+  the steps it redoes)."""
   path = Path(workdir) / 'metrics.jsonl'
   out = {}
   if not path.exists():
@@ -139,7 +140,6 @@ def rows(workdir: Path) -> dict[int, dict]:
     if line.strip():
       row = json.loads(line)
       if 'loss' in row:
-        assert row['step'] not in out, f'step {row["step"]} written twice'
         out[row['step']] = row
   return out
 

@@ -22,16 +22,21 @@ def step_rate(config, task, steps: int) -> float:
 
 
 def main(argv=None) -> int:
-  from mmjax import config as config_lib
-  from mmjax.data import pipeline
-  from mmjax.core.tasks import task_signatures
+  from mmjax import cli, config as config_lib
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--config', default='configs/demo.py')
   parser.add_argument('--batches', type=int, default=30)
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--out', default='')
-  args, overrides = parser.parse_known_args(argv)
-  config = config_lib.load_config(args.config, overrides)
+  def run():
+    args, overrides = cli.parse(parser, argv)
+    return _bench(config_lib.load_config(args.config, overrides), args)
+  return cli.run(run)
+
+
+def _bench(config, args) -> int:
+  from mmjax.data import pipeline
+  from mmjax.core.tasks import task_signatures
   rows = []
   for i, task in enumerate(task_signatures(config)):
     it = pipeline.make_train_iterator(task, config, seed=i)

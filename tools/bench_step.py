@@ -69,6 +69,10 @@ def bench_preset(preset: str, task_name: str, batch: int, steps: int, dtype: str
   with config.tasks.unlocked():
     for t in config.tasks.values():
       t.batch_size = batch
+  names = [t.name for t in task_signatures(config)]
+  if task_name not in names:
+    raise config_lib.ConfigError(f'--task {task_name!r} is not a task of configs/demo.py; '
+                                 f'choose one of {", ".join(names)}.')
   task = next(t for t in task_signatures(config) if t.name == task_name)
   step_s, flops, compile_s, abstract = time_step(config, task, steps)
   params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(abstract['params']))
@@ -87,6 +91,11 @@ def main(argv=None) -> int:
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   parser.add_argument('--out', default='')
   args = parser.parse_args(argv)
+  from mmjax import cli
+  return cli.run(lambda: _bench(args))
+
+
+def _bench(args) -> int:
   from mmjax.plan import hardware
   peak = hardware.mfu_peak(jax.devices()[0])
   peak_total = peak.flops * jax.device_count() if peak.flops else None

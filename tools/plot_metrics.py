@@ -22,7 +22,7 @@ def main(argv=None) -> int:
     paths = curves.plot_workdir(args.workdir)
   except (FileNotFoundError, ValueError) as e:
     print(f'error: {e}', file=sys.stderr)
-    return 1
+    return 2
   for p in paths:
     print(p)
   return 0

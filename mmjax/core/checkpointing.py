@@ -4,18 +4,22 @@ Each step holds `state` (train state pytree) and `data` (JSON: every task's iter
 the AGD position). Saves are asynchronous and atomic (orbax writes a temporary directory and
 renames it when committed). Restore goes onto any mesh through an abstract target carrying the
 new shardings; a structure or shape mismatch is an error naming the first differing parameter.
-A newest checkpoint that cannot be read is reported and the next newest is used.
+A damaged newest checkpoint is set aside and the next newest used; an I/O error is retried, then
+fails loudly with every checkpoint in place (see `restore_latest_good`).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+import time
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from mmjax.core import checkpoint_damage as damage_lib
 from mmjax.core import processes
 
 log = logging.getLogger(__name__)
@@ -28,8 +32,22 @@ ocp.type_handlers.register_type_handler(
     jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
 
 
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds before each further attempt to read one step
+
+
 class CheckpointMismatchError(ValueError):
   """The checkpoint's structure or shapes differ from the model being restored."""
+
+
+class RestoreFailed(RuntimeError):
+  """No checkpoint could be restored, and none was lost: one sentence saying what to do."""
+
+
+def _reason(error: BaseException | None) -> str:
+  if error is None:
+    return 'another process could not read it'
+  text = str(error).strip()
+  return f'{type(error).__name__}: {text.splitlines()[0][:160]}' if text else type(error).__name__
 
 
 def _path_str(path) -> str:
@@ -60,6 +78,29 @@ def check_compatible(saved_tree, target_tree, what: str = 'checkpoint') -> None:
           f'{target[name]}: use the config it was trained with.')
 
 
+def check_resumable(workdir: str, abstract_state) -> bool:
+  """Whether `workdir` holds checkpoints (or damaged ones set aside) to resume from. Raises
+  CheckpointMismatchError when the newest one whose metadata reads was written by a model of
+  another structure or shape. Reads metadata only and writes nothing: it runs before anything
+  is written to the workdir."""
+  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+    return False
+  ckpt = Checkpointer(workdir, read_only=True, async_save=False)
+  try:
+    steps = ckpt.all_steps()
+    for step in reversed(steps):
+      try:
+        saved = ckpt.saved_structure(step)
+      except Exception:  # noqa: BLE001 - unreadable metadata is the restore's business
+        continue
+      if saved is not None:
+        check_compatible(saved, abstract_state, f'checkpoint {ckpt.directory}/{step}')
+        break
+    return bool(steps or ckpt.set_aside_steps())
+  finally:
+    ckpt.close()
+
+
 class Checkpointer:
   """Saves and restores `(state, data_state)` under `workdir/checkpoints`."""
 
@@ -86,8 +127,11 @@ class Checkpointer:
     return steps[-1] if steps else None
 
   def save(self, step: int, state, data_state: dict, *, force: bool = False) -> bool:
+    """Starts saving `step` (asynchronously). `data_state` is copied now, as JSON: the caller
+    may go on changing its dicts while the save is written."""
+    snapshot = json.loads(json.dumps(data_state))
     return self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(data_state)), force=force)
+        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(snapshot)), force=force)
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
@@ -112,30 +156,80 @@ class Checkpointer:
   def restore_latest_good(self, abstract_state):
     """Newest readable checkpoint -> (step, state, data), or None when there is none.
 
-    A shape/structure mismatch is raised (it is the user's config, not a bad file). A step that
-    fails to read on any process is reported in one warning and moved aside to `<step>.corrupt`
-    (kept for inspection; orbax ignores it, so the step can be written again), and the previous
-    one is tried.
+    A shape/structure mismatch is raised (it is the user's config, not a bad file). A step is
+    set aside to `<step>.corrupt` (kept for inspection; orbax ignores it, so the step can be
+    written again) only on verified damage (`checkpoint_damage.py`: no commit marker, missing or
+    truncated files, metadata that contradicts the arrays), and the previous one is tried. Any
+    other read failure (an I/O error) is retried with backoff, then raised as RestoreFailed with
+    every checkpoint in place. A run whose checkpoints are all damaged never starts from step 0
+    on its own: RestoreFailed says so.
     """
-    for step in reversed(self.all_steps()):
+    steps = self.all_steps()
+    for step in reversed(steps):
+      if self._damaged(step, damage_lib.structural_damage):
+        continue
+      restored = self._restore_with_retries(step, abstract_state)
+      if restored is not None:
+        return (step, *restored)
+    aside = self.set_aside_steps()
+    if steps or aside:
+      kept = f' (the damaged ones are kept as {", ".join(aside)})' if aside else ''
+      raise RestoreFailed(
+          f'{self.directory} holds no usable checkpoint{kept}, so this run will not silently '
+          'start again from step 0: move that directory away to start afresh, or put a good '
+          'checkpoint back.')
+    return None
+
+  def set_aside_steps(self) -> list[str]:
+    """Names of the step directories set aside as damaged (`<step>.corrupt[N]`)."""
+    if not os.path.isdir(self.directory):
+      return []
+    return sorted(n for n in os.listdir(self.directory) if '.corrupt' in n)
+
+  def _damaged(self, step: int, check) -> bool:
+    """Runs `check(step_dir)` on process 0; sets the step aside when every process hears it is
+    damaged. An undecidable check (an I/O error) counts as not damaged."""
+    reason = None
+    if jax.process_index() == 0:
+      try:
+        reason = check(os.path.join(self.directory, str(step)))
+      except damage_lib.DamageUnknown as e:
+        log.warning('could not check checkpoint %s/%d for damage (%s); keeping it.',
+                    self.directory, step, e)
+    if processes.any_process(reason is not None):
+      self._set_aside(step, reason)
+      return True
+    return False
+
+  def _restore_with_retries(self, step: int, abstract_state):
+    """(state, data) of `step`; None when it turned out damaged (and was set aside); raises
+    RestoreFailed when it stays unreadable for no verified reason."""
+    error = None
+    for attempt in range(len(RETRY_DELAYS) + 1):
       error = None
       try:
         state, data = self.restore(step, abstract_state)
       except CheckpointMismatchError:
         raise
-      except Exception as e:  # noqa: BLE001 - any read failure means this step is unusable
+      except Exception as e:  # noqa: BLE001 - judged below: damage, or retried
         error = e
       if processes.all_processes(error is None):  # every process must have read its shards
-        return step, state, data
-      self._set_aside(step, error)
-    return None
+        return state, data
+      if self._damaged(step, damage_lib.verified_damage):
+        return None
+      if attempt < len(RETRY_DELAYS):
+        log.warning('reading checkpoint %s/%d failed (%s); its files check out, so retrying in '
+                    '%.1f s (attempt %d of %d).', self.directory, step, _reason(error),
+                    RETRY_DELAYS[attempt], attempt + 2, len(RETRY_DELAYS) + 1)
+        time.sleep(RETRY_DELAYS[attempt])
+    raise RestoreFailed(
+        f'checkpoint {self.directory}/{step} could not be read in {len(RETRY_DELAYS) + 1} '
+        f'attempts ({_reason(error)}) although its files show no damage, so every checkpoint '
+        'is left in place: fix the storage and run the same command again.')
 
-  def _set_aside(self, step: int, error: Exception | None) -> None:
+  def _set_aside(self, step: int, reason: str) -> None:
     """Renames the unreadable step directory out of orbax's sight (read-only: just reports)."""
     path = os.path.join(self.directory, str(step))
-    reason = (f'{type(error).__name__}: {str(error).strip().splitlines()[0][:160]}'
-              if error is not None and str(error).strip() else
-              type(error).__name__ if error is not None else 'another process could not read it')
     if self.read_only:
       log.warning('checkpoint %s is incomplete or corrupt (%s); trying the previous one.', path,
                   reason)
@@ -148,9 +242,8 @@ class Checkpointer:
       os.rename(path, aside)
       log.warning('checkpoint %s is incomplete or corrupt (%s); moved it to %s and trying the '
                   'previous one.', path, reason, os.path.basename(aside))
-    elif error is not None:
-      log.warning('checkpoint %s is unreadable on process %d (%s); process 0 moves it aside.',
-                  path, jax.process_index(), reason)
+    else:
+      log.warning('checkpoint %s is damaged; process 0 moves it aside.', path)
     ocp.multihost.sync_global_processes(f'mmjax_set_aside_{step}')
     self.manager.reload()
 

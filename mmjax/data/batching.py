@@ -2,9 +2,11 @@
 
 Train: random crop (+ optional flip) per example, random video clip and audio window, a random
 caption when an example has several. Eval: central square resized, `num_clips` evenly spaced
-clips/windows (a clip axis only when `num_clips > 1`), the first caption. Output, for `b`
-examples: image `[b, S, S, 3]`, video `[b, (clips,) T, S, S, 3]` float32 in [-1, 1];
-audio `[b, (clips,) samples]` float32; text and text_mask `[b, L]` int32; label `[b]` int32.
+clips/windows (a clip axis only when `num_clips > 1`), the first caption. With `text_instances`
+K > 1 (MIL-NCE), K captions per example, drawn without replacement (eval: the first K); an
+example with fewer gets empty, fully masked instances. Output, for `b` examples: image
+`[b, S, S, 3]`, video `[b, (clips,) T, S, S, 3]` float32 in [-1, 1]; audio `[b, (clips,) samples]`
+float32; text and text_mask `[b, (K,) L]` int32; label `[b]` int32.
 """
 
 from __future__ import annotations
@@ -44,11 +46,12 @@ class BatchBuilder:
   """`builder(indices [b], rng or None) -> batch dict`; rng None means eval (deterministic)."""
 
   def __init__(self, source: Source, mapping: dict[str, str], resolution: Resolution,
-               options: DataOptions, tokenizer=None, num_clips: int = 1):
+               options: DataOptions, tokenizer=None, num_clips: int = 1, text_instances: int = 1):
     if 'text' in mapping and tokenizer is None:
       raise ValueError('a text modality needs a tokenizer')
     self.source, self.mapping, self.res = source, dict(mapping), resolution
     self.options, self.tokenizer, self.num_clips = options, tokenizer, int(num_clips)
+    self.text_instances = int(text_instances)
 
   def __call__(self, indices, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
     cols = self.source.read(np.asarray(indices), sorted(set(self.mapping.values())))
@@ -99,9 +102,24 @@ class BatchBuilder:
     return T.crop_audio(T.stack_ragged(column), starts, samples)
 
   def _text(self, column: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    if self.text_instances > 1:
+      return self._text_instances(column, rng)
     texts = []
     for value in column:
       if isinstance(value, (list, tuple, np.ndarray)):  # several captions: one per example
         value = value[int(rng.integers(len(value)))] if rng is not None else value[0]
       texts.append(value)
     return self.tokenizer.encode(texts, self.res.text_length)
+
+  def _text_instances(self, column: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
+    """K captions per example -> ids and mask `[b, K, L]`; missing instances are all zero."""
+    k, texts = self.text_instances, []
+    for value in column:
+      options = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
+      if rng is not None and len(options) > 1:
+        pick = rng.choice(len(options), min(k, len(options)), replace=False)
+        options = [options[int(i)] for i in pick]
+      chosen = options[:k]
+      texts += chosen + [''] * (k - len(chosen))
+    ids, mask = self.tokenizer.encode(texts, self.res.text_length)
+    return ids.reshape(len(column), k, -1), mask.reshape(len(column), k, -1)

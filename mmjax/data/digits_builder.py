@@ -1,5 +1,6 @@
 """TFDS builder of `mmjax_digits`: scikit-learn's 1,797 real handwritten digit scans, each as
-image, video, audio and caption (see `digits_render.py`), written as ArrayRecord files.
+image, video, audio, a caption and 2-4 captions (different phrasings, for MIL-NCE; see
+`digits_render.py`), written as ArrayRecord files.
 
 Built offline in seconds by `python -m tools.build_data digits` or on first use. Concurrent
 builders are safe: a file lock serialises them and TFDS writes into a temporary directory that is
@@ -26,8 +27,9 @@ NAME = 'mmjax_digits'
 class MmjaxDigits(tfds.core.GeneratorBasedBuilder):
   """Handwritten digits in four modalities; train/test split by scan (80/20, stratified)."""
 
-  VERSION = tfds.core.Version('1.0.0')
-  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  VERSION = tfds.core.Version('1.1.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.',
+                   '1.1.0': '`captions`: 2 to 4 phrasings of each scan (MIL-NCE positives).'}
 
   @tfds.core.utils.classproperty
   @classmethod
@@ -45,6 +47,7 @@ class MmjaxDigits(tfds.core.GeneratorBasedBuilder):
             'video': tfds.features.Tensor(shape=(t, s, s, 3), dtype=np.uint8, encoding='zlib'),
             'audio': tfds.features.Tensor(shape=(n,), dtype=np.float32, encoding='bytes'),
             'caption': tfds.features.Text(),
+            'captions': tfds.features.Sequence(tfds.features.Text()),
             'label': tfds.features.ClassLabel(names=render.CLASS_NAMES),
             'id': tfds.features.Scalar(dtype=np.int32),
         }),
@@ -76,6 +79,7 @@ class MmjaxDigits(tfds.core.GeneratorBasedBuilder):
           'video': render.render_video(scans[i], params),
           'audio': render.render_audio(scans[i], params),
           'caption': render.caption(labels[i], params),
+          'captions': render.captions(labels[i], i, params),
           'label': int(labels[i]),
           'id': int(i),
       }

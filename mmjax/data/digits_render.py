@@ -1,4 +1,4 @@
-"""Renders one real 8x8 handwritten-digit scan as image, video, audio and caption.
+"""Renders one real 8x8 handwritten-digit scan as image, video, audio and captions.
 
 Pure numpy, deterministic: every random choice comes from a generator seeded by the scan id, so
 rendering twice gives identical arrays. Used by `digits_builder.py`; the tests use it to check
@@ -17,6 +17,7 @@ AUDIO_SAMPLES = 4096
 BAND_HZ = tuple(float(f) for f in np.geomspace(300.0, 3400.0, SCAN_SIZE))  # lowest first
 CLASS_NAMES = ('zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine')
 TEST_FRACTION = 0.2
+MIN_CAPTIONS, MAX_CAPTIONS = 2, 4  # phrasings per example in the `captions` feature
 _SEED = 20240607
 
 # Training phrasings. Varied English so that unseen eval prompts ("a photo of the number seven.")
@@ -151,3 +152,14 @@ def render_audio(scan: np.ndarray, params: dict) -> np.ndarray:
 def caption(label: int, params: dict) -> str:
   """One training phrasing naming the digit in English."""
   return TEMPLATES[params['template']].format(CLASS_NAMES[int(label)])
+
+
+def captions(label: int, scan_id: int, params: dict) -> list[str]:
+  """MIN_CAPTIONS..MAX_CAPTIONS different phrasings of the same scan (MIL-NCE positives), the
+  first being `caption(label, params)`; drawn from their own generator, so the other modalities
+  and the single caption are unchanged."""
+  rng = np.random.default_rng([_SEED, int(scan_id), 1])
+  count = int(rng.integers(MIN_CAPTIONS, MAX_CAPTIONS + 1))
+  others = [t for t in range(len(TEMPLATES)) if t != params['template']]
+  chosen = [params['template']] + rng.choice(others, count - 1, replace=False).tolist()
+  return [TEMPLATES[t].format(CLASS_NAMES[int(label)]) for t in chosen]

@@ -3,7 +3,8 @@
 A task's `feature_map` holds `(dataset feature, target)` pairs, target one of image, video,
 audio, text, label; nested features are written `a/b`. A modality not mapped explicitly takes the
 feature of its own name, then (text) `caption`/`captions`, then (label) `label`, then the only
-feature of the right kind.
+feature of the right kind. A task with several text instances (MIL-NCE) takes text from a feature
+holding several captions per example (shape `[None]`), preferring one over a single caption.
 """
 
 from __future__ import annotations
@@ -24,8 +25,16 @@ def _listing(features: dict[str, FeatureSpec]) -> str:
   return ', '.join(spec.describe() for spec in features.values()) or 'none'
 
 
-def _default(target: str, features: dict[str, FeatureSpec]) -> str | None:
-  for name in ALIASES.get(target, (target,)):
+def is_multi_text(spec: FeatureSpec) -> bool:
+  """Whether a text feature holds several captions per example (a list, shape `[None]`)."""
+  return spec.kind == 'text' and len(spec.shape) > 0
+
+
+def _default(target: str, features: dict[str, FeatureSpec], multi: bool = False) -> str | None:
+  names = ALIASES.get(target, (target,))
+  if multi:  # several captions wanted: a list feature first, in alias order
+    names = sorted(names, key=lambda n: not (n in features and is_multi_text(features[n])))
+  for name in names:
     if name in features and features[name].kind in KINDS[target]:
       return name
   of_kind = [n for n, s in features.items() if s.kind in KINDS[target]]
@@ -34,10 +43,11 @@ def _default(target: str, features: dict[str, FeatureSpec]) -> str | None:
 
 def resolve(modalities: Sequence[str], feature_map: Iterable[tuple[str, str]],
             features: dict[str, FeatureSpec], *, dataset: str, who: str,
-            label: str = 'optional') -> dict[str, str]:
+            label: str = 'optional', text_instances: int = 1) -> dict[str, str]:
   """`{target: feature name}` for `modalities` (+ 'label' when `label` is 'required', or when
   'optional' and the dataset has one); raises DataError with one sentence naming the fix.
-  `who` starts the messages, e.g. "Task 'image_text'"."""
+  `who` starts the messages, e.g. "Task 'image_text'". `text_instances > 1` needs a text
+  feature with several captions per example."""
   where = who
   explicit = {}
   for feature, target in feature_map:
@@ -57,7 +67,7 @@ def resolve(modalities: Sequence[str], feature_map: Iterable[tuple[str, str]],
   targets = list(modalities) + (['label'] if label in ('required', 'optional') else [])
   mapping = {}
   for target in targets:
-    name = explicit.get(target) or _default(target, features)
+    name = explicit.get(target) or _default(target, features, text_instances > 1)
     if name is None:
       if target == 'label' and label == 'optional':
         continue
@@ -66,6 +76,12 @@ def resolve(modalities: Sequence[str], feature_map: Iterable[tuple[str, str]],
           f'{where} {asks} but dataset {dataset!r} has no {target} feature; its features are: '
           f'{_listing(features)}; map one with feature_map={{"<feature>": "{target}"}}.')
     mapping[target] = name
+  if text_instances > 1 and 'text' in mapping and not is_multi_text(features[mapping['text']]):
+    raise DataError(
+        f'{where} asks for {text_instances} captions per example (text_instances, for MIL-NCE) '
+        f'but dataset {dataset!r} has only the single caption field {mapping["text"]!r}: map a '
+        'feature holding several captions with feature_map={"<feature>": "text"} or set '
+        'text_instances=1.')
   return mapping
 
 

@@ -69,8 +69,12 @@ def _plan(task: Task, config, cache: bool, label: str | None = None):
     raise DataError(f'{who} classifies {bad[0]!r}, which is not among its modalities '
                     f'{list(task.modalities)}.')
   label = label or ('required' if task.classify else 'no')
+  if task.text_instances < 1:
+    raise DataError(f'{who} has text_instances={task.text_instances}; set it to 1 or more.')
   mapping = features_lib.resolve(task.modalities, task.feature_map, source.features,
-                                 dataset=task.dataset, who=who, label=label)
+                                 dataset=task.dataset, who=who, label=label,
+                                 text_instances=task.text_instances if 'text' in task.modalities
+                                 else 1)
   if task.classify and task.num_classes:
     names = source.features[mapping['label']].class_names
     if names and len(names) != task.num_classes:
@@ -131,7 +135,8 @@ def make_train_iterator(task: Task, config, *, seed: int, process_index: int = 0
     raise DataError(f'Dataset {task.dataset!r} split {task.split!r} has {len(source)} examples, '
                     f'fewer than the {process_count} processes.')
   limit_blas_threads()
-  builder = BatchBuilder(source, mapping, resolution, options, tokenizer)
+  builder = BatchBuilder(source, mapping, resolution, options, tokenizer,
+                         text_instances=task.text_instances)
   order_seed, map_seed = _seeds(seed, task.signature_name)
   order = EpochOrder(len(source), task.batch_size // process_count, order_seed, process_index,
                      process_count)

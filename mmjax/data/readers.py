@@ -177,8 +177,8 @@ class ArrayRecordSource(Source):
         names = tuple(line.strip() for line in f if line.strip())
     specs = {}
     for key, value in example.items():
-      if isinstance(value, (str, list)):
-        specs[key] = FeatureSpec(key, 'text', (), 'str')
+      if isinstance(value, (str, list)):  # a list: several captions per example
+        specs[key] = FeatureSpec(key, 'text', (None,) if isinstance(value, list) else (), 'str')
         continue
       value = np.asarray(value)
       kind = _kind(value.shape, value.dtype)

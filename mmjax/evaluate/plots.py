@@ -14,6 +14,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 
+
 def safe_name(name: str) -> str:
   """A file-name-safe version of `name` (dataset names may hold '/' or ':')."""
   return re.sub(r'[^A-Za-z0-9._-]+', '_', str(name)).strip('_') or 'unnamed'

@@ -146,17 +146,25 @@ def _model_parts(model_or_params):
 
 def evaluate_params(config, model_or_params, step: int, workdir: str | None, mesh=None, *,
                     entries=None, output: str | None = None, cache_dir: str | None = None,
-                    skipped=None, checkpoint: str = '') -> dict:
+                    skipped=None, checkpoint: str = '', reuse: dict | None = None) -> dict:
   """Evaluates in-memory weights: an NNX model, or `(graphdef, params)` as in the train state.
 
   `entries` default to the config's evaluation datasets. Reports go to `output` (default
   `workdir/eval`; none when both are None): `step_<N>.json`, one table per suite, bar charts,
-  confusion matrices (process 0 only). Returns the report dict (see `report.py`).
+  confusion matrices (process 0 only). Returns the report dict (see `report.py`). `reuse`, a dict
+  kept by the caller across calls (the training loop), keeps one `Embedder`, so evaluating new
+  weights of the same model compiles nothing again.
   """
   mesh = partitioning.make_mesh(config.mesh) if mesh is None else mesh
   entries = entries_lib.from_config(config) if entries is None else entries
   graphdef, params = _model_parts(model_or_params)
-  embedder = Embedder(config, graphdef, params, mesh)
+  if reuse is not None and 'embedder' in reuse:
+    embedder = reuse['embedder']
+    embedder.params = params
+  else:
+    embedder = Embedder(config, graphdef, params, mesh)
+    if reuse is not None:
+      reuse['embedder'] = embedder
   tokenizer = pipeline.load_tokenizer(config)
   cache = TextCache(embedder, tokenizer, params_fingerprint(params, step), cache_dir)
   output = output if output is not None else (report.eval_dir(workdir) if workdir else None)

@@ -18,6 +18,8 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from mmjax.train.metrics_writer import last_rows
+
 # Whole-run quantities: one curve, not split by the task of the logged step.
 GLOBAL_KEYS = ('learning_rate', 'examples_per_sec', 'step_time', 'input_wait_fraction')
 
@@ -27,7 +29,8 @@ def _file_name(metric: str) -> str:
 
 
 def read_metrics(path: str) -> list[dict]:
-  """Records of a `metrics.jsonl` file; a truncated last line (run still writing) is skipped."""
+  """Records of a `metrics.jsonl` file, each step's last row (a resumed run appends the steps it
+  redoes); a truncated last line (run still writing) is skipped."""
   if not os.path.exists(path):
     raise FileNotFoundError(f'no metrics file at {path}: point --workdir at a training run.')
   with open(path) as f:
@@ -40,7 +43,7 @@ def read_metrics(path: str) -> list[dict]:
       if i == len(lines) - 1:
         break
       raise ValueError(f'{path} line {i + 1} is not valid JSON ({e.msg}).') from None
-  return records
+  return last_rows(records)
 
 
 def _series(records: Sequence[dict]) -> dict[str, dict[str, tuple[list, list]]]:

@@ -80,8 +80,9 @@ def _scalars(metrics: dict) -> dict:
   return {k: float(v) for k, v in metrics.items() if k != 'moe' and np.ndim(v) == 0}
 
 
-def _evaluate(evaluate, config, graphdef, state, step: int, workdir: str, mesh) -> dict:
-  rep = evaluate(config, (graphdef, state['params']), step, workdir, mesh)
+def _evaluate(evaluate, config, graphdef, state, step: int, workdir: str, mesh,
+              reuse: dict) -> dict:
+  rep = evaluate(config, (graphdef, state['params']), step, workdir, mesh, reuse=reuse)
   return {f'eval/zero_shot/{k}/top1': v['top1'] for k, v in rep.get('zero_shot', {}).items()}
 
 
@@ -99,39 +100,23 @@ def train(config, workdir: str, evaluate=None) -> dict:
                          'config.eval_every=0.')
   mesh, signatures, sampler = preflight(config, workdir)
   is_main = jax.process_index() == 0
-
-  # --- workdir ------------------------------------------------------------------------------
-  os.makedirs(workdir, exist_ok=True)
-  if is_main:
-    config_lib.save_config(config, workdir)
-  jax.config.update('jax_compilation_cache_dir', os.path.join(os.path.abspath(workdir),
-                                                              'jax_cache'))
+  graphdef, abstract_state, shardings = state_lib.abstract_train_state(config, mesh)
+  resuming = checkpointing.check_resumable(workdir, abstract_state)  # another model: raises
+  init_params = None
+  if not resuming and config.get('init_from', ''):  # fine-tuning: weights of a params export
+    init_params, _ = load_params(config.init_from, abstract_state['params'])
 
   # --- state: restore the newest good checkpoint, or initialise -------------------------------
-  graphdef, abstract_state, shardings = state_lib.abstract_train_state(config, mesh)
+  os.makedirs(workdir, exist_ok=True)
   distributed.barrier('restore')  # processes meet before their first collective
   ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
-  restored = ckpt.restore_latest_good(abstract_state)
-  if restored is None:
-    start, data_state = 0, {}
-    state = state_lib.create_train_state(config, mesh, graphdef, shardings)
-    if config.get('init_from', ''):  # fine-tuning: weights from a params-only export
-      params, _ = load_params(config.init_from, abstract_state['params'])
-      state = {**state, 'params': params}
-      log.info('initialised parameters from %s', config.init_from)
-  else:
-    start, state, data_state = restored
+  restored = ckpt.restore_latest_good(abstract_state)  # may set damaged steps aside, nothing else
+
+  start, data_state = (0, {}) if restored is None else (restored[0], restored[2])
+  if restored is not None:
     data_state = distributed.data_state_for_this_process(data_state)
-    log.info('resumed from checkpoint step %d', start)
 
-  # --- compile every task signature ahead of time --------------------------------------------
-  train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
-  step_tasks = sampler.step_tasks()
-  with progress_lib.CompileProgress(len(step_tasks), is_main) as bar:
-    compiled = step_lib.compile_train_steps(train_step, abstract_state, step_tasks, config, mesh,
-                                            progress=bar)
-
-  # --- data: one iterator per task signature, resumed exactly ---------------------------------
+  # --- data: one iterator per task signature, resumed exactly (checks the saved state) ------
   iterators = {}
   for i, t in enumerate(signatures):
     it = pipeline.make_train_iterator(t, config, seed=resolve_seeds(config).data + 1000 * i,
@@ -140,6 +125,27 @@ def train(config, workdir: str, evaluate=None) -> dict:
     if t.signature_name in data_state.get('iterators', {}):
       it.set_state(data_state['iterators'][t.signature_name])
     iterators[t.signature_name] = it
+
+  # --- workdir: written once the run is known to start or resume ------------------------------
+  if is_main:
+    config_lib.save_config(config, workdir)
+  jax.config.update('jax_compilation_cache_dir', os.path.join(os.path.abspath(workdir),
+                                                              'jax_cache'))
+  if restored is None:
+    state = state_lib.create_train_state(config, mesh, graphdef, shardings)
+    if init_params is not None:
+      state = {**state, 'params': init_params}
+      log.info('initialised parameters from %s', config.init_from)
+  else:
+    state = restored[1]
+    log.info('resumed from checkpoint step %d', start)
+
+  # --- compile every task signature ahead of time --------------------------------------------
+  train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
+  step_tasks = sampler.step_tasks()
+  with progress_lib.CompileProgress(len(step_tasks), is_main) as bar:
+    compiled = step_lib.compile_train_steps(train_step, abstract_state, step_tasks, config, mesh,
+                                            progress=bar)
 
   # --- loop -----------------------------------------------------------------------------------
   writer = MetricsWriter(workdir, resume_step=start)
@@ -150,6 +156,7 @@ def train(config, workdir: str, evaluate=None) -> dict:
               for t in signatures}
   guard = faults.NonFiniteGuard(config.faults.max_nonfinite_in_row)
   routing_seen = {}  # modality -> that modality's latest MoE routing statistics
+  evaluator = {}  # one evaluation embedder for the run: each input signature compiles once
   nan_steps = set(config.faults.get('inject_nan_at_steps', ()) or ())
   last_ckpt, last_row = (start if restored else None), {}
 
@@ -241,7 +248,8 @@ def train(config, workdir: str, evaluate=None) -> dict:
         if is_main:
           plots.at_checkpoint(final=step == config.total_steps)
       if evaluate:
-        writer.write(step, _evaluate(evaluate, config, graphdef, state, step, workdir, mesh))
+        writer.write(step, _evaluate(evaluate, config, graphdef, state, step, workdir, mesh,
+                                     evaluator))
         dog.beat()
       window['excluded'] += time.perf_counter() - paused
       if stop:

@@ -1,5 +1,7 @@
 """Where training metrics go: `workdir/metrics.jsonl` (one JSON object per logged step) and
-TensorBoard event files in `workdir/tensorboard/`. Only process 0 writes."""
+TensorBoard event files in `workdir/tensorboard/`. Only process 0 writes. The file is only ever
+appended to: a resumed run writes the steps it redoes again, and readers (`read_metrics`,
+`last_rows`) take the last row of each step."""
 
 from __future__ import annotations
 
@@ -21,12 +23,23 @@ def _plain(value):
   return value
 
 
+def last_rows(records: list[dict]) -> list[dict]:
+  """One row per (step, kind), the last written, ordered by step (training row first): a
+  resumed run appends rows for the steps it redoes, so the newest row of a step is the one that
+  counts. A row's kind is training (it has a `loss`) or evaluation."""
+  latest = {}
+  for r in records:
+    latest[(r.get('step', 0), 'loss' not in r)] = r
+  return [latest[k] for k in sorted(latest)]
+
+
 def read_metrics(workdir: str) -> list[dict]:
+  """The rows of `workdir/metrics.jsonl` that count (see `last_rows`)."""
   path = os.path.join(workdir, 'metrics.jsonl')
   if not os.path.exists(path):
     return []
   with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+    return last_rows([json.loads(line) for line in f if line.strip()])
 
 
 class MetricsWriter:
@@ -38,13 +51,8 @@ class MetricsWriter:
     self._tb = None
     if not self.active:
       return
-    # Rows past the restored step will be written again by this run: replace them, keep the rest.
-    rows = [r for r in read_metrics(workdir) if r.get('step', 0) <= resume_step]
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w') as f:
-      for r in rows:
-        f.write(json.dumps(r) + '\n')
-    os.replace(tmp, self.path)
+    # Never rewritten: a resumed run appends, and readers take each step's last row.
+    del resume_step
     from tensorboardX import SummaryWriter  # lazy: heavy (protobuf); process 0 only
     self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
 

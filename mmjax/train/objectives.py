@@ -1,7 +1,8 @@
 """Objectives: pure functions of model outputs and the batch, all in float32.
 
 - `nce_loss`: symmetric InfoNCE between paired embeddings (CLIP / IMP).
-- `mil_nce_loss`: MIL-NCE with several positive instances per example (VATT).
+- `mil_nce_loss`: MIL-NCE with several positive instances per example (VATT); padding
+  instances (an example with fewer captions) are masked out.
 - `softmax_cross_entropy`: labelled classification.
 `task_loss` sums them for one task, with MoE auxiliary losses.
 """
@@ -27,16 +28,26 @@ def nce_loss(a: jax.Array, b: jax.Array, temperature) -> jax.Array:
   return 0.5 * (a2b + b2a)
 
 
-def mil_nce_loss(a: jax.Array, b: jax.Array, temperature) -> jax.Array:
-  """`a [batch, dim]`, `b [batch, instances, dim]`: every instance of example i is a positive
-  of a_i. a->b: -log(sum_pos exp / sum_all exp); b->a: each instance against all a. Mean of both."""
+def mil_nce_loss(a: jax.Array, b: jax.Array, temperature,
+                 valid: jax.Array | None = None) -> jax.Array:
+  """`a [batch, dim]`, `b [batch, instances, dim]`, `valid [batch, instances]` (bool; default all
+  true): every valid instance of example i is a positive of a_i; invalid (padding) instances are
+  neither positives nor negatives. a->b: -log(sum_pos exp / sum_valid exp), averaged over the
+  examples with a valid instance; b->a: each valid instance against all a, averaged over valid
+  instances. The loss is the mean of both directions."""
   n, k, d = b.shape
+  valid = jnp.ones((n, k), bool) if valid is None else valid.astype(bool)
   a, b = l2_normalize(a), l2_normalize(b.reshape(n * k, d))
   logits = (a @ b.T) / jnp.asarray(temperature, jnp.float32)        # [batch, batch * k]
-  pos = (jnp.arange(n * k) // k)[None, :] == jnp.arange(n)[:, None]
-  a2b = (jax.nn.logsumexp(logits, axis=1)
-         - jax.nn.logsumexp(jnp.where(pos, logits, -jnp.inf), axis=1)).mean()
-  b2a = optax.softmax_cross_entropy_with_integer_labels(logits.T, jnp.arange(n * k) // k).mean()
+  valid = valid.reshape(n * k)
+  owner = jnp.arange(n * k) // k
+  pos = (owner[None, :] == jnp.arange(n)[:, None]) & valid[None, :]
+  any_pos = pos.any(axis=1)
+  all_valid = jax.nn.logsumexp(jnp.where(valid[None, :], logits, -jnp.inf), axis=1)
+  pos_only = jax.nn.logsumexp(jnp.where(pos, logits, -jnp.inf), axis=1)
+  a2b = jnp.where(any_pos, all_valid - pos_only, 0.0).sum() / jnp.maximum(any_pos.sum(), 1)
+  b2a_each = optax.softmax_cross_entropy_with_integer_labels(logits.T, owner)  # [batch * k]
+  b2a = jnp.where(valid, b2a_each, 0.0).sum() / jnp.maximum(valid.sum(), 1)
   return 0.5 * (a2b + b2a)
 
 
@@ -65,7 +76,10 @@ def task_loss(model, outputs: dict, batch: dict, task: Task, config) -> tuple[ja
   for a, b in task.contrast:
     parts[f'nce/{a}_{b}'] = nce_loss(emb[a], emb[b], model.temperature(a, b))
   for a, b in task.mil_nce:
-    parts[f'mil_nce/{a}_{b}'] = mil_nce_loss(emb[a], emb[b], model.temperature(a, b))
+    single, multi = (b, a) if emb[a].ndim == 3 else (a, b)  # the [batch, K, dim] side (text)
+    x = emb[multi] if emb[multi].ndim == 3 else emb[multi][:, None]
+    valid = (batch['text_mask'].any(-1).reshape(x.shape[:2]) if multi == 'text' else None)
+    parts[f'mil_nce/{a}_{b}'] = mil_nce_loss(emb[single], x, model.temperature(a, b), valid)
   for m in task.classify:
     parts[f'xent/{m}'] = softmax_cross_entropy(logits[m], batch['label'])
     parts[f'accuracy/{m}'] = (logits[m].argmax(-1) == batch['label']).mean()

@@ -7,6 +7,9 @@ import pytest
 
 from mmjax.core.tasks import Resolution, Task
 from mmjax.data import pipeline, records, sources
+from mmjax.data.digits_builder import MmjaxDigits
+
+VERSION = str(MmjaxDigits.VERSION)
 
 CLASSES = ['cat', 'dog', 'bird']
 
@@ -36,7 +39,7 @@ def npz_config(data_config, digits_dir):
 
 
 def test_tfds_serialized_array_record_glob(data_config, digits_dir):
-  name = f'arrayrecord:{digits_dir}/mmjax_digits/1.0.0/mmjax_digits-{{split}}.array_record-*'
+  name = f'arrayrecord:{digits_dir}/mmjax_digits/{VERSION}/mmjax_digits-{{split}}.array_record-*'
   direct = sources.open_source(name, 'test', digits_dir)
   by_name = sources.open_source('mmjax_digits', 'test', digits_dir)
   assert len(direct) == 359 and direct.features == by_name.features
@@ -84,8 +87,8 @@ def test_eval_pads_short_audio_and_uses_the_first_caption(npz_glob, npz_config):
 
 
 def test_any_prepared_tfds_dataset_by_name(digits_dir, tmp_path):
-  shutil.copytree(f'{digits_dir}/mmjax_digits/1.0.0', tmp_path / 'my_digits' / '1.0.0')
+  shutil.copytree(f'{digits_dir}/mmjax_digits/{VERSION}', tmp_path / 'my_digits' / VERSION)
   assert sources.local_datasets(str(tmp_path)) == ['my_digits']
-  for name in ('my_digits', 'my_digits:1.0.0'):
+  for name in ('my_digits', f'my_digits:{VERSION}'):
     src = sources.open_source(name, 'test', str(tmp_path))
     assert len(src) == 359 and src.features['label'].class_names[0] == 'zero'

@@ -11,7 +11,10 @@ import pytest
 from sklearn.datasets import load_digits
 
 from mmjax.data import digits_render as render
+from mmjax.data.digits_builder import MmjaxDigits
 from mmjax.data import sources
+
+VERSION = str(MmjaxDigits.VERSION)
 
 
 @pytest.fixture(scope='module')
@@ -34,8 +37,8 @@ def test_concurrent_build(digits_build):
     assert code == 0, err[-3000:]
     assert "splits {'train': 1438, 'test': 359}" in out
   folder = os.path.join(digits_build['root'], 'mmjax_digits')
-  assert os.listdir(folder) == ['1.0.0']  # no incomplete temporary directory left behind
-  assert os.path.isfile(os.path.join(folder, '1.0.0', 'tokenizer.model'))
+  assert os.listdir(folder) == [VERSION]  # no incomplete temporary directory left behind
+  assert os.path.isfile(os.path.join(folder, VERSION, 'tokenizer.model'))
 
 
 def test_size_and_split_by_scan(splits, digits):
@@ -141,7 +144,7 @@ def test_build_is_a_pure_function_of_the_scan_id(splits):
 
 
 def test_files_are_array_record(digits_dir):
-  files = glob.glob(os.path.join(digits_dir, 'mmjax_digits', '1.0.0', '*.array_record-*'))
+  files = glob.glob(os.path.join(digits_dir, 'mmjax_digits', VERSION, '*.array_record-*'))
   assert sorted(os.path.basename(f).split('.')[0] for f in files) == [
       'mmjax_digits-test', 'mmjax_digits-train']
 
@@ -154,6 +157,7 @@ scans, labels = r.load_scans()
 p = r.example_params(5)
 example = {'image': r.render_image(scans[5]), 'video': r.render_video(scans[5], p),
            'audio': r.render_audio(scans[5], p), 'caption': r.caption(labels[5], p),
+           'captions': r.captions(labels[5], 5, p),
            'label': int(labels[5]), 'id': 5}
 features = b.MmjaxDigits(data_dir='{root}').info.features
 serializer = example_serializer.ExampleSerializer(features.get_serialized_info())

@@ -43,7 +43,7 @@ def test_metric_curves_per_task(tmp_path):
 
 
 def test_plot_metrics_cli(tmp_path, capsys):
-  assert plot_metrics.main([f'--workdir={tmp_path}']) == 1
+  assert plot_metrics.main([f'--workdir={tmp_path}']) == 2  # bad input: exit 2
   assert 'no metrics file' in capsys.readouterr().err
   _write_metrics(str(tmp_path))
   assert plot_metrics.main([f'--workdir={tmp_path}']) == 0
