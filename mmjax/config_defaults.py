@@ -65,8 +65,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.tasks = ml_collections.ConfigDict()
   c.evaluation = ml_collections.ConfigDict(dict(datasets=ml_collections.ConfigDict()))
   # Fault handling; `inject_nan_at_steps` is a debugging aid that poisons those steps' batches.
-  c.faults = ml_collections.ConfigDict(dict(max_nonfinite_in_row=5, watchdog_seconds=0,
-                                            inject_nan_at_steps=()))
+  # Watchdog limits in seconds (0 = off; a phase limit of 0 = watchdog_seconds): a step
+  # finishing, start-up + restore, compilation (and evaluation). Preemption signals are agreed
+  # across processes every `preemption_check_every` steps (coordination service, no device sync).
+  c.faults = ml_collections.ConfigDict(dict(
+      max_nonfinite_in_row=5, watchdog_seconds=0, watchdog_restore_seconds=0,
+      watchdog_compile_seconds=0, preemption_check_every=10, inject_nan_at_steps=()))
   return c
 
 

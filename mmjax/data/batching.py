@@ -50,7 +50,8 @@ class BatchBuilder:
     self.source, self.mapping, self.res = source, dict(mapping), resolution
     self.options, self.tokenizer, self.num_clips = options, tokenizer, int(num_clips)
 
-  def __call__(self, indices, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+  def __call__(self, indices, rng=None) -> dict[str, np.ndarray]:
+    """`rng`: a `np.random.Generator` or an `order.HostRng` (per-example draws only)."""
     cols = self.source.read(np.asarray(indices), sorted(set(self.mapping.values())))
     out = {}
     for target, feature in self.mapping.items():
@@ -100,8 +101,9 @@ class BatchBuilder:
 
   def _text(self, column: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
     texts = []
-    for value in column:
+    pick = rng.random(len(column)) if rng is not None else np.zeros(len(column))  # one per example
+    for value, u in zip(column, pick):
       if isinstance(value, (list, tuple, np.ndarray)):  # several captions: one per example
-        value = value[int(rng.integers(len(value)))] if rng is not None else value[0]
+        value = value[min(int(u * len(value)), len(value) - 1)]
       texts.append(value)
     return self.tokenizer.encode(texts, self.res.text_length)

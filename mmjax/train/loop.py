@@ -17,7 +17,7 @@ from tqdm import tqdm
 from mmjax import config as config_lib
 from mmjax.data import pipeline
 from mmjax.data.tasks import AgdSampler, MixedTask, task_signatures, tasks_from_config
-from mmjax.train import checkpointing, distributed, faults, partitioning, routing_stats
+from mmjax.train import checkpointing, distributed, faults, feed, partitioning, routing_stats
 from mmjax.train import state as state_lib, step as step_lib
 from mmjax.train.metrics_writer import MetricsWriter
 
@@ -83,7 +83,15 @@ def _evaluate(config, graphdef, state, step: int, workdir: str, mesh) -> dict:
 
 
 def train(config, workdir: str) -> dict:
-  """Runs (or resumes) training; returns the last logged metrics row."""
+  """Runs (or resumes) training; returns the last logged metrics row. The watchdog
+  (`config.faults.watchdog_*`, 0 = off) covers start-up and restore, compilation, evaluation
+  and every step, each with its own limit."""
+  with faults.Watchdog(config.faults.watchdog_seconds) as dog:
+    dog.expect('start-up and restore', config.faults.get('watchdog_restore_seconds', 0))
+    return _train(config, workdir, dog)
+
+
+def _train(config, workdir: str, dog: faults.Watchdog) -> dict:
   # --- preflight: nothing is written before this passes -----------------------------------
   mesh, signatures, sampler = preflight(config, workdir)
   is_main = jax.process_index() == 0
@@ -110,25 +118,18 @@ def train(config, workdir: str) -> dict:
       log.info('initialised parameters from %s', config.init_from)
   else:
     start, state, data_state = restored
-    data_state = distributed.data_state_for_this_process(data_state)
     log.info('resumed from checkpoint step %d', start)
 
   # --- compile every task signature ahead of time --------------------------------------------
+  dog.expect('compilation', config.faults.get('watchdog_compile_seconds', 0))
   train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
   step_tasks = sampler.step_tasks()
   with tqdm(total=len(step_tasks), desc='compile', unit='task', disable=not is_main) as bar:
     compiled = step_lib.compile_train_steps(train_step, abstract_state, step_tasks, config, mesh,
                                             progress=lambda t: bar.update(1))
 
-  # --- data: one iterator per task signature, resumed exactly ---------------------------------
-  iterators = {}
-  for i, t in enumerate(signatures):
-    it = pipeline.make_train_iterator(t, config, seed=config.seed + 1000 * i,
-                                      process_index=jax.process_index(),
-                                      process_count=jax.process_count())
-    if t.signature_name in data_state.get('iterators', {}):
-      it.set_state(data_state['iterators'][t.signature_name])
-    iterators[t.signature_name] = it
+  # --- data: one iterator per task signature, resumed exactly (on any number of hosts) --------
+  iterators = feed.train_iterators(config, signatures, mesh, data_state)
 
   # --- loop -----------------------------------------------------------------------------------
   writer = MetricsWriter(workdir, resume_step=start)
@@ -153,6 +154,7 @@ def train(config, workdir: str) -> dict:
     nonlocal window, last_row
     done_step, task, metrics, wait = done
     values = _scalars(jax.device_get(metrics))
+    dog.beat()  # the step has finished on the device
     stats = per_task.setdefault(task.name, {})
     stats['steps'] = stats.get('steps', 0) + 1
     stats['examples'] = stats.get('examples', 0) + task.batch_size
@@ -186,7 +188,8 @@ def train(config, workdir: str) -> dict:
   distributed.barrier('first_step')  # compilation may have skewed the processes
   bar = tqdm(total=config.total_steps, initial=start, unit='step', disable=not is_main,
              dynamic_ncols=True)
-  with faults.PreemptionSignal() as preempt, faults.Watchdog(config.faults.watchdog_seconds) as dog:
+  dog.beat()
+  with faults.PreemptionSignal(every=config.faults.get('preemption_check_every', 10)) as preempt:
     # Metrics are read one step late: step N's are fetched after step N+1 is queued, so the
     # host never idles the accelerator. Log, checkpoint, evaluation and stop steps read at once.
     step, pending = start, None
@@ -201,11 +204,10 @@ def train(config, workdir: str) -> dict:
       wait = time.perf_counter() - t0
       state, metrics = compiled[task.signature_name](state, step_lib.global_batch(local, mesh, task))
       step += 1
-      dog.beat()
       if pending is not None:
         record(pending)
         pending = None
-      stop = preempt.poll()  # once per step, agreed by all processes
+      stop = preempt.poll(step)  # agreed by all processes every few steps, no device sync
       save = step % config.checkpoint_every == 0 or step == config.total_steps or stop
       evaluate = bool(config.eval_every) and step % config.eval_every == 0 and not stop
       current = (step, task, metrics, wait)
@@ -220,6 +222,7 @@ def train(config, workdir: str) -> dict:
         if routing_seen and is_main:
           routing_stats.plot_routing_heatmaps(routing_seen, workdir, step)
       if evaluate:
+        dog.expect('evaluation', config.faults.get('watchdog_compile_seconds', 0))
         writer.write(step, _evaluate(config, graphdef, state, step, workdir, mesh))
         dog.beat()
       window['excluded'] += time.perf_counter() - paused

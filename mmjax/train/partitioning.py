@@ -124,6 +124,23 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   return NamedSharding(mesh, P(axes if axes else None))
 
 
+def host_batch_slot(mesh: Mesh, global_batch: int) -> tuple[int, int]:
+  """`(slot, num_slots)`: this process's devices hold rows `[slot * b, (slot + 1) * b)` of a
+  `[global_batch, ...]` array under `batch_sharding(mesh)`, `b = global_batch // num_slots`
+  (`(0, 1)` when the batch is replicated over processes). Raises MeshError when the rows are
+  not one contiguous block, which `make_array_from_process_local_data` needs."""
+  shards = batch_sharding(mesh).addressable_devices_indices_map((global_batch,))
+  rows = set()
+  for index in shards.values():
+    rows.update(range(*index[0].indices(global_batch)))
+  lo, n = min(rows), len(rows)
+  if rows != set(range(lo, lo + n)) or global_batch % n or lo % n:
+    raise MeshError(f'process {jax.process_index()} holds rows {sorted(rows)[:8]}... of a batch '
+                    f'of {global_batch}, not one aligned block: order the mesh so each '
+                    "process's devices are adjacent along the data axes.")
+  return lo // n, global_batch // n
+
+
 def data_parallel_size(mesh: Mesh) -> int:
   return math.prod(mesh.shape[a] for a in BATCH_AXES)
 
