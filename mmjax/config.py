@@ -172,7 +172,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not isinstance(v, int) or (v < 1 and v != -1):
       raise ConfigError(f'config.mesh.{axis} must be a positive integer or -1, got {v!r}.')
     sizes.append(v)
-  extra = set(config.mesh.keys()) - set(MESH_AXES)
+  layout = {f'dcn_{a}' for a in MESH_AXES} | {'num_slices'}  # hybrid ICI x DCN factors
+  for key in sorted(layout & set(config.mesh.keys())):
+    v = config.mesh[key]
+    if not isinstance(v, int) or v < (0 if key == 'num_slices' else 1):
+      raise ConfigError(f'config.mesh.{key} must be a positive integer, got {v!r}.')
+  extra = set(config.mesh.keys()) - set(MESH_AXES) - layout
   if extra:
     raise ConfigError(f'config.mesh has unknown axes {sorted(extra)}; the axes are {MESH_AXES}.')
   if sizes.count(-1) > 1:

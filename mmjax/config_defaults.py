@@ -51,7 +51,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data_dir = ''                 # TFDS data dir; '' = $TFDS_DATA_DIR or the TFDS default
   c.init_from = ''                # a params-only export (mmjax.export) to fine-tune from
   c.model = model_config()
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, expert=1))
+  # Axis sizes are totals over all devices. Multi-slice (or multi-host GPU) runs: dcn_<axis> is
+  # the part of that axis that crosses slices (or processes) over DCN; num_slices > 1 alone puts
+  # the slices on the data axis (mmjax/train/partitioning.py).
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, expert=1, dcn_data=1,
+                                          dcn_fsdp=1, dcn_tensor=1, dcn_expert=1, num_slices=0))
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adamw', learning_rate=1e-3, warmup_steps=100, decay_steps=1000,
       end_learning_rate_factor=0.0, b1=0.9, b2=0.999, eps=1e-7, weight_decay=1e-4,
