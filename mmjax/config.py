@@ -17,6 +17,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
+from mmjax import paths
 from mmjax.models import presets
 
 
@@ -194,11 +195,8 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> str:
-  path = os.path.join(workdir, 'config.json')
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    f.write(to_json(config))
-  os.replace(tmp, path)
+  path = paths.join(workdir, 'config.json')
+  paths.write_text(path, to_json(config))
   return path
 
 

@@ -10,11 +10,12 @@ A newest checkpoint that cannot be read is reported and the next newest is used.
 from __future__ import annotations
 
 import logging
-import os
 
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+
+from mmjax import paths
 
 log = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Checkpointer:
 
   def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True,
                read_only: bool = False):
-    self.directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
+    self.directory = paths.join(paths.resolve(workdir), 'checkpoints')
     self.read_only = read_only
     # A writer removes the `<step>.orbax-checkpoint-tmp*` directories a killed run left behind
     # (in the background; orbax finishes before the first save): they are never restored, and
@@ -131,7 +132,7 @@ class Checkpointer:
 
   def _set_aside(self, step: int, error: Exception | None) -> None:
     """Renames the unreadable step directory out of orbax's sight (read-only: just reports)."""
-    path = os.path.join(self.directory, str(step))
+    path = paths.join(self.directory, str(step))
     reason = (f'{type(error).__name__}: {str(error).strip().splitlines()[0][:160]}'
               if error is not None and str(error).strip() else
               type(error).__name__ if error is not None else 'another process could not read it')
@@ -141,12 +142,12 @@ class Checkpointer:
       return
     if jax.process_index() == 0:
       aside, n = f'{path}.corrupt', 1
-      while os.path.exists(aside):
+      while paths.exists(aside):
         n += 1
         aside = f'{path}.corrupt{n}'
-      os.rename(path, aside)
+      paths.rename(path, aside)
       log.warning('checkpoint %s is incomplete or corrupt (%s); moved it to %s and trying the '
-                  'previous one.', path, reason, os.path.basename(aside))
+                  'previous one.', path, reason, aside.rsplit('/', 1)[-1])
     elif error is not None:
       log.warning('checkpoint %s is unreadable on process %d (%s); process 0 moves it aside.',
                   path, jax.process_index(), reason)

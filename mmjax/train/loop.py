@@ -14,7 +14,7 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from mmjax import config as config_lib
+from mmjax import config as config_lib, paths
 from mmjax.data import pipeline
 from mmjax.data.tasks import AgdSampler, MixedTask, task_signatures, tasks_from_config
 from mmjax.train import checkpointing, distributed, faults, feed, partitioning, routing_stats
@@ -29,7 +29,10 @@ class PreflightError(ValueError):
 
 
 def check_workdir(workdir: str) -> None:
-  """The workdir must be creatable and writable; checked without creating anything."""
+  """The workdir must be creatable and writable; checked without creating anything. An
+  object-store workdir (gs://...) is checked by its first write (credentials live there)."""
+  if paths.is_remote(workdir):
+    return
   path = os.path.abspath(workdir)
   probe = path
   while not os.path.exists(probe):
@@ -97,11 +100,10 @@ def _train(config, workdir: str, dog: faults.Watchdog) -> dict:
   is_main = jax.process_index() == 0
 
   # --- workdir ------------------------------------------------------------------------------
-  os.makedirs(workdir, exist_ok=True)
+  paths.makedirs(workdir)
   if is_main:
     config_lib.save_config(config, workdir)
-  jax.config.update('jax_compilation_cache_dir', os.path.join(os.path.abspath(workdir),
-                                                              'jax_cache'))
+  jax.config.update('jax_compilation_cache_dir', paths.join(paths.resolve(workdir), 'jax_cache'))
 
   # --- state: restore the newest good checkpoint, or initialise -------------------------------
   graphdef, abstract_state, shardings = state_lib.abstract_train_state(config, mesh)

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
-
 import jax
 import numpy as np
+
+from mmjax import paths
 
 
 def _plain(value):
@@ -20,11 +20,10 @@ def _plain(value):
 
 
 def read_metrics(workdir: str) -> list[dict]:
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
+  path = paths.join(workdir, 'metrics.jsonl')
+  if not paths.exists(path):
     return []
-  with open(path) as f:
-    return [json.loads(line) for line in f if line.strip()]
+  return [json.loads(line) for line in paths.read_text(path).splitlines() if line.strip()]
 
 
 class MetricsWriter:
@@ -32,26 +31,21 @@ class MetricsWriter:
 
   def __init__(self, workdir: str, *, resume_step: int = 0):
     self.active = jax.process_index() == 0
-    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.path = paths.join(workdir, 'metrics.jsonl')
     self._tb = None
     if not self.active:
       return
     # Rows past the restored step will be written again by this run: replace them, keep the rest.
     rows = [r for r in read_metrics(workdir) if r.get('step', 0) <= resume_step]
-    tmp = self.path + '.tmp'
-    with open(tmp, 'w') as f:
-      for r in rows:
-        f.write(json.dumps(r) + '\n')
-    os.replace(tmp, self.path)
+    paths.write_text(self.path, ''.join(json.dumps(r) + '\n' for r in rows))
     from tensorboardX import SummaryWriter
-    self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+    self._tb = SummaryWriter(paths.join(workdir, 'tensorboard'))
 
   def write(self, step: int, row: dict) -> None:
     if not self.active:
       return
     row = {'step': int(step), **{k: _plain(v) for k, v in row.items()}}
-    with open(self.path, 'a') as f:
-      f.write(json.dumps(row) + '\n')
+    paths.append_text(self.path, json.dumps(row) + '\n')
     for k, v in row.items():
       if k != 'step' and isinstance(v, (int, float)) and not isinstance(v, bool):
         self._tb.add_scalar(k, v, step)
