@@ -14,6 +14,7 @@ import logging
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import flags
 
 from mmjax import paths
 
@@ -25,6 +26,14 @@ log = logging.getLogger(__name__)
 # parameters are written in parallel by their owners anyway.
 ocp.type_handlers.register_type_handler(
     jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+
+# Orbax's barriers between processes (several per save) are a device all-gather by default,
+# queued behind the train step; this absl flag makes them coordination-service barriers, so a
+# checkpoint step, like any other, runs no device collective besides the train step's own.
+if not flags.FLAGS.is_parsed():
+  flags.FLAGS(['mmjax', '--experimental_orbax_use_distributed_barrier'], known_only=True)
+else:
+  flags.FLAGS.experimental_orbax_use_distributed_barrier = True
 
 
 class CheckpointMismatchError(ValueError):
