@@ -19,7 +19,8 @@ from mmjax.data import pipeline
 from mmjax.data.tasks import AgdSampler, MixedTask, task_signatures, tasks_from_config
 from mmjax.train import checkpointing, distributed, faults, feed, partitioning, routing_stats
 from mmjax.train import state as state_lib, step as step_lib
-from mmjax.train.metrics_writer import MetricsWriter
+from mmjax.train import goodput as goodput_lib
+from mmjax.train.metrics_writer import MetricsWriter, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,7 @@ def train(config, workdir: str) -> dict:
 
 
 def _train(config, workdir: str, dog: faults.Watchdog) -> dict:
+  ledger = goodput_lib.Goodput()  # where the wall time goes (mmjax/train/goodput.py)
   # --- preflight: nothing is written before this passes -----------------------------------
   mesh, signatures, sampler = preflight(config, workdir)
   is_main = jax.process_index() == 0
@@ -109,7 +111,9 @@ def _train(config, workdir: str, dog: faults.Watchdog) -> dict:
   graphdef, abstract_state, shardings = state_lib.abstract_train_state(config, mesh)
   distributed.barrier('restore')  # processes meet before their first collective
   ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
+  ledger.switch('restore')
   restored = ckpt.restore_latest_good(abstract_state)
+  ledger.switch('startup')
   if restored is None:
     start, data_state = 0, {}
     state = state_lib.create_train_state(config, mesh, graphdef, shardings)
@@ -124,16 +128,19 @@ def _train(config, workdir: str, dog: faults.Watchdog) -> dict:
 
   # --- compile every task signature ahead of time --------------------------------------------
   dog.expect('compilation', config.faults.get('watchdog_compile_seconds', 0))
+  ledger.switch('compile')
   train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
   step_tasks = sampler.step_tasks()
   with tqdm(total=len(step_tasks), desc='compile', unit='task', disable=not is_main) as bar:
     compiled = step_lib.compile_train_steps(train_step, abstract_state, step_tasks, config, mesh,
                                             progress=lambda t: bar.update(1))
+  ledger.switch('startup')
 
   # --- data: one iterator per task signature, resumed exactly (on any number of hosts) --------
   iterators = feed.train_iterators(config, signatures, mesh, data_state)
 
   # --- loop -----------------------------------------------------------------------------------
+  redo = goodput_lib.redone_until(read_metrics(workdir), start)  # steps computed a second time
   writer = MetricsWriter(workdir, resume_step=start)
   per_task = {t.name: dict(data_state.get('per_task', {}).get(t.name, {}))
               for t in signatures}
@@ -198,12 +205,14 @@ def _train(config, workdir: str, dog: faults.Watchdog) -> dict:
     window = new_window()
     while step < config.total_steps:
       task = sampler(step)
+      ledger.switch('input_wait')
       t0 = time.perf_counter()
       local = _next_batch(iterators, task)
       if step + 1 in nan_steps:
         local = (faults.poison_batch(local) if not isinstance(task, MixedTask) else
                  {**local, task.members[0].name: faults.poison_batch(local[task.members[0].name])})
       wait = time.perf_counter() - t0
+      ledger.switch('lost' if step < redo else 'productive')
       state, metrics = compiled[task.signature_name](state, step_lib.global_batch(local, mesh, task))
       step += 1
       if pending is not None:
@@ -219,15 +228,18 @@ def _train(config, workdir: str, dog: faults.Watchdog) -> dict:
         pending = current
       paused = time.perf_counter()
       if save:
+        ledger.switch('checkpoint')
         ckpt.save(step, state, data_snapshot(step), force=True)
         last_ckpt = step
         if routing_seen and is_main:
           routing_stats.plot_routing_heatmaps(routing_seen, workdir, step)
       if evaluate:
+        ledger.switch('evaluation')
         dog.expect('evaluation', config.faults.get('watchdog_compile_seconds', 0))
         writer.write(step, _evaluate(config, graphdef, state, step, workdir, mesh))
         dog.beat()
       window['excluded'] += time.perf_counter() - paused
+      ledger.switch('productive')
       if stop:
         log.warning('%s received: checkpoint at step %d written; exiting.', preempt.signal_name,
                     step)
@@ -235,7 +247,11 @@ def _train(config, workdir: str, dog: faults.Watchdog) -> dict:
     if pending is not None:
       record(pending)
   bar.close()
+  ledger.switch('checkpoint')
   ckpt.wait()
   ckpt.close()
+  writer.write(step, ledger.rows())
   writer.close()
+  if is_main:
+    print(ledger.table(), flush=True)
   return {'step': step, **last_row}
