@@ -29,6 +29,11 @@ def imp_config(size: str = 'base', moe: bool = False):
   c.log_every = 100
   c.checkpoint_every = 5_000
   c.keep_checkpoints = 3
+  # A hung host (a stuck collective, a dead input worker) exits with every thread's stack so
+  # the scheduler restarts the job: 10 min for a step, 1 h for start-up/restore and compiling.
+  c.faults.watchdog_seconds = 600
+  c.faults.watchdog_restore_seconds = 3600
+  c.faults.watchdog_compile_seconds = 3600
 
   # --- model ---------------------------------------------------------------------------------
   m = c.model

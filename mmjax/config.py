@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
-from mmjax import config_checks, config_paths
+from mmjax import config_checks, config_paths, paths
 from mmjax.core import presets
 
 
@@ -212,7 +212,12 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if not isinstance(v, int) or (v < 1 and v != -1):
       raise ConfigError(f'config.mesh.{axis} must be a positive integer or -1, got {v!r}.')
     sizes.append(v)
-  extra = set(config.mesh.keys()) - set(MESH_AXES)
+  layout = {f'dcn_{a}' for a in MESH_AXES} | {'num_slices'}  # hybrid ICI x DCN factors
+  for key in sorted(layout & set(config.mesh.keys())):
+    v = config.mesh[key]
+    if not isinstance(v, int) or v < (0 if key == 'num_slices' else 1):
+      raise ConfigError(f'config.mesh.{key} must be a positive integer, got {v!r}.')
+  extra = set(config.mesh.keys()) - set(MESH_AXES) - layout
   if extra:
     raise ConfigError(f'config.mesh has unknown axes {sorted(extra)}; the axes are {MESH_AXES}.')
   if sizes.count(-1) > 1:
@@ -230,11 +235,8 @@ def to_json(config: ml_collections.ConfigDict) -> str:
 
 
 def save_config(config: ml_collections.ConfigDict, workdir: str) -> str:
-  path = os.path.join(workdir, 'config.json')
-  tmp = path + '.tmp'
-  with open(tmp, 'w') as f:
-    f.write(to_json(config))
-  os.replace(tmp, path)
+  path = paths.join(workdir, 'config.json')
+  paths.write_text(path, to_json(config))
   return path
 
 

@@ -56,7 +56,11 @@ def base_config() -> ml_collections.ConfigDict:
   c.data_dir = ''                 # TFDS data dir; '' = $TFDS_DATA_DIR or the TFDS default
   c.init_from = ''                # a params-only export (mmjax.export) to fine-tune from
   c.model = model_config()
-  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, expert=1))
+  # Axis sizes are totals over all devices. Multi-slice (or multi-host GPU) runs: dcn_<axis> is
+  # the part of that axis that crosses slices (or processes) over DCN; num_slices > 1 alone puts
+  # the slices on the data axis (mmjax/core/partitioning.py).
+  c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, expert=1, dcn_data=1,
+                                          dcn_fsdp=1, dcn_tensor=1, dcn_expert=1, num_slices=0))
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adamw', learning_rate=1e-3, warmup_steps=100, decay_steps=1000,
       end_learning_rate_factor=0.0, b1=0.9, b2=0.999, eps=1e-7, weight_decay=1e-4,
@@ -70,8 +74,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.tasks = ml_collections.ConfigDict()
   c.evaluation = ml_collections.ConfigDict(dict(datasets=ml_collections.ConfigDict()))
   # Fault handling; `inject_nan_at_steps` is a debugging aid that poisons those steps' batches.
-  c.faults = ml_collections.ConfigDict(dict(max_nonfinite_in_row=5, watchdog_seconds=0,
-                                            inject_nan_at_steps=()))
+  # Watchdog limits in seconds (0 = off; a phase limit of 0 = watchdog_seconds): a step
+  # finishing, start-up + restore, compilation (and evaluation). Preemption signals are agreed
+  # across processes every `preemption_check_every` steps (coordination service, no device sync).
+  c.faults = ml_collections.ConfigDict(dict(
+      max_nonfinite_in_row=5, watchdog_seconds=0, watchdog_restore_seconds=0,
+      watchdog_compile_seconds=0, preemption_check_every=10, inject_nan_at_steps=()))
   # A jax.profiler trace of steps [start_step, start_step + num_steps) into DIR/tensorboard/
   # (mmjax/train/profiler.py); num_steps=0 traces nothing.
   c.profile = ml_collections.ConfigDict(dict(start_step=10, num_steps=0))

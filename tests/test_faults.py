@@ -87,10 +87,11 @@ def test_nonfinite_guard_counts_and_resets():
 
 def test_preemption_signal_sets_flag_and_second_sigint_aborts():
   before = signal.getsignal(signal.SIGTERM)
-  with faults.PreemptionSignal() as preempt:
-    assert not preempt.poll()
+  with faults.PreemptionSignal(every=10) as preempt:
+    assert not preempt.poll(1)
     os.kill(os.getpid(), signal.SIGTERM)
-    assert preempt.poll() and preempt.signal_name == 'SIGTERM'
+    # One process: nothing to agree on, so any step answers (no wait for a multiple of 10).
+    assert preempt.poll(3) and preempt.signal_name == 'SIGTERM'
   assert signal.getsignal(signal.SIGTERM) is before
   with faults.PreemptionSignal() as preempt:
     os.kill(os.getpid(), signal.SIGINT)
@@ -106,7 +107,13 @@ from mmjax.train import faults
 def stalled_step():
   time.sleep(60)
 
+def slow_compile(seconds):
+  time.sleep(seconds)
+
 with faults.Watchdog(float(sys.argv[1])) as dog:
+  dog.expect('compilation', 6.0)   # longer than a step may take, within its own limit
+  slow_compile(3.0 if sys.argv[2] != 'compile-stall' else 60)
+  dog.beat()
   for _ in range(6):   # steps that finish in time keep it quiet
     time.sleep(0.2)
     dog.beat()
@@ -116,19 +123,23 @@ print('finished')
 '''
 
 
-@pytest.mark.parametrize('mode', ['stall', 'healthy'])
+@pytest.mark.parametrize('mode', ['stall', 'compile-stall', 'healthy'])
 def test_watchdog_dumps_all_stacks_and_exits_nonzero_on_a_hang(tmp_path, mode):
   script = tmp_path / 'watchdog_script.py'
   script.write_text(WATCHDOG_SCRIPT)
   proc = subprocess.run([sys.executable, str(script), '1.5', mode], cwd=ROOT,
                         env=subprocess_env(), capture_output=True, text=True, timeout=60)
-  if mode == 'healthy':
+  if mode == 'healthy':  # a 3 s compilation under its 6 s limit, though steps get 1.5 s
     assert proc.returncode == 0 and 'finished' in proc.stdout, proc.stderr
     return
   assert proc.returncode == 3, proc.stderr
   assert 'finished' not in proc.stdout
-  assert 'mmjax watchdog: no training step finished for' in proc.stderr
-  assert 'in stalled_step' in proc.stderr            # the main thread's stack
+  if mode == 'stall':
+    assert 'mmjax watchdog: no training step finished within' in proc.stderr
+    assert 'in stalled_step' in proc.stderr            # the main thread's stack
+  else:
+    assert 'mmjax watchdog: compilation did not finish within' in proc.stderr
+    assert '(limit 6 s' in proc.stderr and 'in slow_compile' in proc.stderr
   assert 'Current thread 0x' in proc.stderr and 'Thread 0x' in proc.stderr  # every thread
 
 

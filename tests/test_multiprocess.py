@@ -1,22 +1,19 @@
-"""Two processes (launch/local.sh, 4 CPU devices each, gloo) train like one process on 8 devices.
+"""Two processes (launch/local.sh, 4 CPU devices each, gloo) train exactly like one on 8 devices.
 
-Data sharding: each process reads the shard `process_index::process_count` of a task's split in
-its own per-epoch permutation and contributes `batch_size / process_count` examples to the global
-batch (mmjax/data/order.py). A plain 1-process run therefore sees different examples than a
-2-process run (its shard is the whole split), and its losses differ. The reference here is a
-1-process run whose iterators are replaced by the concatenation of the two hosts' iterators
-(process 0's examples first, as the mesh lays out the devices), so that its global batches hold
-exactly the 2-process run's examples; the losses then agree to float rounding.
+Data is elastic (mmjax/data/order.py): a task's global batch is the same set of examples whatever
+the number of processes, and the checkpointed data state is global. So a run that switches
+between 2 processes x 4 devices and 1 process x 8 devices at a checkpoint reproduces the tasks
+and losses of an uninterrupted 1-process run, in either direction. Preemption: a SIGTERM to one
+process stops both after the same step with one checkpoint; a kill -9 of one process, then the
+same command again, resumes from the last checkpoint with the same losses.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import sys
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 
@@ -24,52 +21,37 @@ from mmjax.train import distributed
 from test_resume import (committed, kill_group, make_compile_cache, rows, run, start, train_argv,
                          wait_for, write_config)
 
-SIMULATED_HOSTS = '''"""`python simulated_hosts.py HOSTS TRAIN_ARG...`: a 1-process run whose global batches are
-the concatenation of what HOSTS processes would read (see test_multiprocess.py)."""
-import sys
-
-import numpy as np
-
-from mmjax.data import pipeline
-from mmjax.train import loop
-
-HOSTS = int(sys.argv.pop(1))
-make = pipeline.make_train_iterator
+STEPS = ('--config.total_steps=20', '--config.checkpoint_every=10', '--config.log_every=1')
 
 
-class Concatenated:
-  def __init__(self, iterators):
-    self.iterators = iterators
-
-  def __iter__(self):
-    return self
-
-  def __next__(self):
-    parts = [next(it) for it in self.iterators]
-    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-  def get_state(self):
-    return self.iterators[0].get_state()
-
-  def set_state(self, state):
-    for i, it in enumerate(self.iterators):
-      it.set_state({**state, 'process_index': i, 'process_count': HOSTS})
-
-
-def simulated(task, config, *, seed, process_index=0, process_count=1):
-  return Concatenated([make(task, config, seed=seed, process_index=i, process_count=HOSTS)
-                       for i in range(HOSTS)])
-
-
-loop.pipeline.make_train_iterator = simulated
-from mmjax.train.__main__ import main
-sys.exit(main())
-'''
+def two_processes(argv: list[str]) -> list[str]:
+  return ['launch/local.sh', '-n', '2', '-d', '4', '--', *argv]
 
 
 @pytest.fixture(scope='module')
 def compile_cache(request, tmp_path_factory):
   return make_compile_cache(request, tmp_path_factory)
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory, compile_cache):
+  """20 uninterrupted steps on 1 process x 8 devices: (config path, rows by step)."""
+  root = tmp_path_factory.mktemp('mp_reference')
+  config, workdir = write_config(root), root / 'run'
+  compile_cache.seed(workdir)
+  code, out = run(train_argv(config, workdir, *STEPS), root / 'log')
+  compile_cache.keep(workdir)
+  assert code == 0, out[-3000:]
+  got = rows(workdir)
+  assert sorted(got) == list(range(1, 21)) and len({r['task'] for r in got.values()}) == 2
+  return config, got
+
+
+def same_run(got: dict, expected: dict, steps, rtol: float = 1e-5) -> None:
+  for s in steps:
+    assert got[s]['task'] == expected[s]['task'], f'step {s}'
+    np.testing.assert_allclose(got[s]['loss'], expected[s]['loss'], rtol=rtol,
+                               err_msg=f'step {s}')
 
 
 def _child_with_env(parent: int, name: str, value: str) -> int:
@@ -81,76 +63,78 @@ def _child_with_env(parent: int, name: str, value: str) -> int:
   raise AssertionError(f'no child of {parent} has {name}={value}')
 
 
-def _params(workdir: Path, step: int, config_path: str):
-  from mmjax import config as config_lib
-  from mmjax.train import state as state_lib
-  from mmjax.core import checkpointing
-  from mmjax.core import partitioning
-  config = config_lib.load_config(config_path)
-  _, abstract, _ = state_lib.abstract_train_state(config, partitioning.make_mesh(config.mesh))
-  ckpt = checkpointing.Checkpointer(str(workdir), read_only=True)
-  try:
-    state, data = ckpt.restore(step, abstract)
-  finally:
-    ckpt.close()
-  return jax.device_get(state['params']), data
+@pytest.mark.slow
+@pytest.mark.parametrize('first,second', [(2, 1), (1, 2)])
+def test_resume_on_another_process_count_continues_the_same_run(
+    reference, tmp_path, compile_cache, first, second):
+  config, expected = reference
+  workdir = tmp_path / 'run'
+  compile_cache.seed(workdir)
+  for n, total in ((first, 10), (second, 20)):
+    argv = train_argv(config, workdir, *STEPS, f'--config.total_steps={total}')
+    code, out = run(two_processes(argv) if n == 2 else argv, tmp_path / f'{n}.log')
+    compile_cache.keep(workdir)
+    assert code == 0, out[-4000:]
+    assert committed(workdir, total)
+  assert 'resumed from checkpoint step 10' in out
+  got = rows(workdir)
+  assert sorted(got) == list(range(1, 21))
+  same_run(got, expected, range(1, 21))
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_and_their_checkpoint_restores_in_one(tmp_path, compile_cache):
-  config = write_config(tmp_path)
-  mp, sim = tmp_path / 'two_processes', tmp_path / 'simulated'
-  for w in (mp, sim):
-    compile_cache.seed(w)
-
-  # 2 processes x 4 devices; SIGTERM to process 1 only: both must stop after the same step,
-  # write one checkpoint together and exit 0.
-  launcher = start(['launch/local.sh', '-n', '2', '-d', '4', '--',
-                    *train_argv(config, mp, '--config.total_steps=12',
-                                '--config.checkpoint_every=12')], tmp_path / 'mp.log')
+def test_sigterm_to_one_process_stops_both_after_one_step_and_resumes(
+    reference, tmp_path, compile_cache):
+  config, expected = reference
+  workdir = tmp_path / 'run'
+  compile_cache.seed(workdir)
+  argv = two_processes(train_argv(config, workdir, *STEPS))
+  launcher = start(argv, tmp_path / 'mp.log')
   try:
-    wait_for(lambda: max(rows(mp), default=0) >= 2, launcher, what='step 2 of 2 processes')
+    wait_for(lambda: max(rows(workdir), default=0) >= 3, launcher, what='step 3 of 2 processes')
     os.kill(_child_with_env(launcher.pid, 'MMJAX_PROCESS_ID', '1'), signal.SIGTERM)
     code = launcher.wait(timeout=300)
   finally:
     if launcher.poll() is None:
       kill_group(launcher)
-  compile_cache.keep(mp)
+  compile_cache.keep(workdir)
   out = (tmp_path / 'mp.log').read_text(errors='replace')
   assert code == 0, out[-4000:]
-  reached = max(rows(mp))
-  assert 2 <= reached < 12 and committed(mp, reached), out[-4000:]
+  reached = max(rows(workdir))
+  assert 3 <= reached < 20 and committed(workdir, reached), out[-4000:]
   assert 'process 1 of 2, 4 local / 8 global devices' not in out  # process 1 logs warnings only
   assert 'process 0 of 2, 4 local / 8 global devices' in out
-  assert f'a signal on another process received: checkpoint at step {reached}' in out
+  assert f'checkpoint at step {reached} written; exiting' in out
 
-  script = tmp_path / 'simulated_hosts.py'
-  script.write_text(SIMULATED_HOSTS)
-  code, out = run([sys.executable, str(script), '2',
-                   *train_argv(config, sim, f'--config.total_steps={reached}',
-                               f'--config.checkpoint_every={reached}')[3:]], tmp_path / 'sim.log')
-  compile_cache.keep(sim)
-  assert code == 0, out[-3000:]
-  two, one = rows(mp), rows(sim)
-  assert sorted(two) == sorted(one) == list(range(1, reached + 1))
-  for s in one:
-    assert two[s]['task'] == one[s]['task']
-    np.testing.assert_allclose(two[s]['loss'], one[s]['loss'], rtol=1e-4, err_msg=f'step {s}')
-
-  # The 2-process checkpoint holds the same parameters, restores on 1 process, and training
-  # continues from it there.
-  p_two, data = _params(mp, reached, config)
-  p_one, _ = _params(sim, reached, config)
-  for a, b in zip(jax.tree.leaves(p_two), jax.tree.leaves(p_one)):
-    np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-5)
-  assert {s['process_count'] for s in data['iterators'].values()} == {2}
-  code, out = run(train_argv(config, mp, f'--config.total_steps={reached + 2}',
-                             f'--config.checkpoint_every={reached + 2}'), tmp_path / 'resume.log')
-  compile_cache.keep(mp)
-  assert code == 0, out[-3000:]
+  code, out = run(argv, tmp_path / 'again.log')
+  assert code == 0, out[-4000:]
   assert f'resumed from checkpoint step {reached}' in out
-  assert 'written by 2 process(es), this run has 1' in out
-  assert sorted(rows(mp)) == list(range(1, reached + 3)) and committed(mp, reached + 2)
+  same_run(rows(workdir), expected, range(1, 21))
+
+
+@pytest.mark.slow
+def test_kill_9_of_one_process_then_the_same_command_resumes_identically(
+    reference, tmp_path, compile_cache):
+  config, expected = reference
+  workdir = tmp_path / 'run'
+  compile_cache.seed(workdir)
+  argv = two_processes(train_argv(config, workdir, *STEPS))
+  launcher = start(argv, tmp_path / 'mp.log')
+  try:
+    wait_for(lambda: committed(workdir, 10) and max(rows(workdir), default=0) >= 12, launcher,
+             what='checkpoint 10 and step 12')
+    os.kill(_child_with_env(launcher.pid, 'MMJAX_PROCESS_ID', '1'), signal.SIGKILL)
+    code = launcher.wait(timeout=120)
+  finally:
+    if launcher.poll() is None:
+      kill_group(launcher)
+  assert code != 0 and not committed(workdir, 20)
+
+  code, out = run(argv, tmp_path / 'again.log')
+  compile_cache.keep(workdir)
+  assert code == 0, out[-4000:]
+  assert 'resumed from checkpoint step 10' in out
+  same_run(rows(workdir), expected, range(1, 21))
 
 
 def test_environment_selects_explicit_auto_or_no_initialisation():
@@ -175,14 +159,82 @@ def test_environment_selects_explicit_auto_or_no_initialisation():
     distributed.initialize_args({'MMJAX_DISTRIBUTED': 'slurm'})
 
 
-def test_data_state_is_readdressed_to_this_process(caplog):
-  saved = {'agd_step': 7, 'iterators': {'t@a': {'task': 't@a', 'process_index': 0,
-                                                 'process_count': 2, 'grain': {'next_index': 3}}}}
-  got = distributed.data_state_for_this_process(saved)
-  assert got['iterators']['t@a'] == {'task': 't@a', 'process_index': 0, 'process_count': 1,
-                                     'grain': {'next_index': 3}}
-  assert got['agd_step'] == 7 and saved['iterators']['t@a']['process_count'] == 2
-  assert any('written by 2 process(es), this run has 1' in r.getMessage() for r in caplog.records)
-  caplog.clear()
-  same = {'iterators': {'t@a': {**saved['iterators']['t@a'], 'process_count': 1}}}
-  assert distributed.data_state_for_this_process(same) == same and not caplog.records
+TRACED = '''"""`python traced.py TRAIN_ARG...`: the training command with a profiler trace of its loop
+(host tracer level 2: one event per executed HLO op) written to WORKDIR/trace/<process>/.
+As a control the trace starts with one `process_allgather`, a cross-host device collective that
+is not part of a train step."""
+import os
+import sys
+
+import jax
+from jax.experimental import multihost_utils
+
+from mmjax.train import faults
+
+workdir = [a.split('=', 1)[1] for a in sys.argv if a.startswith('--workdir=')][0]
+enter, leave = faults.PreemptionSignal.__enter__, faults.PreemptionSignal.__exit__
+
+
+def traced_enter(self):
+  options = jax.profiler.ProfileOptions()
+  options.host_tracer_level, options.python_tracer_level = 2, 0
+  jax.profiler.start_trace(os.path.join(workdir, 'trace', str(jax.process_index())),
+                           profiler_options=options)
+  multihost_utils.process_allgather(jax.numpy.ones(()))
+  return enter(self)
+
+
+def traced_exit(self, *exc):
+  jax.block_until_ready(jax.live_arrays())
+  jax.profiler.stop_trace()
+  return leave(self, *exc)
+
+
+faults.PreemptionSignal.__enter__, faults.PreemptionSignal.__exit__ = traced_enter, traced_exit
+from mmjax.train.__main__ import main
+sys.exit(main())
+'''
+
+COLLECTIVES = ('all-reduce', 'all-gather', 'reduce-scatter', 'all-to-all', 'collective-permute',
+               'collective-broadcast')
+
+
+def executed_collectives(trace_dir: Path) -> dict:
+  """`{hlo module: {collective op: executions}}` over the trace's device-op events."""
+  import collections
+  import jax
+  out = collections.defaultdict(collections.Counter)
+  for path in trace_dir.rglob('*.xplane.pb'):
+    for plane in jax.profiler.ProfileData.from_file(str(path)).planes:
+      for line in plane.lines:
+        for event in line.events:
+          stats = dict(event.stats)
+          op = str(stats.get('hlo_op', ''))
+          if op and any(op.startswith(c) for c in COLLECTIVES):
+            out[str(stats.get('hlo_module'))][op.split('.')[0]] += 1
+  return out
+
+
+@pytest.mark.slow
+def test_a_step_runs_no_cross_host_collective_besides_the_train_steps(
+    reference, tmp_path, compile_cache):
+  config, _ = reference
+  workdir = tmp_path / 'run'
+  compile_cache.seed(workdir)
+  script = tmp_path / 'traced.py'
+  script.write_text(TRACED)
+  argv = train_argv(config, workdir, *STEPS, '--config.total_steps=8',
+                    '--config.checkpoint_every=4')
+  argv[1:3] = [str(script)]  # python traced.py --config=... (instead of -m mmjax.train)
+  code, out = run(two_processes(argv), tmp_path / 'log')
+  compile_cache.keep(workdir)
+  assert code == 0, out[-4000:]
+  for process in ('0', '1'):
+    found = executed_collectives(workdir / 'trace' / process)
+    steps = {m: c for m, c in found.items() if m.startswith('jit_step')}
+    others = {m: c for m, c in found.items() if not m.startswith('jit_step')}
+    print(f'process {process}: train-step collectives {dict(steps)}; others {dict(others)}')
+    assert steps, 'the trace shows no collective of the train step: the measurement is broken'
+    # The control allgather is seen (one all-gather per local device); nothing else outside
+    # the train steps communicates, checkpoint steps included.
+    assert others == {'jit__identity_fn': {'all-gather': 4}}, others

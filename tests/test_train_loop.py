@@ -47,6 +47,8 @@ def test_compiles_once_per_signature_and_never_in_the_loop(tmp_path, monkeypatch
   assert marks['last_step'] == marks['first_step'], 'something compiled inside the loop'
 
   rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
+  assert rows[-1]['step'] == 6 and 0 < rows[-1]['goodput/fraction'] < 1  # the run's goodput
+  rows = [r for r in rows if 'loss' in r]
   assert [r['step'] for r in rows] == list(range(1, 7))
   for r in rows:
     assert {'step', 'task', 'loss', 'learning_rate', 'examples_per_sec'} <= set(r)

@@ -18,6 +18,9 @@ import time
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
+from absl import flags
+
+from mmjax import paths
 
 from mmjax.core import checkpoint_damage as damage_lib
 from mmjax.core import processes
@@ -30,6 +33,14 @@ log = logging.getLogger(__name__)
 # parameters are written in parallel by their owners anyway.
 ocp.type_handlers.register_type_handler(
     jax.Array, ocp.type_handlers.ArrayHandler(use_replica_parallel=False), override=True)
+
+# Orbax's barriers between processes (several per save) are a device all-gather by default,
+# queued behind the train step; this absl flag makes them coordination-service barriers, so a
+# checkpoint step, like any other, runs no device collective besides the train step's own.
+if not flags.FLAGS.is_parsed():
+  flags.FLAGS(['mmjax', '--experimental_orbax_use_distributed_barrier'], known_only=True)
+else:
+  flags.FLAGS.experimental_orbax_use_distributed_barrier = True
 
 
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds before each further attempt to read one step
@@ -83,7 +94,7 @@ def check_resumable(workdir: str, abstract_state) -> bool:
   CheckpointMismatchError when the newest one whose metadata reads was written by a model of
   another structure or shape. Reads metadata only and writes nothing: it runs before anything
   is written to the workdir."""
-  if not os.path.isdir(os.path.join(workdir, 'checkpoints')):
+  if not paths.exists(paths.join(paths.resolve(workdir), 'checkpoints')):
     return False
   ckpt = Checkpointer(workdir, read_only=True, async_save=False)
   try:
@@ -106,7 +117,7 @@ class Checkpointer:
 
   def __init__(self, workdir: str, *, keep: int = 3, async_save: bool = True,
                read_only: bool = False):
-    self.directory = os.path.abspath(os.path.join(workdir, 'checkpoints'))
+    self.directory = paths.join(paths.resolve(workdir), 'checkpoints')
     self.read_only = read_only
     # A writer removes the `<step>.orbax-checkpoint-tmp*` directories a killed run left behind
     # (in the background; orbax finishes before the first save): they are never restored, and
@@ -182,13 +193,17 @@ class Checkpointer:
 
   def set_aside_steps(self) -> list[str]:
     """Names of the step directories set aside as damaged (`<step>.corrupt[N]`)."""
-    if not os.path.isdir(self.directory):
+    if not paths.exists(self.directory):
       return []
-    return sorted(n for n in os.listdir(self.directory) if '.corrupt' in n)
+    return sorted(n for n in paths.listdir(self.directory) if '.corrupt' in n)
 
   def _damaged(self, step: int, check) -> bool:
     """Runs `check(step_dir)` on process 0; sets the step aside when every process hears it is
-    damaged. An undecidable check (an I/O error) counts as not damaged."""
+    damaged. An undecidable check (an I/O error) counts as not damaged, and so does every step
+    in an object store (the file-level checks read local files; there a failed restore is
+    retried, then fails loudly with every checkpoint in place)."""
+    if paths.is_remote(self.directory):
+      return False
     reason = None
     if jax.process_index() == 0:
       try:
@@ -229,17 +244,17 @@ class Checkpointer:
 
   def _set_aside(self, step: int, reason: str) -> None:
     """Renames the unreadable step directory out of orbax's sight (read-only: just reports)."""
-    path = os.path.join(self.directory, str(step))
+    path = paths.join(self.directory, str(step))
     if self.read_only:
       log.warning('checkpoint %s is incomplete or corrupt (%s); trying the previous one.', path,
                   reason)
       return
     if jax.process_index() == 0:
       aside, n = f'{path}.corrupt', 1
-      while os.path.exists(aside):
+      while paths.exists(aside):
         n += 1
         aside = f'{path}.corrupt{n}'
-      os.rename(path, aside)
+      paths.rename(path, aside)
       log.warning('checkpoint %s is incomplete or corrupt (%s); moved it to %s and trying the '
                   'previous one.', path, reason, os.path.basename(aside))
     else:

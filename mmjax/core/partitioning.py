@@ -57,16 +57,66 @@ def mesh_shape(mesh_config, num_devices: int) -> dict[str, int]:
   return sizes
 
 
+def _granules(devices) -> tuple[str, int]:
+  """What DCN joins: TPU slices (the processes of one slice share ICI), else processes."""
+  if devices[0].platform == 'tpu':
+    return 'slice', len({getattr(d, 'slice_index', 0) for d in devices})
+  return 'process', len({d.process_index for d in devices})
+
+
+def dcn_shape(mesh_config, sizes: dict[str, int], devices) -> tuple[int, ...] | None:
+  """Per-axis DCN factors (MESH_AXES order) from `config.mesh.dcn_*` or `num_slices`, or None
+  for a single-granule (ICI-only) mesh. With `num_slices` > 1 and no `dcn_*`, the data axis
+  crosses the slices. Axis sizes in `sizes` are totals over all slices."""
+  dcn = [int(mesh_config.get(f'dcn_{a}', 1) or 1) for a in MESH_AXES]
+  num_slices = int(mesh_config.get('num_slices', 0) or 0)
+  if num_slices > 1 and math.prod(dcn) == 1:
+    dcn[0] = num_slices
+  if math.prod(dcn) == 1:
+    return None
+  kind, count = _granules(devices)
+  if math.prod(dcn) != count:
+    raise MeshError(f'config.mesh.dcn_* (or num_slices) ask for {math.prod(dcn)} DCN groups but '
+                    f'the {len(devices)} devices form {count} {kind}(s): make the dcn_* sizes '
+                    f'multiply to {count}.')
+  bad = [a for a, d in zip(MESH_AXES, dcn) if sizes[a] % d]
+  if bad:
+    raise MeshError(f'config.mesh.{bad[0]}={sizes[bad[0]]} is not a multiple of '
+                    f'config.mesh.dcn_{bad[0]}={dcn[MESH_AXES.index(bad[0])]}: axis sizes are '
+                    'totals over all slices, so each must be a multiple of its DCN factor.')
+  return tuple(dcn)
+
+
+def device_grid(shape: tuple[int, ...], devices, dcn: tuple[int, ...] | None) -> np.ndarray:
+  """Devices laid out as `shape` by JAX's topology-aware mesh utilities (ICI rings on TPU;
+  slices or processes outermost for `dcn`). On TPU a shape that the physical torus cannot
+  hold is a MeshError, never a silent row-major fallback."""
+  ici = shape if dcn is None else tuple(s // d for s, d in zip(shape, dcn))
+  kind, _ = _granules(devices)
+  errors = []
+  for split in (False, True):  # whole physical axes first; split them only if needed
+    try:
+      if dcn is None:
+        return mesh_utils.create_device_mesh(ici, devices, allow_split_physical_axes=split)
+      return mesh_utils.create_hybrid_device_mesh(
+          ici, dcn, devices, process_is_granule=kind == 'process', allow_split_physical_axes=split)
+    except (ValueError, NotImplementedError, AssertionError) as e:
+      text = ' '.join(str(e).split()) or type(e).__name__
+      errors.append(text if len(text) <= 100 else text[:97] + '...')
+  where = f'{len(devices)} {devices[0].device_kind} devices'
+  raise MeshError(f'mesh {dict(zip(MESH_AXES, shape))} (ICI {ici}, DCN {dcn or "none"}) cannot be '
+                  f'laid out on these {where} (JAX: {errors[-1]}): run on whole slices and '
+                  "choose axis sizes that factor each slice's chip grid.")
+
+
 def make_mesh(mesh_config, devices: Sequence[jax.Device] | None = None) -> Mesh:
-  """A mesh with axes ('data', 'fsdp', 'tensor', 'expert') over `devices` (default: all)."""
+  """A mesh with axes ('data', 'fsdp', 'tensor', 'expert') over `devices` (default: all),
+  hybrid ICI x DCN when `config.mesh.dcn_*` or `num_slices` ask for it (see `dcn_shape`)."""
   devices = list(jax.devices() if devices is None else devices)
   sizes = mesh_shape(mesh_config, len(devices))
   shape = tuple(sizes[a] for a in MESH_AXES)
-  try:
-    grid = mesh_utils.create_device_mesh(shape, devices=devices, allow_split_physical_axes=True)
-  except Exception:  # CPU and odd device counts: plain row-major order is as good as any.
-    grid = np.asarray(devices, dtype=object).reshape(shape)
-  return Mesh(grid, MESH_AXES)
+  grid = device_grid(shape, devices, dcn_shape(mesh_config, sizes, devices))
+  return Mesh(np.asarray(grid).reshape(shape), MESH_AXES)
 
 
 def rules_from_config(config) -> tuple[tuple[str, Any], ...]:
@@ -122,6 +172,23 @@ def batch_sharding(mesh: Mesh) -> NamedSharding:
   """Leading (example) dimension over the data-parallel axes; the rest replicated."""
   axes = tuple(a for a in BATCH_AXES if mesh.shape[a] > 1)
   return NamedSharding(mesh, P(axes if axes else None))
+
+
+def host_batch_slot(mesh: Mesh, global_batch: int) -> tuple[int, int]:
+  """`(slot, num_slots)`: this process's devices hold rows `[slot * b, (slot + 1) * b)` of a
+  `[global_batch, ...]` array under `batch_sharding(mesh)`, `b = global_batch // num_slots`
+  (`(0, 1)` when the batch is replicated over processes). Raises MeshError when the rows are
+  not one contiguous block, which `make_array_from_process_local_data` needs."""
+  shards = batch_sharding(mesh).addressable_devices_indices_map((global_batch,))
+  rows = set()
+  for index in shards.values():
+    rows.update(range(*index[0].indices(global_batch)))
+  lo, n = min(rows), len(rows)
+  if rows != set(range(lo, lo + n)) or global_batch % n or lo % n:
+    raise MeshError(f'process {jax.process_index()} holds rows {sorted(rows)[:8]}... of a batch '
+                    f'of {global_batch}, not one aligned block: order the mesh so each '
+                    "process's devices are adjacent along the data axes.")
+  return lo // n, global_batch // n
 
 
 def data_parallel_size(mesh: Mesh) -> int:

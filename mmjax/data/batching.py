@@ -53,7 +53,8 @@ class BatchBuilder:
     self.options, self.tokenizer, self.num_clips = options, tokenizer, int(num_clips)
     self.text_instances = int(text_instances)
 
-  def __call__(self, indices, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+  def __call__(self, indices, rng=None) -> dict[str, np.ndarray]:
+    """`rng`: a `np.random.Generator` or an `order.HostRng` (per-example draws only)."""
     cols = self.source.read(np.asarray(indices), sorted(set(self.mapping.values())))
     out = {}
     for target, feature in self.mapping.items():
@@ -105,9 +106,10 @@ class BatchBuilder:
     if self.text_instances > 1:
       return self._text_instances(column, rng)
     texts = []
-    for value in column:
+    pick = rng.random(len(column)) if rng is not None else np.zeros(len(column))  # one per example
+    for value, u in zip(column, pick):
       if isinstance(value, (list, tuple, np.ndarray)):  # several captions: one per example
-        value = value[int(rng.integers(len(value)))] if rng is not None else value[0]
+        value = value[min(int(u * len(value)), len(value) - 1)]
       texts.append(value)
     return self.tokenizer.encode(texts, self.res.text_length)
 

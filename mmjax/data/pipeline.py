@@ -1,10 +1,11 @@
 """The data pipeline's public API: train iterators, eval batches, dataset facts, the tokenizer.
 
-Train iterators are grain `MapDataset` pipelines over batch positions: position -> this host's
-example indices (`order.py`: shard, per-epoch shuffle) -> `BatchBuilder` (read + vectorised
-transforms, seeded per position by grain's `random_map`), read ahead by `config.data.threads`
-threads into a buffer of `config.data.prefetch` batches. Every batch is a pure function of
-(seed, task, position), so grain's iterator state (the next position) resumes exactly.
+Train iterators are grain `MapDataset` pipelines over global batch positions: position -> this
+host's rows of the global batch (`order.py`: global per-epoch shuffle) -> `BatchBuilder` (read +
+vectorised transforms, seeded per position by grain's `random_map`, drawn for the whole global
+batch), read ahead by `config.data.threads` threads into a buffer of `config.data.prefetch`
+batches. Every global batch is a pure function of (seed, task name, position), whatever the
+number of hosts, so grain's iterator state (the next position) resumes exactly on any count.
 Config keys read: see `options.py`.
 """
 
@@ -25,8 +26,8 @@ from mmjax.data import sources
 from mmjax.data.batching import BatchBuilder, limit_blas_threads
 from mmjax.data.errors import DataError
 from mmjax.data.options import DataOptions, config_get
-from mmjax.data.order import EpochOrder
 from mmjax.core.tasks import Resolution, Task
+from mmjax.data.order import GlobalOrder, HostRng
 from mmjax.data.tokenizer import Tokenizer
 
 
@@ -97,7 +98,8 @@ def _seeds(seed: int, key: str) -> list[int]:
 
 
 class TrainIterator:
-  """Infinite iterator of per-host batches with exact, JSON-serializable resume state."""
+  """Infinite iterator of this host's rows of each global batch, with exact, JSON-serializable
+  resume state that is the same on every host (it holds no host fields)."""
 
   def __init__(self, iterator, meta: dict, batch_size: int):
     self._it, self.meta, self.batch_size = iterator, meta, batch_size
@@ -115,7 +117,8 @@ class TrainIterator:
     for key, value in self.meta.items():
       if state.get(key) != value:
         raise DataError(f'Data iterator state is for {key}={state.get(key)!r}, not {value!r}: '
-                        'restore it into an iterator made with the same task, seed and hosts.')
+                        'restore it into an iterator made with the same task, seed and '
+                        'batch size.')
     self._it.set_state(state['grain'])
 
   def close(self) -> None:
@@ -124,30 +127,31 @@ class TrainIterator:
 
 def make_train_iterator(task: Task, config, *, seed: int, process_index: int = 0,
                         process_count: int = 1) -> TrainIterator:
-  """Shuffled, repeating, deterministic batches of `task.batch_size // process_count` examples
-  of this host's shard (`process_index::process_count`), at `task.resolution`."""
+  """Shuffled, repeating, deterministic batches at `task.resolution`: this host's rows
+  `[process_index * b, (process_index + 1) * b)` of each global batch of `task.batch_size`
+  examples, `b = task.batch_size // process_count`. The examples and their augmentation depend
+  on `seed` and the task's name only (not on its place in the config, nor on the host count)."""
   resolution = task.resolution
   options, source, mapping, tokenizer = _plan(task, config, cache=True)
   if task.batch_size % process_count:
     raise DataError(f'Task {task.name!r}: batch_size {task.batch_size} is not divisible by '
                     f'the {process_count} processes.')
-  if len(source) < process_count:
-    raise DataError(f'Dataset {task.dataset!r} split {task.split!r} has {len(source)} examples, '
-                    f'fewer than the {process_count} processes.')
   limit_blas_threads()
   builder = BatchBuilder(source, mapping, resolution, options, tokenizer,
                          text_instances=task.text_instances)
   order_seed, map_seed = _seeds(seed, task.signature_name)
-  order = EpochOrder(len(source), task.batch_size // process_count, order_seed, process_index,
-                     process_count)
-  ds = grain.MapDataset.range(sys.maxsize).map(order).random_map(builder, seed=map_seed)
+  order = GlobalOrder(len(source), task.batch_size, order_seed, process_index, process_count)
+
+  def build(indices, rng):
+    return builder(indices, HostRng(rng, task.batch_size, order.rows))
+
+  ds = grain.MapDataset.range(sys.maxsize).map(order).random_map(build, seed=map_seed)
   read = grain.ReadOptions(num_threads=options.threads, prefetch_buffer_size=options.prefetch)
   iterator = ds.to_iter_dataset(read).__iter__()
   iterator.start_prefetch()
   meta = {'task': task.signature_name, 'dataset': task.dataset, 'split': task.split,
-          'seed': int(seed), 'process_index': int(process_index),
-          'process_count': int(process_count), 'num_examples': len(source)}
-  return TrainIterator(iterator, meta, task.batch_size // process_count)
+          'seed': int(seed), 'global_batch': int(task.batch_size), 'num_examples': len(source)}
+  return TrainIterator(iterator, meta, order.per_host)
 
 
 class EvalBatches:

@@ -24,6 +24,9 @@ from typing import Mapping
 
 import jax
 import orbax.checkpoint as ocp
+import numpy as np
+from jax._src import distributed as jax_distributed  # the coordination-service client
+
 
 from mmjax.config import ConfigError
 
@@ -108,22 +111,16 @@ def barrier(name: str, timeout_s: int = 3600) -> None:
                                       timeout_ms=int(timeout_s * 1000))
 
 
-def data_state_for_this_process(data_state: dict) -> dict:
-  """The restored data state, re-addressed to this process.
-
-  Process 0 writes the JSON data state; every host's iterators advance in lockstep (one batch
-  per step of their task), so the saved positions hold for all hosts and only the host fields
-  change. A run on a different number of processes continues each iterator from the same
-  position over the new shards (a warning says the examples differ from an unchanged run).
-  """
-  iterators = data_state.get('iterators', {})
-  index, count = jax.process_index(), jax.process_count()
-  saved_counts = {s.get('process_count') for s in iterators.values()} - {None}
-  if saved_counts and saved_counts != {count}:
-    log.warning('the checkpoint\'s data iterators were written by %s process(es), this run has '
-                '%d: each task continues from the same batch position over the new per-host '
-                'shards, so the examples seen from here differ from a run on the old count.',
-                ', '.join(map(str, sorted(saved_counts))), count)
-  fixed = {name: {**s, 'process_index': index, 'process_count': count}
-           if 'process_index' in s else s for name, s in iterators.items()}
-  return {**data_state, 'iterators': fixed} if iterators else data_state
+def any_process_flagged(flag: bool, name: str, timeout_s: int = 3600) -> bool:
+  """True when `flag` is True on some process, agreed through JAX's coordination service: a
+  flagged process writes a key, all meet at a barrier, then all read the keys. No device program
+  runs, so the accelerators' queue is not drained. Every process calls it with the same `name`
+  (unique within the run)."""
+  if jax.process_count() == 1:
+    return bool(flag)
+  client = jax_distributed.global_state.client
+  prefix = f'mmjax/flags/{name}/'
+  if flag:
+    client.key_value_set(prefix + str(jax.process_index()), '1')
+  client.wait_at_barrier(f'mmjax_flags_{name}', int(timeout_s * 1000))
+  return bool(client.key_value_dir_get(prefix))

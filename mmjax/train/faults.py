@@ -1,11 +1,16 @@
 """Surviving faults: preemption signals, non-finite losses, and hangs.
 
-- `PreemptionSignal`: SIGTERM/SIGINT set a flag; `poll()` (once per step, agreed by all
-  processes) tells the loop to finish its step, checkpoint, and exit 0. A second SIGINT aborts.
+- `PreemptionSignal`: SIGTERM/SIGINT set a flag; `poll(step)` tells the loop to finish its step,
+  checkpoint, and exit 0. With several processes the flag is agreed every `every` steps through
+  JAX's coordination service (a key per signalled process, then a barrier: no device program, so
+  ordinary steps stay asynchronous); a second SIGINT aborts. JAX's own preemption sync point is
+  not used: it listens through a C++ SIGTERM handler that a Python handler replaces, and it does
+  not see SIGINT.
 - `NonFiniteGuard`: counts non-finite steps in a row (the step itself already skipped the update)
   and stops the run after `max_in_row`.
-- `Watchdog`: when no step finishes within `seconds`, dumps every thread's stack and exits
-  non-zero so the scheduler restarts the job.
+- `Watchdog`: when the current phase (restore, compile, a step finishing, evaluation) takes
+  longer than its limit, dumps every thread's stack and exits non-zero so the scheduler
+  restarts the job.
 - `poison_batch`: the debugging key `config.faults.inject_nan_at_steps` puts a NaN into the
   batch of those steps, to rehearse the non-finite path on a real run.
 """
@@ -20,9 +25,11 @@ import sys
 import threading
 import time
 
+import jax
 import numpy as np
 
 from mmjax.core import processes
+from mmjax.train import distributed
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +41,10 @@ class TrainingStopped(RuntimeError):
 class PreemptionSignal:
   """Catches SIGTERM and SIGINT while active; `requested` turns True on the first one."""
 
-  def __init__(self, signals=(signal.SIGTERM, signal.SIGINT)):
+  def __init__(self, signals=(signal.SIGTERM, signal.SIGINT), every: int = 1):
     self.requested = False
     self.signal_name = None
+    self.every = max(int(every), 1)
     self._signals = signals
     self._previous = {}
 
@@ -49,12 +57,17 @@ class PreemptionSignal:
     sys.stderr.write(f'\nmmjax: {self.signal_name} received; finishing this step, then '
                      'checkpointing and exiting.\n')
 
-  def poll(self) -> bool:
-    """Whether to stop after this step: True once any process has had a signal. Call it once
-    per step on every process (it is a collective when there are several); all processes get
-    the same answer, even when a signal lands while they are agreeing."""
+  def poll(self, step: int) -> bool:
+    """Whether to stop after step `step`: True once any process has had a signal. Every
+    process calls it after every step with the same `step`; with several processes they agree
+    on steps divisible by `every` (one coordination-service round trip, no device program) and
+    all get the same answer, even when a signal lands while they are agreeing."""
+    if jax.process_count() == 1:
+      return self.requested
+    if step % self.every:
+      return False
     seen = self.requested  # one snapshot: the handler may flip the flag at any bytecode
-    if not processes.any_process(seen):
+    if not distributed.any_process_flagged(seen, f'preempt_{step}'):
       return False
     if not seen:
       self.requested, self.signal_name = True, 'a signal on another process'
@@ -98,31 +111,44 @@ class NonFiniteGuard:
 
 
 class Watchdog:
-  """A daemon thread that kills the process when `beat()` is not called for `seconds`."""
+  """A daemon thread that kills the process when the current phase overruns its limit.
+
+  `expect(what, seconds)` starts a phase ('restore', 'compile', 'evaluation', ...) with its own
+  limit; `beat()` marks progress within the step phase (a finished step) and restarts the clock
+  at the step limit. A limit of 0 turns the watchdog off; a phase limit of 0 uses the step one.
+  """
 
   def __init__(self, seconds: float, exit_code: int = 3):
     self.seconds = float(seconds)
     self.exit_code = exit_code
+    self._phase, self._limit = 'step', self.seconds
     self._last = time.monotonic()
     self._stop = threading.Event()
     self._thread = None
 
+  def expect(self, what: str, seconds: float) -> None:
+    self._phase, self._limit = what, float(seconds) or self.seconds
+    self._last = time.monotonic()
+
   def beat(self) -> None:
+    self._phase, self._limit = 'step', self.seconds
     self._last = time.monotonic()
 
   def _run(self) -> None:
     while not self._stop.wait(min(1.0, self.seconds / 4)):
+      phase, limit = self._phase, self._limit
       idle = time.monotonic() - self._last
-      if idle > self.seconds:
-        sys.stderr.write(f'\nmmjax watchdog: no training step finished for {idle:.0f} s '
-                         f'(limit {self.seconds:.0f} s); stacks of all threads:\n')
+      if idle > limit:
+        what = 'no training step finished' if phase == 'step' else f'{phase} did not finish'
+        sys.stderr.write(f'\nmmjax watchdog: {what} within {idle:.0f} s (limit {limit:.0f} s, '
+                         'config.faults.watchdog_*); stacks of all threads:\n')
         faulthandler.dump_traceback(file=sys.stderr, all_threads=True)
         sys.stderr.flush()
         os._exit(self.exit_code)
 
   def __enter__(self):
     if self.seconds > 0:
-      self.beat()
+      self._last = time.monotonic()
       self._thread = threading.Thread(target=self._run, name='mmjax-watchdog', daemon=True)
       self._thread.start()
     return self

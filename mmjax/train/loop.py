@@ -13,7 +13,7 @@ import time
 import jax
 import numpy as np
 
-from mmjax import config as config_lib
+from mmjax import config as config_lib, paths
 from mmjax.core import checkpointing, partitioning
 from mmjax.core.params_io import load_params
 from mmjax.core.tasks import MixedTask, task_signatures, tasks_from_config
@@ -22,10 +22,11 @@ from mmjax.data.agd_sampler import AgdSampler
 from mmjax.models.encoder import routed_layer_indices
 from mmjax.models.moe_config import check_moe_config
 from mmjax.seeds import resolve_seeds
-from mmjax.train import curves, distributed, faults, routing_stats
+from mmjax.train import curves, distributed, faults, feed, goodput as goodput_lib, routing_stats
 from mmjax.train import profiler, progress as progress_lib, task_means
 from mmjax.train import state as state_lib, step as step_lib
-from mmjax.train.metrics_writer import MetricsWriter
+from mmjax.train import goodput as goodput_lib
+from mmjax.train.metrics_writer import MetricsWriter, read_metrics
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,10 @@ class PreflightError(ValueError):
 
 
 def check_workdir(workdir: str) -> None:
-  """The workdir must be creatable and writable; checked without creating anything."""
+  """The workdir must be creatable and writable; checked without creating anything. An
+  object-store workdir (gs://...) is checked by its first write (credentials live there)."""
+  if paths.is_remote(workdir):
+    return
   path = os.path.abspath(workdir)
   probe = path
   while not os.path.exists(probe):
@@ -87,12 +91,21 @@ def _evaluate(evaluate, config, graphdef, state, step: int, workdir: str, mesh,
 
 
 def train(config, workdir: str, evaluate=None) -> dict:
-  """Runs (or resumes) training; returns the last logged metrics row.
+  """Runs (or resumes) training; returns the last logged metrics row and the goodput.
 
-  `evaluate(config, (graphdef, params), step, workdir, mesh) -> report` runs every
+  `evaluate(config, (graphdef, params), step, workdir, mesh, reuse=dict) -> report` runs every
   `config.eval_every` steps (the entry point passes `mmjax.evaluate.runner.evaluate_params`;
-  training itself does not depend on the evaluation code).
+  training itself does not depend on the evaluation code). The watchdog
+  (`config.faults.watchdog_*`, 0 = off) covers start-up and restore, compilation, evaluation
+  and every step, each with its own limit.
   """
+  with faults.Watchdog(config.faults.watchdog_seconds) as dog:
+    dog.expect('start-up and restore', config.faults.get('watchdog_restore_seconds', 0))
+    return _train(config, workdir, evaluate, dog)
+
+
+def _train(config, workdir: str, evaluate, dog: faults.Watchdog) -> dict:
+  ledger = goodput_lib.Goodput()  # where the wall time goes (mmjax/train/goodput.py)
   # --- preflight: nothing is written before this passes -----------------------------------
   if config.get('eval_every', 0) and evaluate is None:
     raise PreflightError('config.eval_every is set but no evaluator was given: call '
@@ -107,30 +120,22 @@ def train(config, workdir: str, evaluate=None) -> dict:
     init_params, _ = load_params(config.init_from, abstract_state['params'])
 
   # --- state: restore the newest good checkpoint, or initialise -------------------------------
-  os.makedirs(workdir, exist_ok=True)
+  paths.makedirs(workdir)
   distributed.barrier('restore')  # processes meet before their first collective
   ckpt = checkpointing.Checkpointer(workdir, keep=config.keep_checkpoints)
+  ledger.switch('restore')
   restored = ckpt.restore_latest_good(abstract_state)  # may set damaged steps aside, nothing else
-
+  ledger.switch('startup')
   start, data_state = (0, {}) if restored is None else (restored[0], restored[2])
-  if restored is not None:
-    data_state = distributed.data_state_for_this_process(data_state)
 
-  # --- data: one iterator per task signature, resumed exactly (checks the saved state) ------
-  iterators = {}
-  for i, t in enumerate(signatures):
-    it = pipeline.make_train_iterator(t, config, seed=resolve_seeds(config).data + 1000 * i,
-                                      process_index=jax.process_index(),
-                                      process_count=jax.process_count())
-    if t.signature_name in data_state.get('iterators', {}):
-      it.set_state(data_state['iterators'][t.signature_name])
-    iterators[t.signature_name] = it
+  # --- data: one iterator per task signature, resumed exactly (on any number of hosts; this
+  # also checks the saved state) --------------------------------------------------------------
+  iterators = feed.train_iterators(config, signatures, mesh, data_state)
 
   # --- workdir: written once the run is known to start or resume ------------------------------
   if is_main:
     config_lib.save_config(config, workdir)
-  jax.config.update('jax_compilation_cache_dir', os.path.join(os.path.abspath(workdir),
-                                                              'jax_cache'))
+  jax.config.update('jax_compilation_cache_dir', paths.join(paths.resolve(workdir), 'jax_cache'))
   if restored is None:
     state = state_lib.create_train_state(config, mesh, graphdef, shardings)
     if init_params is not None:
@@ -141,13 +146,17 @@ def train(config, workdir: str, evaluate=None) -> dict:
     log.info('resumed from checkpoint step %d', start)
 
   # --- compile every task signature ahead of time --------------------------------------------
+  dog.expect('compilation', config.faults.get('watchdog_compile_seconds', 0))
+  ledger.switch('compile')
   train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
   step_tasks = sampler.step_tasks()
   with progress_lib.CompileProgress(len(step_tasks), is_main) as bar:
     compiled = step_lib.compile_train_steps(train_step, abstract_state, step_tasks, config, mesh,
                                             progress=bar)
+  ledger.switch('startup')
 
   # --- loop -----------------------------------------------------------------------------------
+  redo = goodput_lib.redone_until(read_metrics(workdir), start)  # steps computed a second time
   writer = MetricsWriter(workdir, resume_step=start)
   writer.write_config(config)
   profile = profiler.ProfileWindow(config.get('profile', None), workdir)
@@ -175,6 +184,7 @@ def train(config, workdir: str, evaluate=None) -> dict:
     done_step, task, metrics, wait = done
     values = _scalars(jax.device_get(metrics))
     window['means'].add(task.name, values)
+    dog.beat()  # the step has finished on the device
     stats = per_task.setdefault(task.name, {})
     stats['steps'] = stats.get('steps', 0) + 1
     stats['examples'] = stats.get('examples', 0) + task.batch_size
@@ -209,49 +219,55 @@ def train(config, workdir: str, evaluate=None) -> dict:
 
   distributed.barrier('first_step')  # compilation may have skewed the processes
   bar = progress_lib.Progress(config.total_steps, start, is_main)
-  with faults.PreemptionSignal() as preempt, faults.Watchdog(config.faults.watchdog_seconds) as dog:
+  dog.beat()
+  with faults.PreemptionSignal(every=config.faults.get('preemption_check_every', 10)) as preempt:
     # Metrics are read one step late: step N's are fetched after step N+1 is queued, so the
     # host never idles the accelerator. Log, checkpoint, evaluation and stop steps read at once.
     step, pending = start, None
     window = new_window()
     while step < config.total_steps:
       task = sampler(step)
+      ledger.switch('input_wait')
       t0 = time.perf_counter()
       local = _next_batch(iterators, task)
       if step + 1 in nan_steps:
         local = (faults.poison_batch(local) if not isinstance(task, MixedTask) else
                  {**local, task.members[0].name: faults.poison_batch(local[task.members[0].name])})
       wait = time.perf_counter() - t0
+      ledger.switch('lost' if step < redo else 'productive')
       with profile.step(step):
         state, metrics = compiled[task.signature_name](state, step_lib.global_batch(local, mesh,
                                                                                     task))
       step += 1
       profile.after(step, state)
-      dog.beat()
       if pending is not None:
         record(pending)
         pending = None
-      stop = preempt.poll()  # once per step, agreed by all processes
+      stop = preempt.poll(step)  # agreed by all processes every few steps, no device sync
       save = step % config.checkpoint_every == 0 or step == config.total_steps or stop
-      evaluate = bool(config.eval_every) and step % config.eval_every == 0 and not stop
+      eval_now = bool(config.eval_every) and step % config.eval_every == 0 and not stop
       current = (step, task, metrics, wait)
-      if save or evaluate or step % config.log_every == 0:
+      if save or eval_now or step % config.log_every == 0:
         record(current)
       else:
         pending = current
       paused = time.perf_counter()
       if save:
+        ledger.switch('checkpoint')
         ckpt.save(step, state, data_snapshot(step), force=True)
         last_ckpt = step
         if routing_seen and is_main:
           routing_stats.plot_routing_heatmaps(routing_seen, workdir, step)
         if is_main:
           plots.at_checkpoint(final=step == config.total_steps)
-      if evaluate:
+      if eval_now:
+        ledger.switch('evaluation')
+        dog.expect('evaluation', config.faults.get('watchdog_compile_seconds', 0))
         writer.write(step, _evaluate(evaluate, config, graphdef, state, step, workdir, mesh,
                                      evaluator))
         dog.beat()
       window['excluded'] += time.perf_counter() - paused
+      ledger.switch('productive')
       if stop:
         log.warning('%s received: checkpoint at step %d written; exiting.', preempt.signal_name,
                     step)
@@ -260,7 +276,11 @@ def train(config, workdir: str, evaluate=None) -> dict:
       record(pending)
   profile.stop(state)
   bar.close()
+  ledger.switch('checkpoint')
   ckpt.wait()
   ckpt.close()
+  writer.write(step, ledger.rows())
   writer.close()
+  if is_main:
+    print(ledger.table(), flush=True)
   return {'step': step, **last_row}

@@ -7,12 +7,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-
 import jax
 import numpy as np
 
 from mmjax.train import tensorboard_config
+from mmjax import paths
 
 
 def _plain(value):
@@ -35,11 +34,11 @@ def last_rows(records: list[dict]) -> list[dict]:
 
 def read_metrics(workdir: str) -> list[dict]:
   """The rows of `workdir/metrics.jsonl` that count (see `last_rows`)."""
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
+  path = paths.join(workdir, 'metrics.jsonl')
+  if not paths.exists(path):
     return []
-  with open(path) as f:
-    return last_rows([json.loads(line) for line in f if line.strip()])
+  return last_rows([json.loads(line) for line in paths.read_text(path).splitlines()
+                    if line.strip()])
 
 
 class MetricsWriter:
@@ -47,21 +46,20 @@ class MetricsWriter:
 
   def __init__(self, workdir: str, *, resume_step: int = 0):
     self.active = jax.process_index() == 0
-    self.path = os.path.join(workdir, 'metrics.jsonl')
+    self.path = paths.join(workdir, 'metrics.jsonl')
     self._tb = None
     if not self.active:
       return
     # Never rewritten: a resumed run appends, and readers take each step's last row.
     del resume_step
     from tensorboardX import SummaryWriter  # lazy: heavy (protobuf); process 0 only
-    self._tb = SummaryWriter(os.path.join(workdir, 'tensorboard'))
+    self._tb = SummaryWriter(paths.join(workdir, 'tensorboard'))
 
   def write(self, step: int, row: dict) -> None:
     if not self.active:
       return
     row = {'step': int(step), **{k: _plain(v) for k, v in row.items()}}
-    with open(self.path, 'a') as f:
-      f.write(json.dumps(row) + '\n')
+    paths.append_text(self.path, json.dumps(row) + '\n')
     for k, v in row.items():
       if k != 'step' and isinstance(v, (int, float)) and not isinstance(v, bool):
         self._tb.add_scalar(k, v, step)

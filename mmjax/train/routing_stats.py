@@ -7,12 +7,13 @@ scalar stats (`load_balancing_loss`, `router_z_loss`, `router_entropy`, `dropped
 
 from __future__ import annotations
 
-import os
 import re
 from typing import Mapping
 
 import numpy as np
 from matplotlib.figure import Figure
+
+from mmjax import paths as path_layer
 
 
 def _layer_number(name: str) -> int:
@@ -75,8 +76,8 @@ def plot_routing_heatmaps(moe_metrics_by_step_or_last: Mapping, out_dir: str, st
   metrics = moe_metrics_by_step_or_last
   if metrics and all(isinstance(k, (int, np.integer)) for k in metrics):
     metrics = _average(metrics)
-  folder = os.path.join(out_dir, 'plots')
-  os.makedirs(folder, exist_ok=True)
+  folder = path_layer.join(out_dir, 'plots')
+  path_layer.makedirs(folder)
   paths = []
   for modality in sorted(metrics):
     layers, load = load_matrix(metrics[modality])
@@ -93,7 +94,8 @@ def plot_routing_heatmaps(moe_metrics_by_step_or_last: Mapping, out_dir: str, st
     fig.colorbar(image, ax=ax)
     fig.tight_layout()
     safe = re.sub(r'[^A-Za-z0-9._-]+', '_', modality)
-    path = os.path.join(folder, f'moe_load_{safe}_step_{int(step)}.png')
-    fig.savefig(path, dpi=100)
+    path = path_layer.join(folder, f'moe_load_{safe}_step_{int(step)}.png')
+    with path_layer.open_file(path, 'wb') as f:
+      fig.savefig(f, format='png', dpi=100)
     paths.append(path)
   return paths

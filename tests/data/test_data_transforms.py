@@ -1,9 +1,10 @@
 """Vectorised host transforms against direct numpy expectations."""
 
 import numpy as np
+import pytest
 
 from mmjax.data import transforms as T
-from mmjax.data.order import EpochOrder
+from mmjax.data.order import GlobalOrder, HostRng
 
 
 def test_full_box_resize_is_identity_and_flip_mirrors():
@@ -65,12 +66,21 @@ def test_ragged_columns_are_zero_padded():
   assert out.shape == (2, 3, 3) and out.sum() == 9
 
 
-def test_epoch_order_permutes_each_epoch_of_the_shard():
-  order = EpochOrder(num_examples=10, batch_size=4, seed=7, process_index=1, process_count=2)
-  stream = np.concatenate([order(j) for j in range(5)])   # 20 = four epochs of the 5-shard
-  epochs = stream.reshape(4, 5)
+def test_global_order_is_the_same_for_any_host_count():
+  order = GlobalOrder(num_examples=10, global_batch=4, seed=7)
+  stream = np.concatenate([order(j) for j in range(5)])   # 20 = two epochs of 10
+  epochs = stream.reshape(2, 10)
   for epoch in epochs:
-    assert sorted(epoch.tolist()) == [1, 3, 5, 7, 9]
-  assert len({tuple(e) for e in epochs}) > 1               # reshuffled between epochs
-  again = EpochOrder(10, 4, 7, 1, 2)
-  assert all(np.array_equal(order(j), again(j)) for j in (0, 3, 1000))
+    assert sorted(epoch.tolist()) == list(range(10))
+  assert not np.array_equal(epochs[0], epochs[1])          # reshuffled between epochs
+  for j in (0, 3, 1000):
+    halves = [GlobalOrder(10, 4, 7, slot, 2)(j) for slot in range(2)]
+    assert np.array_equal(np.concatenate(halves), order(j))
+
+
+def test_host_rng_draws_the_global_batch_and_keeps_its_rows():
+  full = np.random.default_rng(5).uniform(0, 1, (6, 3))
+  rows = HostRng(np.random.default_rng(5), 6, slice(2, 4)).uniform(0, 1, (2, 3))
+  np.testing.assert_array_equal(rows, full[2:4])
+  with pytest.raises(ValueError, match='one per example'):
+    HostRng(np.random.default_rng(5), 6, slice(2, 4)).random()
