@@ -3,20 +3,29 @@
 Train: random crop (+ optional flip) per example, random video clip and audio window, a random
 caption when an example has several. Eval: central square resized, `num_clips` evenly spaced
 clips/windows (a clip axis only when `num_clips > 1`), the first caption. Output, for `b`
-examples: image `[b, S, S, 3]`, video `[b, (clips,) T, S, S, 3]` float32 in [-1, 1];
-audio `[b, (clips,) samples]` float32; text and text_mask `[b, L]` int32; label `[b]` int32.
+examples: image `[b, S, S, 3]`, video `[b, (clips,) T, S, S, 3]` uint8 (normalised on device);
+audio `[b, (clips,) samples]` int16; text and text_mask `[b, L]` int32; label `[b]` int32.
+Encoded images and videos (`encoded.py`) are decoded here, after the crop is chosen. An example
+that fails to decode is replaced in training by a random other one (the batch then carries
+`SKIPPED`, how many were replaced); in evaluation it is flagged in `CORRUPT [b]`.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
-from mmjax.data import transforms as T
+from mmjax.data import encoded, transforms as T
+from mmjax.data.errors import DataError
 from mmjax.data.options import DataOptions
 from mmjax.data.readers import Source
 from mmjax.data.tasks import Resolution
 
 _BLAS_LIMITED = False
+SKIPPED = 'skipped_examples'   # train batches: int, examples replaced because they were corrupt
+CORRUPT = 'corrupt'            # eval batches: bool [b], examples that could not be decoded
+_MAX_REPLACE_TRIES = 8
 
 
 def limit_blas_threads() -> None:
@@ -51,39 +60,78 @@ class BatchBuilder:
     self.options, self.tokenizer, self.num_clips = options, tokenizer, int(num_clips)
 
   def __call__(self, indices, rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
-    cols = self.source.read(np.asarray(indices), sorted(set(self.mapping.values())))
-    out = {}
+    indices = np.asarray(indices)
+    out, bad = self._build(indices, rng)
+    if not bad.any():
+      return out
+    logging.warning('%s/%s: examples %s could not be decoded; skipped.', self.source.name,
+                    self.source.split, indices[bad].tolist())
+    if rng is None:
+      out[CORRUPT] = bad
+      return out
+    skipped = int(bad.sum())
+    for _ in range(_MAX_REPLACE_TRIES):
+      rows = np.flatnonzero(bad)
+      sub, sub_bad = self._build(rng.integers(len(self.source), size=len(rows)), rng)
+      for key, value in sub.items():
+        out[key][rows] = value
+      bad[rows] = sub_bad
+      if not bad.any():
+        out[SKIPPED] = skipped
+        return out
+    raise DataError(f'Dataset {self.source.name!r} split {self.source.split!r}: '
+                    f'{_MAX_REPLACE_TRIES} random replacements of a corrupt example were all '
+                    'corrupt too; check the dataset files.')
+
+  def _build(self, indices, rng) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The batch of `indices` and `bad [b]`, the examples that failed to decode."""
+    cols = self.source.read(indices, sorted(set(self.mapping.values())))
+    out, bad = {}, np.zeros(len(indices), bool)
     for target, feature in self.mapping.items():
       column = cols[feature]
       if target == 'image':
-        out['image'] = self._pixels(column, rng)
+        out['image'] = self._pixels(column, rng, bad)
       elif target == 'video':
-        out['video'] = self._video(column, rng)
+        out['video'] = self._video(column, rng, bad)
       elif target == 'audio':
         out['audio'] = self._audio(column, rng)
       elif target == 'text':
         out['text'], out['text_mask'] = self._text(column, rng)
       elif target == 'label':
         out['label'] = np.asarray(column, np.int32)
-    return out
+    return out, bad
+
+  def _boxes(self, hs, ws, rng):
+    """Crop boxes `[b, 4]` and flips `[b]` (or None): random in training, central in eval."""
+    if rng is None:
+      return T.center_boxes(hs, ws), None
+    boxes = T.random_crop_boxes(rng, hs, ws, scale=self.options.crop_scale)
+    return boxes, (rng.random(len(hs)) < 0.5 if self.options.flip else None)
 
   def _resize(self, pixels: np.ndarray, hs, ws, rng) -> np.ndarray:
     """`[b, ..., H, W, C]` whose example i fills `[hs[i], ws[i]]` -> `[b, ..., S, S, 3]`."""
-    if rng is None:
-      return T.crop_resize(pixels, T.center_boxes(hs, ws), self.res.image_size)
-    boxes = T.random_crop_boxes(rng, hs, ws, scale=self.options.crop_scale)
-    flip = rng.random(len(pixels)) < 0.5 if self.options.flip else None
+    boxes, flip = self._boxes(hs, ws, rng)
     return T.crop_resize(pixels, boxes, self.res.image_size, flip)
 
-  def _pixels(self, column: np.ndarray, rng) -> np.ndarray:
+  def _pixels(self, column: np.ndarray, rng, bad: np.ndarray) -> np.ndarray:
+    if encoded.is_encoded_column(column):
+      hs, ws = encoded.sizes(column, bad)
+      boxes, flip = self._boxes(hs, ws, rng)
+      return encoded.decode_images(column, boxes, self.res.image_size, flip, hs, ws, bad)
     return self._resize(T.stack_ragged(column), _sizes(column, -3), _sizes(column, -2), rng)
 
-  def _video(self, column: np.ndarray, rng) -> np.ndarray:
-    lengths = _sizes(column, 0)
-    frames = T.stack_ragged(column)
+  def _video(self, column: np.ndarray, rng, bad: np.ndarray) -> np.ndarray:
+    is_encoded = encoded.is_encoded_column(column)
+    lengths = encoded.frame_counts(column) if is_encoded else _sizes(column, 0)
     num, stride = self.res.num_frames, self.options.frame_stride
     starts = T.clip_starts(rng, lengths, (num - 1) * stride + 1, self.num_clips)  # [b(, clips)]
     idx = T.frame_indices(lengths, num, stride, starts)               # [b, (clips,) T]
+    if is_encoded:
+      hs, ws = encoded.sizes(column, bad)
+      boxes, flip = self._boxes(hs, ws, rng)
+      clips = encoded.decode_clips(column, idx, boxes, self.res.image_size, flip, hs, ws, bad)
+      return clips[:, 0] if rng is None and self.num_clips == 1 else clips
+    frames = T.stack_ragged(column)
     rows = np.arange(len(frames)).reshape((-1,) + (1,) * (idx.ndim - 1))
     clips = frames[rows, idx]                                         # [b, (clips,) T, H, W, C]
     if rng is None and self.num_clips == 1:

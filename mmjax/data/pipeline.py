@@ -3,8 +3,11 @@
 Train iterators are grain `MapDataset` pipelines over batch positions: position -> this host's
 example indices (`order.py`: shard, per-epoch shuffle) -> `BatchBuilder` (read + vectorised
 transforms, seeded per position by grain's `random_map`), read ahead by `config.data.threads`
-threads into a buffer of `config.data.prefetch` batches. Every batch is a pure function of
-(seed, task, position), so grain's iterator state (the next position) resumes exactly.
+threads into a buffer of `config.data.prefetch` batches (scaled per task by how often the AGD
+sampler draws it), in `config.data.workers` worker processes when set (grain's `mp_prefetch`:
+worker w builds positions w, w + workers, ..., so batches do not depend on the worker count).
+Every batch is a pure function of (seed, task, position), so grain's iterator state resumes
+exactly. A corrupt example is replaced and counted (`skipped_examples`, `batching.py`).
 Config keys read: see `options.py`.
 """
 
@@ -22,7 +25,7 @@ import numpy as np
 
 from mmjax.data import features as features_lib
 from mmjax.data import sources
-from mmjax.data.batching import BatchBuilder, limit_blas_threads
+from mmjax.data.batching import CORRUPT, SKIPPED, BatchBuilder, limit_blas_threads
 from mmjax.data.errors import DataError
 from mmjax.data.options import DataOptions, config_get
 from mmjax.data.order import EpochOrder
@@ -118,10 +121,27 @@ class TrainIterator:
     self._it.close()
 
 
+def _worker_init(worker_index: int, worker_count: int) -> None:
+  del worker_index, worker_count
+  limit_blas_threads()
+
+
+def skipped_examples(batch: dict) -> int:
+  """Removes and returns how many corrupt examples a train batch replaced (0 when none; for a
+  MixedTask's `{member: batch}`, summed over members)."""
+  total = int(batch.pop(SKIPPED, 0))
+  for value in batch.values():
+    if isinstance(value, dict):
+      total += int(value.pop(SKIPPED, 0))
+  return total
+
+
 def make_train_iterator(task: Task, config, *, seed: int, process_index: int = 0,
-                        process_count: int = 1) -> TrainIterator:
+                        process_count: int = 1, prefetch_scale: float = 1.0) -> TrainIterator:
   """Shuffled, repeating, deterministic batches of `task.batch_size // process_count` examples
-  of this host's shard (`process_index::process_count`), at `task.resolution`."""
+  of this host's shard (`process_index::process_count`), at `task.resolution`. The read-ahead
+  buffer holds `config.data.prefetch * prefetch_scale` batches (at least 1): the loop passes
+  the task's share of steps relative to an even share."""
   resolution = task.resolution
   options, source, mapping, tokenizer = _plan(task, config, cache=True)
   if task.batch_size % process_count:
@@ -136,9 +156,17 @@ def make_train_iterator(task: Task, config, *, seed: int, process_index: int = 0
   order = EpochOrder(len(source), task.batch_size // process_count, order_seed, process_index,
                      process_count)
   ds = grain.MapDataset.range(sys.maxsize).map(order).random_map(builder, seed=map_seed)
-  read = grain.ReadOptions(num_threads=options.threads, prefetch_buffer_size=options.prefetch)
-  iterator = ds.to_iter_dataset(read).__iter__()
-  iterator.start_prefetch()
+  prefetch = max(1, math.ceil(options.prefetch * prefetch_scale)) if options.prefetch else 0
+  read = grain.ReadOptions(num_threads=options.threads, prefetch_buffer_size=prefetch)
+  ds = ds.to_iter_dataset(read)
+  if options.workers:
+    per_worker = max(1, math.ceil(prefetch / options.workers))
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=options.workers,
+                                                     per_worker_buffer_size=per_worker),
+                        worker_init_fn=_worker_init)
+  iterator = ds.__iter__()
+  if hasattr(iterator, 'start_prefetch'):
+    iterator.start_prefetch()
   meta = {'task': task.signature_name, 'dataset': task.dataset, 'split': task.split,
           'seed': int(seed), 'process_index': int(process_index),
           'process_count': int(process_count), 'num_examples': len(source)}
@@ -164,7 +192,7 @@ class EvalBatches:
     index = i * self.batch_size + self._offset + np.arange(self._per_host)
     valid = index < self.num_examples
     batch = self._builder(np.where(valid, index, 0), None)
-    batch['valid'] = valid
+    batch['valid'] = valid & ~batch.pop(CORRUPT, np.zeros_like(valid))
     batch['index'] = np.where(valid, index, -1).astype(np.int32)
     return batch
 

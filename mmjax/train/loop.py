@@ -122,10 +122,12 @@ def train(config, workdir: str) -> dict:
 
   # --- data: one iterator per task signature, resumed exactly ---------------------------------
   iterators = {}
+  shares = sampler.draw_shares()  # read-ahead in proportion to how often a task is drawn
   for i, t in enumerate(signatures):
     it = pipeline.make_train_iterator(t, config, seed=config.seed + 1000 * i,
                                       process_index=jax.process_index(),
-                                      process_count=jax.process_count())
+                                      process_count=jax.process_count(),
+                                      prefetch_scale=shares.get(t.signature_name, 0.0) * len(shares))
     if t.signature_name in data_state.get('iterators', {}):
       it.set_state(data_state['iterators'][t.signature_name])
     iterators[t.signature_name] = it
@@ -195,11 +197,17 @@ def train(config, workdir: str) -> dict:
       task = sampler(step)
       t0 = time.perf_counter()
       local = _next_batch(iterators, task)
-      if step + 1 in nan_steps:
+      run_step = compiled[task.signature_name]
+      if step + 1 in nan_steps:  # a float input with a NaN: traced anew (pixels travel as uint8)
         local = (faults.poison_batch(local) if not isinstance(task, MixedTask) else
                  {**local, task.members[0].name: faults.poison_batch(local[task.members[0].name])})
+        run_step = lambda s, b, t=task: train_step(s, b, t)  # noqa: E731
       wait = time.perf_counter() - t0
-      state, metrics = compiled[task.signature_name](state, step_lib.global_batch(local, mesh, task))
+      skipped = pipeline.skipped_examples(local)
+      if skipped:
+        stats = per_task.setdefault(task.name, {})
+        stats['skipped_examples'] = stats.get('skipped_examples', 0) + skipped
+      state, metrics = run_step(state, step_lib.global_batch(local, mesh, task))
       step += 1
       dog.beat()
       if pending is not None:
