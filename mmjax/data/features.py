@@ -2,7 +2,8 @@
 
 A task's `feature_map` holds `(dataset feature, target)` pairs, target one of image, video,
 audio, text, label; nested features are written `a/b`. A modality not mapped explicitly takes the
-feature of its own name, then (text) `caption`/`captions`, then (label) `label`, then the only
+feature of its own name, then (text) `caption`/`captions`/`captions/text` (COCO), then (label)
+`label`, then the only
 feature of the right kind.
 """
 
@@ -17,7 +18,7 @@ from mmjax.data.tasks import MODALITIES
 TARGETS = MODALITIES + ('label',)
 KINDS = {'image': ('image',), 'video': ('video',), 'audio': ('audio',), 'text': ('text',),
          'label': ('label', 'int')}
-ALIASES = {'text': ('text', 'caption', 'captions'), 'label': ('label',)}
+ALIASES = {'text': ('text', 'caption', 'captions', 'captions/text'), 'label': ('label',)}
 
 
 def _listing(features: dict[str, FeatureSpec]) -> str:

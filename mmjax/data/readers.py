@@ -19,9 +19,11 @@ import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mmjax.data import image_codec, records
+from mmjax.data import image_codec, records, tfds_compat
 from mmjax.data.errors import DataError
 from mmjax.data.tfrecord import TFRecordFiles
+
+tfds_compat.patch_media_features()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,12 +59,18 @@ def tfds_feature_specs(features) -> dict[str, FeatureSpec]:
   f = tfds.features
   specs = {}
 
-  def visit(name, feat):
+  def visit(name, feat, multiple=False):
     if isinstance(feat, f.FeaturesDict):
       for key, sub in feat.items():
-        visit(f'{name}/{key}' if name else key, sub)
+        visit(f'{name}/{key}' if name else key, sub, multiple)
       return
-    inner, multiple = (feat.feature, True) if isinstance(feat, f.Sequence) else (feat, False)
+    if isinstance(feat, f.Sequence) and not isinstance(feat, f.Video):
+      if isinstance(feat.feature, f.FeaturesDict):  # e.g. coco's captions: {text, id} each
+        visit(name, feat.feature, True)
+        return
+      inner, multiple = feat.feature, True
+    else:
+      inner = feat
     shape, dtype = tuple(feat.shape), np.dtype(getattr(inner, 'np_dtype', np.object_))
     if isinstance(inner, f.ClassLabel):
       kind = 'label'
@@ -162,6 +170,19 @@ def decode_media(column: np.ndarray, kind: str) -> np.ndarray:
   return _column([np.stack([image_codec.decode(f) for f in v]) for v in column])
 
 
+class _KeepEncoded(tfds.decode.Decoder):
+  """A TFDS decoder that returns an image's (or a video's frames') encoded bytes."""
+
+  def decode_example(self, serialized_example):
+    return serialized_example
+
+  def decode_example_np(self, serialized_example):
+    return serialized_example
+
+  def decode_batch_example_np(self, serialized_examples):
+    return serialized_examples
+
+
 def _skip_decoding(features):
   """TFDS decoders that leave every Image (and Video, a sequence of images) encoded."""
   f = tfds.features
@@ -173,7 +194,7 @@ def _skip_decoding(features):
         out[key] = sub
     elif isinstance(feat, (f.Image, f.Video)) and (
         isinstance(feat, f.Video) or feat.np_dtype == np.uint8):
-      out[key] = tfds.decode.SkipDecoding()
+      out[key] = _KeepEncoded()
   return out
 
 
