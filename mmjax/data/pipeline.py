@@ -22,6 +22,7 @@ import zlib
 
 import grain
 import numpy as np
+from absl import flags
 
 from mmjax.data import features as features_lib
 from mmjax.data import sources
@@ -160,6 +161,8 @@ def make_train_iterator(task: Task, config, *, seed: int, process_index: int = 0
   read = grain.ReadOptions(num_threads=options.threads, prefetch_buffer_size=prefetch)
   ds = ds.to_iter_dataset(read)
   if options.workers:
+    if not flags.FLAGS.is_parsed():  # grain's worker processes read absl flags (defaults here)
+      flags.FLAGS.mark_as_parsed()
     per_worker = max(1, math.ceil(prefetch / options.workers))
     ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=options.workers,
                                                      per_worker_buffer_size=per_worker),

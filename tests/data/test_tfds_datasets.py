@@ -3,6 +3,7 @@
 `tfds_mock.py` writes imagenette, coco_captions, ucf101 and speech_commands (fake examples,
 the real feature specs, TFRecord or ArrayRecord shards) without TF or downloads; the train
 loop then runs steps on all four and evaluates (zero-shot and retrieval) on their test splits.
+One imagenette training image is truncated: it is skipped and counted, not fatal.
 """
 
 import json
@@ -25,7 +26,8 @@ FORMATS = {'imagenette': 'tfrecord', 'coco_captions': 'array_record', 'ucf101': 
 @pytest.fixture(scope='module')
 def prepared(tmp_path_factory):
   root = str(tmp_path_factory.mktemp('tfds'))
-  names = {n: tfds_mock.prepare(root, n, {'train': 12, 'test': 8}, fmt)
+  names = {n: tfds_mock.prepare(root, n, {'train': 12, 'test': 8}, fmt,
+                                truncated={'train': (5,)} if n == 'imagenette' else None)
            for n, fmt in FORMATS.items()}
   return root, names
 
@@ -87,6 +89,7 @@ def test_train_steps_and_evaluation_on_four_real_specs(prepared, digits_dir, tmp
   assert len(losses) == 8 and np.all(np.isfinite(losses))
   last = [r for r in rows if 'tasks/coco/steps' in r][-1]
   assert [last[f'tasks/{t}/steps'] for t in ('coco', 'imagenette', 'speech', 'ucf101')] == [2] * 4
+  assert last['tasks/imagenette/skipped_examples'] >= 1   # 16 draws from 12 examples
   evals = {k: v for r in rows for k, v in r.items() if k.startswith('eval/zero_shot/')}
   assert sorted(evals) == [f'eval/zero_shot/{n}/{m}/top1' for n, m in
                            (('imagenette', 'image'), ('speech', 'audio'), ('ucf101', 'video'))]

@@ -82,10 +82,16 @@ def _encode_media(features, example: dict, rng: np.random.Generator) -> dict:
   return out
 
 
+def _truncate_images(features, example: dict) -> dict:
+  """The example with its encoded image cut to half its bytes (a damaged download)."""
+  return {k: v[:len(v) // 2] if isinstance(features[k], F.Image) else v
+          for k, v in example.items()}
+
+
 def prepare(root: str, name: str, splits: dict[str, int], file_format: str = 'tfrecord',
-            seed: int = 0) -> str:
-  """Writes `name` under `root` with `splits` {split: examples}; returns the dataset's name as
-  mmjax tasks give it (with its config)."""
+            seed: int = 0, truncated: dict[str, tuple[int, ...]] | None = None) -> str:
+  """Writes `name` under `root` with `splits` {split: examples}, the images of examples
+  `truncated[split]` cut short; returns the dataset's name as tasks give it (with config)."""
   folder_name, version, features = spec(name)
   folder = os.path.join(root, folder_name, version)
   os.makedirs(folder, exist_ok=True)
@@ -94,7 +100,10 @@ def prepare(root: str, name: str, splits: dict[str, int], file_format: str = 'tf
     fake = mocking.RandomFakeGenerator(features, count, seed=seed + 1000 * i,
                                        constant_dynamic_shape=True)
     rng = np.random.default_rng(seed + 1000 * i)
-    records = [features.serialize_example(_encode_media(features, ex, rng)) for ex in fake]
+    examples = [_encode_media(features, ex, rng) for ex in fake]
+    for j in (truncated or {}).get(split, ()):
+      examples[j] = _truncate_images(features, examples[j])
+    records = [features.serialize_example(ex) for ex in examples]
     half = (len(records) + 1) // 2          # two shards: reads cross a shard boundary
     shards = [records[:half], records[half:]]
     for s, shard in enumerate(shards):
