@@ -3,7 +3,7 @@ consumes, side by side, for one config (default: the demo).
 
   python -m tools.bench_data                              # configs/demo.py
   python -m tools.bench_data --config=configs/demo.py --batches=30 --out=bench_data.json
-  python -m tools.bench_data --real [--seconds=8 --workers=2]   # real sizes: tools/bench_data_real.py
+  python -m tools.bench_data --real [--seconds=8 --workers=2]   # tools/bench_data_real.py
   python -m tools.bench_data --decoders                         # JPEG / video / audio decoders
 
 `headroom` = loader examples/s ÷ step examples/s: above 1 the loader keeps up; the loop's

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import io
 import os
-import resource
 import tempfile
 import time
 
 import numpy as np
+import psutil
 import simplejpeg
 from PIL import Image
 
@@ -97,9 +97,17 @@ CASES = {  # name: (dataset, modalities, batch, resolution)
 
 
 def _cpu_seconds() -> float:
-  own = resource.getrusage(resource.RUSAGE_SELF)
-  kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-  return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+  """CPU seconds so far of this process and its live worker processes (steady state only:
+  a worker's start-up is before the first batch, outside the timed window)."""
+  me = psutil.Process()
+  total = 0.0
+  for proc in [me] + me.children(recursive=True):
+    try:
+      times = proc.cpu_times()
+      total += times.user + times.system
+    except psutil.NoSuchProcess:
+      pass
+  return total
 
 
 def measure(root: str, tokenizer: str, case: str, workers: int, seconds: float) -> dict:
@@ -113,8 +121,8 @@ def measure(root: str, tokenizer: str, case: str, workers: int, seconds: float) 
     next(it)
     n += batch
   wall = time.perf_counter() - t0
-  it.close()                                     # workers exit: their CPU time is counted
   cpu = _cpu_seconds() - cpu0
+  it.close()
   now = sum(v.nbytes for v in first.values()) / batch
   before = sum(v.size * (4 if k in ('image', 'video', 'audio') else v.itemsize)
                for k, v in first.items()) / batch

@@ -5,8 +5,8 @@ after each 1/fps tick) and scaled so the short side is `size`, then JPEG-encoded
 as TFDS stores video frames. In `tools/bench_data.py --decoders` it took 26 CPU-ms per 10 s
 320x240 clip to PyAV's 65 (PyAV is faster in wall time only by using more threads), and it is
 already the loader's image library. Audio: soundfile (libsndfile: wav, flac, ogg) and soxr
-resampling (1.3 CPU-ms per 10 s of 44.1 kHz, scipy's resample_poly 4.8), mono, int16. Anything that fails raises
-`MediaError` with the reason; the converter skips and reports it.
+resampling (1.3 CPU-ms per 10 s of 44.1 kHz, scipy's resample_poly 4.8), mono, int16.
+Anything that fails raises `MediaError` with the reason; the converter skips and reports it.
 """
 
 from __future__ import annotations

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import abc
 import dataclasses
-import glob
 import os
 
 import grain
@@ -286,11 +285,15 @@ class InMemorySource(Source):
     names = list(source.features)
     parts = [source.read(range(i, min(i + chunk, len(source))), names)
              for i in range(0, len(source), chunk)]
-    for part in parts:  # small enough to keep decoded: decode encoded media once, here
-      for n in names:
-        kind = source.features[n].kind
-        if kind in ('image', 'video') and len(part[n]) and is_encoded(part[n][0]):
-          part[n] = decode_media(part[n], kind)
+    media = [n for n in names if source.features[n].kind in ('image', 'video')]
+    try:  # small enough to keep decoded: decode encoded media once, here
+      for part in parts:
+        for n in media:
+          if len(part[n]) and is_encoded(part[n][0]):
+            part[n] = decode_media(part[n], source.features[n].kind)
+    except image_codec.CorruptImage:  # keep them encoded: the loader skips the damaged ones
+      parts = [source.read(range(i, min(i + chunk, len(source))), names)
+               for i in range(0, len(source), chunk)]
     self._columns = {n: _concat([p[n] for p in parts]) for n in names}
 
   def read(self, indices, names):

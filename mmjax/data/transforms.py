@@ -1,10 +1,11 @@
 """Per-modality host transforms on whole batches (numpy, vectorised over the batch).
 
 Pixels: uint8 [0, 255] (or float [0, 1]) in, uint8 out (the model's embedding normalises on
-device, so a quarter of float32's bytes cross to it); gray images get 3 channels. Crops and resizes are separable antialiased-bilinear resampling done as two
-batched matrix products, so a random crop per example costs one matmul and a flip is free.
-Audio: mono waveforms cropped or zero-padded to length, sent as int16 (float [-1, 1] is scaled
-by 32768; the embedding undoes it on device). Video: a clip's frames all share one crop.
+device, so a quarter of float32's bytes cross to it); gray images get 3 channels. Crops and
+resizes are separable antialiased-bilinear resampling done as two batched matrix products, so a
+random crop per example costs one matmul and a flip is free.
+Audio: mono waveforms cropped or zero-padded to length, sent as int16 (float [-1, 1] is scaled by
+32768; the embedding undoes it on device). Video: a clip's frames all share one crop.
 """
 
 from __future__ import annotations
@@ -119,12 +120,13 @@ def audio_float(waveforms: np.ndarray) -> np.ndarray:
 def crop_audio(waveforms: np.ndarray, starts: np.ndarray, samples: int) -> np.ndarray:
   """Windows of `samples` from `waveforms [n, N]` at `starts [n, ...]`, zero-padded past the end:
   `[n, ..., samples]` int16 (`audio_int16`)."""
-  x = audio_float(waveforms)
+  mono_int16 = waveforms.dtype == np.int16 and waveforms.ndim == 2
+  x = waveforms if mono_int16 else audio_int16(audio_float(waveforms))  # no float round trip
   short = int(np.max(starts)) + samples - x.shape[1]
   padded = np.pad(x, ((0, 0), (0, short))) if short > 0 else x
   windows = np.lib.stride_tricks.sliding_window_view(padded, samples, axis=1)  # a view
   rows = np.arange(len(x)).reshape((-1,) + (1,) * (np.ndim(starts) - 1))
-  return audio_int16(windows[rows, starts])
+  return windows[rows, starts]
 
 
 def stack_ragged(values: np.ndarray) -> np.ndarray:

@@ -127,7 +127,7 @@ def train(config, workdir: str) -> dict:
     it = pipeline.make_train_iterator(t, config, seed=config.seed + 1000 * i,
                                       process_index=jax.process_index(),
                                       process_count=jax.process_count(),
-                                      prefetch_scale=shares.get(t.signature_name, 0.0) * len(shares))
+                                      prefetch_scale=shares.get(t.signature_name, 0) * len(shares))
     if t.signature_name in data_state.get('iterators', {}):
       it.set_state(data_state['iterators'][t.signature_name])
     iterators[t.signature_name] = it

@@ -2,6 +2,7 @@
 processes give the same batches as threads, and resume exactly."""
 
 import numpy as np
+import pytest
 
 import tfds_mock
 from conftest import make_config
@@ -14,11 +15,12 @@ def _task(name, batch):
               resolutions=(Resolution(image_size=16),), classify=('image',), num_classes=10)
 
 
-def test_truncated_image_is_replaced_in_training_and_invalid_in_eval(tmp_path):
+@pytest.mark.parametrize('cache_mb', [0, 64])  # read from disk; decoded once into memory
+def test_truncated_image_is_replaced_in_training_and_invalid_in_eval(tmp_path, cache_mb):
   root = str(tmp_path)
   name = tfds_mock.prepare(root, 'imagenette', {'train': 8}, 'tfrecord',
                            truncated={'train': (3,)})
-  config = make_config(root, cache_mb=0, threads=0)   # read from disk, no in-memory cache
+  config = make_config(root, cache_mb=cache_mb, threads=0)
   it = pipeline.make_train_iterator(_task(name, 8), config, seed=0)
   batch = next(it)                                    # one batch = the whole epoch
   assert pipeline.skipped_examples(batch) == 1 and 'skipped_examples' not in batch

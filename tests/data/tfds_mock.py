@@ -2,10 +2,11 @@
 `tfds build` leaves them (TFRecord by default, or ArrayRecord), made without TF or downloads.
 
 Examples come from `tfds.testing`'s random fake generator (what `tfds.testing.mock_data` serves),
-with one length for every ragged axis (its sequences must agree); media then get realistic
-random sizes (images 40-72 px, videos 6-12 frames, 1 s of audio) and images/frames are
-JPEG/PNG-encoded with PIL (TFDS's own encoder needs TF); TFDS's feature connectors serialize. Several of these builders cannot be
-constructed without TF, so their specs are written out here, copied from the TFDS sources.
+with one length for every ragged axis (its sequences must agree); media then get realistic random
+sizes (images 40-72 px, videos 6-12 frames, 1 s of audio) and images/frames are JPEG/PNG-encoded
+with PIL (TFDS's own encoder needs TF); TFDS's feature connectors serialize. Several of these
+builders cannot be constructed without TF, so their specs are written out here, copied from the
+TFDS sources.
 """
 
 from __future__ import annotations
