@@ -83,6 +83,11 @@ def _plan(task: Task, config, cache: bool, label: str | None = None):
   for res in task.resolutions:
     features_lib.check_resolution(task.modalities, res, who, where)
   tokenizer = load_tokenizer(config, task.dataset) if 'text' in task.modalities else None
+  vocab = config_get(config, 'model.vocab_size', None)
+  if tokenizer is not None and vocab is not None and tokenizer.vocab_size > int(vocab):
+    raise DataError(f'{who}: the tokenizer {tokenizer.model_file} has {tokenizer.vocab_size} '
+                    f'pieces but config.model.vocab_size is {vocab}; set it to at least '
+                    f'{tokenizer.vocab_size}.')
   return options, source, mapping, tokenizer
 
 

@@ -176,3 +176,20 @@ def test_converted_shards_train_a_few_steps(shards, tmp_path):
   assert proc.returncode == 0, proc.stderr[-3000:]
   rows = [json.loads(l) for l in (tmp_path / 'run/metrics.jsonl').read_text().splitlines()]
   assert [r['step'] for r in rows] == [1, 2, 3] and all(np.isfinite(r['loss']) for r in rows)
+
+
+def test_a_tokenizer_larger_than_the_model_vocabulary_is_refused(shards, tmp_path):
+  from mmjax.config_defaults import base_config, task
+  from mmjax.data import pipeline
+  from mmjax.data.errors import DataError
+  from mmjax.data.tasks import task_from_config
+  folder, _ = shards
+  out = tmp_path / 'data'
+  assert convert('webdataset', f'--input={folder}/shard-*.tar', f'--output={out}',
+                 '--name=my_pairs', '--workers=1', '--vocab_size=300') == 0
+  c = base_config()
+  c.data_dir, c.model.vocab_size = str(out), 64
+  c.tasks.t = task('my_pairs', 'image,text', 4, contrast='image-text', image_size=32,
+                   text_length=8)
+  with pytest.raises(DataError, match='config.model.vocab_size is 64; set it to at least'):
+    pipeline.validate_task(task_from_config('t', c.tasks.t), c)
