@@ -5,10 +5,16 @@ python -m mmjax.train --config=configs/imp_base.py --workdir=runs/imp_base \
 IMP-B (arXiv 2305.06324): dense 12-layer, width-768 encoder trained by alternating gradient
 descent over image-text, video and image classification, with the paper's encoder shapes.
 
-Public TFDS datasets (prepare them with `tfds build NAME`): `coco_captions` (image-text NCE),
-`ucf101` (video classification), `imagenet2012` (image classification, manual download),
-`speech_commands` (audio classification). Text is T5 SentencePiece: pass its `spiece.model`
-with --config.text.tokenizer. `imp_config()` is shared with configs/imp_moe_{base,large}.py.
+Public TFDS datasets: `coco_captions` (image-text NCE), `ucf101/ucf101_1_256` (video
+classification), `imagenet2012` (image classification), `speech_commands` (audio
+classification). Prepare them once where TensorFlow is installed (mmjax reads the result, TFRecord
+or ArrayRecord, without it):
+    tfds build coco_captions ucf101/ucf101_1_256 speech_commands --data_dir=tensorflow_datasets
+    tfds build imagenet2012 --data_dir=tensorflow_datasets  # tars in its downloads/manual first
+Your own image-text, video or audio data instead: `python -m tools.convert_data` (README "Bring
+your data"), then --config.tasks.coco_image_text.dataset=NAME. Text is T5 SentencePiece: pass its
+`spiece.model` with --config.text.tokenizer. `imp_config()` is shared with
+configs/imp_moe_{base,large}.py.
 """
 
 from mmjax.config_defaults import base_config, task

@@ -69,7 +69,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.text = ml_collections.ConfigDict(dict(tokenizer='', lowercase=True))
   # Host input pipeline (mmjax/data/options.py documents each key).
   c.data = ml_collections.ConfigDict(dict(
-      threads=2, prefetch=4, cache_mb=1024.0, crop_scale=(0.7, 1.0), flip=False,
+      threads=2, prefetch=4, workers=0, cache_mb=1024.0, crop_scale=(0.7, 1.0), flip=False,
       frame_stride=1))
   c.tasks = ml_collections.ConfigDict()
   c.evaluation = ml_collections.ConfigDict(dict(datasets=ml_collections.ConfigDict()))

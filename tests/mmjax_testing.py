@@ -30,6 +30,10 @@ def synthetic_batch(task, seed: int = 0, batch_size: int | None = None) -> dict:
       out[key] = (np.arange(shape[-1]) < lengths[..., None]).astype(np.int32)
     elif key == 'label':
       out[key] = rng.integers(0, 10, shape).astype(np.int32)
+    elif np.dtype(dtype) == np.uint8:    # pixels
+      out[key] = rng.integers(0, 256, shape).astype(np.uint8)
+    elif np.dtype(dtype) == np.int16:    # audio
+      out[key] = np.clip(rng.normal(scale=8000, size=shape), -32768, 32767).astype(np.int16)
     else:
       out[key] = rng.normal(size=shape).astype(np.float32)
   return out

@@ -6,7 +6,7 @@ import pytest
 
 from mmjax.core import partitioning
 from mmjax.core.tasks import task_signatures
-from mmjax.train import state as state_lib, step as step_lib
+from mmjax.train import faults, state as state_lib, step as step_lib
 from mmjax_testing import demo_config, synthetic_batch, train_steps
 
 MESHES = [
@@ -65,8 +65,8 @@ def test_nonfinite_step_leaves_params_unchanged():
   before = jax.device_get(state['params'])
   train_step = step_lib.make_train_step(config, graphdef, mesh, shardings)
   task = [t for t in task_signatures(config) if t.name == 'image_text'][0]
-  batch = synthetic_batch(task)
-  batch['image'][0, 0, 0, 0] = np.nan
+  batch = faults.poison_batch(synthetic_batch(task))  # uint8 pixels go as float32 with a NaN
+  assert batch['image'].dtype == np.float32 and np.isnan(batch['image'][0, 0, 0, 0])
   state, metrics = train_step(state, batch, task)
   assert int(metrics['nonfinite']) == 1 and int(state['step']) == 1
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(state['params']), before)

@@ -3,6 +3,8 @@ consumes, side by side, for one config (default: the demo).
 
   python -m tools.bench_data                              # configs/demo.py
   python -m tools.bench_data --config=configs/demo.py --batches=30 --out=bench_data.json
+  python -m tools.bench_data --real [--seconds=8 --workers=2]   # tools/bench_data_real.py
+  python -m tools.bench_data --decoders                         # JPEG / video / audio decoders
 
 `headroom` = loader examples/s ÷ step examples/s: above 1 the loader keeps up; the loop's
 `input_wait_fraction` in metrics.jsonl is the in-run measure of the same thing.
@@ -28,8 +30,22 @@ def main(argv=None) -> int:
   parser.add_argument('--batches', type=int, default=30)
   parser.add_argument('--steps', type=int, default=10)
   parser.add_argument('--out', default='')
+  parser.add_argument('--real', action='store_true', help='224 px JPEG, 16-frame video, 10 s '
+                      'audio; with and without worker processes')
+  parser.add_argument('--decoders', action='store_true')
+  parser.add_argument('--seconds', type=float, default=8.0)
+  parser.add_argument('--workers', type=int, default=2)
+
   def run():
     args, overrides = cli.parse(parser, argv)
+    if args.real or args.decoders:
+      from . import bench_data_real
+      result = bench_data_real.run(args.seconds, args.workers) if args.real else (
+          bench_data_real.decoders())
+      if args.out:
+        with open(args.out, 'w') as f:
+          json.dump(result, f, indent=2)
+      return 0
     return _bench(config_lib.load_config(args.config, overrides), args)
   return cli.run(run)
 

@@ -44,7 +44,9 @@ def time_step(config, task, steps: int):
   compile_s = time.perf_counter() - t0
   rng = np.random.default_rng(0)
   local = {k: (rng.integers(0, 10, shape) if k in ('text', 'label') else
-               np.ones(shape) if k == 'text_mask' else rng.normal(size=shape)).astype(dt)
+               np.ones(shape) if k == 'text_mask' else rng.integers(0, 256, shape)
+               if np.dtype(dt) == np.uint8 else rng.normal(size=shape) * (
+                   8000 if np.dtype(dt) == np.int16 else 1)).astype(dt)
            for k, (shape, dt) in step_lib.batch_spec(task).items()}
   batch = jax.device_put(local, partitioning.batch_sharding(mesh))
   state, m = compiled(state, batch)  # warm-up

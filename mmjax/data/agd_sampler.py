@@ -45,6 +45,19 @@ class AgdSampler:
       return [MixedTask(tuple(t.signatures()[0] for t in self.tasks))]
     return [s for t in self.tasks for s in t.signatures()]
 
+  def draw_shares(self) -> dict[str, float]:
+    """Each concrete task's expected share of the batches drawn, by signature name (they sum to
+    1; mixed steps draw every member once)."""
+    if self.mode == 'mixed':
+      members = self.step_tasks()[0].members
+      return {m.signature_name: 1.0 / len(members) for m in members}
+    if self.mode == 'round_robin':
+      task_share = np.bincount(self.schedule, minlength=len(self.tasks)) / len(self.schedule)
+    else:
+      task_share = self.probs
+    return {s.signature_name: float(p) / len(t.signatures())
+            for t, p in zip(self.tasks, task_share) for s in t.signatures()}
+
   def task_index(self, step: int) -> int:
     if self.mode == 'round_robin':
       return int(self.schedule[step % len(self.schedule)])

@@ -5,20 +5,29 @@ caption when an example has several. Eval: central square resized, `num_clips` e
 clips/windows (a clip axis only when `num_clips > 1`), the first caption. With `text_instances`
 K > 1 (MIL-NCE), K captions per example, drawn without replacement (eval: the first K); an
 example with fewer gets empty, fully masked instances. Output, for `b` examples: image
-`[b, S, S, 3]`, video `[b, (clips,) T, S, S, 3]` float32 in [-1, 1]; audio `[b, (clips,) samples]`
-float32; text and text_mask `[b, (K,) L]` int32; label `[b]` int32.
+`[b, S, S, 3]`, video `[b, (clips,) T, S, S, 3]` uint8 (normalised on device); audio
+`[b, (clips,) samples]` int16; text and text_mask `[b, (K,) L]` int32; label `[b]` int32.
+Encoded images and videos (`encoded.py`) are decoded here, after the crop is chosen. An example
+that fails to decode is replaced in training by a random other one (the batch then carries
+`SKIPPED`, how many were replaced); in evaluation it is flagged in `CORRUPT [b]`.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from mmjax.core.tasks import Resolution
-from mmjax.data import transforms as T
+from mmjax.data import encoded, transforms as T
+from mmjax.data.errors import DataError
 from mmjax.data.options import DataOptions
 from mmjax.data.readers import Source
 
 _BLAS_LIMITED = False
+SKIPPED = 'skipped_examples'   # train batches: int, examples replaced because they were corrupt
+CORRUPT = 'corrupt'            # eval batches: bool [b], examples that could not be decoded
+_MAX_REPLACE_TRIES = 8
 
 
 def limit_blas_threads() -> None:
@@ -42,6 +51,9 @@ def _sizes(column: np.ndarray, axis: int) -> np.ndarray:
   return np.full(len(column), column.shape[1:][axis])
 
 
+_CAPTION_KEYS = 64  # random keys drawn per example for choosing captions (elastic: fixed width)
+
+
 class BatchBuilder:
   """`builder(indices [b], rng or None) -> batch dict`; rng None means eval (deterministic)."""
 
@@ -55,39 +67,80 @@ class BatchBuilder:
 
   def __call__(self, indices, rng=None) -> dict[str, np.ndarray]:
     """`rng`: a `np.random.Generator` or an `order.HostRng` (per-example draws only)."""
-    cols = self.source.read(np.asarray(indices), sorted(set(self.mapping.values())))
-    out = {}
+    indices = np.asarray(indices)
+    out, bad = self._build(indices, rng)
+    if not bad.any():
+      return out
+    logging.warning('%s/%s: examples %s could not be decoded; skipped.', self.source.name,
+                    self.source.split, indices[bad].tolist())
+    if rng is None:
+      out[CORRUPT] = bad
+      return out
+    skipped = int(bad.sum())
+    # Replacements are drawn on this host alone (rare; they are not part of the elastic order).
+    plain = rng.generator() if hasattr(rng, 'generator') else rng
+    for _ in range(_MAX_REPLACE_TRIES):
+      rows = np.flatnonzero(bad)
+      sub, sub_bad = self._build(plain.integers(len(self.source), size=len(rows)), plain)
+      for key, value in sub.items():
+        out[key][rows] = value
+      bad[rows] = sub_bad
+      if not bad.any():
+        out[SKIPPED] = skipped
+        return out
+    raise DataError(f'Dataset {self.source.name!r} split {self.source.split!r}: '
+                    f'{_MAX_REPLACE_TRIES} random replacements of a corrupt example were all '
+                    'corrupt too; check the dataset files.')
+
+  def _build(self, indices, rng) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """The batch of `indices` and `bad [b]`, the examples that failed to decode."""
+    cols = self.source.read(indices, sorted(set(self.mapping.values())))
+    out, bad = {}, np.zeros(len(indices), bool)
     for target, feature in self.mapping.items():
       column = cols[feature]
       if target == 'image':
-        out['image'] = self._pixels(column, rng)
+        out['image'] = self._pixels(column, rng, bad)
       elif target == 'video':
-        out['video'] = self._video(column, rng)
+        out['video'] = self._video(column, rng, bad)
       elif target == 'audio':
         out['audio'] = self._audio(column, rng)
       elif target == 'text':
         out['text'], out['text_mask'] = self._text(column, rng)
       elif target == 'label':
         out['label'] = np.asarray(column, np.int32)
-    return out
+    return out, bad
+
+  def _boxes(self, hs, ws, rng):
+    """Crop boxes `[b, 4]` and flips `[b]` (or None): random in training, central in eval."""
+    if rng is None:
+      return T.center_boxes(hs, ws), None
+    boxes = T.random_crop_boxes(rng, hs, ws, scale=self.options.crop_scale)
+    return boxes, (rng.random(len(hs)) < 0.5 if self.options.flip else None)
 
   def _resize(self, pixels: np.ndarray, hs, ws, rng) -> np.ndarray:
     """`[b, ..., H, W, C]` whose example i fills `[hs[i], ws[i]]` -> `[b, ..., S, S, 3]`."""
-    if rng is None:
-      return T.crop_resize(pixels, T.center_boxes(hs, ws), self.res.image_size)
-    boxes = T.random_crop_boxes(rng, hs, ws, scale=self.options.crop_scale)
-    flip = rng.random(len(pixels)) < 0.5 if self.options.flip else None
+    boxes, flip = self._boxes(hs, ws, rng)
     return T.crop_resize(pixels, boxes, self.res.image_size, flip)
 
-  def _pixels(self, column: np.ndarray, rng) -> np.ndarray:
+  def _pixels(self, column: np.ndarray, rng, bad: np.ndarray) -> np.ndarray:
+    if encoded.is_encoded_column(column):
+      hs, ws = encoded.sizes(column, bad)
+      boxes, flip = self._boxes(hs, ws, rng)
+      return encoded.decode_images(column, boxes, self.res.image_size, flip, hs, ws, bad)
     return self._resize(T.stack_ragged(column), _sizes(column, -3), _sizes(column, -2), rng)
 
-  def _video(self, column: np.ndarray, rng) -> np.ndarray:
-    lengths = _sizes(column, 0)
-    frames = T.stack_ragged(column)
+  def _video(self, column: np.ndarray, rng, bad: np.ndarray) -> np.ndarray:
+    is_encoded = encoded.is_encoded_column(column)
+    lengths = encoded.frame_counts(column) if is_encoded else _sizes(column, 0)
     num, stride = self.res.num_frames, self.options.frame_stride
     starts = T.clip_starts(rng, lengths, (num - 1) * stride + 1, self.num_clips)  # [b(, clips)]
     idx = T.frame_indices(lengths, num, stride, starts)               # [b, (clips,) T]
+    if is_encoded:
+      hs, ws = encoded.sizes(column, bad)
+      boxes, flip = self._boxes(hs, ws, rng)
+      clips = encoded.decode_clips(column, idx, boxes, self.res.image_size, flip, hs, ws, bad)
+      return clips[:, 0] if rng is None and self.num_clips == 1 else clips
+    frames = T.stack_ragged(column)
     rows = np.arange(len(frames)).reshape((-1,) + (1,) * (idx.ndim - 1))
     clips = frames[rows, idx]                                         # [b, (clips,) T, H, W, C]
     if rng is None and self.num_clips == 1:
@@ -116,11 +169,14 @@ class BatchBuilder:
   def _text_instances(self, column: np.ndarray, rng) -> tuple[np.ndarray, np.ndarray]:
     """K captions per example -> ids and mask `[b, K, L]`; missing instances are all zero."""
     k, texts = self.text_instances, []
-    for value in column:
-      options = list(value) if isinstance(value, (list, tuple, np.ndarray)) else [value]
-      if rng is not None and len(options) > 1:
-        pick = rng.choice(len(options), min(k, len(options)), replace=False)
-        options = [options[int(i)] for i in pick]
+    listed = [list(v) if isinstance(v, (list, tuple, np.ndarray)) else [v] for v in column]
+    # Without replacement: the k smallest of per-caption random keys. The keys are drawn per
+    # example over a fixed width, so every host draws the same keys for the same example.
+    width = max([_CAPTION_KEYS] + [len(o) for o in listed])
+    keys = rng.random((len(column), width)) if rng is not None else None
+    for i, options in enumerate(listed):
+      if keys is not None and len(options) > 1:
+        options = [options[int(j)] for j in np.argsort(keys[i, :len(options)])[:k]]
       chosen = options[:k]
       texts += chosen + [''] * (k - len(chosen))
     ids, mask = self.tokenizer.encode(texts, self.res.text_length)

@@ -2,7 +2,7 @@
 
 A task's `feature_map` holds `(dataset feature, target)` pairs, target one of image, video,
 audio, text, label; nested features are written `a/b`. A modality not mapped explicitly takes the
-feature of its own name, then (text) `caption`/`captions`, then (label) `label`, then the only
+feature of its own name, then (text) `caption`/`captions`/`captions/text` (COCO), then (label) `label`, then the only
 feature of the right kind. A task with several text instances (MIL-NCE) takes text from a feature
 holding several captions per example (shape `[None]`), preferring one over a single caption.
 """
@@ -18,7 +18,7 @@ from mmjax.data.readers import FeatureSpec
 TARGETS = MODALITIES + ('label',)
 KINDS = {'image': ('image',), 'video': ('video',), 'audio': ('audio',), 'text': ('text',),
          'label': ('label', 'int')}
-ALIASES = {'text': ('text', 'caption', 'captions'), 'label': ('label',)}
+ALIASES = {'text': ('text', 'caption', 'captions', 'captions/text'), 'label': ('label',)}
 
 
 def _listing(features: dict[str, FeatureSpec]) -> str:

@@ -4,7 +4,9 @@
   config.text.tokenizer    '' = the SentencePiece model stored with the dataset, else a .model path
   config.text.lowercase    lowercase every text before tokenising (train and eval alike), True
   config.data.threads      loader threads per iterator (0 = in the caller's thread), 2
-  config.data.prefetch     batches buffered ahead per iterator, 4
+  config.data.prefetch     batches buffered ahead per iterator, 4 (scaled per task by its share
+                           of the AGD sampler's draws)
+  config.data.workers      loader worker processes per iterator (0 = threads only), 0
   config.data.cache_mb     splits up to this size on disk are decoded once into memory, 1024
   config.data.crop_scale   random-resized-crop area range (min, max), (0.7, 1.0)
   config.data.flip         random horizontal flips in training, False
@@ -37,6 +39,7 @@ class DataOptions:
   lowercase: bool = True
   threads: int = 2
   prefetch: int = 4
+  workers: int = 0
   cache_mb: float = 1024.0
   crop_scale: tuple[float, float] = (0.7, 1.0)
   flip: bool = False
@@ -55,11 +58,13 @@ class DataOptions:
         lowercase=bool(config_get(config, 'text.lowercase', d.lowercase)),
         threads=int(config_get(config, 'data.threads', d.threads)),
         prefetch=int(config_get(config, 'data.prefetch', d.prefetch)),
+        workers=int(config_get(config, 'data.workers', d.workers)),
         cache_mb=float(config_get(config, 'data.cache_mb', d.cache_mb)),
         crop_scale=crop,
         flip=bool(config_get(config, 'data.flip', d.flip)),
         frame_stride=int(config_get(config, 'data.frame_stride', d.frame_stride)))
-    if options.threads < 0 or options.prefetch < 0 or options.frame_stride < 1:
-      raise DataError('config.data.threads and .prefetch must be >= 0 and .frame_stride >= 1, '
-                       f'got {options.threads}, {options.prefetch}, {options.frame_stride}.')
+    if min(options.threads, options.prefetch, options.workers) < 0 or options.frame_stride < 1:
+      raise DataError('config.data.threads, .prefetch and .workers must be >= 0 and '
+                      f'.frame_stride >= 1, got {options.threads}, {options.prefetch}, '
+                      f'{options.workers}, {options.frame_stride}.')
     return options

@@ -61,6 +61,10 @@ class HostRng:
     self._rng, self._global, self._rows = rng, int(global_batch), rows
     self._local = rows.stop - rows.start
 
+  def generator(self) -> np.random.Generator:
+    """The underlying generator, for draws that are not per example of the global batch."""
+    return self._rng
+
   def _size(self, size) -> tuple:
     shape = (size,) if np.isscalar(size) else tuple(size or ())
     if not shape or shape[0] != self._local:

@@ -4,8 +4,11 @@ Train iterators are grain `MapDataset` pipelines over global batch positions: po
 host's rows of the global batch (`order.py`: global per-epoch shuffle) -> `BatchBuilder` (read +
 vectorised transforms, seeded per position by grain's `random_map`, drawn for the whole global
 batch), read ahead by `config.data.threads` threads into a buffer of `config.data.prefetch`
-batches. Every global batch is a pure function of (seed, task name, position), whatever the
-number of hosts, so grain's iterator state (the next position) resumes exactly on any count.
+batches (scaled per task by how often the AGD sampler draws it), in `config.data.workers` worker
+processes when set (grain's `mp_prefetch`: batches do not depend on the worker count). Every
+global batch is a pure function of (seed, task name, position), whatever the number of hosts, so
+grain's iterator state (the next position) resumes exactly on any count. A corrupt example is
+replaced and counted (`skipped_examples`, `batching.py`).
 Config keys read: see `options.py`.
 """
 
@@ -20,10 +23,11 @@ import zlib
 
 import grain
 import numpy as np
+from absl import flags
 
 from mmjax.data import features as features_lib
 from mmjax.data import sources
-from mmjax.data.batching import BatchBuilder, limit_blas_threads
+from mmjax.data.batching import CORRUPT, SKIPPED, BatchBuilder, limit_blas_threads
 from mmjax.data.errors import DataError
 from mmjax.data.options import DataOptions, config_get
 from mmjax.core.tasks import Resolution, Task
@@ -84,6 +88,11 @@ def _plan(task: Task, config, cache: bool, label: str | None = None):
   for res in task.resolutions:
     features_lib.check_resolution(task.modalities, res, who, where)
   tokenizer = load_tokenizer(config, task.dataset) if 'text' in task.modalities else None
+  vocab = config_get(config, 'model.vocab_size', None)
+  if tokenizer is not None and vocab is not None and tokenizer.vocab_size > int(vocab):
+    raise DataError(f'{who}: the tokenizer {tokenizer.model_file} has {tokenizer.vocab_size} '
+                    f'pieces but config.model.vocab_size is {vocab}; set it to at least '
+                    f'{tokenizer.vocab_size}.')
   return options, source, mapping, tokenizer
 
 
@@ -125,12 +134,34 @@ class TrainIterator:
     self._it.close()
 
 
+def _worker_init(worker_index: int, worker_count: int) -> None:
+  del worker_index, worker_count
+  limit_blas_threads()
+
+
+def skipped_examples(batch: dict) -> int:
+  """Removes and returns how many corrupt examples a train batch replaced (0 when none; for a
+  MixedTask's `{member: batch}`, summed over members)."""
+  total = int(batch.pop(SKIPPED, 0))
+  for value in batch.values():
+    if isinstance(value, dict):
+      total += int(value.pop(SKIPPED, 0))
+  return total
+
+
+def _host_rows(builder, global_batch: int, rows: slice, indices, rng):
+  """This host's rows of a global batch, augmented with draws made for the whole global batch."""
+  return builder(indices, HostRng(rng, global_batch, rows))
+
+
 def make_train_iterator(task: Task, config, *, seed: int, process_index: int = 0,
-                        process_count: int = 1) -> TrainIterator:
+                        process_count: int = 1, prefetch_scale: float = 1.0) -> TrainIterator:
   """Shuffled, repeating, deterministic batches at `task.resolution`: this host's rows
   `[process_index * b, (process_index + 1) * b)` of each global batch of `task.batch_size`
   examples, `b = task.batch_size // process_count`. The examples and their augmentation depend
-  on `seed` and the task's name only (not on its place in the config, nor on the host count)."""
+  on `seed` and the task's name only (not on its place in the config, nor on the host count).
+  The read-ahead buffer holds `config.data.prefetch * prefetch_scale` batches (at least 1): the
+  loop passes the task's share of steps relative to an even share."""
   resolution = task.resolution
   options, source, mapping, tokenizer = _plan(task, config, cache=True)
   if task.batch_size % process_count:
@@ -142,13 +173,21 @@ def make_train_iterator(task: Task, config, *, seed: int, process_index: int = 0
   order_seed, map_seed = _seeds(seed, task.signature_name)
   order = GlobalOrder(len(source), task.batch_size, order_seed, process_index, process_count)
 
-  def build(indices, rng):
-    return builder(indices, HostRng(rng, task.batch_size, order.rows))
-
+  build = functools.partial(_host_rows, builder, task.batch_size, order.rows)  # picklable
   ds = grain.MapDataset.range(sys.maxsize).map(order).random_map(build, seed=map_seed)
-  read = grain.ReadOptions(num_threads=options.threads, prefetch_buffer_size=options.prefetch)
-  iterator = ds.to_iter_dataset(read).__iter__()
-  iterator.start_prefetch()
+  prefetch = max(1, math.ceil(options.prefetch * prefetch_scale)) if options.prefetch else 0
+  read = grain.ReadOptions(num_threads=options.threads, prefetch_buffer_size=prefetch)
+  ds = ds.to_iter_dataset(read)
+  if options.workers:
+    if not flags.FLAGS.is_parsed():  # grain's worker processes read absl flags (defaults here)
+      flags.FLAGS.mark_as_parsed()
+    per_worker = max(1, math.ceil(prefetch / options.workers))
+    ds = ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=options.workers,
+                                                     per_worker_buffer_size=per_worker),
+                        worker_init_fn=_worker_init)
+  iterator = ds.__iter__()
+  if hasattr(iterator, 'start_prefetch'):
+    iterator.start_prefetch()
   meta = {'task': task.signature_name, 'dataset': task.dataset, 'split': task.split,
           'seed': int(seed), 'global_batch': int(task.batch_size), 'num_examples': len(source)}
   return TrainIterator(iterator, meta, order.per_host)
@@ -173,7 +212,7 @@ class EvalBatches:
     index = i * self.batch_size + self._offset + np.arange(self._per_host)
     valid = index < self.num_examples
     batch = self._builder(np.where(valid, index, 0), None)
-    batch['valid'] = valid
+    batch['valid'] = valid & ~batch.pop(CORRUPT, np.zeros_like(valid))
     batch['index'] = np.where(valid, index, -1).astype(np.int32)
     return batch
 

@@ -3,20 +3,26 @@
 Features are named by their flattened TFDS path (`a/b`) and described by a `FeatureSpec`.
 `read(indices, names)` returns columns: one array per feature, stacked `[n, ...]` when shapes
 agree, else an object array (ragged media, lists of captions). Text is returned as `str`.
+TFDS images and videos come back still encoded (an object column of `bytes`, or of per-frame
+`bytes` arrays): the loader decodes them (`image_codec.py`) after choosing its crop. A prepared
+TFDS split is read from its ArrayRecord or its TFRecord files (`tfrecord.py`), without TF.
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
-import glob
 import os
 
 import grain
 import numpy as np
 import tensorflow_datasets as tfds
 
-from mmjax.data import records
+from mmjax.data import image_codec, records, tfds_compat
+from mmjax.data.errors import DataError
+from mmjax.data.tfrecord import TFRecordFiles
+
+tfds_compat.patch_media_features()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,12 +58,18 @@ def tfds_feature_specs(features) -> dict[str, FeatureSpec]:
   f = tfds.features
   specs = {}
 
-  def visit(name, feat):
+  def visit(name, feat, multiple=False):
     if isinstance(feat, f.FeaturesDict):
       for key, sub in feat.items():
-        visit(f'{name}/{key}' if name else key, sub)
+        visit(f'{name}/{key}' if name else key, sub, multiple)
       return
-    inner, multiple = (feat.feature, True) if isinstance(feat, f.Sequence) else (feat, False)
+    if isinstance(feat, f.Sequence) and not isinstance(feat, f.Video):
+      if isinstance(feat.feature, f.FeaturesDict):  # e.g. coco's captions: {text, id} each
+        visit(name, feat.feature, True)
+        return
+      inner, multiple = feat.feature, True
+    else:
+      inner = feat
     shape, dtype = tuple(feat.shape), np.dtype(getattr(inner, 'np_dtype', np.object_))
     if isinstance(inner, f.ClassLabel):
       kind = 'label'
@@ -98,8 +110,11 @@ def _text(value) -> str:
   return value.decode('utf-8') if isinstance(value, bytes) else str(value)
 
 
-def _column(values: list) -> np.ndarray:
-  """Stacks one feature's values; text becomes str, ragged values an object array."""
+def _column(values: list, kind: str = '') -> np.ndarray:
+  """Stacks one feature's values; text becomes str, ragged values an object array; encoded
+  images (`bytes`) and videos (arrays of per-frame `bytes`) stay encoded, one object each."""
+  if kind in ('image', 'video') and is_encoded(values[0]):
+    return _objects([v if isinstance(v, bytes) else np.asarray(v, object) for v in values])
   if isinstance(values[0], (bytes, str)):
     return np.array([_text(v) for v in values], object)
   arrays = [np.asarray(v) for v in values]
@@ -135,13 +150,81 @@ class Source(abc.ABC):
   def read(self, indices, names) -> dict[str, np.ndarray]:
     """Columns `{name: [n, ...]}` of the examples at `indices`."""
     rows = [_flatten(r) for r in self._records([int(i) for i in indices])]
-    return {name: _column([r[name] for r in rows]) for name in names}
+    return {name: _column([r[name] for r in rows], self.features[name].kind) for name in names}
+
+
+def is_encoded(value) -> bool:
+  """An encoded image (`bytes`) or video (a sequence of per-frame `bytes`)."""
+  if isinstance(value, bytes):
+    return True
+  if isinstance(value, np.ndarray):
+    return value.dtype.kind in 'SO' and value.size > 0 and isinstance(value.flat[0], bytes)
+  return isinstance(value, (list, tuple)) and bool(value) and isinstance(value[0], bytes)
+
+
+def decode_media(column: np.ndarray, kind: str) -> np.ndarray:
+  """An encoded image/video column -> decoded uint8 arrays (stacked when shapes agree)."""
+  if kind == 'image':
+    return _column([image_codec.decode(v) for v in column])
+  return _column([np.stack([image_codec.decode(f) for f in v]) for v in column])
+
+
+class _KeepEncoded(tfds.decode.Decoder):
+  """A TFDS decoder that returns an image's (or a video's frames') encoded bytes."""
+
+  def decode_example(self, serialized_example):
+    return serialized_example
+
+  def decode_example_np(self, serialized_example):
+    return serialized_example
+
+  def decode_batch_example_np(self, serialized_examples):
+    return serialized_examples
+
+
+def _skip_decoding(features):
+  """TFDS decoders that leave every Image (and Video, a sequence of images) encoded."""
+  f = tfds.features
+  out = {}
+  for key, feat in features.items():
+    if isinstance(feat, f.FeaturesDict):
+      sub = _skip_decoding(feat)
+      if sub:
+        out[key] = sub
+    elif isinstance(feat, (f.Image, f.Video)) and (
+        isinstance(feat, f.Video) or feat.np_dtype == np.uint8):
+      out[key] = _KeepEncoded()
+  return out
+
+
+def split_files(builder, split: str) -> tuple[str, list[str]]:
+  """('array_record' | 'tfrecord' | ..., the split's files in shard order)."""
+  info = builder.info.splits[split]
+  fmt = builder.info.file_format
+  fmt = fmt.value if fmt is not None else 'tfrecord'
+  return fmt, [os.fspath(p) for p in info.filepaths]
 
 
 class TfdsSource(Source):
+  """A prepared TFDS split from its ArrayRecord or TFRecord files, parsed with TFDS's NumPy
+  example parser; images and videos stay encoded for the loader's decoder."""
+
   def __init__(self, name: str, split: str, builder):
-    self._data = builder.as_data_source(split)
-    files = glob.glob(os.path.join(builder.data_dir, f'*-{split}.array_record*'))
+    fmt, files = split_files(builder, split)
+    missing = [f for f in files if not os.path.isfile(f)]
+    if missing:
+      raise DataError(f'Dataset {name!r} split {split!r} is missing {len(missing)} of its '
+                      f'{len(files)} files (first: {missing[0]}); prepare it again.')
+    if fmt == 'array_record':
+      self._data = grain.sources.ArrayRecordDataSource(files)
+    elif fmt == 'tfrecord':
+      self._data = TFRecordFiles(files)
+    else:
+      raise DataError(f'Dataset {name!r} was prepared as {fmt!r}, which mmjax does not read; '
+                      'prepare it again with `tfds build NAME --file_format=array_record`.')
+    self.file_format = fmt
+    self._features = builder.info.features
+    self._decoders = _skip_decoding(self._features)
     tokenizer = os.path.join(builder.data_dir, 'tokenizer.model')
     super().__init__(name, split, tfds_feature_specs(builder.info.features),
                      {k: v.num_examples for k, v in builder.info.splits.items()},
@@ -149,7 +232,8 @@ class TfdsSource(Source):
                      tokenizer if os.path.isfile(tokenizer) else None)
 
   def _records(self, indices):
-    return self._data.__getitems__(indices)
+    return [self._features.deserialize_example_np(r, decoders=self._decoders)
+            for r in self._data.__getitems__(indices)]
 
 
 class ArrayRecordSource(Source):
@@ -201,6 +285,15 @@ class InMemorySource(Source):
     names = list(source.features)
     parts = [source.read(range(i, min(i + chunk, len(source))), names)
              for i in range(0, len(source), chunk)]
+    media = [n for n in names if source.features[n].kind in ('image', 'video')]
+    try:  # small enough to keep decoded: decode encoded media once, here
+      for part in parts:
+        for n in media:
+          if len(part[n]) and is_encoded(part[n][0]):
+            part[n] = decode_media(part[n], source.features[n].kind)
+    except image_codec.CorruptImage:  # keep them encoded: the loader skips the damaged ones
+      parts = [source.read(range(i, min(i + chunk, len(source))), names)
+               for i in range(0, len(source), chunk)]
     self._columns = {n: _concat([p[n] for p in parts]) for n in names}
 
   def read(self, indices, names):

@@ -2,7 +2,10 @@
 
 Dataset names:
   `mmjax_digits`                 the embedded dataset (built on first use)
-  `name[/config][:version]`      a TFDS dataset prepared under the data dir (read without TF)
+  `name[/config][:version]`      a TFDS dataset prepared under the data dir, from its TFRecord
+                                 or ArrayRecord files (read without TF; a dataset with one
+                                 config may omit it; one not prepared gets the `tfds build`
+                                 command to run)
   `arrayrecord:<glob>`           ArrayRecord files; `{split}` in the glob is replaced by the split.
                                  Records are TFDS-serialized examples when `features.json` lies
                                  beside the files, else the simple format of `records.py`.
@@ -41,6 +44,31 @@ def _unknown(name: str, root: str, why: str) -> DataError:
       "(`tfds build NAME`), or name ArrayRecord files as 'arrayrecord:<glob>'.")
 
 
+def _versions(folder: str) -> list[str]:
+  return [v for v in (os.listdir(folder) if os.path.isdir(folder) else [])
+          if os.path.isfile(os.path.join(folder, v, 'dataset_info.json'))]
+
+
+def _is_tfds_dataset(base: str) -> bool:
+  """Whether TFDS has a builder called `base` (some, e.g. ucf101, only register when TF is
+  installed, so their checksum or dataset folders in the TFDS package count too)."""
+  package = os.path.dirname(tfds.__file__)
+  return (base in tfds.list_builders(with_community_datasets=False)
+          or os.path.isfile(os.path.join(package, 'url_checksums', f'{base}.txt'))
+          or os.path.isdir(os.path.join(package, 'datasets', base)))
+
+
+def _not_prepared(name: str, root: str) -> DataError | None:
+  """The one-sentence `tfds build` advice when `name` is a TFDS dataset not prepared here."""
+  base = name.split(':')[0].split('/')[0]
+  if not _is_tfds_dataset(base):
+    return None
+  return DataError(
+      f'TFDS dataset {name!r} is not prepared under {root}: run `tfds build '
+      f'{name.split(":")[0]} --data_dir={root}` (building needs TensorFlow installed; mmjax '
+      'then reads its TFRecord or ArrayRecord files without it).')
+
+
 @functools.lru_cache(maxsize=64)
 def _tfds_builder(name: str, root: str):
   if name.split(':')[0] == digits_builder.NAME:
@@ -48,14 +76,22 @@ def _tfds_builder(name: str, root: str):
   base, _, version = name.partition(':')
   folder = os.path.join(root, *base.split('/'))
   if not version:
-    versions = [v for v in (os.listdir(folder) if os.path.isdir(folder) else [])
-                if os.path.isfile(os.path.join(folder, v, 'dataset_info.json'))]
+    versions = _versions(folder)
+    configs = [c for c in (os.listdir(folder) if os.path.isdir(folder) else [])
+               if _versions(os.path.join(folder, c))]
+    if not versions and len(configs) == 1:   # 'coco_captions' -> its one config, '2014'
+      folder = os.path.join(folder, configs[0])
+      versions = _versions(folder)
     if not versions:
-      raise _unknown(name, root, f'no prepared version under {folder}')
+      if configs:
+        raise DataError(f'Dataset {name!r} has several prepared configs under {folder}: '
+                        f'{sorted(configs)}; name one, e.g. {base}/{sorted(configs)[0]}.')
+      raise _not_prepared(name, root) or _unknown(name, root,
+                                                  f'no prepared version under {folder}')
     version = max(versions, key=lambda v: tuple(int(x) for x in v.split('.') if x.isdigit()))
   path = os.path.join(folder, version)
   if not os.path.isfile(os.path.join(path, 'dataset_info.json')):
-    raise _unknown(name, root, f'{path} does not exist')
+    raise _not_prepared(name, root) or _unknown(name, root, f'{path} does not exist')
   return tfds.builder_from_directory(path)
 
 

@@ -56,6 +56,10 @@ class Tokenizer:
       raise DataError(f'SentencePiece model {model_file!r} has pad id {self._sp.pad_id()}; '
                        f'mmjax needs pad id {PAD_ID} (train with pad_id=0).')
 
+  def __reduce__(self):
+    """Pickled as its file and flag (for loader worker processes), rebuilt on arrival."""
+    return (Tokenizer, (self.model_file, self.lowercase))
+
   @property
   def vocab_size(self) -> int:
     return int(self._sp.get_piece_size())

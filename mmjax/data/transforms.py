@@ -1,10 +1,11 @@
 """Per-modality host transforms on whole batches (numpy, vectorised over the batch).
 
-Pixels: uint8 [0, 255] (or float [0, 1]) in, float32 in [-1, 1] out (`x / 127.5 - 1`); gray
-images get 3 channels. Crops and resizes are separable antialiased-bilinear resampling done as two
-batched matrix products, so a random crop per example costs one matmul and a flip is free.
-Audio: mono float32 waveforms at their stored scale (int16 is divided by 32768), cropped or
-zero-padded to length. Video: a clip's frames all share one crop.
+Pixels: uint8 [0, 255] (or float [0, 1]) in, uint8 out (the model's embedding normalises on
+device, so a quarter of float32's bytes cross to it); gray images get 3 channels. Crops and
+resizes are separable antialiased-bilinear resampling done as two batched matrix products, so a
+random crop per example costs one matmul and a flip is free.
+Audio: mono waveforms cropped or zero-padded to length, sent as int16 (float [-1, 1] is scaled by
+32768; the embedding undoes it on device). Video: a clip's frames all share one crop.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def _channels_first_rgb(pixels: np.ndarray) -> np.ndarray:
 def crop_resize(pixels: np.ndarray, boxes: np.ndarray, size: int,
                 flip: np.ndarray | None = None) -> np.ndarray:
   """Crops `boxes [b, 4]` (top, left, height, width in pixels) out of `pixels [b, ..., H, W, C]`
-  and resizes them to `[b, ..., size, size, 3]` float32 in [-1, 1]; `flip [b]` mirrors."""
+  and resizes them to `[b, ..., size, size, 3]` uint8 (rounded); `flip [b]` mirrors."""
   b, h, w = pixels.shape[0], pixels.shape[-3], pixels.shape[-2]
   rows = _resample_matrix(boxes[:, 0], boxes[:, 2], h, size)  # [b, S, H]
   cols = _resample_matrix(boxes[:, 1], boxes[:, 3], w, size)  # [b, S, W]
@@ -49,11 +50,8 @@ def crop_resize(pixels: np.ndarray, boxes: np.ndarray, size: int,
   x = _channels_first_rgb(pixels.reshape((b, t, h, w, pixels.shape[-1])))  # [b, 3, t, H, W]
   x = np.matmul(rows[:, None, None], x)                        # [b, 3, t, S, W]
   x = np.matmul(x, cols[:, None, None].transpose(0, 1, 2, 4, 3))  # [b, 3, t, S, S]
-  out = np.empty((b, t, size, size, 3), np.float32)
-  np.multiply(x.transpose(0, 2, 3, 4, 1), np.float32(2.0 / 255.0), out=out)
-  out -= np.float32(1.0)
-  np.clip(out, -1.0, 1.0, out=out)  # rounding may overshoot by an ulp
-  return out.reshape((b,) + lead + (size, size, 3))
+  x = np.clip(np.rint(x.transpose(0, 2, 3, 4, 1)), 0, 255)  # filter weights sum to 1
+  return x.astype(np.uint8).reshape((b,) + lead + (size, size, 3))
 
 
 def random_crop_boxes(rng: np.random.Generator, heights, widths, scale=(0.7, 1.0),
@@ -103,6 +101,14 @@ def clip_starts(rng: np.random.Generator | None, lengths: np.ndarray, window: in
   return np.round(room[:, None] * np.linspace(0, 1, num_clips)[None]).astype(np.int64)
 
 
+def audio_int16(waveforms: np.ndarray) -> np.ndarray:
+  """Float waveforms in [-1, 1] -> int16 (`round(x * 32768)`, clipped); int16 stays as is. The
+  model's audio embedding divides by 32768 on device."""
+  if waveforms.dtype == np.int16:
+    return waveforms
+  return np.clip(np.rint(waveforms * np.float32(32768.0)), -32768, 32767).astype(np.int16)
+
+
 def audio_float(waveforms: np.ndarray) -> np.ndarray:
   """`[n, samples(, channels)]` -> mono float32 `[n, samples]` (int16 scaled by 1/32768)."""
   x = waveforms.astype(np.float32, copy=False)
@@ -113,8 +119,9 @@ def audio_float(waveforms: np.ndarray) -> np.ndarray:
 
 def crop_audio(waveforms: np.ndarray, starts: np.ndarray, samples: int) -> np.ndarray:
   """Windows of `samples` from `waveforms [n, N]` at `starts [n, ...]`, zero-padded past the end:
-  `[n, ..., samples]` float32."""
-  x = audio_float(waveforms)
+  `[n, ..., samples]` int16 (`audio_int16`)."""
+  mono_int16 = waveforms.dtype == np.int16 and waveforms.ndim == 2
+  x = waveforms if mono_int16 else audio_int16(audio_float(waveforms))  # no float round trip
   short = int(np.max(starts)) + samples - x.shape[1]
   padded = np.pad(x, ((0, 0), (0, short))) if short > 0 else x
   windows = np.lib.stride_tricks.sliding_window_view(padded, samples, axis=1)  # a view

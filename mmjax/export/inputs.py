@@ -93,7 +93,15 @@ def _dataset_batch(config, entry, modalities, sizes, rows):
   batch = next(iter(batches))
   keep = np.asarray(batch.pop('valid'), bool)
   batch.pop('index')
-  return {k: np.asarray(v)[keep] for k, v in batch.items()}, info
+  batch = {k: np.asarray(v)[keep] for k, v in batch.items()}
+  # The loader sends uint8 pixels and int16 audio; the exported signature takes them normalised
+  # (float32, as the embeddings make them), so its callers need not know the loader's encoding.
+  for key in ('image', 'video'):
+    if key in batch and batch[key].dtype == np.uint8:
+      batch[key] = batch[key].astype(np.float32) * np.float32(2 / 255) - np.float32(1)
+  if 'audio' in batch and batch['audio'].dtype == np.int16:
+    batch['audio'] = batch['audio'].astype(np.float32) / np.float32(32768)
+  return batch, info
 
 
 def parity_batch(config, modalities, sizes: dict, rows: int):

@@ -1,6 +1,8 @@
 """Modality embeddings: raw inputs -> tokens `[batch, tokens, width]` and a mask `[batch, tokens]`.
 
-Patchifying happens here, on device. Positions are learned and factorized per axis (time,
+Patchifying and input normalisation happen here, on device: pixels arrive as uint8 [0, 255]
+and become `x / 127.5 - 1`, audio arrives as int16 and becomes `x / 32768` (floating inputs are
+taken as already normalised, to [-1, 1]). Positions are learned and factorized per axis (time,
 height, width / frequency), sliced to the input's grid, so one model serves several input
 resolutions without retraining.
 """
@@ -15,6 +17,20 @@ from mmjax.models import audio_features
 from mmjax.models.layers import Dense, param
 
 _POS_INIT = nnx.initializers.normal(0.02)
+
+
+def normalize_pixels(x: jax.Array) -> jax.Array:
+  """uint8 [0, 255] -> float32 [-1, 1]; floating pixels are returned as they are."""
+  if jnp.issubdtype(x.dtype, jnp.floating):
+    return x
+  return x.astype(jnp.float32) * (2.0 / 255.0) - 1.0
+
+
+def normalize_audio(x: jax.Array) -> jax.Array:
+  """int16 waveform -> float32 `x / 32768`; floating waveforms are returned as they are."""
+  if jnp.issubdtype(x.dtype, jnp.floating):
+    return x
+  return x.astype(jnp.float32) * (1.0 / 32768.0)
 
 
 def _check_grid(name: str, size: int, patch: int, limit: int, limit_key: str) -> int:
@@ -46,6 +62,7 @@ class ImageEmbed(nnx.Module):
   def __call__(self, x: jax.Array):
     b, hh, ww, c = x.shape
     p = self.patch
+    x = normalize_pixels(x)
     gh, gw = self.grid_shape(x.shape)
     x = x.reshape(b, gh, p, gw, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, gh * gw, p * p * c)
     tokens = self.proj(x)
@@ -74,6 +91,7 @@ class VideoEmbed(nnx.Module):
   def __call__(self, x: jax.Array):
     b, tt, hh, ww, c = x.shape
     t, p = self.t, self.patch
+    x = normalize_pixels(x)
     gt, gh, gw = self.grid_shape(x.shape)
     x = x.reshape(b, gt, t, gh, p, gw, p, c).transpose(0, 1, 3, 5, 2, 4, 6, 7)
     tokens = self.proj(x.reshape(b, gt * gh * gw, t * p * p * c))
@@ -112,6 +130,7 @@ class AudioEmbed(nnx.Module):
 
   def __call__(self, x: jax.Array):
     b = x.shape[0]
+    x = normalize_audio(x)
     if self.features == 'waveform':
       n = x.shape[1] // self.patch
       if n == 0 or n > self.max_tokens:

@@ -160,11 +160,18 @@ class Watchdog:
 
 def poison_batch(batch: dict) -> dict:
   """A copy of `batch` whose first floating-point input has a NaN in its first element, so the
-  step's loss is NaN (for `config.faults.inject_nan_at_steps`)."""
+  step's loss is NaN (for `config.faults.inject_nan_at_steps`). Pixels (uint8) and audio (int16)
+  hold no NaN: the first of them is sent as float32 instead (the model takes floating inputs as
+  normalised; with the NaN the loss is NaN whatever their scale)."""
   for key in sorted(batch):
     value = np.asarray(batch[key])
     if np.issubdtype(value.dtype, np.floating) and value.size:
       value = value.copy()
+      value.flat[0] = np.nan
+      return {**batch, key: value}
+  for key in ('image', 'video', 'audio'):
+    if key in batch and np.asarray(batch[key]).size:
+      value = np.asarray(batch[key]).astype(np.float32)
       value.flat[0] = np.nan
       return {**batch, key: value}
   raise ValueError(f'cannot inject a NaN: the batch has no floating-point input (keys '

@@ -14,14 +14,19 @@ from mmjax.data import pipeline
 from mmjax.seeds import resolve_seeds
 
 
-def train_iterators(config, signatures: list[Task], mesh, data_state: dict | None = None) -> dict:
-  """`{signature_name: TrainIterator}`, each resumed from `data_state['iterators']` if there."""
+def train_iterators(config, signatures: list[Task], mesh, data_state: dict | None = None,
+                    shares: dict[str, float] | None = None) -> dict:
+  """`{signature_name: TrainIterator}`, each resumed from `data_state['iterators']` if there.
+  `shares` (signature name -> share of the draws, `AgdSampler.draw_shares`) scales each task's
+  read-ahead in proportion to how often it is drawn."""
   saved = (data_state or {}).get('iterators', {})
   iterators = {}
   for t in signatures:
+    scale = shares.get(t.signature_name, 0) * len(shares) if shares else 1.0
     slot, slots = partitioning.host_batch_slot(mesh, t.batch_size)
     it = pipeline.make_train_iterator(t, config, seed=resolve_seeds(config).data,
-                                      process_index=slot, process_count=slots)
+                                      process_index=slot, process_count=slots,
+                                      prefetch_scale=scale)
     if t.signature_name in saved:
       it.set_state(saved[t.signature_name])
     iterators[t.signature_name] = it

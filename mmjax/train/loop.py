@@ -130,7 +130,8 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog) -> dict:
 
   # --- data: one iterator per task signature, resumed exactly (on any number of hosts; this
   # also checks the saved state) --------------------------------------------------------------
-  iterators = feed.train_iterators(config, signatures, mesh, data_state)
+  iterators = feed.train_iterators(config, signatures, mesh, data_state,
+                                   shares=sampler.draw_shares())
 
   # --- workdir: written once the run is known to start or resume ------------------------------
   if is_main:
@@ -230,14 +231,19 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog) -> dict:
       ledger.switch('input_wait')
       t0 = time.perf_counter()
       local = _next_batch(iterators, task)
-      if step + 1 in nan_steps:
+      run_step = compiled[task.signature_name]
+      if step + 1 in nan_steps:  # a float input with a NaN: traced anew (pixels travel as uint8)
         local = (faults.poison_batch(local) if not isinstance(task, MixedTask) else
                  {**local, task.members[0].name: faults.poison_batch(local[task.members[0].name])})
+        run_step = lambda s, b, t=task: train_step(s, b, t)  # noqa: E731
       wait = time.perf_counter() - t0
       ledger.switch('lost' if step < redo else 'productive')
+      skipped = pipeline.skipped_examples(local)
+      if skipped:
+        stats = per_task.setdefault(task.name, {})
+        stats['skipped_examples'] = stats.get('skipped_examples', 0) + skipped
       with profile.step(step):
-        state, metrics = compiled[task.signature_name](state, step_lib.global_batch(local, mesh,
-                                                                                    task))
+        state, metrics = run_step(state, step_lib.global_batch(local, mesh, task))
       step += 1
       profile.after(step, state)
       if pending is not None:

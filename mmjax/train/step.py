@@ -20,9 +20,9 @@ from mmjax.train import objectives, optimizer as optimizer_lib
 from mmjax.train.state import merge
 
 _SHAPES = {
-    'image': lambda r: ((r.image_size, r.image_size, 3), jnp.float32),
-    'video': lambda r: ((r.num_frames, r.image_size, r.image_size, 3), jnp.float32),
-    'audio': lambda r: ((r.audio_samples,), jnp.float32),
+    'image': lambda r: ((r.image_size, r.image_size, 3), jnp.uint8),  # normalised in the model
+    'video': lambda r: ((r.num_frames, r.image_size, r.image_size, 3), jnp.uint8),
+    'audio': lambda r: ((r.audio_samples,), jnp.int16),
     'text': lambda r: ((r.text_length,), jnp.int32),
 }
 

@@ -38,8 +38,8 @@ def assert_same(a, b):
 def test_train_batch_shapes(data_config, modalities, classify):
   t = task(modalities, batch=16, classify=classify, image_size=24)
   batch = next(pipeline.make_train_iterator(t, data_config, seed=0))
-  want = {'image': ((16, 24, 24, 3), np.float32), 'video': ((16, 4, 24, 24, 3), np.float32),
-          'audio': ((16, 2048), np.float32), 'text': ((16, 16), np.int32),
+  want = {'image': ((16, 24, 24, 3), np.uint8), 'video': ((16, 4, 24, 24, 3), np.uint8),
+          'audio': ((16, 2048), np.int16), 'text': ((16, 16), np.int32),
           'text_mask': ((16, 16), np.int32), 'label': ((16,), np.int32)}
   keys = set(modalities) | ({'text_mask'} if 'text' in modalities else set()) | (
       {'label'} if classify else set())
@@ -48,7 +48,7 @@ def test_train_batch_shapes(data_config, modalities, classify):
     assert batch[k].shape == want[k][0] and batch[k].dtype == want[k][1], k
   for k in ('image', 'video'):
     if k in batch:
-      assert batch[k].min() >= -1 and batch[k].max() <= 1 and batch[k].max() > 0.5
+      assert batch[k].max() > 128  # uint8 pixels, not rescaled on the host
   if 'text' in batch:
     assert np.array_equal(batch['text_mask'], (batch['text'] != 0).astype(np.int32))
 
@@ -137,8 +137,8 @@ def test_eval_covers_every_example_once(data_config):
   for b in hosts[1]:
     keep = b['valid']
     np.testing.assert_array_equal(b['label'][keep], truth['label'][b['index'][keep]])
-    np.testing.assert_allclose(b['image'][keep], truth['image'][b['index'][keep]] / 127.5 - 1,
-                               atol=1e-5)           # eval: no crop, no augmentation
+    np.testing.assert_array_equal(b['image'][keep], truth['image'][b['index'][keep]])
+    # eval: no crop, no augmentation
 
 
 def test_eval_clips_are_evenly_spaced(data_config):
@@ -150,10 +150,10 @@ def test_eval_clips_are_evenly_spaced(data_config):
   truth = sources.open_source('mmjax_digits', 'test', data_config.data_dir).read(
       range(16), ['video', 'audio'])
   for clip, start in enumerate((0, 2, 4)):            # frames 0-3, 2-5, 4-7 of 8
-    np.testing.assert_allclose(first['video'][:, clip],
-                               truth['video'][:, start:start + 4] / 127.5 - 1, atol=1e-5)
+    np.testing.assert_array_equal(first['video'][:, clip], truth['video'][:, start:start + 4])
   for clip, start in enumerate((0, 1024, 2048)):      # windows of 2048 samples out of 4096
-    np.testing.assert_array_equal(first['audio'][:, clip], truth['audio'][:, start:start + 2048])
+    want = np.clip(np.rint(truth['audio'][:, start:start + 2048] * 32768), -32768, 32767)
+    np.testing.assert_array_equal(first['audio'][:, clip], want.astype(np.int16))
   again = next(iter(batches))
   assert_same(first, again)
 

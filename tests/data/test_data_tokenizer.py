@@ -58,3 +58,12 @@ def test_lowercase_policy(digits_dir, tokenizer):
   assert cased.encode(['SEVEN'], 4)[0].tolist() != cased.encode(['seven'], 4)[0].tolist()
   config = {'data_dir': digits_dir, 'text': {'lowercase': False}}
   assert pipeline.load_tokenizer(config).describe()['lowercase'] is False
+
+
+def test_pickles_for_loader_worker_processes(tokenizer):
+  import pickle
+  copy = pickle.loads(pickle.dumps(tokenizer))
+  texts = [p.format('seven') for p in PROMPTS]
+  assert copy.model_file == tokenizer.model_file and copy.lowercase == tokenizer.lowercase
+  for a, b in zip(copy.encode(texts, 12), tokenizer.encode(texts, 12)):
+    np.testing.assert_array_equal(a, b)

@@ -11,28 +11,30 @@ def test_full_box_resize_is_identity_and_flip_mirrors():
   rng = np.random.default_rng(0)
   images = rng.integers(0, 256, (4, 12, 12, 3), dtype=np.uint8)
   boxes = T.center_boxes([12] * 4, [12] * 4)
-  np.testing.assert_allclose(T.crop_resize(images, boxes, 12), images / 127.5 - 1, atol=1e-5)
+  out = T.crop_resize(images, boxes, 12)
+  assert out.dtype == np.uint8
+  np.testing.assert_array_equal(out, images)
   flipped = T.crop_resize(images, boxes, 12, flip=np.array([True, False, True, False]))
-  np.testing.assert_allclose(flipped[0], images[0, :, ::-1] / 127.5 - 1, atol=1e-5)
-  np.testing.assert_allclose(flipped[1], images[1] / 127.5 - 1, atol=1e-5)
+  np.testing.assert_array_equal(flipped[0], images[0, :, ::-1])
+  np.testing.assert_array_equal(flipped[1], images[1])
 
 
 def test_crop_takes_the_box_and_downsampling_averages():
   images = np.zeros((1, 16, 16, 1), np.uint8)
   images[0, 4:8, 8:12] = 255                       # a white square at rows 4-7, cols 8-11
   out = T.crop_resize(images, np.array([[4.0, 8.0, 4.0, 4.0]]), 4)
-  np.testing.assert_allclose(out, 1.0, atol=1e-5)  # the box is exactly the square
+  np.testing.assert_array_equal(out, 255)  # the box is exactly the square
   stripes = np.tile(np.array([0, 255], np.uint8), 8)[None, None, :, None].repeat(16, 1)
   half = T.crop_resize(stripes, T.center_boxes([16], [16]), 4)
-  np.testing.assert_allclose(half[:, :, 1:-1], 0.0, atol=0.02)  # antialiased: stripes -> grey
-  np.testing.assert_allclose(half, 0.0, atol=0.1)                # edges see fewer stripes
+  np.testing.assert_allclose(half[:, :, 1:-1], 127.5, atol=3)  # antialiased: stripes -> grey
+  np.testing.assert_allclose(half, 127.5, atol=13)              # edges see fewer stripes
 
 
 def test_video_clips_share_one_crop_and_keep_frame_order():
   video = np.stack([np.full((8, 8, 3), 10 * t, np.uint8) for t in range(5)])[None]
   out = T.crop_resize(video, np.array([[1.0, 2.0, 5.0, 4.0]]), 6)
   assert out.shape == (1, 5, 6, 6, 3)
-  np.testing.assert_allclose(out[0, :, 0, 0, 0], np.arange(5) * 10 / 127.5 - 1, atol=1e-5)
+  np.testing.assert_array_equal(out[0, :, 0, 0, 0], np.arange(5) * 10)
 
 
 def test_random_boxes_fit_inside_with_the_asked_area():
@@ -52,8 +54,11 @@ def test_frames_and_audio_windows():
   assert idx.tolist() == [[1, 3, 5, 7], [0, 2, 2, 2]]  # short video repeats its last frame
   waves = np.arange(10, dtype=np.int16)[None].repeat(2, 0) * 3276
   out = T.crop_audio(waves, np.array([[0, 8], [4, 6]]), 4)
-  np.testing.assert_allclose(out[0, 1], np.array([8, 9, 0, 0]) * 3276 / 32768)  # zero-padded
-  np.testing.assert_allclose(out[1, 0], np.arange(4, 8) * 3276 / 32768)
+  assert out.dtype == np.int16                                      # sent to the device as is
+  np.testing.assert_array_equal(out[0, 1], np.array([8, 9, 0, 0]) * 3276)  # zero-padded
+  np.testing.assert_array_equal(out[1, 0], np.arange(4, 8) * 3276)
+  floats = T.crop_audio(np.array([[0.5, -1.0, 1.0, 0.25]], np.float32), np.array([0]), 4)
+  np.testing.assert_array_equal(floats[0], [16384, -32768, 32767, 8192])  # 1.0 clips
   rng = np.random.default_rng(0)
   random = T.clip_starts(rng, np.full(1000, 10), 4)
   assert random.min() == 0 and random.max() == 6

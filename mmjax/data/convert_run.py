@@ -1,0 +1,152 @@
+"""Runs a conversion: input units -> ArrayRecord shards of a TFDS dataset, in worker processes,
+resumable by shard, then metadata, a SentencePiece model and a report.
+
+Unit i (one WebDataset tar, or one chunk of table rows) becomes shard i of the split. A shard
+is written under a temporary name and renamed, then its report (`_convert/SPLIT/shard-i.json`:
+count, skipped keys with reasons) and captions; a rerun skips shards whose report exists. Once
+every shard is done: `dataset_info.json`/`features.json` over all converted splits, the
+tokenizer (`--tokenizer` copied, else SentencePiece trained on the captions) and
+`conversion_report.json`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import json
+import multiprocessing
+import os
+import shutil
+import tarfile
+from typing import Callable
+
+from tqdm import tqdm
+
+from mmjax.data import convert_examples, convert_inputs, tfds_writer, tokenizer as tokenizer_lib
+
+VERSION = '1.0.0'
+REPORT_FILE = 'conversion_report.json'
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """Everything a worker needs (picklable)."""
+  kind: str                              # 'webdataset' | 'csv'
+  units: tuple                           # per unit: a tar path, or a tuple of table rows
+  folder: str                            # DATA_DIR/NAME/VERSION
+  name: str
+  split: str
+  options: convert_examples.ExampleOptions
+  root: str = ''                         # csv: media paths are relative to it
+  path_column: str = ''
+
+
+def work_dir(job: Job) -> str:
+  return os.path.join(job.folder, '_convert', job.split)
+
+
+def _examples(job: Job, unit):
+  """(key, example or None, reason) of one unit; a truncated tar ends with a reason."""
+  if job.kind == 'webdataset':
+    try:
+      for key, members in convert_inputs.webdataset_examples(unit):
+        example, why = convert_examples.from_members(key, members, job.options)
+        yield key, example, why
+    except (tarfile.TarError, OSError, EOFError) as e:
+      yield f'{os.path.basename(unit)}:<end>', None, f'tar shard ends early: {e}'
+    return
+  for row in unit:
+    example, why = convert_examples.from_row(row, job.root, job.path_column, job.options)
+    yield row.get('key') or row.get(job.path_column, ''), example, why
+
+
+def convert_unit(args) -> dict:
+  """Writes shard `index` of the job; returns (and saves) its report."""
+  job, index = args
+  features = convert_examples.features(job.options)
+  report = {'shard': index, 'examples': 0, 'skipped': []}
+  captions = []
+
+  def records():
+    for key, example, why in _examples(job, job.units[index]):
+      if example is None:
+        report['skipped'].append({'key': key, 'reason': why})
+        continue
+      captions.extend(example['captions'])
+      yield features.serialize_example(example)
+
+  path = tfds_writer.shard_path(job.folder, job.name, job.split, index, len(job.units))
+  report['examples'] = tfds_writer.write_shard(path, records())
+  folder = work_dir(job)
+  with open(os.path.join(folder, f'captions-{index:05d}.txt'), 'w', encoding='utf-8') as f:
+    f.write(''.join(c.replace('\n', ' ') + '\n' for c in captions))
+  tmp = os.path.join(folder, f'shard-{index:05d}.json.tmp')
+  with open(tmp, 'w') as f:
+    json.dump(report, f)
+  os.replace(tmp, os.path.join(folder, f'shard-{index:05d}.json'))
+  return report
+
+
+def _done(job: Job) -> set[int]:
+  return {int(os.path.basename(p)[6:11]) for p in glob.glob(os.path.join(work_dir(job),
+                                                                         'shard-*.json'))}
+
+
+def _all_splits(folder: str) -> dict[str, list[dict]]:
+  out = {}
+  for split_dir in sorted(glob.glob(os.path.join(folder, '_convert', '*'))):
+    meta = json.load(open(os.path.join(split_dir, 'job.json')))
+    reports = [os.path.join(split_dir, f'shard-{i:05d}.json') for i in range(meta['shards'])]
+    if all(os.path.isfile(r) for r in reports):
+      out[os.path.basename(split_dir)] = [json.load(open(r)) for r in reports]
+  return out
+
+
+def _tokenizer(job: Job, tokenizer: str, vocab_size: int, max_sentences: int = 2_000_000):
+  target = os.path.join(job.folder, tokenizer_lib.TOKENIZER_FILE)
+  if tokenizer:
+    shutil.copyfile(tokenizer, target)
+    return
+  sentences = []
+  for path in sorted(glob.glob(os.path.join(job.folder, '_convert', '*', 'captions-*.txt'))):
+    with open(path, encoding='utf-8') as f:
+      sentences += [line.rstrip('\n').lower() for line in f if line.strip()]
+    if len(sentences) >= max_sentences:
+      break
+  if sentences:
+    tokenizer_lib.train_sentencepiece(sentences[:max_sentences], target, vocab_size)
+
+
+def run(job: Job, *, workers: int = 1, tokenizer: str = '', vocab_size: int = 8000,
+        description: str = '', progress: Callable | None = None) -> dict:
+  """Converts every unit not yet done, then writes metadata, tokenizer and report; returns the
+  report."""
+  os.makedirs(work_dir(job), exist_ok=True)
+  with open(os.path.join(work_dir(job), 'job.json'), 'w') as f:
+    json.dump({'shards': len(job.units), 'kind': job.kind,
+               'options': dataclasses.asdict(job.options)}, f)
+  todo = [i for i in range(len(job.units)) if i not in _done(job)]
+  bar = tqdm(total=len(job.units), initial=len(job.units) - len(todo), unit='shard',
+             desc=f'{job.name}/{job.split}', disable=progress is False)
+  if workers > 1 and len(todo) > 1:
+    with multiprocessing.get_context('spawn').Pool(min(workers, len(todo))) as pool:
+      for _ in pool.imap_unordered(convert_unit, [(job, i) for i in todo]):
+        bar.update(1)
+  else:
+    for i in todo:
+      convert_unit((job, i))
+      bar.update(1)
+  bar.close()
+  splits = _all_splits(job.folder)
+  tfds_writer.write_metadata(job.folder, job.name, VERSION,
+                             convert_examples.features(job.options),
+                             {s: [r['examples'] for r in reps] for s, reps in splits.items()},
+                             description=description)
+  _tokenizer(job, tokenizer, vocab_size)
+  report = {s: {'examples': sum(r['examples'] for r in reps),
+                'skipped': sum(len(r['skipped']) for r in reps),
+                'skipped_examples': [k for r in reps for k in r['skipped']]}
+            for s, reps in splits.items()}
+  with open(os.path.join(job.folder, REPORT_FILE), 'w') as f:
+    json.dump(report, f, indent=1)
+  return report

@@ -1,0 +1,123 @@
+"""Converts image-text shards, tables of media files, video and audio into a dataset mmjax names.
+
+  python -m tools.convert_data webdataset --input='DIR/shard-{00000..00099}.tar' \\
+      --output=DATA_DIR --name=my_pairs
+  python -m tools.convert_data csv --input=pairs.csv --image_root=DIR --output=DATA_DIR \\
+      --name=my_pairs [--split=validation]
+  python -m tools.convert_data csv --modality=video --input=clips.csv --image_root=DIR \\
+      --output=DATA_DIR --name=my_clips --fps=8 --frame_size=256
+  python -m tools.convert_data webdataset --modality=audio --input='sounds-{0..9}.tar' \\
+      --output=DATA_DIR --name=my_sounds --sample_rate=16000
+
+Writes `DATA_DIR/NAME/1.0.0/` (a TFDS dataset of ArrayRecord shards, one per input tar or per
+`--rows_per_shard` table rows) with `tokenizer.model` (SentencePiece trained on the captions,
+or `--tokenizer` copied) and `conversion_report.json` (examples written; skipped ones with
+their keys and reasons: undecodable or truncated media, no caption). Train on it with
+`--config.data_dir=DATA_DIR --config.tasks.TASK.dataset=NAME`. Interrupted? Run the same
+command again: finished shards are kept. Tables need a header with the media path column
+(`--path_column`, default: the modality's name, else `path`), `caption` or `captions` (a JSON
+list) and optionally `label` and `key`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+
+from mmjax.data import convert_examples, convert_inputs, convert_run
+
+
+def _fail(message: str) -> int:
+  print(f'error: {message}', file=sys.stderr)
+  return 2
+
+
+def _table_job(args, options) -> tuple[convert_run.Job | None, str]:
+  if not os.path.isfile(args.input):
+    return None, f'--input={args.input} is not a file; give the CSV/TSV table of media paths.'
+  if not os.path.isdir(args.image_root):
+    return None, f'--image_root={args.image_root} is not a directory; give the folder the ' \
+                 "table's paths are relative to."
+  rows = convert_inputs.read_table(args.input)
+  columns = list(rows[0]) if rows else []
+  path_column = args.path_column or next(
+      (c for c in (args.modality, 'path', 'file', 'filename') if c in columns), '')
+  if not rows or path_column not in columns or not ({'caption', 'captions', 'label'} & set(
+      columns)):
+    return None, (f'{args.input} needs a header with a media path column (--path_column; '
+                  f'tried {args.modality}, path) and caption, captions or label; it has '
+                  f'{columns or "no rows"}.')
+  if 'label' in columns:
+    options = dataclasses.replace(options, label_names=tuple(sorted({r['label'] for r in rows})))
+  n = args.rows_per_shard
+  units = tuple(tuple(rows[i:i + n]) for i in range(0, len(rows), n))
+  return convert_run.Job('csv', units, '', args.name, args.split, options,
+                         root=args.image_root, path_column=path_column), ''
+
+
+def main(argv=None) -> int:
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument('format', choices=('webdataset', 'csv'))
+  parser.add_argument('--input', required=True, help="tar shards ('a-{000..009}.tar', globs) "
+                      'or a .csv/.tsv table')
+  parser.add_argument('--output', required=True, help='the data dir to write into')
+  parser.add_argument('--name', required=True, help='the dataset name tasks will use')
+  parser.add_argument('--split', default='train')
+  parser.add_argument('--modality', default='image', choices=('image', 'video', 'audio'))
+  parser.add_argument('--image_root', default='', help='csv: folder of the media paths')
+  parser.add_argument('--path_column', default='')
+  parser.add_argument('--rows_per_shard', type=int, default=2000)
+  parser.add_argument('--fps', type=float, default=8.0)
+  parser.add_argument('--frame_size', type=int, default=256, help="video frames' short side")
+  parser.add_argument('--max_frames', type=int, default=0)
+  parser.add_argument('--sample_rate', type=int, default=16000)
+  parser.add_argument('--max_seconds', type=float, default=0.0)
+  parser.add_argument('--tokenizer', default='', help='a SentencePiece .model to store instead '
+                      'of training one on the captions')
+  parser.add_argument('--vocab_size', type=int, default=8000)
+  parser.add_argument('--workers', type=int, default=max(1, (os.cpu_count() or 2) - 1))
+  args = parser.parse_args(argv)
+
+  if not args.name.replace('_', '').isalnum() or not args.name[0].isalpha():
+    return _fail(f'--name={args.name!r} must start with a letter and hold only letters, '
+                 'digits and underscores (it becomes a TFDS dataset name).')
+  if args.tokenizer and not os.path.isfile(args.tokenizer):
+    return _fail(f'--tokenizer={args.tokenizer} is not a file; give a SentencePiece .model.')
+  options = convert_examples.ExampleOptions(
+      modality=args.modality, fps=args.fps, frame_size=args.frame_size,
+      max_frames=args.max_frames, sample_rate=args.sample_rate, max_seconds=args.max_seconds)
+  if args.format == 'webdataset':
+    shards = convert_inputs.expand(args.input)
+    missing = [s for s in shards if not os.path.isfile(s)]
+    if not shards or missing:
+      return _fail(f'--input={args.input} matches no tar file' + (
+          f' ({len(missing)} of {len(shards)} missing, first {missing[0]})' if missing else '')
+          + '; check the path and the {first..last} range.')
+    job = convert_run.Job('webdataset', tuple(shards), '', args.name, args.split, options)
+  else:
+    job, why = _table_job(args, options)
+    if job is None:
+      return _fail(why)
+  folder = os.path.join(args.output, args.name, convert_run.VERSION)
+  previous = os.path.join(folder, '_convert', args.split, 'job.json')
+  if os.path.isfile(previous):
+    before = json.load(open(previous))
+    same = json.loads(json.dumps(dataclasses.asdict(job.options)))
+    if before['shards'] != len(job.units) or before['options'] != same:
+      return _fail(f'{folder} holds an earlier conversion of split {args.split!r} with other '
+                   'inputs or options; use another --name or --split, or delete it.')
+  job = dataclasses.replace(job, folder=folder)
+  report = convert_run.run(job, workers=args.workers, tokenizer=args.tokenizer,
+                           vocab_size=args.vocab_size,
+                           description=f'Converted by tools.convert_data from {args.input}.')
+  for split, r in report.items():
+    print(f'{args.name}/{split}: {r["examples"]} examples, {r["skipped"]} skipped '
+          f'(see {os.path.join(folder, convert_run.REPORT_FILE)})')
+  return 0
+
+
+if __name__ == '__main__':
+  sys.exit(main())
