@@ -14,6 +14,7 @@ import optax
 
 from mmjax.core.tasks import Task
 from mmjax.models.layers import l2_normalize
+from mmjax.train.generative_objectives import captioning_loss, masked_reconstruction_loss  # noqa: F401
 
 
 def nce_loss(a: jax.Array, b: jax.Array, temperature) -> jax.Array:
