@@ -182,6 +182,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
     raise ConfigError(f'config.model.width={m.width} is not divisible by num_heads={m.num_heads}.')
   if not config.tasks:
     raise ConfigError('config.tasks is empty: add at least one task.')
+  for name, t in config.tasks.items():
+    cap, mods = t.get('caption', '') or '', str(t.modalities).replace(' ', '').split(',')
+    if cap and (cap == 'text' or cap not in mods or 'text' not in mods):
+      raise ConfigError(f'config.tasks.{name}.caption={cap!r} must name a non-text modality of the '
+                        f"task, which also needs text: e.g. modalities='image,text', caption='image'.")
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -26,3 +26,11 @@ def masked_reconstruction_loss(pred: jax.Array, target: jax.Array, mask: jax.Arr
   err = jnp.square(pred.astype(jnp.float32) - target.astype(jnp.float32)).mean(-1)  # [b, N]
   w = mask.astype(jnp.float32)
   return (err * w).sum() / jnp.maximum(w.sum(), 1.0)
+
+
+def caption_targets(text: jax.Array, text_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Caption tokens `[b, L]` and padding mask -> (targets, mask of scored positions): the real
+  tokens and the first padding position, whose target is the pad id 0 acting as 'end'."""
+  m = text_mask.astype(jnp.int32)
+  first_pad = jnp.concatenate([jnp.ones_like(m[:, :1]), m[:, :-1]], axis=1) * (1 - m)
+  return text.astype(jnp.int32), m + first_pad
