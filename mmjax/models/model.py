@@ -168,9 +168,15 @@ class MultimodalModel(nnx.Module):
 
   def encode(self, modality: str, x: jax.Array, mask: jax.Array | None = None, *,
              rng=None, drop_rate: float = 0.0):
-    """Raw input -> pooled features `[batch, width]` (float32) and the encoder's aux."""
+    """Raw input -> pooled features `[batch, width]` (float32) and the encoder's aux; a
+    captioned modality (CoCa) is attention-pooled."""
     h, tmask, aux = self.encode_tokens(modality, x, mask, rng=rng, drop_rate=drop_rate)
-    return self.pool(h, tmask), aux
+    return self.pool_tokens(modality, h, tmask), aux
+
+  def pool_tokens(self, modality: str, h: jax.Array, tmask: jax.Array) -> jax.Array:
+    if modality in self.spec.captions:
+      return getattr(self, f'attn_pool_{modality}')(h, tmask)
+    return self.pool(h, tmask)
 
   def caption_logits(self, ids: jax.Array, h: jax.Array, tmask: jax.Array) -> jax.Array:
     """Decoder inputs `[batch, length]` + encoder tokens -> float32 `[batch, length, vocab]`."""
@@ -244,7 +250,7 @@ class MultimodalModel(nnx.Module):
       elif m == task.caption:  # CoCa: attention-pooled embedding, decoder over the tokens
         h, tmask, aux[m] = self.encode_tokens(m, x, mask, rng=mrng,
                                               drop_rate=task.drop_token if train else 0.0)
-        pooled = getattr(self, f'attn_pool_{m}')(h, tmask)
+        pooled = self.pool_tokens(m, h, tmask)
         targets = batch['text']
         logits['caption'] = self.caption_logits(self.text_decoder.shift_right(targets), h, tmask)
       else:
