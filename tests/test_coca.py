@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mmjax import config as config_lib
-from mmjax.evaluate.captioning import names_digit
+from mmjax.evaluate.captioning import caption_scores, names_digit
 from mmjax_testing import ROOT, train_steps
 
 
@@ -51,3 +51,12 @@ def test_names_digit():
   assert not names_digit('a handwritten seven and one', 7)
   assert not names_digit('a handwritten sevens', 7)
   assert not names_digit('a picture of a digit', 3)
+
+
+def test_caption_scores():
+  refs = ['a handwritten seven', 'a messy zero in black and white', 'a small blurry eight']
+  perfect = caption_scores(['A handwritten seven.', 'a messy zero in black and white',
+                            'a small blurry eight'], refs)
+  np.testing.assert_allclose(perfect['bleu4'], 1.0, atol=1e-6)
+  worse = caption_scores(['a handwritten one', 'a zero', 'eight'], refs)
+  assert worse['bleu4'] < 0.5 and worse['cider'] < perfect['cider']

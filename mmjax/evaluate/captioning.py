@@ -2,8 +2,9 @@
 
 Greedy-decodes captions for every test example of each `config.evaluation.datasets` entry whose
 modality the model captions (CoCa), and reports, on labelled datasets with digit class names
-(`mmjax_digits`), the share of captions that name the right digit (and no other). Prints a few
-captions. BLEU-4 / CIDEr are not computed (no offline-installable scorer is pinned).
+(`mmjax_digits`), the share of captions that name the right digit (and no other), and BLEU-4 and
+CIDEr-D (pycocoevalcap's scorers) against the dataset's own caption of each example. Captions
+are tokenized by lowercasing and splitting into words (not COCO's Java PTB tokenizer).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import sys
 
 import jax
 import numpy as np
+from pycocoevalcap.bleu.bleu import Bleu
+from pycocoevalcap.cider.cider import Cider
 
 from mmjax import cli
 from mmjax import config as config_lib
@@ -36,6 +39,21 @@ def names_digit(caption: str, label: int, class_names=CLASS_NAMES) -> bool:
   return named == {int(label)}
 
 
+def _words(text: str) -> str:
+  return ' '.join(re.findall(r"[a-z0-9']+", text.lower()))
+
+
+def caption_scores(generated: list[str], references: list[str]) -> dict:
+  """BLEU-4 and CIDEr-D of `generated[i]` against the one reference `references[i]`."""
+  if not generated:
+    return {'bleu4': 0.0, 'cider': 0.0}
+  gen = {i: [_words(g) or '<empty>'] for i, g in enumerate(generated)}
+  ref = {i: [_words(r)] for i, r in enumerate(references)}
+  bleu, _ = Bleu(4).compute_score(ref, gen, verbose=0)
+  cider, _ = Cider().compute_score(ref, gen)
+  return {'bleu4': float(bleu[3]), 'cider': float(cider)}
+
+
 def caption_dataset(config, graphdef, params, mesh, cfg, tokenizer) -> dict:
   """Captions of every example of one eval dataset: `{modality: {right_digit_share, count,
   samples}}` for each of its modalities the model captions."""
@@ -49,21 +67,25 @@ def caption_dataset(config, graphdef, params, mesh, cfg, tokenizer) -> dict:
       with partitioning.axis_rules(mesh, rules):
         return greedy_decode(state_lib.merge(graphdef, params), modality, x, length)
     fn = jax.jit(run, out_shardings=partitioning.replicated(mesh))
-    right, count, samples = 0, 0, []
-    for batch in _batches(cfg, config, cfg.split, (modality,), res):
+    right, count, samples, generated, references = 0, 0, [], [], []
+    for batch in _batches(cfg, config, cfg.split, (modality, 'text'), res):
       x = jax.make_array_from_process_local_data(partitioning.batch_sharding(mesh),
                                                  np.asarray(batch[modality]))
       texts = tokenizer.decode(np.asarray(fn(params, x)))
-      for text, ok, label in zip(texts, batch['valid'], batch.get('label', [None] * len(texts))):
+      refs = tokenizer.decode(batch['text'])
+      for text, ref, ok, label in zip(texts, refs, batch['valid'],
+                                      batch.get('label', [None] * len(texts))):
         if not ok:
           continue
         count += 1
+        generated.append(text)
+        references.append(ref)
         if label is not None:
           right += names_digit(text, label)
         if len(samples) < 8:
           samples.append({'caption': text, 'label': None if label is None else int(label)})
     out[modality] = {'right_digit_share': right / max(count, 1), 'count': count,
-                     'samples': samples}
+                     **caption_scores(generated, references), 'samples': samples}
   return out
 
 
@@ -96,8 +118,8 @@ def main(argv=None) -> int:
         json.dump({'step': step, 'datasets': rep}, f, indent=2)
       for name, mods in rep.items():
         for m, r in mods.items():
-          print(f'{name}/{m}: right-digit share {r["right_digit_share"]:.3f} '
-                f'over {r["count"]} captions')
+          print(f'{name}/{m}: right-digit share {r["right_digit_share"]:.3f}, BLEU-4 '
+                f'{r["bleu4"]:.3f}, CIDEr {r["cider"]:.3f} over {r["count"]} captions')
           for s in r['samples'][:4]:
             print(f'  label {s["label"]}: {s["caption"]!r}')
       print(f'wrote {path}')
