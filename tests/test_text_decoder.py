@@ -6,7 +6,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from mmjax.models.caption_decoding import greedy_decode
+from mmjax.models.caption_decoding import beam_decode, greedy_decode
 from mmjax.models.text_decoder import TextDecoder
 from mmjax.train.generative_objectives import caption_targets
 
@@ -81,3 +81,40 @@ class _Stub:
 def test_greedy_decode_stops_at_the_end_token():
   out = greedy_decode(_Stub([3, 4, 5]), 'image', jnp.zeros((2, 1)), 6)
   np.testing.assert_array_equal(out, [[3, 4, 5, 0, 0, 0]] * 2)
+
+
+class _Chain:
+  """A model whose next-token distribution depends on the previous token only (BOS = 4):
+  greedy takes 1 (p .6) and then wanders (p 1/3 each); beam finds 2, 3, end (p .4)."""
+
+  class spec:
+    captions = ('image',)
+
+  class text_decoder:
+    bos_id = 4
+
+    @staticmethod
+    def shift_right(ids):
+      return jnp.concatenate([jnp.full_like(ids[:, :1], 4), ids[:, :-1]], axis=1)
+
+  eps = 1e-6
+  table = np.log(np.array([
+      [1, eps, eps, eps],          # after end: end
+      [eps, 1 / 3, 1 / 3, 1 / 3],  # after 1
+      [eps, eps, eps, 1],          # after 2
+      [1, eps, eps, eps],          # after 3: end
+      [eps, .6, .4, eps],          # after BOS
+  ]))
+
+  def encode_tokens(self, modality, x):
+    return jnp.zeros((x.shape[0], 2, 4)), jnp.ones((x.shape[0], 2)), {}
+
+  def caption_logits(self, ids, h, tmask):
+    return jnp.asarray(self.table, jnp.float32)[ids]
+
+
+def test_beam_search_finds_the_more_likely_caption_that_greedy_misses():
+  x = jnp.zeros((3, 1))
+  np.testing.assert_array_equal(greedy_decode(_Chain(), 'image', x, 5), [[1, 1, 1, 1, 1]] * 3)
+  np.testing.assert_array_equal(beam_decode(_Chain(), 'image', x, 5, 2), [[2, 3, 0, 0, 0]] * 3)
+  np.testing.assert_array_equal(beam_decode(_Chain(), 'image', x, 5, 1), [[1, 1, 1, 1, 1]] * 3)

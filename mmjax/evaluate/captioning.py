@@ -1,10 +1,11 @@
-"""`python -m mmjax.evaluate.captioning --config=configs/coca.py --workdir=DIR [--step=N]`
+"""`python -m mmjax.evaluate.captioning --config=configs/coca.py --workdir=DIR [--beam_size=K]`
 
-Greedy-decodes captions for every test example of each `config.evaluation.datasets` entry whose
-modality the model captions (CoCa), and reports, on labelled datasets with digit class names
-(`mmjax_digits`), the share of captions that name the right digit (and no other), and BLEU-4 and
-CIDEr-D (pycocoevalcap's scorers) against the dataset's own caption of each example. Captions
-are tokenized by lowercasing and splitting into words (not COCO's Java PTB tokenizer).
+Decodes captions (greedy; beam search with `--beam_size` > 1; `--step=N` picks a checkpoint) for
+every test example of each `config.evaluation.datasets` entry whose modality the model captions
+(CoCa), and reports, on labelled datasets with digit class names (`mmjax_digits`), the share of
+captions that name the right digit (and no other), and BLEU-4 and CIDEr-D (pycocoevalcap's
+scorers) against the dataset's own caption of each example. Captions are tokenized by
+lowercasing and splitting into words (not COCO's Java PTB tokenizer).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from mmjax.data.digits_render import CLASS_NAMES
 from mmjax.evaluate.errors import EvalError
 from mmjax.evaluate.restore import restore_params
 from mmjax.evaluate.runner import _batches, _entries, _names, _resolution
-from mmjax.models.caption_decoding import greedy_decode
+from mmjax.models.caption_decoding import beam_decode, greedy_decode
 from mmjax.train import state as state_lib
 
 
@@ -54,7 +55,7 @@ def caption_scores(generated: list[str], references: list[str]) -> dict:
   return {'bleu4': float(bleu[3]), 'cider': float(cider)}
 
 
-def caption_dataset(config, graphdef, params, mesh, cfg, tokenizer) -> dict:
+def caption_dataset(config, graphdef, params, mesh, cfg, tokenizer, beam_size: int = 1) -> dict:
   """Captions of every example of one eval dataset: `{modality: {right_digit_share, count,
   samples}}` for each of its modalities the model captions."""
   rules = partitioning.rules_from_config(config)
@@ -65,7 +66,10 @@ def caption_dataset(config, graphdef, params, mesh, cfg, tokenizer) -> dict:
   for modality in [m for m in _names(cfg.modalities) if m in captions]:
     def run(params, x, modality=modality):
       with partitioning.axis_rules(mesh, rules):
-        return greedy_decode(state_lib.merge(graphdef, params), modality, x, length)
+        model = state_lib.merge(graphdef, params)
+        if beam_size > 1:
+          return beam_decode(model, modality, x, length, beam_size)
+        return greedy_decode(model, modality, x, length)
     fn = jax.jit(run, out_shardings=partitioning.replicated(mesh))
     right, count, samples, generated, references = 0, 0, [], [], []
     for batch in _batches(cfg, config, cfg.split, (modality, 'text'), res):
@@ -95,10 +99,14 @@ def main(argv=None) -> int:
   parser.add_argument('--config', required=True, help='configs/<name>.py[:arg] of the run')
   parser.add_argument('--workdir', required=True, help='run directory holding checkpoints/')
   parser.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
+  parser.add_argument('--beam_size', type=int, default=1, help='1: greedy; K > 1: beam search')
 
   def run():
     args, overrides = cli.parse(parser, argv)
     config = config_lib.load_config(args.config, overrides)
+    if args.beam_size < 1:
+      print(f'error: --beam_size must be >= 1 (1 = greedy), got {args.beam_size}.', file=sys.stderr)
+      return 2
     mesh = partitioning.make_mesh(config.mesh)
     try:
       step, graphdef, params = restore_params(config, args.workdir, mesh, args.step)
@@ -106,16 +114,17 @@ def main(argv=None) -> int:
         raise EvalError('the model has no caption decoder: train with a task that sets '
                         "caption=MODALITY (e.g. configs/coca.py).")
       tokenizer = pipeline.load_tokenizer(config)
-      rep = {name: caption_dataset(config, graphdef, params, mesh, cfg, tokenizer)
+      rep = {name: caption_dataset(config, graphdef, params, mesh, cfg, tokenizer, args.beam_size)
              for name, cfg in _entries(config)}
     except EvalError as e:
       print(f'error: {e}', file=sys.stderr)
       return 2
     if jax.process_index() == 0:
-      path = os.path.join(args.workdir, 'eval', f'captions_step_{step}.json')
+      tag = f'_beam{args.beam_size}' if args.beam_size > 1 else ''
+      path = os.path.join(args.workdir, 'eval', f'captions_step_{step}{tag}.json')
       os.makedirs(os.path.dirname(path), exist_ok=True)
       with open(path, 'w') as f:
-        json.dump({'step': step, 'datasets': rep}, f, indent=2)
+        json.dump({'step': step, 'beam_size': args.beam_size, 'datasets': rep}, f, indent=2)
       for name, mods in rep.items():
         for m, r in mods.items():
           print(f'{name}/{m}: right-digit share {r["right_digit_share"]:.3f}, BLEU-4 '
