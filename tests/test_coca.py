@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from mmjax import config as config_lib
-from mmjax.evaluate.captioning import caption_scores, names_digit
+from mmjax.evaluate.captions import caption_scores, names_digit
 from mmjax_testing import ROOT, train_steps
 
 

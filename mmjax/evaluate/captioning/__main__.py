@@ -13,84 +13,19 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import sys
 
 import jax
-import numpy as np
-from pycocoevalcap.bleu.bleu import Bleu
-from pycocoevalcap.cider.cider import Cider
 
 from mmjax import cli
 from mmjax import config as config_lib
 from mmjax.core import partitioning
 from mmjax.data import pipeline
-from mmjax.data.digits_render import CLASS_NAMES
+from mmjax.evaluate.captions import caption_dataset
 from mmjax.evaluate.errors import EvalError
 from mmjax.evaluate.restore import restore_params
-from mmjax.evaluate.runner import _batches, _entries, _names, _resolution
-from mmjax.models.caption_decoding import beam_decode, greedy_decode
+from mmjax.evaluate.runner import _entries
 from mmjax.train import state as state_lib
-
-
-def names_digit(caption: str, label: int, class_names=CLASS_NAMES) -> bool:
-  """True when `caption` contains the word `class_names[label]` and no other class name."""
-  words = set(re.findall(r'[a-z]+', caption.lower()))
-  named = {i for i, n in enumerate(class_names) if n in words}
-  return named == {int(label)}
-
-
-def _words(text: str) -> str:
-  return ' '.join(re.findall(r"[a-z0-9']+", text.lower()))
-
-
-def caption_scores(generated: list[str], references: list[str]) -> dict:
-  """BLEU-4 and CIDEr-D of `generated[i]` against the one reference `references[i]`."""
-  if not generated:
-    return {'bleu4': 0.0, 'cider': 0.0}
-  gen = {i: [_words(g) or '<empty>'] for i, g in enumerate(generated)}
-  ref = {i: [_words(r)] for i, r in enumerate(references)}
-  bleu, _ = Bleu(4).compute_score(ref, gen, verbose=0)
-  cider, _ = Cider().compute_score(ref, gen)
-  return {'bleu4': float(bleu[3]), 'cider': float(cider)}
-
-
-def caption_dataset(config, graphdef, params, mesh, cfg, tokenizer, beam_size: int = 1) -> dict:
-  """Captions of every example of one eval dataset: `{modality: {right_digit_share, count,
-  samples}}` for each of its modalities the model captions."""
-  rules = partitioning.rules_from_config(config)
-  res = _resolution(cfg)
-  length = int(res.text_length or config.model.max_text_length)
-  captions = state_lib.merge(graphdef, params).spec.captions
-  out = {}
-  for modality in [m for m in _names(cfg.modalities) if m in captions]:
-    def run(params, x, modality=modality):
-      with partitioning.axis_rules(mesh, rules):
-        model = state_lib.merge(graphdef, params)
-        if beam_size > 1:
-          return beam_decode(model, modality, x, length, beam_size)
-        return greedy_decode(model, modality, x, length)
-    fn = jax.jit(run, out_shardings=partitioning.replicated(mesh))
-    right, count, samples, generated, references = 0, 0, [], [], []
-    for batch in _batches(cfg, config, cfg.split, (modality, 'text'), res):
-      x = jax.make_array_from_process_local_data(partitioning.batch_sharding(mesh),
-                                                 np.asarray(batch[modality]))
-      texts = tokenizer.decode(np.asarray(fn(params, x)))
-      refs = tokenizer.decode(batch['text'])
-      for text, ref, ok, label in zip(texts, refs, batch['valid'],
-                                      batch.get('label', [None] * len(texts))):
-        if not ok:
-          continue
-        count += 1
-        generated.append(text)
-        references.append(ref)
-        if label is not None:
-          right += names_digit(text, label)
-        if len(samples) < 8:
-          samples.append({'caption': text, 'label': None if label is None else int(label)})
-    out[modality] = {'right_digit_share': right / max(count, 1), 'count': count,
-                     **caption_scores(generated, references), 'samples': samples}
-  return out
 
 
 def main(argv=None) -> int:
