@@ -187,6 +187,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if cap and (cap == 'text' or cap not in mods or 'text' not in mods):
       raise ConfigError(f'config.tasks.{name}.caption={cap!r} must name a non-text modality of the '
                         f"task, which also needs text: e.g. modalities='image,text', caption='image'.")
+    if cap and int(t.get('text_instances', 1)) > 1:
+      raise ConfigError(f'config.tasks.{name} captions one text per example: set text_instances=1 '
+                        'or drop caption.')
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -21,6 +21,8 @@ def coca_config(*overrides):
 def test_caption_must_name_a_non_text_modality_of_the_task():
   with pytest.raises(config_lib.ConfigError, match='caption'):
     coca_config('--config.tasks.image_caption.caption=video')
+  with pytest.raises(config_lib.ConfigError, match='text_instances'):
+    coca_config('--config.tasks.image_caption.text_instances=2')
 
 
 def test_loss_is_weighted_sum_of_contrastive_and_caption_parts():
