@@ -228,6 +228,14 @@ def validate(config: ml_collections.ConfigDict) -> None:
                       'choose a number of heads that divides the width.')
   if not config.tasks:
     raise ConfigError('config.tasks is empty: add at least one task.')
+  for name, t in config.tasks.items():
+    cap, mods = t.get('caption', '') or '', str(t.modalities).replace(' ', '').split(',')
+    if cap and (cap == 'text' or cap not in mods or 'text' not in mods):
+      raise ConfigError(f'config.tasks.{name}.caption={cap!r} must name a non-text modality of the '
+                        f"task, which also needs text: e.g. modalities='image,text', caption='image'.")
+    if cap and int(t.get('text_instances', 1)) > 1:
+      raise ConfigError(f'config.tasks.{name} captions one text per example: set text_instances=1 '
+                        'or drop caption.')
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

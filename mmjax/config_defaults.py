@@ -27,6 +27,8 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   m.max_audio_tokens = 256
   m.max_text_length = 64
   m.vocab_size = 32_128
+  # CoCa text decoder, built only when a task has `caption=MODALITY`.
+  m.caption_decoder = ml_collections.ConfigDict(dict(unimodal_layers=1, multimodal_layers=1))
   m.audio = ml_collections.ConfigDict(dict(
       features='log_mel', sample_rate=16_000, window=400, hop=160, num_mels=128,
       patch_frames=16, patch_mels=16, patch_samples=256))
@@ -92,7 +94,8 @@ def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections
       dataset=dataset, split='train', modalities=modalities, batch_size=batch_size,
       contrast='', mil_nce='', classify='', num_classes=0, weight=1.0, interval=1,
       image_size=None, num_frames=None, audio_samples=None, text_length=None,
-      drop_token=0.0, text_instances=1, feature_map=ml_collections.ConfigDict()))
+      drop_token=0.0, text_instances=1, feature_map=ml_collections.ConfigDict(),
+      caption='', caption_weight=1.0, contrastive_weight=1.0))
   for k, v in kw.items():
     t[k] = v
   return t

@@ -46,6 +46,11 @@ class Task:
   feature_map: tuple[tuple[str, str], ...] = ()  # (dataset feature, mmjax modality or 'label')
   drop_token: float = 0.0
   text_instances: int = 1  # > 1: text is [batch, instances, length] (MIL-NCE positives)
+  # CoCa: `caption` names the modality whose encoder tokens a text decoder captions; the loss is
+  # contrastive_weight * (NCE terms) + caption_weight * captioning cross-entropy.
+  caption: str = ''
+  caption_weight: float = 1.0
+  contrastive_weight: float = 1.0
 
   @property
   def resolution(self) -> Resolution:
@@ -131,7 +136,10 @@ def task_from_config(name: str, cfg) -> Task:
       weight=float(cfg.get('weight', 1.0)), interval=int(cfg.get('interval', 1)),
       feature_map=tuple(sorted(dict(cfg.get('feature_map', {}) or {}).items())),
       drop_token=float(cfg.get('drop_token', 0.0)),
-      text_instances=int(cfg.get('text_instances', 1)))
+      text_instances=int(cfg.get('text_instances', 1)),
+      caption=str(cfg.get('caption', '') or ''),
+      caption_weight=float(cfg.get('caption_weight', 1.0)),
+      contrastive_weight=float(cfg.get('contrastive_weight', 1.0)))
 
 
 def tasks_from_config(config) -> list[Task]:

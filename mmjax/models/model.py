@@ -28,6 +28,7 @@ from mmjax.models import regions
 from mmjax.models.encoder import Encoder, routed_layer_indices
 from mmjax.models.layers import Dense, l2_normalize, param
 from mmjax.models.mot import MotEncoder
+from mmjax.models.text_decoder import AttentionPool, TextDecoder
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -38,6 +39,7 @@ class ModelSpec:
   modalities: tuple[str, ...]
   pairs: tuple[tuple[str, str], ...]
   heads: tuple[tuple[str, int], ...]       # (head name, classes)
+  captions: tuple[str, ...] = ()           # modalities a CoCa text decoder captions
 
   @classmethod
   def from_config(cls, config) -> 'ModelSpec':
@@ -48,7 +50,9 @@ class ModelSpec:
     names = [h for h, _ in heads]
     if len(names) != len(set(names)):
       raise ValueError(f'tasks on one dataset disagree on num_classes: {heads}.')
-    return cls(tuple(mods), tuple(tuple(p.split('_')) for p in pairs), tuple(heads))
+    captions = sorted({t.caption for t in tasks if t.caption}, key=MODALITIES.index)
+    return cls(tuple(mods), tuple(tuple(p.split('_')) for p in pairs), tuple(heads),
+               tuple(captions))
 
 
 def pair_name(a: str, b: str) -> str:
@@ -97,6 +101,10 @@ class MultimodalModel(nnx.Module):
     for name, classes in spec.heads:
       setattr(self, name, Dense(cfg.width, classes, ('embed', None), rngs=rngs,
                                 dtype=jnp.float32, kernel_init=nnx.initializers.zeros))
+    if spec.captions:
+      self.text_decoder = TextDecoder(cfg, rngs=rngs, dtype=dtype)
+    for m in spec.captions:
+      setattr(self, f'attn_pool_{m}', AttentionPool(cfg, rngs=rngs, dtype=dtype))
     init_t = float(cfg.temperature.init)
     self.temperature_range = (float(cfg.temperature.min), float(cfg.temperature.max))
     for a, b in spec.pairs:
@@ -146,9 +154,9 @@ class MultimodalModel(nnx.Module):
     w = tmask.astype(jnp.float32)[..., None]
     return (h * w).sum(1) / jnp.maximum(w.sum(1), 1.0)
 
-  def encode(self, modality: str, x: jax.Array, mask: jax.Array | None = None, *,
-             rng=None, drop_rate: float = 0.0):
-    """Raw input -> pooled features `[batch, width]` (float32) and the encoder's aux."""
+  def encode_tokens(self, modality: str, x: jax.Array, mask: jax.Array | None = None, *,
+                    rng=None, drop_rate: float = 0.0):
+    """Raw input -> encoder output `[batch, n, width]`, its mask `[batch, n]` and aux."""
     tokens, tmask = self.input_tokens(modality, x, mask, rng=rng, drop_rate=drop_rate)
     if self.mot:
       ids = jnp.full(tmask.shape, self.encoder.modality_index(modality), jnp.int32)
@@ -156,7 +164,23 @@ class MultimodalModel(nnx.Module):
     else:
       encoder = self.encoder if self.shared else getattr(self, f'encoder_{modality}')
       h, aux = encoder(tokens, tmask, rng=rng, region_size=self.region_size(modality))
-    return self.pool(h, tmask), aux
+    return h, tmask, aux
+
+  def encode(self, modality: str, x: jax.Array, mask: jax.Array | None = None, *,
+             rng=None, drop_rate: float = 0.0):
+    """Raw input -> pooled features `[batch, width]` (float32) and the encoder's aux; a
+    captioned modality (CoCa) is attention-pooled."""
+    h, tmask, aux = self.encode_tokens(modality, x, mask, rng=rng, drop_rate=drop_rate)
+    return self.pool_tokens(modality, h, tmask), aux
+
+  def pool_tokens(self, modality: str, h: jax.Array, tmask: jax.Array) -> jax.Array:
+    if modality in self.spec.captions:
+      return getattr(self, f'attn_pool_{modality}')(h, tmask)
+    return self.pool(h, tmask)
+
+  def caption_logits(self, ids: jax.Array, h: jax.Array, tmask: jax.Array) -> jax.Array:
+    """Decoder inputs `[batch, length]` + encoder tokens -> float32 `[batch, length, vocab]`."""
+    return self.text_decoder(ids, h, tmask)
 
   def encode_joint(self, inputs: dict, *, rng=None, drop_rate: float = 0.0) -> dict:
     """Mixture-of-Transformers fusion: `{modality: (x, mask)}` -> `{modality: pooled}`, all
@@ -223,6 +247,12 @@ class MultimodalModel(nnx.Module):
       mrng = None if rng is None else jax.random.fold_in(rng, i)
       if fused is not None:
         pooled, aux[m] = fused[m], {}
+      elif m == task.caption:  # CoCa: attention-pooled embedding, decoder over the tokens
+        h, tmask, aux[m] = self.encode_tokens(m, x, mask, rng=mrng,
+                                              drop_rate=task.drop_token if train else 0.0)
+        pooled = self.pool_tokens(m, h, tmask)
+        targets = batch['text']
+        logits['caption'] = self.caption_logits(self.text_decoder.shift_right(targets), h, tmask)
       else:
         pooled, aux[m] = self.encode(m, x, mask, rng=mrng,
                                      drop_rate=task.drop_token if train else 0.0)

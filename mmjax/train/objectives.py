@@ -4,7 +4,8 @@
 - `mil_nce_loss`: MIL-NCE with several positive instances per example (VATT); padding
   instances (an example with fewer captions) are masked out.
 - `softmax_cross_entropy`: labelled classification.
-`task_loss` sums them for one task, with MoE auxiliary losses.
+`task_loss` sums them for one task, with MoE auxiliary losses; `captioning_loss` and
+`masked_reconstruction_loss` live in `generative_objectives.py`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import optax
 
 from mmjax.core.tasks import Task
 from mmjax.models.layers import l2_normalize
+from mmjax.train.generative_objectives import (  # noqa: F401
+    caption_targets, captioning_loss, masked_reconstruction_loss)
 
 
 def nce_loss(a: jax.Array, b: jax.Array, temperature) -> jax.Array:
@@ -69,6 +72,13 @@ def moe_aux_loss(aux: dict, config) -> tuple[jax.Array, dict]:
   return lb_w * lb + z_w * z, {'moe_load_balancing_loss': lb, 'moe_router_z_loss': z}
 
 
+def _part_weight(task: Task, key: str) -> float:
+  """A caption task weighs its contrastive and captioning parts (config weights); else 1."""
+  if not task.caption:
+    return 1.0
+  return task.caption_weight if key.startswith('caption/') else task.contrastive_weight
+
+
 def task_loss(model, outputs: dict, batch: dict, task: Task, config) -> tuple[jax.Array, dict]:
   """The task's total loss and its parts (keys `nce/<a>_<b>`, `mil_nce/..`, `xent/<m>`)."""
   parts = {}
@@ -83,7 +93,10 @@ def task_loss(model, outputs: dict, batch: dict, task: Task, config) -> tuple[ja
   for m in task.classify:
     parts[f'xent/{m}'] = softmax_cross_entropy(logits[m], batch['label'])
     parts[f'accuracy/{m}'] = (logits[m].argmax(-1) == batch['label']).mean()
-  loss = sum(v for k, v in parts.items() if not k.startswith('accuracy/'))
+  if task.caption:
+    targets, tmask = caption_targets(batch['text'], batch['text_mask'])
+    parts[f'caption/{task.caption}'] = captioning_loss(logits['caption'], targets, tmask)
+  loss = sum(_part_weight(task, k) * v for k, v in parts.items() if not k.startswith('accuracy/'))
   aux_loss, aux_parts = moe_aux_loss(outputs['aux'], config)
   parts.update(aux_parts)
   return loss + aux_loss, parts

@@ -1,0 +1,36 @@
+"""Generative objectives (captioning, masked reconstruction): pure functions, float32.
+
+- `captioning_loss`: token cross-entropy averaged over the masked-in target positions (CoCa).
+- `masked_reconstruction_loss`: per-patch MSE averaged over the masked patches (MAE / MultiMAE).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def captioning_loss(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
+  """`logits [b, L, V]`, `targets [b, L]` int, `mask [b, L]` (1 = counted) -> float32 scalar:
+  the mean over masked-in positions of `-log softmax(logits)[target]` (0 when none is)."""
+  xent = optax.softmax_cross_entropy_with_integer_labels(
+      logits.astype(jnp.float32), targets.astype(jnp.int32))          # [b, L]
+  w = mask.astype(jnp.float32)
+  return (xent * w).sum() / jnp.maximum(w.sum(), 1.0)
+
+
+def masked_reconstruction_loss(pred: jax.Array, target: jax.Array, mask: jax.Array) -> jax.Array:
+  """`pred, target [b, N, P]`, `mask [b, N]` (1 = masked patch, the ones scored) -> float32
+  scalar: the mean over masked patches of each patch's mean squared error over its P values."""
+  err = jnp.square(pred.astype(jnp.float32) - target.astype(jnp.float32)).mean(-1)  # [b, N]
+  w = mask.astype(jnp.float32)
+  return (err * w).sum() / jnp.maximum(w.sum(), 1.0)
+
+
+def caption_targets(text: jax.Array, text_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """Caption tokens `[b, L]` and padding mask -> (targets, mask of scored positions): the real
+  tokens and the first padding position, whose target is the pad id 0 acting as 'end'."""
+  m = text_mask.astype(jnp.int32)
+  first_pad = jnp.concatenate([jnp.ones_like(m[:, :1]), m[:, :-1]], axis=1) * (1 - m)
+  return text.astype(jnp.int32), m + first_pad
