@@ -53,12 +53,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every = 0                # 0 = not during training (python -m mmjax.evaluate after)
   c.data_dir = ''                 # TFDS data dir; '' = $TFDS_DATA_DIR or the TFDS default
   c.init_from = ''                # a params-only export (mmjax.export) to fine-tune from
+  c.init_from_hint = ''           # which export init_from needs (said when frozen params lack it)
   c.model = model_config()
   c.mesh = ml_collections.ConfigDict(dict(data=-1, fsdp=1, tensor=1, expert=1))
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adamw', learning_rate=1e-3, warmup_steps=100, decay_steps=1000,
       end_learning_rate_factor=0.0, b1=0.9, b2=0.999, eps=1e-7, weight_decay=1e-4,
-      grad_clip_norm=1.0))
+      grad_clip_norm=1.0, freeze=()))  # freeze: regexes of frozen param names (train/freezing.py)
   c.agd = ml_collections.ConfigDict(dict(mode='weighted'))   # weighted | round_robin
   c.text = ml_collections.ConfigDict(dict(tokenizer='', lowercase=True))
   # Host input pipeline (mmjax/data/options.py documents each key).

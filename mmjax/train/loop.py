@@ -16,13 +16,13 @@ from tqdm import tqdm
 
 from mmjax import config as config_lib
 from mmjax.core import checkpointing, partitioning
-from mmjax.core.params_io import load_params
+from mmjax.core.params_io import is_params_export, load_params
 from mmjax.core.tasks import MixedTask, task_signatures, tasks_from_config
 from mmjax.data import pipeline
 from mmjax.data.agd_sampler import AgdSampler
 from mmjax.models.encoder import routed_layer_indices
 from mmjax.models.moe_config import check_moe_config
-from mmjax.train import distributed, faults, routing_stats
+from mmjax.train import distributed, faults, freezing, routing_stats
 from mmjax.train import state as state_lib, step as step_lib
 from mmjax.train.metrics_writer import MetricsWriter
 
@@ -46,6 +46,18 @@ def check_workdir(workdir: str) -> None:
                          'choose another --workdir.')
 
 
+def _check_init(config) -> None:
+  """Frozen parameters need an export to come from; `init_from` must hold one."""
+  if freezing.patterns(config.optimizer):
+    try:
+      freezing.check_config(config, state_lib.abstract_params(config))
+    except freezing.FreezeError as e:
+      raise PreflightError(str(e)) from None
+  if config.get('init_from', '') and not is_params_export(config.init_from):
+    raise PreflightError(f'config.init_from {config.init_from!r} holds no params-only export: '
+                         'pass the --output of python -m mmjax.export.')
+
+
 def preflight(config, workdir: str):
   """Mesh, tasks, data and workdir checks; returns (mesh, signatures, sampler)."""
   mesh = partitioning.make_mesh(config.mesh)
@@ -63,6 +75,7 @@ def preflight(config, workdir: str):
           f'size {dp} (data*fsdp*expert) and the {hosts} process(es): change its batch_size '
           'or config.mesh.')
     pipeline.validate_task(t, config)
+  _check_init(config)
   check_workdir(workdir)
   sampler = AgdSampler(tasks, mode=config.agd.mode, seed=config.seed)
   return mesh, task_signatures(config), sampler
