@@ -80,7 +80,8 @@ def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections
       dataset=dataset, split='train', modalities=modalities, batch_size=batch_size,
       contrast='', mil_nce='', classify='', num_classes=0, weight=1.0, interval=1,
       image_size=None, num_frames=None, audio_samples=None, text_length=None,
-      drop_token=0.0, text_instances=1, feature_map=ml_collections.ConfigDict()))
+      drop_token=0.0, text_instances=1, m3col='', mixup_alpha=1.0,
+      feature_map=ml_collections.ConfigDict()))
   for k, v in kw.items():
     t[k] = v
   return t

@@ -46,6 +46,8 @@ class Task:
   feature_map: tuple[tuple[str, str], ...] = ()  # (dataset feature, mmjax modality or 'label')
   drop_token: float = 0.0
   text_instances: int = 1  # > 1: text is [batch, instances, length] (MIL-NCE positives)
+  m3col: tuple[tuple[str, str], ...] = ()  # (mixed, other): M3CoL mixup pairs (train/mixup.py)
+  mixup_alpha: float = 1.0  # the mixing weight's Beta(alpha, alpha)
 
   @property
   def resolution(self) -> Resolution:
@@ -131,7 +133,8 @@ def task_from_config(name: str, cfg) -> Task:
       weight=float(cfg.get('weight', 1.0)), interval=int(cfg.get('interval', 1)),
       feature_map=tuple(sorted(dict(cfg.get('feature_map', {}) or {}).items())),
       drop_token=float(cfg.get('drop_token', 0.0)),
-      text_instances=int(cfg.get('text_instances', 1)))
+      text_instances=int(cfg.get('text_instances', 1)),
+      m3col=_pairs(cfg.get('m3col', ())), mixup_alpha=float(cfg.get('mixup_alpha', 1.0)))
 
 
 def tasks_from_config(config) -> list[Task]:

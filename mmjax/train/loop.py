@@ -22,7 +22,7 @@ from mmjax.data import pipeline
 from mmjax.data.agd_sampler import AgdSampler
 from mmjax.models.encoder import routed_layer_indices
 from mmjax.models.moe_config import check_moe_config
-from mmjax.train import distributed, faults, freezing, routing_stats
+from mmjax.train import distributed, faults, freezing, mixup, routing_stats
 from mmjax.train import state as state_lib, step as step_lib
 from mmjax.train.metrics_writer import MetricsWriter
 
@@ -75,6 +75,10 @@ def preflight(config, workdir: str):
           f'size {dp} (data*fsdp*expert) and the {hosts} process(es): change its batch_size '
           'or config.mesh.')
     pipeline.validate_task(t, config)
+    try:
+      mixup.check_task(t)
+    except ValueError as e:
+      raise PreflightError(str(e)) from None
   _check_init(config)
   check_workdir(workdir)
   sampler = AgdSampler(tasks, mode=config.agd.mode, seed=config.seed)
