@@ -11,6 +11,7 @@ from scipy import stats
 from mmjax import config as config_lib
 from mmjax.core import partitioning
 from mmjax.core.tasks import task_signatures
+from mmjax.train import __main__ as train_main
 from mmjax.train import mixup, state as state_lib, step as step_lib
 from mmjax_testing import ROOT, synthetic_batch
 
@@ -59,3 +60,12 @@ def test_m3col_config_trains_with_the_mixup_loss_and_checks_pairs():
     mixup.check_task(dataclasses.replace(task, m3col=(('text', 'image'),)))
   with pytest.raises(ValueError, match='not one of its contrast pairs'):
     mixup.check_task(dataclasses.replace(task, contrast=()))
+
+
+def test_cli_refuses_an_unmixable_pair_before_writing(tmp_path, capsys):
+  workdir = tmp_path / 'run'
+  rc = train_main.main([f'--config={ROOT}/configs/m3col.py', f'--workdir={workdir}',
+                        '--config.tasks.image_text.m3col=text-image'])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert rc == 2 and not workdir.exists()
+  assert len(err) == 1 and "mixes 'text'" in err[0]

@@ -24,7 +24,7 @@ class FreezeError(ValueError):
 
 
 def patterns(cfg) -> tuple[str, ...]:
-  """`cfg` is `config.optimizer`; its `freeze` patterns (a comma-free string counts as one)."""
+  """`cfg` is `config.optimizer`; its `freeze` patterns (a single string is one pattern)."""
   value = cfg.get('freeze', ()) or ()
   return (value,) if isinstance(value, str) else tuple(value)
 
