@@ -57,6 +57,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_every = 0                # 0 = not during training (python -m mmjax.evaluate after)
   c.data_dir = ''                 # TFDS data dir; '' = $TFDS_DATA_DIR or the TFDS default
   c.init_from = ''                # a params-only export (mmjax.export) to fine-tune from
+  c.init_from_hint = ''           # which export init_from needs (said when frozen params lack it)
   c.model = model_config()
   # Axis sizes are totals over all devices. Multi-slice (or multi-host GPU) runs: dcn_<axis> is
   # the part of that axis that crosses slices (or processes) over DCN; num_slices > 1 alone puts
@@ -66,7 +67,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.optimizer = ml_collections.ConfigDict(dict(
       name='adamw', learning_rate=1e-3, warmup_steps=100, decay_steps=1000,
       end_learning_rate_factor=0.0, b1=0.9, b2=0.999, eps=1e-7, weight_decay=1e-4,
-      grad_clip_norm=1.0))
+      grad_clip_norm=1.0, freeze=()))  # freeze: regexes of frozen param names (train/freezing.py)
   c.agd = ml_collections.ConfigDict(dict(mode='weighted'))   # weighted | round_robin
   c.text = ml_collections.ConfigDict(dict(tokenizer='', lowercase=True))
   # Host input pipeline (mmjax/data/options.py documents each key).
@@ -94,7 +95,8 @@ def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections
       dataset=dataset, split='train', modalities=modalities, batch_size=batch_size,
       contrast='', mil_nce='', classify='', num_classes=0, weight=1.0, interval=1,
       image_size=None, num_frames=None, audio_samples=None, text_length=None,
-      drop_token=0.0, text_instances=1, feature_map=ml_collections.ConfigDict(),
+      drop_token=0.0, text_instances=1, m3col='', mixup_alpha=1.0,
+      feature_map=ml_collections.ConfigDict(),
       caption='', caption_weight=1.0, contrastive_weight=1.0))
   for k, v in kw.items():
     t[k] = v

@@ -51,6 +51,8 @@ class Task:
   caption: str = ''
   caption_weight: float = 1.0
   contrastive_weight: float = 1.0
+  m3col: tuple[tuple[str, str], ...] = ()  # (mixed, other): M3CoL mixup pairs (train/mixup.py)
+  mixup_alpha: float = 1.0  # the mixing weight's Beta(alpha, alpha)
 
   @property
   def resolution(self) -> Resolution:
@@ -139,7 +141,8 @@ def task_from_config(name: str, cfg) -> Task:
       text_instances=int(cfg.get('text_instances', 1)),
       caption=str(cfg.get('caption', '') or ''),
       caption_weight=float(cfg.get('caption_weight', 1.0)),
-      contrastive_weight=float(cfg.get('contrastive_weight', 1.0)))
+      contrastive_weight=float(cfg.get('contrastive_weight', 1.0)),
+      m3col=_pairs(cfg.get('m3col', ())), mixup_alpha=float(cfg.get('mixup_alpha', 1.0)))
 
 
 def tasks_from_config(config) -> list[Task]:

@@ -15,14 +15,15 @@ import numpy as np
 
 from mmjax import config as config_lib, paths
 from mmjax.core import checkpointing, partitioning
-from mmjax.core.params_io import load_params
+from mmjax.core.params_io import is_params_export, load_params
 from mmjax.core.tasks import MixedTask, task_signatures, tasks_from_config
 from mmjax.data import pipeline
 from mmjax.data.agd_sampler import AgdSampler
 from mmjax.models.encoder import routed_layer_indices
 from mmjax.models.moe_config import check_moe_config
 from mmjax.seeds import resolve_seeds
-from mmjax.train import curves, distributed, faults, feed, goodput as goodput_lib, routing_stats
+from mmjax.train import curves, distributed, faults, feed, freezing, goodput as goodput_lib
+from mmjax.train import mixup, routing_stats
 from mmjax.train import profiler, progress as progress_lib, task_means
 from mmjax.train import state as state_lib, step as step_lib
 from mmjax.train import goodput as goodput_lib
@@ -51,6 +52,18 @@ def check_workdir(workdir: str) -> None:
                          'choose another --workdir.')
 
 
+def _check_init(config) -> None:
+  """Frozen parameters need an export to come from; `init_from` must hold one."""
+  if freezing.patterns(config.optimizer):
+    try:
+      freezing.check_config(config, state_lib.abstract_params(config))
+    except freezing.FreezeError as e:
+      raise PreflightError(str(e)) from None
+  if config.get('init_from', '') and not is_params_export(config.init_from):
+    raise PreflightError(f'config.init_from {config.init_from!r} holds no params-only export: '
+                         'pass the --output of python -m mmjax.export.')
+
+
 def preflight(config, workdir: str):
   """Mesh, tasks, data and workdir checks; returns (mesh, signatures, sampler)."""
   mesh = partitioning.make_mesh(config.mesh)
@@ -68,6 +81,11 @@ def preflight(config, workdir: str):
           f'size {dp} (data*fsdp*expert) and the {hosts} process(es): change its batch_size '
           'or config.mesh.')
     pipeline.validate_task(t, config)
+    try:
+      mixup.check_task(t)
+    except ValueError as e:
+      raise PreflightError(str(e)) from None
+  _check_init(config)
   check_workdir(workdir)
   sampler = AgdSampler(tasks, mode=config.agd.mode, seed=resolve_seeds(config).sampler)
   return mesh, task_signatures(config), sampler

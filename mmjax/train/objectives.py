@@ -18,6 +18,7 @@ from mmjax.core.tasks import Task
 from mmjax.models.layers import l2_normalize
 from mmjax.train.generative_objectives import (  # noqa: F401
     caption_targets, captioning_loss, masked_reconstruction_loss)
+from mmjax.train.contrastive_variants import distillation_loss, m3col_loss  # noqa: F401 (contract names)
 
 
 def nce_loss(a: jax.Array, b: jax.Array, temperature) -> jax.Array:

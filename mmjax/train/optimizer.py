@@ -1,13 +1,16 @@
 """AdamW with linear warmup + cosine decay, a weight-decay mask and global-norm clipping.
 
 No decay on norms, biases, embeddings (token and position tables), CLS tokens and temperatures:
-decay applies to matrices of the encoder, projections and heads only.
+decay applies to matrices of the encoder, projections and heads only. Parameters matched by
+`config.optimizer.freeze` get none of it and no state (mmjax/train/freezing.py).
 """
 
 from __future__ import annotations
 
 import jax
 import optax
+
+from mmjax.train import freezing
 
 _NO_DECAY_NAMES = ('token_embedding', 'pos_', 'cls_', 'log_temperature', 'scale', 'bias')
 
@@ -32,7 +35,8 @@ def decay_mask(params) -> dict:
 
 
 def make_optimizer(cfg) -> optax.GradientTransformation:
-  """`cfg` is `config.optimizer` (`name` must be 'adamw')."""
+  """`cfg` is `config.optimizer` (`name` must be 'adamw'); with `cfg.freeze` patterns the frozen
+  parameters go to `optax.set_to_zero()` (no state) and the rest to clipping + AdamW."""
   if cfg.name != 'adamw':
     raise ValueError(f"config.optimizer.name {cfg.name!r} is not supported; use 'adamw'.")
   chain = []
@@ -40,4 +44,8 @@ def make_optimizer(cfg) -> optax.GradientTransformation:
     chain.append(optax.clip_by_global_norm(cfg.grad_clip_norm))
   chain.append(optax.adamw(learning_rate_schedule(cfg), b1=cfg.b1, b2=cfg.b2, eps=cfg.eps,
                            weight_decay=cfg.weight_decay, mask=decay_mask))
-  return optax.chain(*chain)
+  pats = freezing.patterns(cfg)
+  if not pats:
+    return optax.chain(*chain)
+  return optax.multi_transform({freezing.TRAINED: optax.chain(*chain),
+                                freezing.FROZEN: optax.set_to_zero()}, freezing.labels(pats))

@@ -23,6 +23,11 @@ def _abstract_model(config):
   return graphdef, state
 
 
+def abstract_params(config) -> dict:
+  """The params pytree of `config`'s model as `ShapeDtypeStruct`s (no device memory)."""
+  return nnx.to_pure_dict(_abstract_model(config)[1])
+
+
 def logical_axes(state) -> dict:
   """Pure dict of each parameter's logical axis names."""
   axes = jax.tree.map(lambda v: v.get_metadata().get('logical_axes', (None,) * v.ndim)

@@ -16,7 +16,7 @@ from mmjax.core import partitioning
 from mmjax.core.tasks import MixedTask, Task
 from mmjax.models.model import pair_name
 from mmjax.seeds import resolve_seeds
-from mmjax.train import objectives, optimizer as optimizer_lib
+from mmjax.train import freezing, mixup, objectives, optimizer as optimizer_lib
 from mmjax.train.state import merge
 
 _SHAPES = {
@@ -77,6 +77,7 @@ def make_train_step(config, graphdef, mesh, state_shardings):
   schedule = optimizer_lib.learning_rate_schedule(config.optimizer)
   rules = partitioning.rules_from_config(config)
   base_key = jax.random.key(resolve_seeds(config).dropout)  # DropToken, router jitter
+  frozen = freezing.patterns(config.optimizer)  # frozen leaves: no gradient, kept bit for bit
 
   def step(state, batch, task: Task):
     with partitioning.axis_rules(mesh, rules):
@@ -85,12 +86,15 @@ def make_train_step(config, graphdef, mesh, state_shardings):
       def one_task(model, batch, task, rng):
         outputs = model(batch, task, rng=rng, train=True)
         loss, parts = objectives.task_loss(model, outputs, batch, task, config)
+        if task.m3col:  # M3CoL: a second pass on inputs mixed within a modality
+          extra = mixup.m3col_losses(model, outputs, batch, task, jax.random.fold_in(rng, 7919))
+          loss, parts = loss + sum(extra.values()), parts | extra
         temps = {f'temperature/{pair_name(*p)}': model.temperature(*p)
                  for p in task.contrast + task.mil_nce}
         return loss, parts | temps, outputs['aux']
 
       def loss_fn(params):
-        model = merge(graphdef, params)
+        model = merge(graphdef, freezing.stop_frozen(params, frozen))
         if not isinstance(task, MixedTask):
           loss, parts, aux = one_task(model, batch, task, rng)
           return loss, (parts, aux)
@@ -106,7 +110,8 @@ def make_train_step(config, graphdef, mesh, state_shardings):
       grad_norm = optax.tree.norm(grads)
       finite = jnp.isfinite(loss) & jnp.isfinite(grad_norm)
       updates, opt_state = opt.update(grads, state['opt_state'], state['params'])
-      params = optax.apply_updates(state['params'], updates)
+      params = freezing.keep_frozen(optax.apply_updates(state['params'], updates),
+                                    state['params'], frozen)
       new_state = {'step': state['step'] + 1,
                    'params': _tree_select(finite, params, state['params']),
                    'opt_state': _tree_select(finite, opt_state, state['opt_state'])}

@@ -1,0 +1,58 @@
+"""Contrastive variants beyond symmetric InfoNCE, all in float32.
+
+- `m3col_loss`: M3CoL's mixed-sample alignment — a sample mixed within one modality from
+  examples `i` and `perm[i]` is aligned with both sources' partners in the other modality, with
+  soft targets `lam[i]` and `1 - lam[i]`.
+- `distillation_loss`: MobileCLIP-style distillation of a teacher's pairwise similarities into a
+  student's, as row-wise KL in both directions.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from mmjax.models.layers import l2_normalize
+
+
+def _f32(x):
+  return jnp.asarray(x, jnp.float32)
+
+
+def m3col_loss(mixed: jax.Array, other: jax.Array, perm: jax.Array, lam: jax.Array,
+               temperature) -> jax.Array:
+  """`mixed, other [batch, dim]`, `perm [batch]` int, `lam [batch]` -> scalar.
+
+  With `p(j | i) = softmax_j(cos(mixed_i, other_j) / temperature)`, the mean over `i` of
+  `-(lam_i * log p(i | i) + (1 - lam_i) * log p(perm_i | i))`.
+  """
+  a, b = l2_normalize(_f32(mixed)), l2_normalize(_f32(other))
+  logp = jax.nn.log_softmax((a @ b.T) / _f32(temperature), axis=-1)   # [batch, batch]
+  rows = jnp.arange(a.shape[0])
+  lam = _f32(lam)
+  own = logp[rows, rows]
+  partner = logp[rows, perm.astype(jnp.int32)]
+  return -(lam * own + (1.0 - lam) * partner).mean()
+
+
+def _row_kl(teacher_logits: jax.Array, student_logits: jax.Array) -> jax.Array:
+  """Mean over rows of `KL(softmax(teacher) || softmax(student))`, `[rows, cols]` each."""
+  log_t = jax.nn.log_softmax(teacher_logits, axis=-1)
+  log_s = jax.nn.log_softmax(student_logits, axis=-1)
+  return (jnp.exp(log_t) * (log_t - log_s)).sum(-1).mean()
+
+
+def distillation_loss(student_a: jax.Array, student_b: jax.Array, teacher_a: jax.Array,
+                      teacher_b: jax.Array, student_temperature,
+                      teacher_temperature) -> jax.Array:
+  """Student `[batch, d_s]` and teacher `[batch, d_t]` embeddings of two modalities -> scalar.
+
+  `S = norm(student_a) @ norm(student_b).T / student_temperature`, `T` likewise from the
+  teacher; the average of the mean row-wise `KL(softmax(T) || softmax(S))` over the a->b
+  matrices and over the b->a (transposed) matrices. The teacher gets no gradient.
+  """
+  s = (l2_normalize(_f32(student_a)) @ l2_normalize(_f32(student_b)).T
+       / _f32(student_temperature))
+  t = jax.lax.stop_gradient(l2_normalize(_f32(teacher_a)) @ l2_normalize(_f32(teacher_b)).T
+                            / _f32(teacher_temperature))
+  return 0.5 * (_row_kl(t, s) + _row_kl(t.T, s.T))
