@@ -6,8 +6,8 @@ Routers (`config.model.moe.router`):
 - `experts_choose`: each expert takes its top-`capacity` tokens (balanced by construction, so
   its load-balancing loss is 0).
 - `dropless`: tokens_choose without capacity; tokens sorted by expert go through a grouped
-  matmul (`mmjax.kernels.ragged_matmul`, impl `config.model.moe.impl`); on a mesh each device
-  sorts its own examples (`shard_map`) and the expert weights are gathered to it.
+  matmul (`mmjax.kernels.ragged_matmul`, impl `config.model.moe.impl`); on an expert mesh axis
+  tokens travel by all_to_all to the devices holding their experts (`mmjax.models.dropless`).
 
 Routing groups are examples: capacity = ceil(capacity_factor * length * top_k / experts) per
 example, so the output does not depend on the mesh. Tokens reach experts by scatter/gather
@@ -28,7 +28,7 @@ from mmjax.core.partitioning import constrain
 from mmjax.models.expert_routing import (expert_capacity, load_balancing_loss, route_experts_choose,
                                          route_tokens_choose, router_entropy, router_probs,
                                          router_z_loss, slot_positions)
-from mmjax.models.grouped import grouped_matmul, per_example_shards
+from mmjax.models.dropless import dropless_experts
 from mmjax.models.layers import Dense, param, stacked
 from mmjax.models.moe_config import (ROUTERS, MoeConfigError, check_expert_axis,
                                      check_moe_config)
@@ -66,6 +66,7 @@ class MoeMlp(nnx.Module):
     self.router_kind, self.capacity_factor = moe.router, float(moe.capacity_factor)
     self.batch_prioritized, self.jitter = bool(moe.batch_prioritized), float(moe.jitter)
     self.impl, self.dtype = moe.impl, dtype
+    self.comm_dtype = moe.get('comm_dtype', None) or None
     self.normalize = bool(moe.get('normalize_combine_weights', False))
     self.router = Dense(cfg.width, self.num_experts, ('embed', None), rngs=rngs, use_bias=False,
                         dtype=jnp.float32, kernel_init=ROUTER_INIT)
@@ -170,26 +171,10 @@ class MoeMlp(nnx.Module):
     return y, load / jnp.maximum(load.sum(), 1.0), dropped
 
   def _dropless(self, x, index, weights, mask):
-    e, k, dt = self.num_experts, self.top_k, self.dtype
     if self.normalize:
       weights = weights / jnp.maximum(weights.sum(-1, keepdims=True), 1e-9)
-
-    def local(x, index, weights, mask, wi, bi, wo, bo):
-      b, length, d = x.shape
-      n = b * length
-      real = mask.reshape(n) > 0
-      claims = jnp.where(real[:, None], index.reshape(n, k), e).reshape(-1)   # [n * top_k]
-      order = jnp.argsort(claims, stable=True)
-      expert_of = jnp.minimum(claims[order], e - 1)
-      sizes = jnp.zeros((e + 1,), jnp.int32).at[claims].add(1)[:e]
-      h = grouped_matmul(x.reshape(n, d)[order // k].astype(dt), wi, sizes, self.impl)
-      ys = grouped_matmul(jax.nn.gelu(h + bi[expert_of]), wo, sizes, self.impl) + bo[expert_of]
-      w = jnp.where(real[:, None], weights.reshape(n, k), 0.0).reshape(-1)[order]
-      y = jnp.zeros((n, d), jnp.float32).at[order // k].add(ys.astype(jnp.float32) * w[:, None])
-      return y.reshape(b, length, d), sizes[None]
-
-    shared = [p[...].astype(dt) for p in (self.wi.kernel, self.wi.bias, self.wo.kernel,
-                                          self.wo.bias)]
-    y, sizes = per_example_shards(local, (x, index, weights, mask), shared)
-    sizes = sizes.sum(0).astype(jnp.float32)
+    params = [p[...].astype(self.dtype) for p in (self.wi.kernel, self.wi.bias, self.wo.kernel,
+                                                  self.wo.bias)]
+    y, sizes = dropless_experts(x, index, weights, mask, params, impl=self.impl,
+                                comm_dtype=self.comm_dtype)
     return y, sizes / jnp.maximum(sizes.sum(), 1.0), jnp.zeros((), jnp.float32)
