@@ -71,7 +71,7 @@ def dropless_experts(x, index, weights, mask, params, *, impl='auto', comm_dtype
   Padding claims no expert and gets 0. `comm_dtype` (None = the weights' dtype) is the dtype
   of tokens between devices."""
   experts, k = params[0].shape[0], index.shape[-1]
-  comm_dtype = jnp.dtype(comm_dtype or params[0].dtype)
+  comm_dtype = params[0].dtype if comm_dtype is None else jnp.dtype(comm_dtype)
 
   def run(x, index, weights, mask, *params, axis=None, ep=1):
     b, length, d = x.shape
