@@ -45,9 +45,11 @@ def _grads(cfg, x, mask, sizes, seed=3):
 
 
 def _close(a, b, what):
+  """Max |a - b| within 1e-5 of the largest |b| (relative to the array's scale)."""
   a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
   scale = max(np.abs(b).max(), 1e-12)
-  assert np.abs(a - b).max() <= 1e-5 * scale, f'{what}: max diff {np.abs(a - b).max()} > 1e-5 x {scale}'
+  diff = np.abs(a - b).max()
+  assert diff <= 1e-5 * scale, f'{what}: max diff {diff} > 1e-5 x {scale}'
 
 
 @pytest.mark.parametrize('ep', [2, 4, 8])

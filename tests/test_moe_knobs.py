@@ -58,8 +58,8 @@ def test_per_expert_drop_and_capacity_use_by_hand():
 def test_load_balancing_scale_switch_is_top_k_times():
   x, mask = _inputs()
   _, slot = _run(_cfg('tokens_choose', 4, 2, 2.0), x, mask)
-  _, switch = _run(_cfg('tokens_choose', 4, 2, 2.0, '--config.model.moe.load_balancing_scale=switch'),
-                   x, mask)
+  switch_cfg = _cfg('tokens_choose', 4, 2, 2.0, '--config.model.moe.load_balancing_scale=switch')
+  _, switch = _run(switch_cfg, x, mask)
   np.testing.assert_allclose(float(switch['load_balancing_loss']),
                              2 * float(slot['load_balancing_loss']), rtol=1e-6)
   # Perfect balance by hand: uniform router probabilities, every expert chosen equally often.
