@@ -37,7 +37,11 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
       num_experts=0, top_k=1, last_n=0, every=0, router='tokens_choose', capacity_factor=1.25,
       batch_prioritized=False, jitter=0.0, load_balancing_weight=1e-2, z_loss_weight=1e-3,
       impl='auto', mixture_of_transformers=False,
-      normalize_combine_weights=False))
+      normalize_combine_weights=False,
+      # Routing knobs (mmjax/models/moe.py docstring): tokens per routing group across examples
+      # (0 = one example), least expert capacity, dtype of tokens between devices ('' = the
+      # model's), load-balancing loss scale ('per_slot': 1 at balance; 'switch': top_k).
+      group_size=0, min_capacity=0, comm_dtype='', load_balancing_scale='per_slot'))
   # BiFormer routed attention in `layers`; regions: S×S patch windows (image), T×S×S (video),
   # block_size tokens (audio, text); see mmjax/models/regions.py.
   m.routed_attention = ml_collections.ConfigDict(dict(layers=(), block_size=16, top_k=4,

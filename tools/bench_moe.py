@@ -3,6 +3,12 @@
   python -m tools.bench_moe
   python -m tools.bench_moe --tokens=1024,4096,16384 --width=256 --mlp_dim=1024 --experts=8 \
       --top_k=1 --reps=3 --out=bench_moe.json
+  XLA_FLAGS=--xla_force_host_platform_device_count=8 JAX_PLATFORMS=cpu \
+      python -m tools.bench_moe --mesh --experts_list=4,8,16,32,64 --tokens=512 --top_k=2
+
+With `--mesh`: expert-parallel dropless vs tokens-choose vs dense on a mesh of all devices,
+step time and per-device peak memory as the number of experts grows (`tools/bench_moe_mesh.py`);
+`--tokens` is then the tokens per device.
 
 Memory: XLA's compiled `memory_analysis()` temp bytes of the jitted forward pass, for the MoE
 layer (scatter/gather dispatch into `[experts, capacity, embed]`) and for the same layer written
@@ -26,6 +32,7 @@ from flax import nnx
 from mmjax.config_defaults import model_config
 from mmjax.models import moe as moe_lib
 from mmjax.models.mlp import Mlp
+from tools import bench_moe_mesh
 
 
 def layer_config(width, mlp_dim, experts, top_k, router, capacity_factor=1.25):
@@ -119,13 +126,29 @@ def main(argv=None) -> int:
   parser.add_argument('--top_k', type=int, default=1)
   parser.add_argument('--reps', type=int, default=3, help='timed runs per layer (0: memory only)')
   parser.add_argument('--out', default=None, help='also write the JSON here')
+  parser.add_argument('--mesh', action='store_true', help='expert-parallel comparison on a mesh')
+  parser.add_argument('--experts_list', default='4,8,16,32,64', help='with --mesh')
   args = parser.parse_args(argv)
   args.tokens = [int(t) for t in args.tokens.split(',') if t]
-  rows = run(args)
   report = {'device': jax.devices()[0].device_kind, 'backend': jax.default_backend(),
-            'width': args.width, 'mlp_dim': args.mlp_dim, 'experts': args.experts,
-            'top_k': args.top_k, 'capacity_factor': 1.25, 'rows': rows}
-  print(table(rows))
+            'devices': jax.device_count(), 'width': args.width, 'mlp_dim': args.mlp_dim,
+            'top_k': args.top_k, 'capacity_factor': 1.25}
+  if args.mesh:
+    experts = [int(e) for e in args.experts_list.split(',') if e]
+    bad = [e for e in experts if e < args.top_k]
+    if bad or len(args.tokens) != 1:
+      print(f'--experts_list needs every count >= --top_k={args.top_k} and --tokens one count '
+            f'(tokens per device) with --mesh; got {experts} and {args.tokens}.', file=sys.stderr)
+      return 2
+    rows = bench_moe_mesh.mesh_rows(experts, tokens=args.tokens[0], width=args.width,
+                                    mlp_dim=args.mlp_dim, top_k=args.top_k, reps=args.reps,
+                                    layer_config=layer_config)
+    print(bench_moe_mesh.mesh_table(rows))
+  else:
+    rows = run(args)
+    report['experts'] = args.experts
+    print(table(rows))
+  report['rows'] = rows
   print(json.dumps(report, indent=2))
   if args.out:
     with open(args.out, 'w') as f:

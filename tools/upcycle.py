@@ -88,6 +88,17 @@ def upcycle_params(dense: dict, abstract: dict, seed: int = 0) -> dict:
   return jax.tree_util.tree_map_with_path(pick, abstract)
 
 
+def combine_weight_warning(config) -> str | None:
+  """One sentence when the upcycled model will not start as its dense parent (combine weights
+  not normalised), else None."""
+  moe = config.model.moe
+  if moe.get('normalize_combine_weights', False):
+    return None
+  return ('warning: config.model.moe.normalize_combine_weights is False, so each upcycled MoE '
+          "layer's output is scaled by its tokens' router probabilities and the model does not "
+          'start equal to the dense one; set it to True to keep the dense function.')
+
+
 def upcycle(dense_workdir: str, config, workdir: str, step: int | None = None) -> int:
   """Writes the upcycled train state as step 0 of `workdir`; returns the dense step used."""
   path = os.path.join(dense_workdir, 'config.json')
@@ -140,6 +151,9 @@ def main(argv=None) -> int:
   def run():
     args, overrides = cli.parse(parser, argv)
     config = config_lib.load_config(args.config, overrides)
+    warning = combine_weight_warning(config)
+    if warning:
+      print(warning, file=sys.stderr)
     step = upcycle(args.dense_workdir, config, args.workdir, args.step)
     print(f'upcycled {args.dense_workdir} step {step} into {args.workdir} (step 0); resume with '
           f'python -m mmjax.train --config={args.config} --workdir={args.workdir}')

@@ -1,8 +1,15 @@
 """The switch the model uses to pick an attention / ragged-matmul implementation.
 
 attention impl: 'xla' (pure-JAX reference), 'pallas' (flash_attention), 'cudnn'
-(jax.nn.dot_product_attention on GPU), 'auto' (pallas on GPU/TPU, xla on CPU).
-ragged_matmul impl: 'xla' (jax.lax.ragged_dot), 'pallas' (grouped_matmul), 'auto' (likewise).
+(jax.nn.dot_product_attention on GPU), 'auto' (xla on CPU, pallas on TPU, cudnn on GPU).
+ragged_matmul impl: 'xla' (jax.lax.ragged_dot), 'pallas' (grouped_matmul), 'auto' (xla on CPU
+and GPU, pallas on TPU).
+On GPU `auto` stays on cuDNN and XLA until the Pallas GPU (Triton) kernels have been compiled,
+tested and benchmarked on a GPU; ask for them with impl='pallas'.
+cudnn reads `segment_ids` as padding: 1 (any id > 0) for a prefix of real tokens, 0 for the
+padding after them (the model's mask), passed as sequence lengths, never as a dense
+`[batch, 1, length, length]` mask; packed sequences (several ids > 0) need 'xla' or 'pallas'.
+q, k and v go to cuDNN in bfloat16 (cast from a float32 model), the output in q's dtype.
 routed (BiFormer) attention under the attention impl: 'pallas' (routed_attention), 'auto'
 (pallas on TPU, else the XLA reference), 'xla' and 'cudnn' (cuDNN has no routed attention) the
 gather-based XLA reference.
@@ -23,11 +30,15 @@ RAGGED_MATMUL_IMPLS = ('auto', 'xla', 'pallas')
 
 
 def resolve_impl(impl: str, accepted: tuple[str, ...], backend: str | None = None) -> str:
-  """The implementation `impl` names on `backend`: 'auto' is 'pallas' off CPU, else 'xla'."""
+  """The implementation `impl` names on `backend`: 'auto' is 'pallas' on TPU, 'xla' on CPU,
+  and on GPU 'cudnn' where `accepted` has it (attention), else 'xla' (ragged matmul)."""
   backend_lib.check_choice('impl', impl, accepted)
   if impl != 'auto':
     return impl
-  return 'xla' if backend_lib.resolve_backend(backend) == 'cpu' else 'pallas'
+  platform = backend_lib.resolve_backend(backend)
+  if platform == 'gpu':
+    return 'cudnn' if 'cudnn' in accepted else 'xla'
+  return 'pallas' if platform == 'tpu' else 'xla'
 
 
 def resolve_routed_impl(impl: str, backend: str | None = None) -> str:
@@ -66,11 +77,21 @@ def attention(q, k, v, *, impl, segment_ids=None, causal=False, sm_scale=None, b
   if platform != 'gpu':
     raise ValueError(f"attention impl 'cudnn' needs a GPU, but the backend is '{platform}'; "
                      "use impl='pallas' or 'xla' there.")
-  mask = None
+  return cudnn_attention(q, k, v, segment_ids=segment_ids, causal=causal, sm_scale=sm_scale)
+
+
+def cudnn_attention(q, k, v, *, segment_ids=None, causal=False, sm_scale=None):
+  """cuDNN fused attention (see the module docstring): bfloat16 q/k/v, padding as sequence
+  lengths `sum(segment_ids > 0)` per example, output `[batch, q_len, heads, head_dim]` in q's
+  dtype."""
+  lengths = None
   if segment_ids is not None:
-    mask = (segment_ids[:, :, None] == segment_ids[:, None, :])[:, None]   # [b, 1, q, k]
-  return jax.nn.dot_product_attention(q, k, v, mask=mask, scale=sm_scale, is_causal=causal,
-                                      implementation='cudnn')
+    lengths = jnp.sum(segment_ids > 0, axis=1).astype(jnp.int32)   # [batch]
+  q16, k16, v16 = (x.astype(jnp.bfloat16) for x in (q, k, v))
+  out = jax.nn.dot_product_attention(q16, k16, v16, scale=sm_scale, is_causal=causal,
+                                     query_seq_lengths=lengths, key_value_seq_lengths=lengths,
+                                     implementation='cudnn')
+  return out.astype(q.dtype)
 
 
 def ragged_matmul(lhs, rhs, group_sizes, *, impl, backend=None):

@@ -1,7 +1,8 @@
 """Multi-head self-attention with optional QK-norm.
 
 The attention itself is chosen by `config.model.attention_impl` (`auto | xla | pallas | cudnn`,
-see `mmjax.kernels.select`): `auto` is the Pallas flash kernel on GPU/TPU, the XLA reference on CPU.
+see `mmjax.kernels.select`): `auto` is the Pallas flash kernel on TPU, cuDNN on GPU, the XLA
+reference on CPU.
 Layers listed in `config.model.routed_attention.layers` use BiFormer bi-level routed attention
 between regions of consecutive tokens (`regions.py` says how each modality's tokens are laid
 out); there `auto` is the Pallas kernel on TPU only, the XLA reference elsewhere.

@@ -16,9 +16,11 @@ import jax
 import jax.numpy as jnp
 
 
-def expert_capacity(tokens: int, num_experts: int, top_k: int, capacity_factor: float) -> int:
-  """Slots per expert: `ceil(capacity_factor * tokens * top_k / num_experts)`, at least 1."""
-  return max(1, math.ceil(capacity_factor * tokens * top_k / num_experts))
+def expert_capacity(tokens: int, num_experts: int, top_k: int, capacity_factor: float,
+                    min_capacity: int = 1) -> int:
+  """Slots per expert: `ceil(capacity_factor * tokens * top_k / num_experts)`, at least
+  `min_capacity` and 1."""
+  return max(1, int(min_capacity), math.ceil(capacity_factor * tokens * top_k / num_experts))
 
 
 def router_probs(logits: jax.Array) -> jax.Array:

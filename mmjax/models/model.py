@@ -159,8 +159,8 @@ class MultimodalModel(nnx.Module):
     """Raw input -> encoder output `[batch, n, width]`, its mask `[batch, n]` and aux."""
     tokens, tmask = self.input_tokens(modality, x, mask, rng=rng, drop_rate=drop_rate)
     if self.mot:
-      ids = jnp.full(tmask.shape, self.encoder.modality_index(modality), jnp.int32)
-      h, aux = self.encoder(tokens, tmask, ids, rng=rng)
+      # One modality: a Python int selects the plain-matmul fast path (no sort).
+      h, aux = self.encoder(tokens, tmask, self.encoder.modality_index(modality), rng=rng)
     else:
       encoder = self.encoder if self.shared else getattr(self, f'encoder_{modality}')
       h, aux = encoder(tokens, tmask, rng=rng, region_size=self.region_size(modality))

@@ -6,14 +6,18 @@ Routers (`config.model.moe.router`):
 - `experts_choose`: each expert takes its top-`capacity` tokens (balanced by construction, so
   its load-balancing loss is 0).
 - `dropless`: tokens_choose without capacity; tokens sorted by expert go through a grouped
-  matmul (`mmjax.kernels.ragged_matmul`, impl `config.model.moe.impl`); on a mesh each device
-  sorts its own examples (`shard_map`) and the expert weights are gathered to it.
+  matmul (`mmjax.kernels.ragged_matmul`, impl `config.model.moe.impl`); on an expert mesh axis
+  tokens travel by all_to_all to the devices holding their experts (`mmjax.models.dropless`).
 
-Routing groups are examples: capacity = ceil(capacity_factor * length * top_k / experts) per
-example, so the output does not depend on the mesh. Tokens reach experts by scatter/gather
-into a `[experts, batch, capacity, embed]` buffer (never a one-hot), constrained to logical
+Routing groups: capacity = max(min_capacity, ceil(capacity_factor * group * top_k / experts))
+per group, where a group is one example, or with `moe.group_size` that many tokens taken in
+order across examples (batch * length must be a multiple of it); the output does not depend on
+the mesh. Tokens reach experts by scatter/gather into a `[experts, groups, capacity, embed]`
+buffer (never a one-hot) in `moe.comm_dtype` (empty = the model dtype), constrained to logical
 `('expert', 'batch', None, 'embed')`: on an expert mesh axis XLA moves tokens by all-to-all.
 With `moe.normalize_combine_weights` the top_k weights are divided by their sum (top-1: 1.0).
+The load-balancing loss is 1.0 at balance, times top_k with `moe.load_balancing_scale='switch'`
+(the Switch Transformer / MaxText convention).
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from mmjax.core.partitioning import constrain
 from mmjax.models.expert_routing import (expert_capacity, load_balancing_loss, route_experts_choose,
                                          route_tokens_choose, router_entropy, router_probs,
                                          router_z_loss, slot_positions)
-from mmjax.models.grouped import grouped_matmul, per_example_shards
+from mmjax.models.dropless import dropless_experts
 from mmjax.models.layers import Dense, param, stacked
 from mmjax.models.moe_config import (ROUTERS, MoeConfigError, check_expert_axis,
                                      check_moe_config)
@@ -55,8 +59,11 @@ class MoeMlp(nnx.Module):
 
   `aux` (float32, padding excluded): `load_balancing_loss`, `router_z_loss`, `router_entropy`
   (mean over tokens), `dropped_fraction` (token-slots over capacity; for experts_choose, tokens
-  no expert took) and `expert_load [experts]` (fraction of the router's token-slots per expert,
-  before capacity; for experts_choose, of the real tokens taken).
+  no expert took), `expert_load [experts]` (fraction of the router's token-slots per expert,
+  before capacity; for experts_choose, of the real tokens taken), `expert_drop [experts]`
+  (fraction of each expert's claims over its capacity; 0 for experts_choose and dropless) and,
+  except for dropless, `capacity_use [experts]` (fraction of each expert's slots holding a
+  real token).
   """
 
   def __init__(self, cfg, *, rngs: nnx.Rngs, dtype):
@@ -66,6 +73,10 @@ class MoeMlp(nnx.Module):
     self.router_kind, self.capacity_factor = moe.router, float(moe.capacity_factor)
     self.batch_prioritized, self.jitter = bool(moe.batch_prioritized), float(moe.jitter)
     self.impl, self.dtype = moe.impl, dtype
+    self.comm_dtype = jnp.dtype(moe.get('comm_dtype', '') or dtype)
+    self.group_size = int(moe.get('group_size', 0))
+    self.min_capacity = int(moe.get('min_capacity', 0))
+    self.lb_scale = float(self.top_k if moe.get('load_balancing_scale', '') == 'switch' else 1)
     self.normalize = bool(moe.get('normalize_combine_weights', False))
     self.router = Dense(cfg.width, self.num_experts, ('embed', None), rngs=rngs, use_bias=False,
                         dtype=jnp.float32, kernel_init=ROUTER_INIT)
@@ -83,30 +94,38 @@ class MoeMlp(nnx.Module):
     return self.router(x)
 
   def __call__(self, x: jax.Array, mask: jax.Array | None = None, *, rng=None):
-    b, length, _ = x.shape
+    shape = x.shape
     ctx = partitioning.current_context()
     if ctx is not None:
       check_expert_axis(self.num_experts, int(dict(ctx[0].shape).get('expert', 1)))
-    mask = jnp.ones((b, length), jnp.int32) if mask is None else mask.astype(jnp.int32)
+    mask = jnp.ones(shape[:2], jnp.int32) if mask is None else mask.astype(jnp.int32)
+    if self.group_size and self.group_size != shape[1]:
+      if (shape[0] * shape[1]) % self.group_size:
+        raise MoeConfigError(f'config.model.moe.group_size={self.group_size} does not divide the '
+                             f'{shape[0]}x{shape[1]} tokens of the batch: choose a divisor of '
+                             f'{shape[0] * shape[1]} (or 0 for one group per example).')
+      x = x.reshape(-1, self.group_size, shape[2])
+      mask = mask.reshape(x.shape[:2])
+    b, length, _ = x.shape
     logits = self.router_logits(x, rng)
     probs = router_probs(logits)
     if self.router_kind == 'experts_choose':
-      y, load, dropped = self._experts_choose(x, logits, mask)
+      y, load, stats = self._experts_choose(x, logits, mask)
       lb = jnp.zeros((), jnp.float32)
     else:
       weights, index = jax.lax.top_k(probs, self.top_k)            # [batch, length, top_k]
       if self.router_kind == 'dropless':
-        y, load, dropped = self._dropless(x, index, weights, mask)
+        y, load, stats = self._dropless(x, index, weights, mask)
       else:
-        y, load, dropped = self._tokens_choose(x, logits, weights, mask)
+        y, load, stats = self._tokens_choose(x, logits, weights, mask)
       lb = load_balancing_loss(probs.reshape(b * length, -1), index.reshape(b * length, -1),
-                               mask.reshape(-1))
+                               mask.reshape(-1)) * self.lb_scale
     flat_mask = mask.reshape(-1)
     aux = {'load_balancing_loss': lb,
            'router_z_loss': router_z_loss(logits.reshape(b * length, -1), flat_mask),
            'router_entropy': router_entropy(probs.reshape(b * length, -1), flat_mask),
-           'expert_load': load, 'dropped_fraction': dropped}
-    return y.astype(x.dtype), aux
+           'expert_load': load, **stats}
+    return y.reshape(shape).astype(x.dtype), aux
 
   # -- expert computation on the `[experts, batch, capacity, embed]` buffer --------------------
 
@@ -126,7 +145,7 @@ class MoeMlp(nnx.Module):
   def _tokens_choose(self, x, logits, weights, mask):
     b, length, d = x.shape
     e, k = self.num_experts, self.top_k
-    cap = expert_capacity(length, e, k, self.capacity_factor)
+    cap = expert_capacity(length, e, k, self.capacity_factor, self.min_capacity)
     route = lambda lg, m: route_tokens_choose(lg, k, cap, mask=m,
                                               batch_prioritized=self.batch_prioritized)
     index, combine, position = jax.vmap(route)(logits, mask)        # [batch, length, top_k]
@@ -135,12 +154,12 @@ class MoeMlp(nnx.Module):
     slot = jnp.where(position >= 0, index * cap + position, e * cap)  # e*cap = dropped
 
     def scatter(xg, sg):
-      buf = jnp.zeros((e * cap, d), x.dtype)
+      buf = jnp.zeros((e * cap, d), self.comm_dtype)
       for j in range(k):
-        buf = buf.at[sg[:, j]].add(xg, mode='drop')
+        buf = buf.at[sg[:, j]].add(xg.astype(self.comm_dtype), mode='drop')
       return buf
     buf = jax.vmap(scatter)(x, slot).reshape(b, e, cap, d)
-    out = self._experts(buf).reshape(b, e * cap, d)
+    out = self._experts(buf).astype(self.comm_dtype).reshape(b, e * cap, d)
     gather = jax.vmap(lambda o, s: o.at[s].get(mode='fill', fill_value=0))
     y = jnp.zeros((b, length, d), jnp.float32)
     for j in range(k):
@@ -149,16 +168,22 @@ class MoeMlp(nnx.Module):
     load = jnp.zeros((e,), jnp.int32).at[index.reshape(-1)].add(routed.reshape(-1))
     total = jnp.maximum(routed.sum(), 1).astype(jnp.float32)
     dropped = (routed.sum() - jnp.sum(position >= 0)).astype(jnp.float32) / total
-    return y, load.astype(jnp.float32) / total, dropped
+    kept = jnp.zeros((e,), jnp.int32).at[index.reshape(-1)].add(
+        (position >= 0).reshape(-1).astype(jnp.int32))
+    stats = {'dropped_fraction': dropped,
+             'expert_drop': (load - kept).astype(jnp.float32) / jnp.maximum(load, 1),
+             'capacity_use': kept.astype(jnp.float32) / (cap * b)}
+    return y, load.astype(jnp.float32) / total, stats
 
   def _experts_choose(self, x, logits, mask):
     b, length, d = x.shape
     e = self.num_experts
-    cap = min(length, expert_capacity(length, e, self.top_k, self.capacity_factor))
+    cap = min(length, expert_capacity(length, e, self.top_k, self.capacity_factor,
+                                      self.min_capacity))
     route = lambda lg, m: route_experts_choose(lg, cap, mask=m)
     token_index, combine = jax.vmap(route)(logits, mask)            # [batch, experts, cap]
-    buf = jax.vmap(lambda xg, ti: xg[ti])(x, token_index)           # [batch, experts, cap, d]
-    out = self._experts(buf).astype(jnp.float32) * combine[..., None]
+    buf = jax.vmap(lambda xg, ti: xg[ti])(x.astype(self.comm_dtype), token_index)
+    out = self._experts(buf).astype(self.comm_dtype).astype(jnp.float32) * combine[..., None]
     y = jax.vmap(lambda o, ti: jnp.zeros((length, d), jnp.float32).at[ti.reshape(-1)].add(
         o.reshape(-1, d)))(out, token_index)
     taken = jnp.take_along_axis(mask, token_index.reshape(b, -1), axis=1).reshape(token_index.shape)
@@ -166,30 +191,17 @@ class MoeMlp(nnx.Module):
     count = lambda ti: jnp.zeros((length,), jnp.int32).at[ti.reshape(-1)].add(1)
     hits = jax.vmap(count)(token_index)                             # experts per token
     missed = jnp.sum((hits == 0) * mask).astype(jnp.float32)
-    dropped = missed / jnp.maximum(mask.sum(), 1).astype(jnp.float32)
-    return y, load / jnp.maximum(load.sum(), 1.0), dropped
+    stats = {'dropped_fraction': missed / jnp.maximum(mask.sum(), 1).astype(jnp.float32),
+             'expert_drop': jnp.zeros((e,), jnp.float32), 'capacity_use': load / (cap * b)}
+    return y, load / jnp.maximum(load.sum(), 1.0), stats
 
   def _dropless(self, x, index, weights, mask):
-    e, k, dt = self.num_experts, self.top_k, self.dtype
     if self.normalize:
       weights = weights / jnp.maximum(weights.sum(-1, keepdims=True), 1e-9)
-
-    def local(x, index, weights, mask, wi, bi, wo, bo):
-      b, length, d = x.shape
-      n = b * length
-      real = mask.reshape(n) > 0
-      claims = jnp.where(real[:, None], index.reshape(n, k), e).reshape(-1)   # [n * top_k]
-      order = jnp.argsort(claims, stable=True)
-      expert_of = jnp.minimum(claims[order], e - 1)
-      sizes = jnp.zeros((e + 1,), jnp.int32).at[claims].add(1)[:e]
-      h = grouped_matmul(x.reshape(n, d)[order // k].astype(dt), wi, sizes, self.impl)
-      ys = grouped_matmul(jax.nn.gelu(h + bi[expert_of]), wo, sizes, self.impl) + bo[expert_of]
-      w = jnp.where(real[:, None], weights.reshape(n, k), 0.0).reshape(-1)[order]
-      y = jnp.zeros((n, d), jnp.float32).at[order // k].add(ys.astype(jnp.float32) * w[:, None])
-      return y.reshape(b, length, d), sizes[None]
-
-    shared = [p[...].astype(dt) for p in (self.wi.kernel, self.wi.bias, self.wo.kernel,
-                                          self.wo.bias)]
-    y, sizes = per_example_shards(local, (x, index, weights, mask), shared)
-    sizes = sizes.sum(0).astype(jnp.float32)
-    return y, sizes / jnp.maximum(sizes.sum(), 1.0), jnp.zeros((), jnp.float32)
+    params = [p[...].astype(self.dtype) for p in (self.wi.kernel, self.wi.bias, self.wo.kernel,
+                                                  self.wo.bias)]
+    y, sizes = dropless_experts(x, index, weights, mask, params, impl=self.impl,
+                                comm_dtype=self.comm_dtype)
+    stats = {'dropped_fraction': jnp.zeros((), jnp.float32),
+             'expert_drop': jnp.zeros((self.num_experts,), jnp.float32)}
+    return y, sizes / jnp.maximum(sizes.sum(), 1.0), stats

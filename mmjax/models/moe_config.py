@@ -1,11 +1,15 @@
-"""Checks of `config.model.moe` (router kind, top_k, capacity, layer placement, expert mesh
-axis), run before a MoE model is built so a bad setting fails in one sentence."""
+"""Checks of `config.model.moe` (router kind, top_k, capacity, routing knobs, layer placement,
+expert mesh axis), run before a MoE model is built so a bad setting fails in one sentence."""
 
 from __future__ import annotations
 
 from mmjax.config import ConfigError
 
 ROUTERS = ('tokens_choose', 'experts_choose', 'dropless')
+COMM_DTYPES = ('', 'float32', 'bfloat16', 'float16')
+# Load-balancing loss at perfect balance: 'per_slot' 1.0 (every top-k choice is one slot),
+# 'switch' top_k (Switch Transformer / MaxText convention: the same weight pushes k times harder).
+LB_SCALES = ('per_slot', 'switch')
 
 
 def moe_layer_indices(cfg) -> tuple[int, ...]:
@@ -47,6 +51,15 @@ def check_moe_config(model_cfg, mesh_shape: dict | None = None) -> None:
                          f'num_experts={experts}.')
   if moe.router != 'dropless' and not moe.capacity_factor > 0:
     raise MoeConfigError(f'config.model.moe.capacity_factor={moe.capacity_factor} must be > 0.')
+  for knob in ('group_size', 'min_capacity'):
+    if int(moe.get(knob, 0)) < 0:
+      raise MoeConfigError(f'config.model.moe.{knob}={moe.get(knob)} must be >= 0 (0 = off).')
+  if moe.get('comm_dtype', '') not in COMM_DTYPES:
+    raise MoeConfigError(f'config.model.moe.comm_dtype is {moe.comm_dtype!r}; choose one of '
+                         f'{COMM_DTYPES} (empty = the model dtype).')
+  if moe.get('load_balancing_scale', 'per_slot') not in LB_SCALES:
+    raise MoeConfigError(f'config.model.moe.load_balancing_scale is '
+                         f'{moe.load_balancing_scale!r}; choose one of {LB_SCALES}.')
   try:
     moe_layer_indices(model_cfg)
   except ConfigError:

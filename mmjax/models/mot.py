@@ -4,7 +4,9 @@ Every block holds one set of norms, QKV / output projections and MLP per modalit
 leading `[modalities, ...]` axis. Each token uses its modality's weights (tokens are sorted by
 modality and multiplied by a grouped matmul, `mmjax.kernels.ragged_matmul`, so the FLOPs equal
 one dense block; on a mesh each device sorts its own examples); self-attention runs over the
-whole sequence, across modalities.
+whole sequence, across modalities. A sequence of one modality (`modality_ids` a Python int, as
+`Model.encode` passes) takes the fast path: that modality's weights in plain matmuls, no sort,
+partitioned by GSPMD like a dense layer's (weights split on embed/heads/mlp as fsdp/tensor).
 """
 
 from __future__ import annotations
@@ -29,8 +31,9 @@ class ModalityNorm(nnx.Module):
     self.bias = param(rngs, nnx.initializers.zeros, (modalities, features), (None, axis_name))
     self.dtype = dtype
 
-  def __call__(self, x: jax.Array, ids: jax.Array) -> jax.Array:
-    """`x [..., features]`, `ids` int of shape `x.shape[:-1]` (or broadcastable)."""
+  def __call__(self, x: jax.Array, ids) -> jax.Array:
+    """`x [..., features]`, `ids` int of shape `x.shape[:-1]` (or broadcastable), or one
+    Python int for every token."""
     return layer_norm(x, self.scale[...][ids], self.bias[...][ids], self.dtype)
 
 
@@ -46,10 +49,16 @@ class ModalityDense(nnx.Module):
                       (None,) + axes[len(in_shape):])
     self.out_shape, self.dtype = out_shape, dtype
 
-  def __call__(self, x: jax.Array, ids: jax.Array, impl: str) -> jax.Array:
+  def __call__(self, x: jax.Array, ids, impl: str) -> jax.Array:
     """`x [batch, length, *in_shape]`, `ids [batch, length]` -> `[batch, length, *out_shape]`:
-    tokens sorted by modality (per device on a mesh) go through one grouped matmul."""
+    tokens sorted by modality (per device on a mesh) go through one grouped matmul; with `ids`
+    a Python int, a plain matmul with that modality's weights."""
     m = self.kernel.shape[0]
+    if isinstance(ids, int):
+      kernel = self.kernel[...][ids].astype(self.dtype)         # [*in_shape, *out_shape]
+      n_in = kernel.ndim - len(self.out_shape)
+      return (jnp.tensordot(x.astype(self.dtype), kernel, axes=n_in)
+              + self.bias[...][ids].astype(self.dtype))
     kernel = self.kernel[...].astype(self.dtype).reshape(m, -1, math.prod(self.out_shape))
     bias = self.bias[...].astype(self.dtype).reshape(m, -1)
 
@@ -86,11 +95,13 @@ class MotBlock(nnx.Module):
                             init=mlp_init)
 
   def __call__(self, x: jax.Array, mask: jax.Array, modality_ids: jax.Array) -> jax.Array:
-    ids = modality_ids.astype(jnp.int32)
+    one = isinstance(modality_ids, int)
+    ids = modality_ids if one else modality_ids.astype(jnp.int32)
     qkv = self.qkv(self.norm1(x, ids), ids, self.impl)     # [batch, length, 3, heads, kv]
     q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]
     if self.q_norm is not None:
-      q, k = self.q_norm(q, ids[..., None]), self.k_norm(k, ids[..., None])
+      head_ids = ids if one else ids[..., None]
+      q, k = self.q_norm(q, head_ids), self.k_norm(k, head_ids)
     names = ('batch', 'length', 'heads', 'kv')
     o = attend(constrain(q, names), constrain(k, names), constrain(v, names), mask,
                self.attention_impl)
@@ -102,7 +113,8 @@ class MotBlock(nnx.Module):
 
 class MotEncoder(nnx.Module):
   """`tokens [batch, length, embed]`, `mask [batch, length]`, `modality_ids [batch, length]`
-  (index into `modalities`) -> `([batch, length, embed], aux={})`."""
+  (index into `modalities`; or one Python int: the fast path) -> `([batch, length, embed],
+  aux={})`."""
 
   def __init__(self, cfg, modalities: tuple[str, ...], *, rngs: nnx.Rngs, dtype):
     self.modalities = tuple(modalities)
@@ -121,4 +133,5 @@ class MotEncoder(nnx.Module):
     del rng  # MoT blocks are deterministic
     for i in range(self.num_layers):
       x = getattr(self, f'block_{i}')(x, mask, modality_ids)
-    return self.norm(x, modality_ids.astype(jnp.int32)), {}
+    ids = modality_ids if isinstance(modality_ids, int) else modality_ids.astype(jnp.int32)
+    return self.norm(x, ids), {}

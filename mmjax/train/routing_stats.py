@@ -28,7 +28,7 @@ def _layers(per_modality: Mapping) -> list[str]:
 def routing_rows(moe_metrics: Mapping) -> dict[str, float]:
   """`{'moe/<modality>/layer_<i>/<stat>': float}`; `expert_load` becomes one row per expert
   (`.../expert_load/<e>`) plus `.../expert_load_max`, the busiest expert's load x experts
-  (1.0 = perfectly balanced)."""
+  (1.0 = perfectly balanced); other per-expert stats one row per expert (`.../<stat>/<e>`)."""
   rows = {}
   for modality in sorted(moe_metrics):
     for layer in _layers(moe_metrics[modality]):
@@ -41,6 +41,9 @@ def routing_rows(moe_metrics: Mapping) -> dict[str, float]:
           for e, load in enumerate(v.reshape(-1)):
             rows[f'{prefix}/expert_load/{e}'] = float(load)
           rows[f'{prefix}/expert_load_max'] = float(v.max() * v.size)
+        elif v.ndim == 1:                          # per-expert stats: expert_drop, capacity_use
+          for e, item in enumerate(v):
+            rows[f'{prefix}/{stat}/{e}'] = float(item)
   return rows
 
 
