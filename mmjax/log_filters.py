@@ -46,10 +46,10 @@ def filter_known_noise() -> None:
 def install() -> None:
   """For command-line tools: log lines as `LEVEL logger: message` (INFO and up; WARNING and up
   for the chatty libraries), known noise filtered; safe to call more than once."""
-  # force: importing the library may already have configured the root logger (absl warns at
-  # import time), which would make this a no-op and hide INFO lines such as 'resumed from'.
-  logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s',
-                      force=True)
+  logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+  # Importing the library may already have given the root logger a handler (absl's), which makes
+  # basicConfig a no-op: the level is set apart so INFO lines such as 'resumed from' still show.
+  logging.getLogger().setLevel(logging.INFO)
   for name in QUIET_LOGGERS:
     logging.getLogger(name).setLevel(logging.WARNING)
   filter_known_noise()

@@ -123,5 +123,6 @@ def test_installed_console_scripts_train_and_evaluate_outside_the_checkout(tmp_p
 def test_evaluate_without_config_needs_a_run_config(tmp_path, capsys):
   assert evaluate_cli.main([f'--workdir={tmp_path}']) == 2
   err = capsys.readouterr().err.strip()
-  assert err.startswith('error: ') and 'config.json does not exist' in err and '\n' not in err
+  # Neither a run (config.json, checkpoints/) nor an export: one sentence saying to train first.
+  assert err.startswith('error: ') and 'train first' in err and '\n' not in err
   assert os.listdir(tmp_path) == []

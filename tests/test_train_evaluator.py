@@ -22,7 +22,7 @@ def test_the_train_entry_point_passes_the_evaluation_runner(monkeypatch, tmp_pat
   from mmjax.train import __main__ as entry  # pylint: disable=g-import-not-at-top
   calls = []
   monkeypatch.setattr(entry, 'train', lambda config, workdir, evaluate=None: calls.append(
-      (config.eval_every, workdir, evaluate)))
+      (config.eval_every, workdir, evaluate)) or {'step': 0})
   workdir = str(tmp_path / 'run')
   assert entry.main([f'--config={ROOT}/configs/demo.py', f'--workdir={workdir}',
                      '--config.eval_every=7']) == 0

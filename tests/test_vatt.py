@@ -38,7 +38,7 @@ def test_vatt_trains_mil_nce_and_evaluation_compiles_once(tmp_path, monkeypatch)
     return out
 
   monkeypatch.setattr(runner, 'evaluate_params', counted)
-  loop.train(config, str(tmp_path))
+  loop.train(config, str(tmp_path), evaluate=runner.evaluate_params)
   rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   train = [r for r in rows if 'loss' in r]
   assert [r['task'] for r in train] == ['video_audio', 'video_text'] * 2

@@ -17,6 +17,7 @@ from mmjax import config as config_lib
 from mmjax.config_defaults import base_config, eval_dataset, task
 from mmjax.data import sources
 from mmjax.data.errors import DataError
+from mmjax.evaluate import runner
 from mmjax.train import loop
 
 FORMATS = {'imagenette': 'tfrecord', 'coco_captions': 'array_record', 'ucf101': 'tfrecord',
@@ -82,7 +83,7 @@ def test_train_steps_and_evaluation_on_four_real_specs(prepared, digits_dir, tmp
   ev.coco = eval_dataset(names['coco_captions'], 'image', batch_size=8, text_length=8,
                          zero_shot=False, **img)
   config_lib.resolve(c)
-  out = loop.train(c, str(tmp_path))
+  out = loop.train(c, str(tmp_path), evaluate=runner.evaluate_params)
   assert out['step'] == 8
   rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
   losses = [r['loss'] for r in rows if 'loss' in r]
