@@ -22,11 +22,16 @@ from mmjax.evaluate import templates as templates_lib
 from mmjax.evaluate import zero_shot
 
 
+@jax.jit
+def _sums(params):
+  """Each parameter's sum and sum of |x| in float32 (one compiled program per model)."""
+  return jax.tree.map(lambda x: jnp.stack([jnp.sum(x.astype(jnp.float32)),
+                                           jnp.sum(jnp.abs(x.astype(jnp.float32)))]), params)
+
+
 def params_fingerprint(params, step: int) -> str:
   """A short hash of the step and of each parameter's sum and sum of |x| (float32)."""
-  sums = jax.jit(lambda p: jax.tree.map(
-      lambda x: jnp.stack([jnp.sum(x.astype(jnp.float32)),
-                           jnp.sum(jnp.abs(x.astype(jnp.float32)))]), p))(params)
+  sums = _sums(params)
   leaves = jax.tree_util.tree_leaves_with_path(jax.device_get(sums))
   text = json.dumps([int(step)] + [[jax.tree_util.keystr(k), np.asarray(v).tolist()]
                                    for k, v in leaves])

@@ -223,7 +223,7 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog) -> dict:
                   'step_time': elapsed / window['steps'],
                   'input_wait_fraction': min(window['wait'] / elapsed, 1.0)}
       for name, s in per_task.items():
-        for k in ('steps', 'examples'):  # running totals; the metrics are window means below
+        for k in ('steps', 'examples', 'skipped_examples'):  # running totals; metrics: window means
           if k in s:
             last_row[f'tasks/{name}/{k}'] = s[k]
       last_row.update(window['means'].rows())

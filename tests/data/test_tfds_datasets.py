@@ -16,6 +16,7 @@ import tfds_mock
 from mmjax import config as config_lib
 from mmjax.config_defaults import base_config, eval_dataset, task
 from mmjax.data import sources
+from mmjax.data.digits_builder import MmjaxDigits
 from mmjax.data.errors import DataError
 from mmjax.evaluate import runner
 from mmjax.train import loop
@@ -61,7 +62,8 @@ def test_train_steps_and_evaluation_on_four_real_specs(prepared, digits_dir, tmp
   c.data_dir = root
   c.total_steps, c.log_every, c.checkpoint_every, c.eval_every = 8, 1, 8, 8
   c.agd.mode = 'round_robin'
-  c.text.tokenizer = os.path.join(digits_dir, 'mmjax_digits', '1.0.0', 'tokenizer.model')
+  c.text.tokenizer = os.path.join(digits_dir, 'mmjax_digits', str(MmjaxDigits.VERSION),
+                                  'tokenizer.model')
   c.model.update(num_layers=1, embed_dim=32, patch_size=8, max_grid=4, max_text_length=8,
                  vocab_size=512, tubelet_frames=2)
   c.data.threads = 1

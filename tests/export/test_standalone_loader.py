@@ -60,7 +60,8 @@ def test_export_has_config_and_model_card(tmp_path):
   workdir = str(tmp_path / 'run')
   config, _ = fx.make_run(workdir, with_eval=False)
   report_lib.write_report(report_lib.build_report(
-      fx.STEP, zero_shot={'digits/image': {'top1': 0.5, 'top5': 0.875}}), workdir)
+      fx.STEP, zero_shot={'digits/image': {'top1': 0.5, 'top5': 0.875}}),
+      report_lib.eval_dir(workdir))
   out = str(tmp_path / 'export')
   report = export_run(workdir, out, 'safetensors', 'float32', quiet=True)
   assert {layout.SAFETENSORS, layout.CONFIG, layout.MODEL_CARD} <= set(os.listdir(out))
