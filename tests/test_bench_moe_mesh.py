@@ -10,8 +10,7 @@ from tools import bench_moe
 
 
 def test_mesh_bench_rows(tmp_path, capsys):
-  if jax.device_count() < 8:
-    pytest.skip('needs XLA_FLAGS=--xla_force_host_platform_device_count=8')
+  assert jax.device_count() >= 8, 'tests/conftest.py sets 8 CPU devices'
   out = tmp_path / 'b.json'
   assert bench_moe.main(['--mesh', '--experts_list=4,16', '--tokens=128', '--width=16',
                          '--mlp_dim=32', '--top_k=2', '--reps=1', f'--out={out}']) == 0

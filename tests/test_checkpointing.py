@@ -16,8 +16,7 @@ def _abstract(config, sizes, n):
 
 
 def test_save_on_data8_restore_on_fsdp4_and_one_device(tmp_path):
-  if jax.device_count() < 8:
-    pytest.skip('needs 8 devices')
+  assert jax.device_count() >= 8, 'tests/conftest.py sets 8 CPU devices'
   config = demo_config('--config.model.num_layers=2')
   (graphdef, _, shardings), mesh = _abstract(config, {'data': 8}, 8)
   state = state_lib.create_train_state(config, mesh, graphdef, shardings)

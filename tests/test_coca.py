@@ -37,8 +37,7 @@ def test_loss_is_weighted_sum_of_contrastive_and_caption_parts():
 
 
 def test_caption_losses_agree_across_meshes():
-  if jax.device_count() < 8:
-    pytest.skip('needs XLA_FLAGS=--xla_force_host_platform_device_count=8')
+  assert jax.device_count() >= 8, 'tests/conftest.py sets 8 CPU devices'
   keys = ('loss', 'nce/image_text', 'caption/image')
   runs = []
   for sizes in ({'data': 8}, {'data': 2, 'fsdp': 2, 'tensor': 2}):

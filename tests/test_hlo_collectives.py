@@ -40,8 +40,7 @@ def _expect(found):
 
 
 def test_cpu_program():
-  if jax.device_count() < 8:
-    pytest.skip('needs XLA_FLAGS=--xla_force_host_platform_device_count=8')
+  assert jax.device_count() >= 8, 'tests/conftest.py sets 8 CPU devices'
   _expect(analyze_hlo(_scan_with_collectives(jax.devices()[:8]).as_text(), 8))
 
 

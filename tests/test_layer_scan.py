@@ -27,8 +27,7 @@ def _run(scan: bool, mesh_sizes, num_devices, steps=3):
 @pytest.mark.parametrize('mesh_sizes,num_devices', [({'data': 1}, 1),
                                                     ({'data': 2, 'fsdp': 2, 'expert': 2}, 8)])
 def test_scanned_encoder_trains_like_unrolled(mesh_sizes, num_devices):
-  if jax.device_count() < num_devices:
-    pytest.skip('needs XLA_FLAGS=--xla_force_host_platform_device_count=8')
+  assert jax.device_count() >= num_devices, 'tests/conftest.py sets 8 CPU devices'
   abstract_u, hist_u, params_u = _run(False, mesh_sizes, num_devices)
   abstract_s, hist_s, params_s = _run(True, mesh_sizes, num_devices)
   # Same parameter tree, shapes and shardings: checkpoints are interchangeable.

@@ -140,8 +140,7 @@ def _sharded_run(cfg, x, mask, sizes):
 @pytest.mark.parametrize('router,expert_sizes', [('tokens_choose', (2, 4, 8)),
                                                  ('experts_choose', (4,)), ('dropless', (8,))])
 def test_expert_parallel_matches_one_device(router, expert_sizes):
-  if jax.device_count() < 8:
-    pytest.skip('needs XLA_FLAGS=--xla_force_host_platform_device_count=8')
+  assert jax.device_count() >= 8, 'tests/conftest.py sets 8 CPU devices'
   cfg = _cfg(router, 8, 2, 1.0)
   x, mask = _inputs(b=8)
   want, _ = _sharded_run(cfg, x, mask, None)

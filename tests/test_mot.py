@@ -118,8 +118,7 @@ def test_model_fuses_classification_but_not_contrastive_tasks():
 
 
 def test_mesh_gives_the_same_block_output():
-  if jax.device_count() < 8:
-    pytest.skip('needs XLA_FLAGS=--xla_force_host_platform_device_count=8')
+  assert jax.device_count() >= 8, 'tests/conftest.py sets 8 CPU devices'
   cfg = _cfg().model
   block = _mot_block(cfg, 5)
   x, _ = _inputs(2, b=8)

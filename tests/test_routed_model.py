@@ -32,8 +32,7 @@ def _config(*overrides):
 
 
 def _needs_8():
-  if jax.device_count() < 8:
-    pytest.skip('needs XLA_FLAGS=--xla_force_host_platform_device_count=8')
+  assert jax.device_count() >= 8, 'tests/conftest.py sets 8 CPU devices'
 
 
 DATA8, TENSOR4, FSDP4 = {'data': 8}, {'data': 2, 'tensor': 4}, {'data': 2, 'fsdp': 4}

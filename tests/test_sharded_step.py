@@ -26,8 +26,7 @@ def _losses(mesh_sizes, num_devices, steps=5):
 
 
 def test_losses_agree_across_meshes():
-  if jax.device_count() < 8:
-    pytest.skip('needs XLA_FLAGS=--xla_force_host_platform_device_count=8')
+  assert jax.device_count() >= 8, 'tests/conftest.py sets 8 CPU devices'
   reference, _ = _losses(*MESHES[0])
   assert np.all(np.isfinite(reference))
   for sizes, n in MESHES[1:]:
@@ -36,8 +35,7 @@ def test_losses_agree_across_meshes():
 
 
 def test_base_preset_fsdp8_shards_every_matrix():
-  if jax.device_count() < 8:
-    pytest.skip('needs 8 devices')
+  assert jax.device_count() >= 8, 'tests/conftest.py sets 8 CPU devices'
   config = demo_config('--config.model.size=base', '--config.model.num_layers=None',
                        '--config.model.width=None', '--config.model.num_heads=None',
                        '--config.model.mlp_dim=None', '--config.mesh.data=1',

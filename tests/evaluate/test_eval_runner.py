@@ -141,8 +141,7 @@ def test_dataset_without_labels_is_refused(setup, tmp_path, monkeypatch):
 
 
 def test_checkpoint_from_eight_devices_evaluates_the_same_on_one(setup, tmp_path):
-  if jax.device_count() < 8:
-    pytest.skip('needs 8 devices')
+  assert jax.device_count() >= 8, 'tests/conftest.py sets 8 CPU devices'
   config, model = setup
   config = config.copy_and_resolve_references()
   config.evaluation.datasets.digits.linear_probe = False

@@ -14,8 +14,7 @@ from mmjax_testing import ROOT
 
 
 def test_eight_device_checkpoint_exports_on_one_device(tmp_path):
-  if jax.device_count() < 8:
-    pytest.skip('needs 8 devices')
+  assert jax.device_count() >= 8, 'tests/conftest.py sets 8 CPU devices'
   workdir, out = str(tmp_path / 'run'), str(tmp_path / 'export')
   _, params = fx.make_run(workdir, mesh_sizes={'data': 8}, with_eval=False)
   env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=1',
