@@ -33,6 +33,11 @@ def normalize_audio(x: jax.Array) -> jax.Array:
   return x.astype(jnp.float32) * (1.0 / 32768.0)
 
 
+def normalize_input(modality: str, x: jax.Array) -> jax.Array:
+  """A raw image/video/audio input -> float in [-1, 1] (`normalize_pixels` / `normalize_audio`)."""
+  return normalize_audio(x) if modality == 'audio' else normalize_pixels(x)
+
+
 def _check_grid(name: str, size: int, patch: int, limit: int, limit_key: str) -> int:
   if size % patch:
     raise ValueError(f'{name} size {size} is not a multiple of the patch size {patch}: '

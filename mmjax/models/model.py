@@ -23,7 +23,7 @@ from flax import nnx
 
 from mmjax.core.partitioning import constrain
 from mmjax.core.tasks import MODALITIES, Task, tasks_from_config
-from mmjax.models.embeddings import EMBEDDINGS
+from mmjax.models.embeddings import EMBEDDINGS, normalize_input
 from mmjax.models import regions
 from mmjax.models.encoder import Encoder, routed_layer_indices
 from mmjax.models.layers import Dense, l2_normalize, param
@@ -124,7 +124,9 @@ class MultimodalModel(nnx.Module):
       raise ValueError(f'the model has no {modality!r} embedding; it was built for '
                        f'{self.spec.modalities}.')
     embed = getattr(self, f'embed_{modality}')
-    tokens, tmask = embed(x, mask) if modality == 'text' else embed(x.astype(self.dtype))
+    if modality != 'text':  # normalised before the compute-dtype cast (uint8 -> bf16 is not)
+      x = normalize_input(modality, x).astype(self.dtype)
+    tokens, tmask = embed(x, mask) if modality == 'text' else embed(x)
     if self.region_shapes is not None and modality in ('image', 'video'):
       tokens, tmask = regions.to_windows(tokens, tmask, embed.grid_shape(x.shape),
                                          self.region_shapes[modality])

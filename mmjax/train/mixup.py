@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from mmjax.core.tasks import Task
+from mmjax.models.embeddings import normalize_input
 from mmjax.train.contrastive_variants import m3col_loss
 
 MIXABLE = ('image', 'video', 'audio')
@@ -48,8 +49,9 @@ def m3col_losses(model, outputs: dict, batch: dict, task: Task, rng, train: bool
   parts = {}
   for i, (a, b) in enumerate(task.m3col):
     k_mix, k_enc = jax.random.split(jax.random.fold_in(rng, i))
-    mixed, perm, lam = mixup(k_mix, batch[a], task.mixup_alpha)
-    pooled, _ = model.encode(a, mixed.astype(batch[a].dtype), None, rng=k_enc,
+    # Mixed in the normalised space (float inputs are taken as normalised by the model).
+    mixed, perm, lam = mixup(k_mix, normalize_input(a, batch[a]), task.mixup_alpha)
+    pooled, _ = model.encode(a, mixed, None, rng=k_enc,
                              drop_rate=task.drop_token if train else 0.0)
     parts[f'm3col/{a}_{b}'] = m3col_loss(model.project(a, pooled), outputs['embeddings'][b],
                                          perm, lam, model.temperature(a, b))
