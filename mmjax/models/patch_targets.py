@@ -58,6 +58,6 @@ def patch_targets(embed, modality: str, x: jax.Array) -> tuple[jax.Array, tuple[
   if embed.features == 'waveform':
     n = x.shape[1] // embed.patch
     return x[:, :n * embed.patch].reshape(x.shape[0], n, embed.patch), (n,)
-  spec = standardize(audio_features.log_mel_spectrogram(x, **embed.mel))
-  out = patchify_spectrogram(spec, embed.patch, embed.patch_mels)
+  spec = audio_features.log_mel_spectrogram(x, **embed.mel)
+  out = standardize(patchify_spectrogram(spec, embed.patch, embed.patch_mels))
   return out, (spec.shape[1] // embed.patch, spec.shape[2] // embed.patch_mels)
