@@ -10,6 +10,26 @@ def _list(value) -> list[str]:
   return [str(v) for v in (value or ())]
 
 
+def _first(v):
+  return v[0] if isinstance(v, (tuple, list)) else v
+
+
+def _tokens(model, t, modality: str) -> int:
+  """Tokens of `modality` at the task's first input sizes (0 when a size is unset)."""
+  size, frames, samples = (_first(t.get(k)) for k in ('image_size', 'num_frames', 'audio_samples'))
+  if modality == 'image' and size:
+    return (size // model.patch_size) ** 2
+  if modality == 'video' and size and frames:
+    return (frames // model.tubelet_frames) * (size // model.patch_size) ** 2
+  if modality == 'audio' and samples:
+    a = model.audio
+    if a.features == 'waveform':
+      return samples // a.patch_samples
+    if samples >= a.window:
+      return ((1 + (samples - a.window) // a.hop) // a.patch_frames) * (a.num_mels // a.patch_mels)
+  return 0
+
+
 def check_generative_tasks(config, error: type[Exception]) -> None:
   """Raises `error` for a MultiMAE or SyCoCa setting that cannot train."""
   routed = tuple(config.model.get('routed_attention', {}).get('layers', ()) or ())
@@ -29,6 +49,10 @@ def check_generative_tasks(config, error: type[Exception]) -> None:
       if int(t.get('visible_tokens', 0)) < 1:
         raise error(f'{key}.visible_tokens must be a positive number of tokens the encoder sees '
                     f'(the budget split across {mae}), got {t.get("visible_tokens", 0)!r}.')
+      total = sum(_tokens(config.model, t, m) for m in mae)
+      if total and int(t.get('visible_tokens', 0)) > total:
+        raise error(f'{key}.visible_tokens={t.visible_tokens} exceeds the {total} tokens of '
+                    f'{mae} at the task\'s input sizes: choose at most {total}.')
       if float(t.get('dirichlet_alpha', 1.0)) <= 0:
         raise error(f'{key}.dirichlet_alpha must be > 0, got {t.get("dirichlet_alpha")!r}.')
       if config.model.get('encoder_sharing', 'shared') != 'shared':

@@ -100,6 +100,7 @@ def test_loss_is_the_masked_patch_mse(setup):
 @pytest.mark.parametrize('override,match', [
     ('--config.tasks.multimae.multimae=image,text', 'multimae names'),
     ('--config.tasks.multimae.visible_tokens=0', 'visible_tokens'),
+    ('--config.tasks.multimae.visible_tokens=77', 'exceeds the 76 tokens'),
     ("--config.tasks.multimae.classify=image", 'also sets'),
     ("--config.model.encoder_sharing=per_modality", 'one sequence'),
 ])
