@@ -18,7 +18,7 @@ from typing import Any, Sequence
 
 import ml_collections
 
-from mmjax import config_checks, config_paths, paths
+from mmjax import config_checks, config_generative, config_paths, paths
 from mmjax.core import presets
 
 
@@ -236,6 +236,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if cap and int(t.get('text_instances', 1)) > 1:
       raise ConfigError(f'config.tasks.{name} captions one text per example: set text_instances=1 '
                         'or drop caption.')
+  config_generative.check_generative_tasks(config, ConfigError)
 
 
 def to_json(config: ml_collections.ConfigDict) -> str:

@@ -29,6 +29,8 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   m.vocab_size = 32_128
   # CoCa text decoder, built only when a task has `caption=MODALITY`.
   m.caption_decoder = ml_collections.ConfigDict(dict(unimodal_layers=1, multimodal_layers=1))
+  # Light patch decoders of MultiMAE tasks and SyCoCa's masked modeling (masked_decoder.py).
+  m.mae_decoder = ml_collections.ConfigDict(dict(layers=2, width=128, num_heads=4, mlp_dim=256))
   m.audio = ml_collections.ConfigDict(dict(
       features='log_mel', sample_rate=16_000, window=400, hop=160, num_mels=128,
       patch_frames=16, patch_mels=16, patch_samples=256))
@@ -101,7 +103,9 @@ def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections
       image_size=None, num_frames=None, audio_samples=None, text_length=None,
       drop_token=0.0, text_instances=1, m3col='', mixup_alpha=1.0,
       feature_map=ml_collections.ConfigDict(),
-      caption='', caption_weight=1.0, contrastive_weight=1.0))
+      caption='', caption_weight=1.0, contrastive_weight=1.0,
+      multimae='', visible_tokens=0, dirichlet_alpha=1.0, sycoca_weight=0.0,
+      sycoca_mask_ratio=0.5))
   for k, v in kw.items():
     t[k] = v
   return t

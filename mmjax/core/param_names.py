@@ -16,6 +16,8 @@ space D, patch P:
   proj_image.kernel                  [W, D]        into the common L2-normalised space
   head_<dataset>.kernel              [W, classes]  classifier heads of labelled tasks
   log_temperature_image_text         []            contrastive temperature (log)
+  mae_decoder_image.block_0.…        light patch decoders of MultiMAE tasks (sycoca_decoder_<m>:
+                                                   SyCoCa's), config.model.mae_decoder wide
 """
 
 from __future__ import annotations

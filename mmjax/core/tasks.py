@@ -53,6 +53,15 @@ class Task:
   contrastive_weight: float = 1.0
   m3col: tuple[tuple[str, str], ...] = ()  # (mixed, other): M3CoL mixup pairs (train/mixup.py)
   mixup_alpha: float = 1.0  # the mixing weight's Beta(alpha, alpha)
+  # MultiMAE: light decoders reconstruct the masked patches of these modalities; per example,
+  # `visible_tokens` tokens (split by Dirichlet(dirichlet_alpha) shares) reach the encoder.
+  multimae: tuple[str, ...] = ()
+  visible_tokens: int = 0
+  dirichlet_alpha: float = 1.0
+  # SyCoCa (caption tasks): > 0 adds text-guided masked modeling of the captioned modality, its
+  # `sycoca_mask_ratio` most text-attended patches masked and reconstructed, with this weight.
+  sycoca_weight: float = 0.0
+  sycoca_mask_ratio: float = 0.5
 
   @property
   def resolution(self) -> Resolution:
@@ -142,7 +151,11 @@ def task_from_config(name: str, cfg) -> Task:
       caption=str(cfg.get('caption', '') or ''),
       caption_weight=float(cfg.get('caption_weight', 1.0)),
       contrastive_weight=float(cfg.get('contrastive_weight', 1.0)),
-      m3col=_pairs(cfg.get('m3col', ())), mixup_alpha=float(cfg.get('mixup_alpha', 1.0)))
+      m3col=_pairs(cfg.get('m3col', ())), mixup_alpha=float(cfg.get('mixup_alpha', 1.0)),
+      multimae=_tuple(cfg.get('multimae', ())), visible_tokens=int(cfg.get('visible_tokens', 0)),
+      dirichlet_alpha=float(cfg.get('dirichlet_alpha', 1.0)),
+      sycoca_weight=float(cfg.get('sycoca_weight', 0.0)),
+      sycoca_mask_ratio=float(cfg.get('sycoca_mask_ratio', 0.5)))
 
 
 def tasks_from_config(config) -> list[Task]:

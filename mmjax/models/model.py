@@ -28,6 +28,9 @@ from mmjax.models import regions
 from mmjax.models.encoder import Encoder, routed_layer_indices
 from mmjax.models.layers import Dense, l2_normalize, param
 from mmjax.models.mot import MotEncoder
+from mmjax.models.masked_decoder import MaskedDecoder, patch_dim
+from mmjax.models.multimae import multimae_outputs
+from mmjax.models.sycoca import sycoca_outputs
 from mmjax.models.text_decoder import AttentionPool, TextDecoder
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
@@ -40,6 +43,8 @@ class ModelSpec:
   pairs: tuple[tuple[str, str], ...]
   heads: tuple[tuple[str, int], ...]       # (head name, classes)
   captions: tuple[str, ...] = ()           # modalities a CoCa text decoder captions
+  mae: tuple[str, ...] = ()                # modalities a MultiMAE decoder reconstructs
+  sycoca: tuple[str, ...] = ()             # captioned modalities with SyCoCa masked modeling
 
   @classmethod
   def from_config(cls, config) -> 'ModelSpec':
@@ -51,8 +56,11 @@ class ModelSpec:
     if len(names) != len(set(names)):
       raise ValueError(f'tasks on one dataset disagree on num_classes: {heads}.')
     captions = sorted({t.caption for t in tasks if t.caption}, key=MODALITIES.index)
+    mae = sorted({m for t in tasks for m in t.multimae}, key=MODALITIES.index)
+    sycoca = sorted({t.caption for t in tasks if t.caption and t.sycoca_weight > 0},
+                    key=MODALITIES.index)
     return cls(tuple(mods), tuple(tuple(p.split('_')) for p in pairs), tuple(heads),
-               tuple(captions))
+               tuple(captions), tuple(mae), tuple(sycoca))
 
 
 def pair_name(a: str, b: str) -> str:
@@ -105,6 +113,10 @@ class MultimodalModel(nnx.Module):
       self.text_decoder = TextDecoder(cfg, rngs=rngs, dtype=dtype)
     for m in spec.captions:
       setattr(self, f'attn_pool_{m}', AttentionPool(cfg, rngs=rngs, dtype=dtype))
+    for kind, mods in (('mae', spec.mae), ('sycoca', spec.sycoca)):
+      for m in mods:
+        setattr(self, f'{kind}_decoder_{m}',
+                MaskedDecoder(cfg, m, patch_dim(cfg, m), rngs=rngs, dtype=dtype))
     init_t = float(cfg.temperature.init)
     self.temperature_range = (float(cfg.temperature.min), float(cfg.temperature.max))
     for a, b in spec.pairs:
@@ -234,8 +246,13 @@ class MultimodalModel(nnx.Module):
   # -- one task -------------------------------------------------------------------------------
 
   def __call__(self, batch: dict, task: Task, *, rng=None, train: bool = False) -> dict:
-    """Everything the task's objective needs: embeddings, logits and aux, per modality."""
+    """Everything the task's objective needs: embeddings, logits and aux, per modality, and
+    masked modeling's `reconstruction` (`{name: {'pred', 'target', 'mask'}}`)."""
     embeddings, logits, aux = {}, {}, {}
+    if task.multimae:  # MultiMAE: its own pass (visible tokens of all its modalities)
+      recon, aux['multimae'] = multimae_outputs(self, batch, task, rng)
+      return {'embeddings': {}, 'logits': {}, 'aux': aux, 'reconstruction': recon}
+    sycoca = {}  # SyCoCa: what the text-guided masked modeling needs from the CoCa pass
     needs_embed = {m for p in task.contrast + task.mil_nce for m in p}
     fused = None
     if self.mot and len(task.modalities) > 1 and not needs_embed:
@@ -255,6 +272,11 @@ class MultimodalModel(nnx.Module):
         pooled = self.pool_tokens(m, h, tmask)
         targets = batch['text']
         logits['caption'] = self.caption_logits(self.text_decoder.shift_right(targets), h, tmask)
+        sycoca['input'] = (x, h)
+      elif m == 'text' and task.sycoca_weight > 0:  # its tokens guide the masked modeling
+        h, tmask, aux[m] = self.encode_tokens(m, x, mask, rng=mrng)
+        pooled = self.pool_tokens(m, h, tmask)
+        sycoca['text'] = (h, tmask, self.project(m, pooled))
       else:
         pooled, aux[m] = self.encode(m, x, mask, rng=mrng,
                                      drop_rate=task.drop_token if train else 0.0)
@@ -263,7 +285,12 @@ class MultimodalModel(nnx.Module):
         embeddings[m] = e.reshape(*lead, e.shape[-1]) if lead is not None else e
       if m in task.classify:
         logits[m] = self.classify(task, pooled)
-    return {'embeddings': embeddings, 'logits': logits, 'aux': aux}
+    out = {'embeddings': embeddings, 'logits': logits, 'aux': aux}
+    if task.sycoca_weight > 0:
+      rec, aux['sycoca'] = sycoca_outputs(self, task, *sycoca['input'], sycoca['text'],
+                                          None if rng is None else jax.random.fold_in(rng, 4099))
+      out['reconstruction'] = {f'sycoca/{task.caption}': rec}
+    return out
 
 
 def _inputs(batch: dict, modality: str):

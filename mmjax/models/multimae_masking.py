@@ -1,6 +1,6 @@
 """MultiMAE's visible-token budget: per example, `budget` visible tokens are split across the
 task's modalities by Dirichlet-sampled shares, and each modality shows that many of its tokens,
-chosen uniformly at random. (Building block only: no task kind uses it yet.)
+chosen uniformly at random. Used by the MultiMAE task kind (`multimae.py`).
 """
 
 from __future__ import annotations

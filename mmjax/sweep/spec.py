@@ -36,6 +36,8 @@ class Sweep:
               others stay at config.seed, the same for every run.
   overrides:  settings for every run: plain values before the command line's, functions of the
               config after it (for keys the command line does not set).
+  configs:    {variant: its own base config `path.py[:arg]`}, relative to the sweep file's
+              folder, for variants that compare different config files (default: `config`).
   """
   config: str
   variants: Mapping[str, Mapping[str, Value]]
@@ -43,6 +45,7 @@ class Sweep:
   baseline: str | None = None
   vary_seeds: Sequence[str] = KINDS
   overrides: Mapping[str, Value] = dataclasses.field(default_factory=dict)
+  configs: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,9 +76,15 @@ def load_sweep(path: str) -> tuple[Sweep, str]:
   if not isinstance(sweep, Sweep):
     raise config_lib.ConfigError(f'{path}: get_sweep() must return a mmjax.sweep.spec.Sweep.')
   _check(sweep, path)
-  file, _, arg = sweep.config.partition(':')
-  base = os.path.normpath(os.path.join(os.path.dirname(path), file))
-  return sweep, base + (f':{arg}' if arg else '')
+  folder = os.path.dirname(path)
+  sweep = dataclasses.replace(sweep, configs={v: _relative_to(folder, c)
+                                              for v, c in sweep.configs.items()})
+  return sweep, _relative_to(folder, sweep.config)
+
+
+def _relative_to(folder: str, config_arg: str) -> str:
+  file, _, arg = config_arg.partition(':')
+  return os.path.normpath(os.path.join(folder, file)) + (f':{arg}' if arg else '')
 
 
 def _import(path: str):
@@ -94,6 +103,10 @@ def _check(sweep: Sweep, path: str) -> None:
     if not name or '/' in name or name.startswith('.') or name in ('plots',):
       raise config_lib.ConfigError(f'{path}: variant name {name!r} cannot be a folder name; '
                                    'use letters, digits, - and _.')
+  unknown = sorted(set(sweep.configs) - set(sweep.variants))
+  if unknown:
+    raise config_lib.ConfigError(f'{path}: configs names {unknown}, which are not variants '
+                                 f'{list(sweep.variants)}.')
   if sweep.baseline is not None and sweep.baseline not in sweep.variants:
     raise config_lib.ConfigError(f'{path}: baseline {sweep.baseline!r} is not one of the '
                                  f'variants {list(sweep.variants)}.')
@@ -143,22 +156,26 @@ def plan_runs(sweep: Sweep, config_arg: str, workdir: str, num_seeds: int,
     raise config_lib.ConfigError(f'--seeds={num_seeds}: pass a positive number of seeds.')
   cli = [tuple(o) for o in cli_overrides]
   static = _resolved({k: v for k, v in sweep.overrides.items() if not callable(v)}, None)
-  after_cli = config_lib.load_config(config_arg, _merge(static, cli))
   given = {k for k, _ in cli}
-  derived = _resolved({k: v for k, v in sweep.overrides.items() if callable(v) and k not in given},
-                      after_cli)
-  shared = _merge(static, cli, derived)
-  base = config_lib.load_config(config_arg, shared)
+  bases = {}
   runs = []
   for variant, overrides in sweep.variants.items():
+    variant_arg = sweep.configs.get(variant, config_arg)
+    if variant_arg not in bases:  # the shared settings, resolved against this base config
+      after_cli = config_lib.load_config(variant_arg, _merge(static, cli))
+      derived = _resolved({k: v for k, v in sweep.overrides.items()
+                           if callable(v) and k not in given}, after_cli)
+      shared = _merge(static, cli, derived)
+      bases[variant_arg] = (shared, config_lib.load_config(variant_arg, shared))
+    shared, base = bases[variant_arg]
     variant_flags = _merge(shared, _resolved(overrides, base))
     for seed in range(num_seeds):
       flags = _merge(variant_flags, [(f'seeds.{k}', str(seed)) for k in sweep.vary_seeds])
       try:
-        config = config_lib.load_config(config_arg, flags)
+        config = config_lib.load_config(variant_arg, flags)
       except config_lib.ConfigError as e:
         raise config_lib.ConfigError(f'variant {variant!r}: {e}') from None
-      runs.append(Run(variant, seed, os.path.join(workdir, variant, f'seed_{seed}'), config_arg,
+      runs.append(Run(variant, seed, os.path.join(workdir, variant, f'seed_{seed}'), variant_arg,
                       flags, int(config.total_steps)))
   return runs
 

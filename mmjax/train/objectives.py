@@ -74,14 +74,18 @@ def moe_aux_loss(aux: dict, config) -> tuple[jax.Array, dict]:
 
 
 def _part_weight(task: Task, key: str) -> float:
-  """A caption task weighs its contrastive and captioning parts (config weights); else 1."""
+  """A caption task weighs its contrastive, captioning and SyCoCa parts (config weights);
+  else 1 (MultiMAE sums its modalities' reconstruction losses)."""
+  if key.startswith('sycoca/'):
+    return task.sycoca_weight
   if not task.caption:
     return 1.0
   return task.caption_weight if key.startswith('caption/') else task.contrastive_weight
 
 
 def task_loss(model, outputs: dict, batch: dict, task: Task, config) -> tuple[jax.Array, dict]:
-  """The task's total loss and its parts (keys `nce/<a>_<b>`, `mil_nce/..`, `xent/<m>`)."""
+  """The task's total loss and its parts (keys `nce/<a>_<b>`, `mil_nce/..`, `xent/<m>`,
+  `caption/<m>`, `mae/<m>`, `sycoca/<m>`)."""
   parts = {}
   emb, logits = outputs['embeddings'], outputs['logits']
   for a, b in task.contrast:
@@ -97,6 +101,9 @@ def task_loss(model, outputs: dict, batch: dict, task: Task, config) -> tuple[ja
   if task.caption:
     targets, tmask = caption_targets(batch['text'], batch['text_mask'])
     parts[f'caption/{task.caption}'] = captioning_loss(logits['caption'], targets, tmask)
+  for name, r in outputs.get('reconstruction', {}).items():  # MultiMAE: mae/<m>; SyCoCa: sycoca/<m>
+    key = name if name.startswith('sycoca/') else f'mae/{name}'
+    parts[key] = masked_reconstruction_loss(r['pred'], r['target'], r['mask'])
   loss = sum(_part_weight(task, k) * v for k, v in parts.items() if not k.startswith('accuracy/'))
   aux_loss, aux_parts = moe_aux_loss(outputs['aux'], config)
   parts.update(aux_parts)
