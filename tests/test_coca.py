@@ -1,9 +1,9 @@
-"""CoCa captioning task: the config validates, the loss is the weighted sum of its parts, and the
-same steps give the same losses on `data 8` and `data 2 x fsdp 2 x tensor 2`."""
+"""CoCa captioning task: the config validates and the loss is the weighted sum of its parts. That
+the same steps give the same losses on `data 8` and `data 2 x fsdp 2 x tensor 2` is checked with
+SyCoCa on (its NCE, caption and masked-modeling parts) in tests/test_generative_sharded.py."""
 
 import os
 
-import jax
 import numpy as np
 import pytest
 
@@ -34,17 +34,6 @@ def test_loss_is_weighted_sum_of_contrastive_and_caption_parts():
   np.testing.assert_allclose(float(m['loss']), want, rtol=1e-6)
   # Untrained: caption CE is near log(vocab).
   assert abs(float(m['caption/image']) - np.log(512)) < 1.5
-
-
-def test_caption_losses_agree_across_meshes():
-  assert jax.device_count() >= 8, 'tests/conftest.py sets 8 CPU devices'
-  keys = ('loss', 'nce/image_text', 'caption/image')
-  runs = []
-  for sizes in ({'data': 8}, {'data': 2, 'fsdp': 2, 'tensor': 2}):
-    _, hist, _ = train_steps(coca_config(), sizes, 8, 3, task_name='image_caption')
-    runs.append(np.array([[float(m[k]) for k in keys] for m in hist]))
-  assert np.all(np.isfinite(runs[0]))
-  np.testing.assert_allclose(runs[1], runs[0], rtol=1e-4)
 
 
 def test_names_digit():

@@ -24,8 +24,9 @@ def _run(scan: bool, mesh_sizes, num_devices, steps=3):
   return abstract, history, jax.device_get(state['params'])
 
 
-@pytest.mark.parametrize('mesh_sizes,num_devices', [({'data': 1}, 1),
-                                                    ({'data': 2, 'fsdp': 2, 'expert': 2}, 8)])
+# One mesh: scan and unrolled agree on it, sharded like each other (a 1-device run adds nothing
+# the 8-device one does not check, at another two compilations).
+@pytest.mark.parametrize('mesh_sizes,num_devices', [({'data': 2, 'fsdp': 2, 'expert': 2}, 8)])
 def test_scanned_encoder_trains_like_unrolled(mesh_sizes, num_devices):
   assert jax.device_count() >= num_devices, 'tests/conftest.py sets 8 CPU devices'
   abstract_u, hist_u, params_u = _run(False, mesh_sizes, num_devices)

@@ -17,8 +17,8 @@ MESHES = [
 ]
 
 
-def _losses(mesh_sizes, num_devices, steps=5):
-  config = demo_config('--config.optimizer.warmup_steps=1',  # the tiny preset, 4 layers
+def _losses(mesh_sizes, num_devices, steps=3):
+  config = demo_config('--config.optimizer.warmup_steps=1', '--config.model.num_layers=2',
                        '--config.tasks.image_text.batch_size=16')
   # One task signature (one compilation per mesh) keeps the test fast; the meshes are the point.
   _, history, state = train_steps(config, mesh_sizes, num_devices, steps)
