@@ -2,18 +2,22 @@
 exports, its stored features against running the exports directly, the loader's replay of the
 stored crops, and the refusals (exit 2, nothing written)."""
 
+import json
 import os
 
 import numpy as np
 import pytest
 
 import reinforce_fixtures as F
+from mmjax import config as config_lib
 from mmjax.core.tasks import Resolution
 from mmjax.data import reinforced as R, sources, transforms as T
 from mmjax.data.batching import BatchBuilder
 from mmjax.data.options import DataOptions
 from mmjax.export.load import load_model
 from mmjax.data.tokenizer import Tokenizer
+from mmjax.train import loop
+from mmjax_testing import ROOT
 from tools import reinforce_data
 
 K = 3
@@ -109,3 +113,16 @@ def test_bad_input_exits_2_with_one_sentence_and_writes_nothing(built, tmp_path,
                   f'--output={built["out"]}', f'--data_dir={data}')
   assert rc == 2 and len(err) == 1 and 'already exists' in err[0]
   assert sorted(os.listdir(built['out'])) == before
+
+
+def test_mobileclip_trains_on_the_reinforced_copy(built, tmp_path):
+  config = config_lib.load_config(os.path.join(ROOT, 'configs/mobileclip.py'), [
+      '--config.model.num_layers=1', '--config.total_steps=2', '--config.log_every=1',
+      '--config.data.threads=1', f'--config.data_dir={built["out"]}',
+      f'--config.tasks.image_text.dataset={F.NAME}_reinforced',
+      '--config.tasks.image_text.batch_size=8', '--config.tasks.image_text.text_length=8'])
+  result = loop.train(config, str(tmp_path / 'run'))
+  assert result['step'] == 2
+  rows = [r for r in map(json.loads, open(tmp_path / 'run' / 'metrics.jsonl')) if 'loss' in r]
+  assert rows and all(np.isfinite(r['distill/image_text']) and r['distill/image_text'] > 0
+                      for r in rows)

@@ -53,6 +53,12 @@ class Task:
   contrastive_weight: float = 1.0
   m3col: tuple[tuple[str, str], ...] = ()  # (mixed, other): M3CoL mixup pairs (train/mixup.py)
   mixup_alpha: float = 1.0  # the mixing weight's Beta(alpha, alpha)
+  # MobileCLIP: replay stored augmentations and carry `teacher_<m> [b, teacher_dim]` embeddings
+  # (data/reinforced.py); the loss adds distill_weight * distillation_loss per contrast pair.
+  reinforced: bool = False
+  distill_weight: float = 0.0
+  teacher_dim: int = 0
+  teacher_temperature: float = 0.07
 
   @property
   def resolution(self) -> Resolution:
@@ -68,6 +74,11 @@ class Task:
 
   def signatures(self) -> tuple['Task', ...]:
     return tuple(dataclasses.replace(self, resolutions=(r,)) for r in self.resolutions)
+
+  @property
+  def teacher_modalities(self) -> tuple[str, ...]:
+    """The modalities whose teacher embeddings a reinforced task's batches carry."""
+    return tuple(m for m in self.modalities if m in ('image', 'text')) if self.reinforced else ()
 
   @property
   def uses_labels(self) -> bool:
@@ -142,7 +153,11 @@ def task_from_config(name: str, cfg) -> Task:
       caption=str(cfg.get('caption', '') or ''),
       caption_weight=float(cfg.get('caption_weight', 1.0)),
       contrastive_weight=float(cfg.get('contrastive_weight', 1.0)),
-      m3col=_pairs(cfg.get('m3col', ())), mixup_alpha=float(cfg.get('mixup_alpha', 1.0)))
+      m3col=_pairs(cfg.get('m3col', ())), mixup_alpha=float(cfg.get('mixup_alpha', 1.0)),
+      reinforced=bool(cfg.get('reinforced', False)),
+      distill_weight=float(cfg.get('distill_weight', 0.0)),
+      teacher_dim=int(cfg.get('teacher_dim', 0)),
+      teacher_temperature=float(cfg.get('teacher_temperature', 0.07)))
 
 
 def tasks_from_config(config) -> list[Task]:

@@ -74,18 +74,26 @@ def moe_aux_loss(aux: dict, config) -> tuple[jax.Array, dict]:
 
 
 def _part_weight(task: Task, key: str) -> float:
-  """A caption task weighs its contrastive and captioning parts (config weights); else 1."""
+  """A caption task weighs its contrastive and captioning parts (config weights), a reinforced
+  task its distillation parts (`distill_weight`); else 1."""
+  if key.startswith('distill/'):
+    return task.distill_weight
   if not task.caption:
     return 1.0
   return task.caption_weight if key.startswith('caption/') else task.contrastive_weight
 
 
 def task_loss(model, outputs: dict, batch: dict, task: Task, config) -> tuple[jax.Array, dict]:
-  """The task's total loss and its parts (keys `nce/<a>_<b>`, `mil_nce/..`, `xent/<m>`)."""
+  """The task's total loss and its parts (keys `nce/<a>_<b>`, `distill/<a>_<b>`, `mil_nce/..`,
+  `xent/<m>`)."""
   parts = {}
   emb, logits = outputs['embeddings'], outputs['logits']
   for a, b in task.contrast:
     parts[f'nce/{a}_{b}'] = nce_loss(emb[a], emb[b], model.temperature(a, b))
+    if a in task.teacher_modalities and b in task.teacher_modalities:  # MobileCLIP
+      parts[f'distill/{a}_{b}'] = distillation_loss(
+          emb[a], emb[b], batch[f'teacher_{a}'], batch[f'teacher_{b}'], model.temperature(a, b),
+          task.teacher_temperature)
   for a, b in task.mil_nce:
     single, multi = (b, a) if emb[a].ndim == 3 else (a, b)  # the [batch, K, dim] side (text)
     x = emb[multi] if emb[multi].ndim == 3 else emb[multi][:, None]
