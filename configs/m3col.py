@@ -6,6 +6,9 @@ M3CoL on `mmjax_digits` image-text: every step trains the clean image-text InfoN
 M3CoL loss on images mixed within the batch (weight ~ Beta(alpha, alpha), a random permutation),
 each mixed image aligned with both source captions (soft targets lam, 1 - lam); see
 mmjax/train/mixup.py. `:nce` is the same run without mixup (the plain-NCE baseline).
+M3CoL's fusion classifier trains alongside (task `fusion_classify`): digit labels from the
+concatenated pooled image and audio features, plus an auxiliary head per modality whose
+cross-entropies count with aux_weight (mmjax/models/fusion_heads.py).
 Tiny encoder, CPU in minutes; evaluation: zero-shot, retrieval and a linear probe on the test split.
 """
 
@@ -28,12 +31,22 @@ def get_config(arg=None):
   c.model.max_text_length = 32
   c.model.vocab_size = 512
   c.model.temperature.init = 0.1
+  c.model.max_audio_tokens = 64
+  c.model.audio.sample_rate = 8000
+  c.model.audio.window = 256
+  c.model.audio.hop = 128
+  c.model.audio.num_mels = 32
+  c.model.audio.patch_frames = 4
+  c.model.audio.patch_mels = 8
   c.optimizer.learning_rate = 1.5e-3
   c.optimizer.warmup_steps = 60
   c.optimizer.decay_steps = c.total_steps
   sizes = dict(image_size=32, text_length=16)
   c.tasks.image_text = task(DIGITS, 'image,text', 32, contrast='image-text',
                             m3col='' if arg == 'nce' else 'image-text', mixup_alpha=1.0, **sizes)
+  c.tasks.fusion_classify = task(DIGITS, 'image,audio', 32, classify='image,audio', num_classes=10,
+                                 fusion='concat', aux_weight=0.5, weight=0.5, audio_samples=4096,
+                                 **sizes)
   c.evaluation.datasets.digits = eval_dataset(DIGITS, 'image', split='test', batch_size=128,
                                               linear_probe=True, **sizes)
   return c

@@ -101,6 +101,7 @@ def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections
       image_size=None, num_frames=None, audio_samples=None, text_length=None,
       drop_token=0.0, text_instances=1, m3col='', mixup_alpha=1.0,
       reinforced=False, distill_weight=0.0, teacher_dim=0, teacher_temperature=0.07,
+      fusion='', aux_weight=0.0,
       feature_map=ml_collections.ConfigDict(),
       caption='', caption_weight=1.0, contrastive_weight=1.0))
   for k, v in kw.items():

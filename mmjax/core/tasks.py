@@ -59,6 +59,11 @@ class Task:
   distill_weight: float = 0.0
   teacher_dim: int = 0
   teacher_temperature: float = 0.07
+  # M3CoL fusion classifier: `fusion` ('concat' | 'mean') classifies the fused pooled features
+  # of the `classify` modalities; each of them also gets its own auxiliary head, whose
+  # cross-entropy counts with `aux_weight` (models/fusion_heads.py).
+  fusion: str = ''
+  aux_weight: float = 0.0
 
   @property
   def resolution(self) -> Resolution:
@@ -157,7 +162,8 @@ def task_from_config(name: str, cfg) -> Task:
       reinforced=bool(cfg.get('reinforced', False)),
       distill_weight=float(cfg.get('distill_weight', 0.0)),
       teacher_dim=int(cfg.get('teacher_dim', 0)),
-      teacher_temperature=float(cfg.get('teacher_temperature', 0.07)))
+      teacher_temperature=float(cfg.get('teacher_temperature', 0.07)),
+      fusion=str(cfg.get('fusion', '') or ''), aux_weight=float(cfg.get('aux_weight', 0.0)))
 
 
 def tasks_from_config(config) -> list[Task]:

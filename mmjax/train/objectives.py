@@ -75,9 +75,12 @@ def moe_aux_loss(aux: dict, config) -> tuple[jax.Array, dict]:
 
 def _part_weight(task: Task, key: str) -> float:
   """A caption task weighs its contrastive and captioning parts (config weights), a reinforced
-  task its distillation parts (`distill_weight`); else 1."""
+  task its distillation parts (`distill_weight`), a fusion task its auxiliary heads'
+  cross-entropies (`aux_weight`); else 1."""
   if key.startswith('distill/'):
     return task.distill_weight
+  if task.fusion and key.startswith('xent/') and key != 'xent/fused':
+    return task.aux_weight  # M3CoL's unimodal auxiliary heads
   if not task.caption:
     return 1.0
   return task.caption_weight if key.startswith('caption/') else task.contrastive_weight
@@ -99,7 +102,7 @@ def task_loss(model, outputs: dict, batch: dict, task: Task, config) -> tuple[ja
     x = emb[multi] if emb[multi].ndim == 3 else emb[multi][:, None]
     valid = (batch['text_mask'].any(-1).reshape(x.shape[:2]) if multi == 'text' else None)
     parts[f'mil_nce/{a}_{b}'] = mil_nce_loss(emb[single], x, model.temperature(a, b), valid)
-  for m in task.classify:
+  for m in task.classify + (('fused',) if task.fusion else ()):
     parts[f'xent/{m}'] = softmax_cross_entropy(logits[m], batch['label'])
     parts[f'accuracy/{m}'] = (logits[m].argmax(-1) == batch['label']).mean()
   if task.caption:
