@@ -1,14 +1,15 @@
 """python -m mmjax.train --config=configs/m3col.py --workdir=runs/m3col
 python -m mmjax.evaluate --config=configs/m3col.py --workdir=runs/m3col
 python -m mmjax.train --config=configs/m3col.py:nce --workdir=runs/m3col_nce
+python -m mmjax.train --config=configs/m3col.py:fusion --workdir=runs/m3col_fusion
 
 M3CoL on `mmjax_digits` image-text: every step trains the clean image-text InfoNCE plus the
 M3CoL loss on images mixed within the batch (weight ~ Beta(alpha, alpha), a random permutation),
 each mixed image aligned with both source captions (soft targets lam, 1 - lam); see
 mmjax/train/mixup.py. `:nce` is the same run without mixup (the plain-NCE baseline).
-M3CoL's fusion classifier trains alongside (task `fusion_classify`): digit labels from the
-concatenated pooled image and audio features, plus an auxiliary head per modality whose
-cross-entropies count with aux_weight (mmjax/models/fusion_heads.py).
+`:fusion` adds M3CoL's fusion classifier (task `fusion_classify`, AGD-sampled with image-text):
+digit labels from the concatenated pooled image and audio features, plus an auxiliary head per
+modality whose cross-entropies count with aux_weight (mmjax/models/fusion_heads.py).
 Tiny encoder, CPU in minutes; evaluation: zero-shot, retrieval and a linear probe on the test split.
 """
 
@@ -18,8 +19,8 @@ DIGITS = 'mmjax_digits'
 
 
 def get_config(arg=None):
-  if arg not in (None, '', 'nce'):
-    raise ValueError(f"configs/m3col.py takes no argument or 'nce', not {arg!r}.")
+  if arg not in (None, '', 'nce', 'fusion'):
+    raise ValueError(f"configs/m3col.py takes no argument, 'nce' or 'fusion', not {arg!r}.")
   c = base_config()
   c.total_steps = 600
   c.log_every = 20
@@ -44,9 +45,10 @@ def get_config(arg=None):
   sizes = dict(image_size=32, text_length=16)
   c.tasks.image_text = task(DIGITS, 'image,text', 32, contrast='image-text',
                             m3col='' if arg == 'nce' else 'image-text', mixup_alpha=1.0, **sizes)
-  c.tasks.fusion_classify = task(DIGITS, 'image,audio', 32, classify='image,audio', num_classes=10,
-                                 fusion='concat', aux_weight=0.5, weight=0.5, audio_samples=4096,
-                                 **sizes)
+  if arg == 'fusion':
+    c.tasks.fusion_classify = task(DIGITS, 'image,audio', 32, classify='image,audio',
+                                   num_classes=10, fusion='concat', aux_weight=0.5, weight=0.5,
+                                   audio_samples=4096, **sizes)
   c.evaluation.datasets.digits = eval_dataset(DIGITS, 'image', split='test', batch_size=128,
                                               linear_probe=True, **sizes)
   return c

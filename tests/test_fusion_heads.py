@@ -1,5 +1,5 @@
 """M3CoL's fusion classifier with unimodal auxiliary heads: logits and loss against numpy, the
-train step on configs/m3col.py's fusion task, and the refusals."""
+train step on the fusion task of configs/m3col.py:fusion, and the refusals."""
 
 import dataclasses
 import os
@@ -23,7 +23,7 @@ def _np_xent(logits, labels):
 
 
 def _setup(fusion):
-  config = config_lib.load_config(os.path.join(ROOT, 'configs/m3col.py'), [
+  config = config_lib.load_config(os.path.join(ROOT, 'configs/m3col.py:fusion'), [
       '--config.model.num_layers=1', f'--config.tasks.fusion_classify.fusion={fusion}',
       '--config.tasks.fusion_classify.batch_size=8'])
   mesh = partitioning.make_mesh({'data': 2}, devices=jax.devices()[:2])
