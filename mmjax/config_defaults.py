@@ -102,6 +102,8 @@ def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections
       contrast='', mil_nce='', classify='', num_classes=0, weight=1.0, interval=1,
       image_size=None, num_frames=None, audio_samples=None, text_length=None,
       drop_token=0.0, text_instances=1, m3col='', mixup_alpha=1.0,
+      reinforced=False, distill_weight=0.0, teacher_dim=0, teacher_temperature=0.07,
+      fusion='', aux_weight=0.0,
       feature_map=ml_collections.ConfigDict(),
       caption='', caption_weight=1.0, contrastive_weight=1.0,
       multimae='', visible_tokens=0, dirichlet_alpha=1.0, sycoca_weight=0.0,

@@ -62,6 +62,17 @@ class Task:
   # `sycoca_mask_ratio` most text-attended patches masked and reconstructed, with this weight.
   sycoca_weight: float = 0.0
   sycoca_mask_ratio: float = 0.5
+  # MobileCLIP: replay stored augmentations and carry `teacher_<m> [b, teacher_dim]` embeddings
+  # (data/reinforced.py); the loss adds distill_weight * distillation_loss per contrast pair.
+  reinforced: bool = False
+  distill_weight: float = 0.0
+  teacher_dim: int = 0
+  teacher_temperature: float = 0.07
+  # M3CoL fusion classifier: `fusion` ('concat' | 'mean') classifies the fused pooled features
+  # of the `classify` modalities; each of them also gets its own auxiliary head, whose
+  # cross-entropy counts with `aux_weight` (models/fusion_heads.py).
+  fusion: str = ''
+  aux_weight: float = 0.0
 
   @property
   def resolution(self) -> Resolution:
@@ -77,6 +88,11 @@ class Task:
 
   def signatures(self) -> tuple['Task', ...]:
     return tuple(dataclasses.replace(self, resolutions=(r,)) for r in self.resolutions)
+
+  @property
+  def teacher_modalities(self) -> tuple[str, ...]:
+    """The modalities whose teacher embeddings a reinforced task's batches carry."""
+    return tuple(m for m in self.modalities if m in ('image', 'text')) if self.reinforced else ()
 
   @property
   def uses_labels(self) -> bool:
@@ -155,7 +171,12 @@ def task_from_config(name: str, cfg) -> Task:
       multimae=_tuple(cfg.get('multimae', ())), visible_tokens=int(cfg.get('visible_tokens', 0)),
       dirichlet_alpha=float(cfg.get('dirichlet_alpha', 1.0)),
       sycoca_weight=float(cfg.get('sycoca_weight', 0.0)),
-      sycoca_mask_ratio=float(cfg.get('sycoca_mask_ratio', 0.5)))
+      sycoca_mask_ratio=float(cfg.get('sycoca_mask_ratio', 0.5)),
+      reinforced=bool(cfg.get('reinforced', False)),
+      distill_weight=float(cfg.get('distill_weight', 0.0)),
+      teacher_dim=int(cfg.get('teacher_dim', 0)),
+      teacher_temperature=float(cfg.get('teacher_temperature', 0.07)),
+      fusion=str(cfg.get('fusion', '') or ''), aux_weight=float(cfg.get('aux_weight', 0.0)))
 
 
 def tasks_from_config(config) -> list[Task]:

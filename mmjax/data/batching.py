@@ -9,7 +9,9 @@ example with fewer gets empty, fully masked instances. Output, for `b` examples:
 `[b, (clips,) samples]` int16; text and text_mask `[b, (K,) L]` int32; label `[b]` int32.
 Encoded images and videos (`encoded.py`) are decoded here, after the crop is chosen. An example
 that fails to decode is replaced in training by a random other one (the batch then carries
-`SKIPPED`, how many were replaced); in evaluation it is flagged in `CORRUPT [b]`.
+`SKIPPED`, how many were replaced); in evaluation it is flagged in `CORRUPT [b]`. A reinforced
+builder (`reinforced.py`) replays one stored crop per example instead of drawing one, takes the
+first caption, and adds that augmentation's teacher embeddings `teacher_<m> [b, D]` float32.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import logging
 import numpy as np
 
 from mmjax.core.tasks import Resolution
-from mmjax.data import encoded, transforms as T
+from mmjax.data import encoded, reinforced as R, transforms as T
 from mmjax.data.errors import DataError
 from mmjax.data.options import DataOptions
 from mmjax.data.readers import Source
@@ -58,12 +60,15 @@ class BatchBuilder:
   """`builder(indices [b], rng or None) -> batch dict`; rng None means eval (deterministic)."""
 
   def __init__(self, source: Source, mapping: dict[str, str], resolution: Resolution,
-               options: DataOptions, tokenizer=None, num_clips: int = 1, text_instances: int = 1):
+               options: DataOptions, tokenizer=None, num_clips: int = 1, text_instances: int = 1,
+               reinforced: bool = False):
     if 'text' in mapping and tokenizer is None:
       raise ValueError('a text modality needs a tokenizer')
     self.source, self.mapping, self.res = source, dict(mapping), resolution
     self.options, self.tokenizer, self.num_clips = options, tokenizer, int(num_clips)
-    self.text_instances = int(text_instances)
+    self.text_instances, self.reinforced = int(text_instances), bool(reinforced)
+    self._stored = ([R.CROP, R.FLIP] + [R.teacher_key(m) for m in R.MODALITIES
+                                        if m in self.mapping] if self.reinforced else [])
 
   def __call__(self, indices, rng=None) -> dict[str, np.ndarray]:
     """`rng`: a `np.random.Generator` or an `order.HostRng` (per-example draws only)."""
@@ -94,18 +99,24 @@ class BatchBuilder:
 
   def _build(self, indices, rng) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """The batch of `indices` and `bad [b]`, the examples that failed to decode."""
-    cols = self.source.read(indices, sorted(set(self.mapping.values())))
+    cols = self.source.read(indices, sorted(set(self.mapping.values()) | set(self._stored)))
     out, bad = {}, np.zeros(len(indices), bool)
+    replay = None
+    if self.reinforced:  # a stored augmentation per example, and its teacher embeddings
+      boxes, flips, teachers = R.pick(cols, rng)
+      replay = (boxes, flips)
+      out.update(teachers)
     for target, feature in self.mapping.items():
       column = cols[feature]
       if target == 'image':
-        out['image'] = self._pixels(column, rng, bad)
+        out['image'] = (self._pixels(column, rng, bad) if replay is None else
+                        R.crop_images(column, replay[0], self.res.image_size, replay[1], bad))
       elif target == 'video':
         out['video'] = self._video(column, rng, bad)
       elif target == 'audio':
         out['audio'] = self._audio(column, rng)
       elif target == 'text':
-        out['text'], out['text_mask'] = self._text(column, rng)
+        out['text'], out['text_mask'] = self._text(column, rng if replay is None else None)
       elif target == 'label':
         out['label'] = np.asarray(column, np.int32)
     return out, bad

@@ -26,7 +26,7 @@ import numpy as np
 from absl import flags
 
 from mmjax.data import features as features_lib
-from mmjax.data import sources
+from mmjax.data import reinforced, sources
 from mmjax.data.batching import CORRUPT, SKIPPED, BatchBuilder, limit_blas_threads
 from mmjax.data.errors import DataError
 from mmjax.data.options import DataOptions, config_get
@@ -87,6 +87,9 @@ def _plan(task: Task, config, cache: bool, label: str | None = None):
                       f'has {len(names)} classes; set num_classes={len(names)}.')
   for res in task.resolutions:
     features_lib.check_resolution(task.modalities, res, who, where)
+  if task.reinforced:
+    reinforced.check_features(source.features, task.modalities, task.dataset, who,
+                              task.teacher_dim)
   tokenizer = load_tokenizer(config, task.dataset) if 'text' in task.modalities else None
   vocab = config_get(config, 'model.vocab_size', None)
   if tokenizer is not None and vocab is not None and tokenizer.vocab_size > int(vocab):
@@ -169,7 +172,7 @@ def make_train_iterator(task: Task, config, *, seed: int, process_index: int = 0
                     f'the {process_count} processes.')
   limit_blas_threads()
   builder = BatchBuilder(source, mapping, resolution, options, tokenizer,
-                         text_instances=task.text_instances)
+                         text_instances=task.text_instances, reinforced=task.reinforced)
   order_seed, map_seed = _seeds(seed, task.signature_name)
   order = GlobalOrder(len(source), task.batch_size, order_seed, process_index, process_count)
 

@@ -235,6 +235,15 @@ class TfdsSource(Source):
     return [self._features.deserialize_example_np(r, decoders=self._decoders)
             for r in self._data.__getitems__(indices)]
 
+  @property
+  def tfds_features(self):
+    """The split's TFDS FeaturesDict (to write a copy with more features)."""
+    return self._features
+
+  def serialized(self, indices) -> list[bytes]:
+    """The stored `tf.train.Example` bytes of the examples at `indices`, in order."""
+    return list(self._data.__getitems__([int(i) for i in indices]))
+
 
 class ArrayRecordSource(Source):
   def __init__(self, name: str, split: str, files: list[str]):

@@ -24,7 +24,7 @@ from flax import nnx
 from mmjax.core.partitioning import constrain
 from mmjax.core.tasks import MODALITIES, Task, tasks_from_config
 from mmjax.models.embeddings import EMBEDDINGS, normalize_input
-from mmjax.models import regions
+from mmjax.models import fusion_heads, regions
 from mmjax.models.encoder import Encoder, routed_layer_indices
 from mmjax.models.layers import Dense, l2_normalize, param
 from mmjax.models.mot import MotEncoder
@@ -45,13 +45,15 @@ class ModelSpec:
   captions: tuple[str, ...] = ()           # modalities a CoCa text decoder captions
   mae: tuple[str, ...] = ()                # modalities a MultiMAE decoder reconstructs
   sycoca: tuple[str, ...] = ()             # captioned modalities with SyCoCa masked modeling
+  fusion_heads: tuple[tuple[str, int, int], ...] = ()  # (name, fan-in / width, classes): M3CoL
 
   @classmethod
   def from_config(cls, config) -> 'ModelSpec':
     tasks = tasks_from_config(config)
     mods = sorted({m for t in tasks for m in t.modalities}, key=MODALITIES.index)
     pairs = sorted({pair_name(*p) for t in tasks for p in t.contrast + t.mil_nce})
-    heads = sorted({(head_name(t), t.num_classes) for t in tasks if t.classify})
+    heads = sorted({(head_name(t), t.num_classes) for t in tasks if t.classify and not t.fusion})
+    fusion = sorted({h for t in tasks for h in fusion_heads.heads(t)})
     names = [h for h, _ in heads]
     if len(names) != len(set(names)):
       raise ValueError(f'tasks on one dataset disagree on num_classes: {heads}.')
@@ -60,7 +62,7 @@ class ModelSpec:
     sycoca = sorted({t.caption for t in tasks if t.caption and t.sycoca_weight > 0},
                     key=MODALITIES.index)
     return cls(tuple(mods), tuple(tuple(p.split('_')) for p in pairs), tuple(heads),
-               tuple(captions), tuple(mae), tuple(sycoca))
+               tuple(captions), mae=tuple(mae), sycoca=tuple(sycoca), fusion_heads=tuple(fusion))
 
 
 def pair_name(a: str, b: str) -> str:
@@ -108,6 +110,9 @@ class MultimodalModel(nnx.Module):
                                         (None, 'embed')))
     for name, classes in spec.heads:
       setattr(self, name, Dense(cfg.width, classes, ('embed', None), rngs=rngs,
+                                dtype=jnp.float32, kernel_init=nnx.initializers.zeros))
+    for name, fan_in, classes in spec.fusion_heads:
+      setattr(self, name, Dense(cfg.width * fan_in, classes, ('embed', None), rngs=rngs,
                                 dtype=jnp.float32, kernel_init=nnx.initializers.zeros))
     if spec.captions:
       self.text_decoder = TextDecoder(cfg, rngs=rngs, dtype=dtype)
@@ -248,7 +253,7 @@ class MultimodalModel(nnx.Module):
   def __call__(self, batch: dict, task: Task, *, rng=None, train: bool = False) -> dict:
     """Everything the task's objective needs: embeddings, logits and aux, per modality, and
     masked modeling's `reconstruction` (`{name: {'pred', 'target', 'mask'}}`)."""
-    embeddings, logits, aux = {}, {}, {}
+    embeddings, logits, aux, fusion_inputs = {}, {}, {}, {}
     if task.multimae:  # MultiMAE: its own pass (visible tokens of all its modalities)
       recon, aux['multimae'] = multimae_outputs(self, batch, task, rng)
       return {'embeddings': {}, 'logits': {}, 'aux': aux, 'reconstruction': recon}
@@ -283,8 +288,12 @@ class MultimodalModel(nnx.Module):
       if m in needs_embed:
         e = self.project(m, pooled)
         embeddings[m] = e.reshape(*lead, e.shape[-1]) if lead is not None else e
-      if m in task.classify:
+      if m in task.classify and task.fusion:
+        fusion_inputs[m] = pooled
+      elif m in task.classify:
         logits[m] = self.classify(task, pooled)
+    if task.fusion:  # M3CoL: fused classifier + per-modality auxiliary heads
+      logits.update(fusion_heads.logits(self, task, fusion_inputs))
     out = {'embeddings': embeddings, 'logits': logits, 'aux': aux}
     if task.sycoca_weight > 0:
       rec, aux['sycoca'] = sycoca_outputs(self, task, *sycoca['input'], sycoca['text'],

@@ -1,7 +1,8 @@
 """A sweep file and the runs it plans.
 
-A sweep file is Python with `get_sweep() -> Sweep`. Each run's config is built in this order,
-later settings winning: the base config file, `Sweep.overrides`, the command line's
+A sweep file is Python with `get_sweep() -> Sweep`; `--sweep=FILE.py:ARG` calls `get_sweep(ARG)`
+(a file holding several comparisons). Each run's config is built in this order, later settings
+winning: the base config file, `Sweep.overrides`, the command line's
 `--config.k=v`, the variant's overrides, then the seed settings. An override may be a function
 of the config built so far (`lambda c: c.total_steps // 4`), evaluated after the command line,
 so it follows what the command line chose (the mixed baseline's step count, a warmup that
@@ -67,12 +68,15 @@ class Run:
 
 
 def load_sweep(path: str) -> tuple[Sweep, str]:
-  """Imports the sweep file; returns (Sweep, base config argument resolved against its folder)."""
+  """Imports the sweep file (`FILE.py[:ARG]`); returns (Sweep, base config argument resolved
+  against its folder)."""
+  file, sep, choice = path.partition('.py:')
+  path = file + '.py' if sep else path
   if not os.path.isfile(path):
     raise config_lib.ConfigError(f'sweep file {path!r} does not exist: pass '
                                  '--sweep=configs/sweeps/<name>.py.')
   module = _import(path)
-  sweep = module.get_sweep()
+  sweep = module.get_sweep(choice) if choice else module.get_sweep()
   if not isinstance(sweep, Sweep):
     raise config_lib.ConfigError(f'{path}: get_sweep() must return a mmjax.sweep.spec.Sweep.')
   _check(sweep, path)

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from mmjax.core.tasks import Task
+from mmjax.models import fusion_heads
 from mmjax.models.embeddings import normalize_input
 from mmjax.train.contrastive_variants import m3col_loss
 
@@ -32,7 +33,9 @@ def mixup(rng, x: jax.Array, alpha: float):
 
 
 def check_task(task: Task) -> None:
-  """Raises ValueError (one sentence) for an M3CoL pair the step cannot run."""
+  """Raises ValueError (one sentence) for an M3CoL pair or fusion classifier the step cannot
+  run."""
+  fusion_heads.check_task(task)
   for a, b in task.m3col:
     if a not in MIXABLE:
       raise ValueError(f'task {task.name!r}: m3col pair {a}-{b} mixes {a!r}, but only '

@@ -74,28 +74,37 @@ def moe_aux_loss(aux: dict, config) -> tuple[jax.Array, dict]:
 
 
 def _part_weight(task: Task, key: str) -> float:
-  """A caption task weighs its contrastive, captioning and SyCoCa parts (config weights);
-  else 1 (MultiMAE sums its modalities' reconstruction losses)."""
+  """A caption task weighs its contrastive, captioning and SyCoCa parts (config weights), a
+  reinforced task its distillation parts (`distill_weight`), a fusion task its auxiliary heads'
+  cross-entropies (`aux_weight`); else 1 (MultiMAE sums its modalities' reconstruction losses)."""
   if key.startswith('sycoca/'):
     return task.sycoca_weight
+  if key.startswith('distill/'):
+    return task.distill_weight
+  if task.fusion and key.startswith('xent/') and key != 'xent/fused':
+    return task.aux_weight  # M3CoL's unimodal auxiliary heads
   if not task.caption:
     return 1.0
   return task.caption_weight if key.startswith('caption/') else task.contrastive_weight
 
 
 def task_loss(model, outputs: dict, batch: dict, task: Task, config) -> tuple[jax.Array, dict]:
-  """The task's total loss and its parts (keys `nce/<a>_<b>`, `mil_nce/..`, `xent/<m>`,
-  `caption/<m>`, `mae/<m>`, `sycoca/<m>`)."""
+  """The task's total loss and its parts (keys `nce/<a>_<b>`, `distill/<a>_<b>`, `mil_nce/..`,
+  `xent/<m>`, `caption/<m>`, `mae/<m>`, `sycoca/<m>`)."""
   parts = {}
   emb, logits = outputs['embeddings'], outputs['logits']
   for a, b in task.contrast:
     parts[f'nce/{a}_{b}'] = nce_loss(emb[a], emb[b], model.temperature(a, b))
+    if a in task.teacher_modalities and b in task.teacher_modalities:  # MobileCLIP
+      parts[f'distill/{a}_{b}'] = distillation_loss(
+          emb[a], emb[b], batch[f'teacher_{a}'], batch[f'teacher_{b}'], model.temperature(a, b),
+          task.teacher_temperature)
   for a, b in task.mil_nce:
     single, multi = (b, a) if emb[a].ndim == 3 else (a, b)  # the [batch, K, dim] side (text)
     x = emb[multi] if emb[multi].ndim == 3 else emb[multi][:, None]
     valid = (batch['text_mask'].any(-1).reshape(x.shape[:2]) if multi == 'text' else None)
     parts[f'mil_nce/{a}_{b}'] = mil_nce_loss(emb[single], x, model.temperature(a, b), valid)
-  for m in task.classify:
+  for m in task.classify + (('fused',) if task.fusion else ()):
     parts[f'xent/{m}'] = softmax_cross_entropy(logits[m], batch['label'])
     parts[f'accuracy/{m}'] = (logits[m].argmax(-1) == batch['label']).mean()
   if task.caption:

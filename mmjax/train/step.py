@@ -44,6 +44,8 @@ def batch_spec(task: Task | MixedTask, batch_size: int | None = None) -> dict:
       spec['text_mask'] = ((n,) + shape, jnp.int32)
   if task.classify:
     spec['label'] = ((n,), jnp.int32)
+  for m in task.teacher_modalities:  # reinforced: stored teacher embeddings (MobileCLIP)
+    spec[f'teacher_{m}'] = ((n, task.teacher_dim), jnp.float32)
   return spec
 
 
