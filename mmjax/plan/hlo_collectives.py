@@ -215,7 +215,11 @@ def analyze_hlo(hlo_text: str, num_devices: int, num_slices: int = 1) -> Collect
       kind, shape, rest = _KINDS[m.group(3)], m.group(2), m.group(4)
       group = first_group(rest)
       n = len(group) or num_devices
-      sent[kind] += sent_bytes(kind, unit_bytes(kind, shape), n) * runs[name]
+      nbytes = unit_bytes(kind, shape)
+      if m.group(3) == 'ragged-all-to-all':   # result = worst-case receive buffer; a device
+        first = _ARRAY.search(rest)            # sends at most its send buffer (first operand)
+        nbytes = min(nbytes, array_bytes(first.group(0))) if first else nbytes
+      sent[kind] += sent_bytes(kind, nbytes, n) * runs[name]
       count[kind] += runs[name]
       found.append(Collective(kind, shape, group, runs[name]))
   return Collectives(dict(sent), dict(count), tuple(trips), tuple(found))
