@@ -116,3 +116,4 @@ def test_ragged_all_to_all_counts_the_send_buffer_not_the_worst_case_receive_buf
   assert 'all-to-all(%p, %o' in by_name
   found = analyze_hlo(by_name, num_devices=4)
   assert found.bytes_by_kind['all-to-all'] == pytest.approx(64 * 32 * 2 * 3 / 4)
+  assert found.instructions[0].shape.startswith('bf16[64,32]')   # what the network term times

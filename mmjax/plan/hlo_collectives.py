@@ -228,11 +228,10 @@ def analyze_hlo(hlo_text: str, num_devices: int, num_slices: int = 1) -> Collect
       kind, shape, rest = _KINDS[m.group(3)], m.group(2), m.group(4)
       group = first_group(rest)
       n = len(group) or num_devices
-      nbytes = unit_bytes(kind, shape)
       if m.group(3) == 'ragged-all-to-all':   # result = worst-case receive buffer; a device
         send = _first_operand_shape(rest, shapes)   # sends at most its send buffer
-        nbytes = min(nbytes, array_bytes(send)) if send else nbytes
-      sent[kind] += sent_bytes(kind, nbytes, n) * runs[name]
+        shape = send if send and array_bytes(send) < array_bytes(shape) else shape
+      sent[kind] += sent_bytes(kind, unit_bytes(kind, shape), n) * runs[name]
       count[kind] += runs[name]
       found.append(Collective(kind, shape, group, runs[name]))
   return Collectives(dict(sent), dict(count), tuple(trips), tuple(found))
