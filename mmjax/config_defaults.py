@@ -42,8 +42,10 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
       normalize_combine_weights=False,
       # Routing knobs (mmjax/models/moe.py docstring): tokens per routing group across examples
       # (0 = one example), least expert capacity, dtype of tokens between devices ('' = the
-      # model's), load-balancing loss scale ('per_slot': 1 at balance; 'switch': top_k).
-      group_size=0, min_capacity=0, comm_dtype='', load_balancing_scale='per_slot'))
+      # model's), load-balancing loss scale ('per_slot': 1 at balance; 'switch': top_k);
+      # how dropless claims move between expert devices (mmjax/models/expert_exchange.py).
+      group_size=0, min_capacity=0, comm_dtype='', load_balancing_scale='per_slot',
+      exchange='auto'))
   # BiFormer routed attention in `layers`; regions: S×S patch windows (image), T×S×S (video),
   # block_size tokens (audio, text); see mmjax/models/regions.py.
   m.routed_attention = ml_collections.ConfigDict(dict(layers=(), block_size=16, top_k=4,

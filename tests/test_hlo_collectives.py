@@ -96,3 +96,24 @@ ENTRY %main (x: f32[64]) -> f32[512] {
   found = analyze_hlo(hlo, 16)
   assert found.count_by_kind == {'all-gather': 1}  # start and done name one computation
   assert found.bytes_by_kind['all-gather'] == pytest.approx(512 * 4 * 7 / 8)  # groups of 8
+
+
+def test_ragged_all_to_all_counts_the_send_buffer_not_the_worst_case_receive_buffer():
+  hlo = '\n'.join([
+      'HloModule m', '',
+      'ENTRY %main (p: bf16[64,32]) -> bf16[256,32] {',
+      '  %p = bf16[64,32]{1,0} parameter(0)',
+      '  ROOT %r = bf16[256,32]{1,0} ragged-all-to-all(bf16[64,32]{1,0} %p, bf16[256,32]{1,0} '
+      '%o, s32[4]{0} %a, s32[4]{0} %b, s32[4]{0} %c, s32[4]{0} %d), '
+      'replica_groups={{0,1,2,3}}',
+      '}'])
+  found = analyze_hlo(hlo, num_devices=4)
+  assert found.count_by_kind == {'all-to-all': 1}
+  assert found.bytes_by_kind['all-to-all'] == pytest.approx(64 * 32 * 2 * 3 / 4)
+  # Optimized HLO names its operands without shapes: the send buffer is looked up.
+  by_name = hlo.replace('ragged-all-to-all(bf16[64,32]{1,0} %p, bf16[256,32]{1,0} %o',
+                        'ragged-all-to-all(%p, %o')
+  assert 'all-to-all(%p, %o' in by_name
+  found = analyze_hlo(by_name, num_devices=4)
+  assert found.bytes_by_kind['all-to-all'] == pytest.approx(64 * 32 * 2 * 3 / 4)
+  assert found.instructions[0].shape.startswith('bf16[64,32]')   # what the network term times

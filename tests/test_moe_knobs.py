@@ -88,6 +88,7 @@ def test_group_size_is_mesh_independent(ep):
     ('--config.model.moe.comm_dtype=int8', "comm_dtype is 'int8'"),
     ('--config.model.moe.load_balancing_scale=k', "load_balancing_scale is 'k'"),
     ('--config.model.moe.min_capacity=-1', 'min_capacity=-1 must be >= 0'),
+    ('--config.model.moe.exchange=ring', "exchange is 'ring'"),
 ])
 def test_bad_knobs_one_sentence(flag, match):
   with pytest.raises(moe.MoeConfigError, match=match) as e:

@@ -11,9 +11,10 @@ minus aliased), time the median of `--reps` runs. Every token's active FLOPs are
 all three: top_k experts of `mlp_dim`, or one dense MLP of `top_k * mlp_dim`. On simulated CPU
 devices the times measure the extra work of routing (sorts, scatters, all-to-all copies), not
 interconnect bandwidth. Read dropless on CPU with care: XLA:CPU expands `ragged_dot` densely
-(time and temporaries grow as groups x rows), and the all-to-all receive buffer is sized for the
-worst case (expert axis x claims rows, `mmjax/models/dropless.py`), so its cost here grows with
-the local experts; the Pallas grouped matmul on TPU visits only row tiles that hold tokens.
+(time and temporaries grow as groups x rows), and the CPU's all-to-all send and receive buffers
+are sized for the worst case (expert axis x claims rows, `mmjax/models/expert_exchange.py`), so
+its cost here grows with the local experts; on TPU and GPU `ragged_all_to_all` sends only the
+claims, and the Pallas grouped matmul on TPU visits only row tiles that hold tokens.
 """
 
 from __future__ import annotations

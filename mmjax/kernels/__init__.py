@@ -5,6 +5,7 @@ from mmjax.kernels.backend import resolve_backend, resolve_interpret
 from mmjax.kernels.block_routing import route_blocks
 from mmjax.kernels.flash_attention import flash_attention
 from mmjax.kernels.grouped_matmul import grouped_matmul
+from mmjax.kernels.grouped_matmul_reference import grouped_matmul_reference
 from mmjax.kernels.routed_attention import routed_attention
 from mmjax.kernels.routed_reference import routed_attention_reference
 from mmjax.kernels.select import (ATTENTION_IMPLS, RAGGED_MATMUL_IMPLS, attention, ragged_matmul,
@@ -13,7 +14,7 @@ from mmjax.kernels.windows import window_order, window_order_inverse
 
 __all__ = [
     'ATTENTION_IMPLS', 'RAGGED_MATMUL_IMPLS', 'attention', 'attention_reference',
-    'flash_attention', 'grouped_matmul', 'ragged_matmul', 'resolve_backend', 'resolve_impl',
+    'flash_attention', 'grouped_matmul', 'grouped_matmul_reference', 'ragged_matmul', 'resolve_backend', 'resolve_impl',
     'resolve_interpret', 'resolve_routed_impl', 'route_blocks', 'routed', 'routed_attention',
     'routed_attention_reference',
     'window_order', 'window_order_inverse',

@@ -53,7 +53,8 @@ def _forward_gpu(t, q, k, v, q_seg, k_seg, pairs):
   num_q_blocks = q_len // t.block_q
   row = functools.partial(tiles.table_row, t)
   q_tile = pl.BlockSpec((None, t.block_q, None, head_dim), lambda i, b, h: (b, i, h, 0))
-  kv_full = pl.BlockSpec((None, kv_len, None, head_dim), lambda i, b, h: (b, 0, h, 0))
+  kv_full = pl.BlockSpec((None, kv_len, None, head_dim),
+                         lambda i, b, h: (b, 0, tiles.kv_head(t, h), 0))
   in_specs = [
       pl.BlockSpec((None, pairs.k_by_q.shape[1]), lambda i, b, h: (row(b), 0)),
       pl.BlockSpec((None, num_q_blocks + 1), lambda i, b, h: (row(b), 0)),
@@ -74,7 +75,7 @@ def _forward_gpu(t, q, k, v, q_seg, k_seg, pairs):
   )(pairs.k_by_q, pairs.start_q, q, k, v, q_seg, k_seg)
 
 
-def _tpu_kernel(q_by_q_ref, k_by_q_ref, q_ref, k_ref, v_ref, q_seg_ref, k_seg_ref,
+def _tpu_kernel(q_by_q_ref, k_by_q_ref, start_ref, q_ref, k_ref, v_ref, q_seg_ref, k_seg_ref,
                 o_ref, lse_ref, m_ref, l_ref, acc_ref, *, t: tiles.Tiling, num_pairs: int):
   r, p = tiles.table_row(t, pl.program_id(0)), pl.program_id(2)
   i, j = q_by_q_ref[r, p], k_by_q_ref[r, p]
@@ -84,12 +85,14 @@ def _tpu_kernel(q_by_q_ref, k_by_q_ref, q_ref, k_ref, v_ref, q_seg_ref, k_seg_re
   def _init():
     m_ref[...], l_ref[...], acc_ref[...] = tiles.softmax_init(t, acc_ref.shape[-1])
 
-  q_seg = None if q_seg_ref is None else q_seg_ref[0][:, None]
-  k_seg = None if k_seg_ref is None else k_seg_ref[...]
-  mask = tiles.tile_mask(t, i, j, q_seg, k_seg)
-  s = tiles.scores(t, q_ref[...], k_ref[...], mask)
-  m_ref[...], l_ref[...], acc_ref[...] = tiles.softmax_step(
-      s, mask, v_ref[...], m_ref[...], l_ref[...], acc_ref[...])
+  @pl.when(p < tiles.pair_count(start_ref, r))
+  def _step():
+    q_seg = None if q_seg_ref is None else q_seg_ref[0][:, None]
+    k_seg = None if k_seg_ref is None else k_seg_ref[...]
+    mask = tiles.tile_mask(t, i, j, q_seg, k_seg)
+    s = tiles.scores(t, q_ref[...], k_ref[...], mask)
+    m_ref[...], l_ref[...], acc_ref[...] = tiles.softmax_step(
+        s, mask, v_ref[...], m_ref[...], l_ref[...], acc_ref[...])
 
   @pl.when(last)
   def _finish():
@@ -103,29 +106,29 @@ def _forward_tpu(t, q, k, v, q_seg, k_seg, pairs):
   num_pairs = pairs.q_by_q.shape[1]
   row = functools.partial(tiles.table_row, t)
 
-  def q_map(b, h, p, qb, kb):
+  def q_map(b, h, p, qb, kb, st):
     return b, h, qb[row(b), p], 0
 
-  def k_map(b, h, p, qb, kb):
-    return b, h, kb[row(b), p], 0
+  def k_map(b, h, p, qb, kb, st):
+    return b, tiles.kv_head(t, h), kb[row(b), p], 0
 
   q_tile = pl.BlockSpec((None, None, t.block_q, head_dim), q_map)
   k_tile = pl.BlockSpec((None, None, t.block_k, head_dim), k_map)
   in_specs = [
       q_tile, k_tile, k_tile,
       None if q_seg is None else pl.BlockSpec(
-          (None, None, 1, t.block_q), lambda b, h, p, qb, kb: (b, qb[row(b), p], 0, 0)),
+          (None, None, 1, t.block_q), lambda b, h, p, qb, kb, st: (b, qb[row(b), p], 0, 0)),
       None if k_seg is None else pl.BlockSpec(
-          (None, 1, t.block_k), lambda b, h, p, qb, kb: (b, 0, kb[row(b), p])),
+          (None, 1, t.block_k), lambda b, h, p, qb, kb, st: (b, 0, kb[row(b), p])),
   ]
   # lse as rows [batch, heads, q_blocks, 1, block_q]: TPU-legal for any block_q, lane-dense.
   out_specs = [q_tile, pl.BlockSpec((None, None, None, 1, t.block_q),
-                                    lambda b, h, p, qb, kb: (b, h, qb[row(b), p], 0, 0))]
+                                    lambda b, h, p, qb, kb, st: (b, h, qb[row(b), p], 0, 0))]
   out_shape = [jax.ShapeDtypeStruct(q.shape, q.dtype),
                jax.ShapeDtypeStruct((batch, heads, q_len // t.block_q, 1, t.block_q),
                                     jnp.float32)]
   grid_spec = pltpu.PrefetchScalarGridSpec(
-      num_scalar_prefetch=2, grid=(batch, heads, num_pairs),
+      num_scalar_prefetch=3, grid=(batch, heads, num_pairs),
       in_specs=in_specs, out_specs=out_specs,
       scratch_shapes=[pltpu.VMEM((t.block_q, 1), jnp.float32),
                       pltpu.VMEM((t.block_q, 1), jnp.float32),
@@ -136,5 +139,8 @@ def _forward_tpu(t, q, k, v, q_seg, k_seg, pairs):
       compiler_params=pltpu.CompilerParams(
           dimension_semantics=('parallel', 'parallel', 'arbitrary')),
       interpret=t.interpret, name='attention_fwd',
-  )(pairs.q_by_q, pairs.k_by_q, q, k, v, q_seg, k_seg)
-  return out, lse.reshape(batch, heads, q_len)
+  )(pairs.q_by_q, pairs.k_by_q, pairs.start_q, q, k, v, q_seg, k_seg)
+  # Query blocks that no pair lists are never written by the grid: they see no key, so 0.
+  seen = jnp.repeat((pairs.start_q[:, 1:] - pairs.start_q[:, :-1]) > 0, t.block_q, axis=1)
+  out = jnp.where(seen[:, None, :, None], out, 0).astype(q.dtype)
+  return out, jnp.where(seen[:, None, :], lse.reshape(batch, heads, q_len), 0.0)

@@ -25,6 +25,8 @@ class Tiling:
   driver: 'gpu' (one program per output block, loop over its pairs inside; also used for
     interpret mode on CPU) or 'tpu' (a grid step per pair, VMEM scratch, scalar prefetch).
   batched_tables: the pair tables have one row per batch element (else one shared row).
+  q_per_kv: query heads per key/value head (grouped-query attention; 1 = multi-head): query
+    head h reads key/value head h // q_per_kv, which is never repeated in memory.
   """
   block_q: int
   block_k: int
@@ -37,6 +39,7 @@ class Tiling:
   batched_tables: bool
   num_warps: int = 4
   num_stages: int = 2
+  q_per_kv: int = 1
 
 
 def dot(a, b, dims=_NN):
@@ -142,6 +145,17 @@ def segment_layouts(t: Tiling, q_seg, k_seg):
   if t.driver == 'tpu':
     return q_seg.reshape(q_seg.shape[0], -1, 1, t.block_q), k_seg[:, None, :]
   return q_seg[:, :, None], k_seg[:, None, :]
+
+
+def pair_count(start_ref, row):
+  """Pairs listed in table row `row` (entries past it repeat the last pair and are skipped)."""
+  return start_ref[row, start_ref.shape[1] - 1]
+
+
+def kv_head(t: Tiling, head):
+  """The key/value head that query head `head` reads (a truncating divide, which Mosaic
+  lowers in index maps; heads are >= 0)."""
+  return head if t.q_per_kv == 1 else lax.div(head, t.q_per_kv)
 
 
 def table_row(t: Tiling, batch_index):

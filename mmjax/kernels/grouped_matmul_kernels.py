@@ -1,6 +1,7 @@
 """Pallas kernels for grouped matmuls over group-sorted rows, driven by `GroupTiles` work items.
 
-gmm:  out [m, n] = lhs [m, k] @ rhs[group(row)] with rhs `[groups, k, n]`.
+gmm:  out [m, n] = lhs [m, k] @ rhs[group(row)] with rhs `[groups, k, n]`, or with
+      `transpose_rhs` lhs @ rhs[group(row)]^T with rhs `[groups, n, k]` read in place.
 tgmm: out [groups, k, n] = per group, lhs_g^T @ rhs_g with lhs `[m, k]`, rhs `[m, n]`.
 Shapes arrive padded to whole tiles. On GPU every output tile is written by one program that
 loops over its work items; on TPU the grid walks the work items (scalar-prefetched tables) and
@@ -17,7 +18,7 @@ from jax.experimental import pallas as pl
 from jax.experimental.pallas import tpu as pltpu
 from jax.experimental.pallas import triton as pltriton
 
-from mmjax.kernels.attention_tiles import dot, dot_tn
+from mmjax.kernels.attention_tiles import dot, dot_nt, dot_tn
 from mmjax.kernels.group_tiles import GroupTiles
 
 
@@ -28,6 +29,7 @@ class MatmulTiling:
   tile_n: int
   driver: str      # 'gpu' (also interpret mode on CPU) or 'tpu'
   interpret: bool
+  transpose_rhs: bool = False   # gmm: rhs is [groups, n, k]
 
 
 def _row_mask(t, tile, lo, hi, width):
@@ -42,19 +44,25 @@ def _first_last(ref, w, num_items):
 
 
 def gmm(t: MatmulTiling, lhs, rhs, tiles: GroupTiles, out_dtype):
-  """lhs [m, k] @ rhs [groups, k, n] by row group -> [m, n] (TPU: unvisited row tiles undefined)."""
+  """lhs [m, k] @ rhs [groups, k, n] (or rhs [groups, n, k] transposed) by row group -> [m, n]
+  (TPU: unvisited row tiles undefined)."""
   m, k = lhs.shape
-  n = rhs.shape[2]
+  n = rhs.shape[1] if t.transpose_rhs else rhs.shape[2]
   grid_n, grid_k = n // t.tile_n, k // t.tile_k
   out_shape = jax.ShapeDtypeStruct((m, n), out_dtype)
   if t.driver == 'tpu':
     num_items = tiles.group.shape[0]
+    if t.transpose_rhs:
+      rhs_spec = pl.BlockSpec((None, t.tile_n, t.tile_k),
+                              lambda j, w, kk, g, tl, lo, hi: (g[w], j, kk))
+    else:
+      rhs_spec = pl.BlockSpec((None, t.tile_k, t.tile_n),
+                              lambda j, w, kk, g, tl, lo, hi: (g[w], kk, j))
     grid_spec = pltpu.PrefetchScalarGridSpec(
         num_scalar_prefetch=4, grid=(grid_n, num_items, grid_k),
         in_specs=[
             pl.BlockSpec((t.tile_m, t.tile_k), lambda j, w, kk, g, tl, lo, hi: (tl[w], kk)),
-            pl.BlockSpec((None, t.tile_k, t.tile_n),
-                         lambda j, w, kk, g, tl, lo, hi: (g[w], kk, j))],
+            rhs_spec],
         out_specs=pl.BlockSpec((t.tile_m, t.tile_n), lambda j, w, kk, g, tl, lo, hi: (tl[w], j)),
         scratch_shapes=[pltpu.VMEM((t.tile_m, t.tile_n), jnp.float32)])
     return pl.pallas_call(
@@ -64,12 +72,15 @@ def gmm(t: MatmulTiling, lhs, rhs, tiles: GroupTiles, out_dtype):
             dimension_semantics=('parallel', 'arbitrary', 'arbitrary')),
     )(tiles.group, tiles.tile, tiles.lo, tiles.hi, lhs, rhs)
   full = lambda a: pl.BlockSpec(a.shape, lambda i, j: (0,) * a.ndim)
+  if t.transpose_rhs:
+    rhs_spec = pl.BlockSpec((rhs.shape[0], t.tile_n, k), lambda i, j: (0, j, 0))
+  else:
+    rhs_spec = pl.BlockSpec((rhs.shape[0], k, t.tile_n), lambda i, j: (0, 0, j))
   return pl.pallas_call(
       functools.partial(_gmm_gpu_kernel, t=t, grid_k=grid_k),
       grid=(m // t.tile_m, grid_n),
       in_specs=[full(tiles.group), full(tiles.lo), full(tiles.hi), full(tiles.tile_start),
-                pl.BlockSpec((t.tile_m, k), lambda i, j: (i, 0)),
-                pl.BlockSpec((rhs.shape[0], k, t.tile_n), lambda i, j: (0, 0, j))],
+                pl.BlockSpec((t.tile_m, k), lambda i, j: (i, 0)), rhs_spec],
       out_specs=pl.BlockSpec((t.tile_m, t.tile_n), lambda i, j: (i, j)),
       out_shape=out_shape, interpret=t.interpret, name='gmm',
       compiler_params=pltriton.CompilerParams(num_warps=4, num_stages=2),
@@ -87,6 +98,8 @@ def _gmm_gpu_kernel(group_ref, lo_ref, hi_ref, start_ref, lhs_ref, rhs_ref, out_
     def k_step(kk, acc):
       cols = pl.ds(pl.multiple_of(kk * t.tile_k, t.tile_k), t.tile_k)
       x = jnp.where(mask, lhs_ref[:, cols], 0)
+      if t.transpose_rhs:
+        return acc + dot_nt(x, rhs_ref[g, :, cols])
       return acc + dot(x, rhs_ref[g, cols, :])
 
     return lax.fori_loop(0, grid_k, k_step, acc)
@@ -108,7 +121,8 @@ def _gmm_tpu_kernel(group_ref, tile_ref, lo_ref, hi_ref, lhs_ref, rhs_ref, out_r
   @pl.when(hi_ref[w] > lo_ref[w])
   def _accumulate():
     mask = _row_mask(t, tile_ref[w], lo_ref[w], hi_ref[w], t.tile_k)
-    acc_ref[...] += dot(jnp.where(mask, lhs_ref[...], 0), rhs_ref[...])
+    x = jnp.where(mask, lhs_ref[...], 0)
+    acc_ref[...] += dot_nt(x, rhs_ref[...]) if t.transpose_rhs else dot(x, rhs_ref[...])
 
   @pl.when(jnp.logical_and(last, kk == grid_k - 1))
   def _finish():

@@ -22,6 +22,7 @@ from mmjax.kernels import backend as backend_lib
 from mmjax.kernels.attention_reference import attention_reference
 from mmjax.kernels.flash_attention import check_qkv, flash_attention
 from mmjax.kernels.grouped_matmul import check_grouped_matmul, grouped_matmul
+from mmjax.kernels.grouped_matmul_reference import grouped_matmul_reference
 from mmjax.kernels.routed_attention import routed_attention
 from mmjax.kernels.routed_reference import routed_attention_reference
 
@@ -94,11 +95,16 @@ def cudnn_attention(q, k, v, *, segment_ids=None, causal=False, sm_scale=None):
   return out.astype(q.dtype)
 
 
-def ragged_matmul(lhs, rhs, group_sizes, *, impl, backend=None):
-  """lhs [m, k] @ rhs [groups, k, n] by row group (`jax.lax.ragged_dot` semantics) -> [m, n]."""
+def ragged_matmul(lhs, rhs, group_sizes, *, impl, group_offset=None, transpose_rhs=False,
+                  backend=None):
+  """lhs [m, k] @ rhs [groups, k, n] by row group (`jax.lax.ragged_dot` semantics) -> [m, n];
+  `group_offset` / `transpose_rhs` as in `grouped_matmul`."""
   impl = ('xla' if backend_lib.use_reference() else
           resolve_impl(impl, RAGGED_MATMUL_IMPLS, backend))
-  check_grouped_matmul(lhs, rhs, group_sizes, f'ragged_matmul(impl={impl!r})')
+  check_grouped_matmul(lhs, rhs, group_sizes, f'ragged_matmul(impl={impl!r})',
+                       group_offset=group_offset, transpose_rhs=transpose_rhs)
   if impl == 'xla':
-    return jax.lax.ragged_dot(lhs, rhs, group_sizes.astype(jnp.int32))
-  return grouped_matmul(lhs, rhs, group_sizes, backend=backend)
+    return grouped_matmul_reference(lhs, rhs, group_sizes, group_offset=group_offset,
+                                    transpose_rhs=transpose_rhs)
+  return grouped_matmul(lhs, rhs, group_sizes, group_offset=group_offset,
+                        transpose_rhs=transpose_rhs, backend=backend)

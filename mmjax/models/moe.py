@@ -74,6 +74,7 @@ class MoeMlp(nnx.Module):
     self.batch_prioritized, self.jitter = bool(moe.batch_prioritized), float(moe.jitter)
     self.impl, self.dtype = moe.impl, dtype
     self.comm_dtype = jnp.dtype(moe.get('comm_dtype', '') or dtype)
+    self.exchange = moe.get('exchange', 'auto')
     self.group_size = int(moe.get('group_size', 0))
     self.min_capacity = int(moe.get('min_capacity', 0))
     self.lb_scale = float(self.top_k if moe.get('load_balancing_scale', '') == 'switch' else 1)
@@ -201,7 +202,7 @@ class MoeMlp(nnx.Module):
     params = [p[...].astype(self.dtype) for p in (self.wi.kernel, self.wi.bias, self.wo.kernel,
                                                   self.wo.bias)]
     y, sizes = dropless_experts(x, index, weights, mask, params, impl=self.impl,
-                                comm_dtype=self.comm_dtype)
+                                comm_dtype=self.comm_dtype, exchange=self.exchange)
     stats = {'dropped_fraction': jnp.zeros((), jnp.float32),
              'expert_drop': jnp.zeros((self.num_experts,), jnp.float32)}
     return y, sizes / jnp.maximum(sizes.sum(), 1.0), stats

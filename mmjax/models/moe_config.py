@@ -4,6 +4,7 @@ expert mesh axis), run before a MoE model is built so a bad setting fails in one
 from __future__ import annotations
 
 from mmjax.config import ConfigError
+from mmjax.models.expert_exchange import EXCHANGES
 
 ROUTERS = ('tokens_choose', 'experts_choose', 'dropless')
 COMM_DTYPES = ('', 'float32', 'bfloat16', 'float16')
@@ -60,6 +61,9 @@ def check_moe_config(model_cfg, mesh_shape: dict | None = None) -> None:
   if moe.get('load_balancing_scale', 'per_slot') not in LB_SCALES:
     raise MoeConfigError(f'config.model.moe.load_balancing_scale is '
                          f'{moe.load_balancing_scale!r}; choose one of {LB_SCALES}.')
+  if moe.get('exchange', 'auto') not in EXCHANGES:
+    raise MoeConfigError(f'config.model.moe.exchange is {moe.exchange!r}; choose one of '
+                         f'{EXCHANGES}.')
   try:
     moe_layer_indices(model_cfg)
   except ConfigError:

@@ -154,6 +154,17 @@ def _trip_count(condition_lines) -> int | None:
   return constants[0] if compares and len(constants) == 1 else None
 
 
+def _first_operand_shape(operands: str, shapes: dict) -> str:
+  """Shape text of an instruction's first operand: written inline (`f32[8,4]{1,0} %x`) or
+  looked up by name (`%x`, as optimized HLO prints it)."""
+  operands = operands.lstrip()
+  inline = _ARRAY.match(operands)
+  if inline:
+    return inline.group(0)
+  ref = re.match(r'%([\w.\-]+)', operands)
+  return shapes.get(ref.group(1), '') if ref else ''
+
+
 def analyze_hlo(hlo_text: str, num_devices: int, num_slices: int = 1) -> Collectives:
   """Collectives of an optimized HLO module (`compiled.as_text()`), per device per step;
   megascale transfers across `num_slices` slices are counted under 'dcn <kind>'."""
@@ -197,6 +208,8 @@ def analyze_hlo(hlo_text: str, num_devices: int, num_slices: int = 1) -> Collect
     for callee, factor in edges.get(node, ()):
       runs[callee] += runs[node] * factor
   sent, count, found = collections.Counter(), collections.Counter(), []
+  shapes = {m.group(1): m.group(2) for lines in computations.values() for line in lines
+            if (m := _INSTRUCTION.match(line))}
   for name, lines in computations.items():
     if not runs.get(name):
       continue
@@ -215,6 +228,9 @@ def analyze_hlo(hlo_text: str, num_devices: int, num_slices: int = 1) -> Collect
       kind, shape, rest = _KINDS[m.group(3)], m.group(2), m.group(4)
       group = first_group(rest)
       n = len(group) or num_devices
+      if m.group(3) == 'ragged-all-to-all':   # result = worst-case receive buffer; a device
+        send = _first_operand_shape(rest, shapes)   # sends at most its send buffer
+        shape = send if send and array_bytes(send) < array_bytes(shape) else shape
       sent[kind] += sent_bytes(kind, unit_bytes(kind, shape), n) * runs[name]
       count[kind] += runs[name]
       found.append(Collective(kind, shape, group, runs[name]))

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from mmjax.kernels import grouped_matmul
+from mmjax.kernels import grouped_matmul, grouped_matmul_reference
 
 FAST_COMPILE = {'xla_backend_optimization_level': 0, 'xla_llvm_disable_expensive_passes': True}
 
@@ -79,3 +79,73 @@ def test_bad_tile_raises():
   with pytest.raises(ValueError, match='tile_m'):
     grouped_matmul(jnp.zeros((8, 4)), jnp.zeros((2, 4, 4)), jnp.ones((2,), jnp.int32),
                    backend='tpu', interpret=True, tile_m=12)
+
+
+def _numpy_local(lhs, rhs, sizes, offset, transpose, ct):
+  """(out, d_lhs, d_rhs) in float64 for rhs holding groups offset : offset + len(rhs)."""
+  lhs, ct = np.asarray(lhs, np.float64), np.asarray(ct, np.float64)
+  w = np.asarray(rhs, np.float64)
+  w = np.swapaxes(w, 1, 2) if transpose else w                       # [local, k, n]
+  out, d_lhs, d_w = np.zeros((lhs.shape[0], w.shape[2])), np.zeros_like(lhs), np.zeros_like(w)
+  ends = np.cumsum(sizes)
+  for g in range(offset, offset + w.shape[0]):
+    rows = slice(ends[g] - sizes[g], ends[g])
+    out[rows] = lhs[rows] @ w[g - offset]
+    d_lhs[rows] = ct[rows] @ w[g - offset].T
+    d_w[g - offset] = lhs[rows].T @ ct[rows]
+  return out, d_lhs, (np.swapaxes(d_w, 1, 2) if transpose else d_w)
+
+
+@pytest.mark.parametrize('sizes,offset,local,transpose,backend,tile_m', [
+    ([7, 0, 13, 2, 10, 3], 2, 3, False, 'cpu', 8),   # middle groups, one of them small
+    ([7, 0, 13, 2, 10, 3], 0, 2, True, 'cpu', 8),    # first groups (incl. an empty one)
+    ([5, 9, 0, 0, 11, 6], 2, 2, True, 'tpu', 8),     # local groups all empty
+    ([5, 9, 0, 4, 11, 6], 4, 2, False, 'tpu', 8),    # last groups, rows past the sum
+    ([3, 12, 0, 17, 1, 2], 1, 3, True, 'gpu', 16),   # groups spanning several tiles
+    ([6, 6, 6, 6, 6, 6], 0, 6, True, 'tpu', 8),      # all local, transposed only
+])
+def test_group_offset_and_transpose_rhs(sizes, offset, local, transpose, backend, tile_m):
+  rng = np.random.default_rng(1)
+  m, k, n = 45, 24, 20
+  lhs = jnp.asarray(rng.standard_normal((m, k), np.float32))
+  shape = (local, n, k) if transpose else (local, k, n)
+  rhs = jnp.asarray(rng.standard_normal(shape, np.float32))
+  ct = jnp.asarray(rng.standard_normal((m, n), np.float32))
+  group_sizes = jnp.asarray(sizes, jnp.int32)
+  want = _numpy_local(lhs, rhs, sizes, offset, transpose, ct)
+  kernel = lambda a, b: grouped_matmul(a, b, group_sizes, group_offset=jnp.int32(offset),
+                                       transpose_rhs=transpose, backend=backend, interpret=True,
+                                       tile_m=tile_m)
+  ref = lambda a, b: grouped_matmul_reference(a, b, group_sizes, group_offset=offset,
+                                              transpose_rhs=transpose)
+  for fn in (kernel, ref):
+    out, (d_lhs, d_rhs) = _value_and_grads(fn, lhs, rhs, ct)
+    assert out.shape == (m, n) and d_rhs.shape == shape
+    for got, exp in zip((out, d_lhs, d_rhs), want):
+      _close(got, exp, 1e-4)
+  # Rows of non-local groups and past the sum are exactly zero, in the output and in d_lhs.
+  ends = np.cumsum(sizes)
+  local_rows = np.zeros(m, bool)
+  local_rows[ends[offset] - sizes[offset]:ends[offset + local - 1]] = True
+  out, (d_lhs, _) = _value_and_grads(kernel, lhs, rhs, ct)
+  np.testing.assert_array_equal(np.asarray(out)[~local_rows], 0.0)
+  np.testing.assert_array_equal(np.asarray(d_lhs)[~local_rows], 0.0)
+
+
+def test_backward_reads_rhs_in_place():
+  """No transpose of the weights in the backward program (the kernel reads them as they are)."""
+  lhs, rhs = jnp.ones((16, 8)), jnp.ones((2, 8, 12))
+  sizes = jnp.asarray([9, 7], jnp.int32)
+  fn = lambda a, b: jnp.sum(grouped_matmul(a, b, sizes, interpret=True, tile_m=8) ** 2)
+  jaxpr = str(jax.make_jaxpr(jax.grad(fn, (0, 1)))(lhs, rhs))
+  assert 'transpose' not in jaxpr, jaxpr
+
+
+def test_group_offset_bad_input_raises():
+  lhs, rhs = jnp.zeros((8, 4)), jnp.zeros((2, 4, 5))
+  with pytest.raises(ValueError, match='group_offset'):
+    grouped_matmul(lhs, rhs, jnp.ones((4,), jnp.int32), interpret=True)
+  with pytest.raises(ValueError, match='only 1'):
+    grouped_matmul(lhs, rhs, jnp.ones((1,), jnp.int32), group_offset=0, interpret=True)
+  with pytest.raises(ValueError, match='contracting'):
+    grouped_matmul(lhs, rhs, jnp.ones((2,), jnp.int32), transpose_rhs=True, interpret=True)

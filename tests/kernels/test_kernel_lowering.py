@@ -28,11 +28,23 @@ def _programs(backend):
   routed = lambda q, k, v: routed_attention(q, k, v, block_size=60, top_k=2, backend=backend,
                                             interpret=False)
   gmm = lambda a, b, s: grouped_matmul(a, b, s, backend=backend, interpret=False)
+  # Block skipping from lengths and segments, grouped-query k/v (1 head for 2 query heads).
+  kv1 = jax.ShapeDtypeStruct((1, 300, 1, 64), jnp.bfloat16)
+  lengths = jax.ShapeDtypeStruct((1,), jnp.int32)
+  flash_skip = lambda q, k, v, s, n: flash_attention(q, k, v, segment_ids=s, lengths=n,
+                                                     backend=backend, interpret=False)
+  # Local experts 1..2 of 4 (group_offset), weights [groups, n, k] (transpose_rhs).
+  rhs_t, sizes4 = jax.ShapeDtypeStruct((2, 80, 64), jnp.bfloat16), jax.ShapeDtypeStruct(
+      (4,), jnp.int32)
+  gmm_local = lambda a, b, s: grouped_matmul(a, b, s, group_offset=1, transpose_rhs=True,
+                                             backend=backend, interpret=False)
   return [('flash', grads(flash, 3), (x, x, x, seg)), ('routed', grads(routed, 3), (x, x, x)),
-          ('gmm', grads(gmm, 2), (lhs, rhs, sizes))]
+          ('gmm', grads(gmm, 2), (lhs, rhs, sizes)),
+          ('flash_skip_gqa', grads(flash_skip, 3), (x, kv1, kv1, seg, lengths)),
+          ('gmm_local_transposed', grads(gmm_local, 2), (lhs, rhs_t, sizes4))]
 
 
-@pytest.mark.parametrize('index', range(3))
+@pytest.mark.parametrize('index', range(5))
 def test_gpu_path_lowers_to_triton(index):
   name, fn, shapes = _programs('gpu')[index]
   text = jax.jit(fn).trace(*shapes).lower(lowering_platforms=('cuda',)).as_text()
