@@ -23,7 +23,7 @@ demo: $(STAMP)
 	JAX_PLATFORMS=cpu $(PY) -m mmjax.demo --workdir=$(DEMO_DIR)
 
 test: $(STAMP)
-	$(TEST_ENV) $(PY) -m pytest -n 2 --dist=loadfile tests
+	$(TEST_ENV) $(PY) -m pytest -n 2 --dist=loadfile --durations=25 tests
 
 clean:
 	rm -rf $(VENV) runs
