@@ -8,16 +8,10 @@ Demo scale: 800 AGD steps (a third of configs/demo.py), tiny encoder; schedule l
 `--config.total_steps` (e.g. `--config.total_steps=240` for a quick look).
 """
 
+from mmjax.sweep.schedules import ZERO_SHOT_DIGITS, scaled_schedule
 from mmjax.sweep.spec import Sweep
 
-ZERO_SHOT = tuple(f'zero_shot/digits/{m}/top1' for m in ('image', 'video', 'audio'))
-DEMO_SCALE = {
-    'total_steps': 800,
-    'optimizer.warmup_steps': lambda c: max(1, c.total_steps // 12),
-    'optimizer.decay_steps': lambda c: c.total_steps,
-    'log_every': lambda c: max(1, c.total_steps // 40),
-    'checkpoint_every': lambda c: max(1, c.total_steps // 4),
-}
+DEMO_SCALE = scaled_schedule(800)
 
 
 def get_sweep():
@@ -37,4 +31,4 @@ def get_sweep():
           },
       },
       # Not train/loss: a mixed step's loss is the sum of four tasks', an AGD step's one task's.
-      metrics=ZERO_SHOT + ('linear_probe/digits/image/top1', 'time/train_seconds'))
+      metrics=ZERO_SHOT_DIGITS + ('linear_probe/digits/image/top1', 'time/train_seconds'))

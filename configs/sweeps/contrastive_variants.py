@@ -14,15 +14,10 @@ The contrastive variants of issue 20, one comparison per argument, each at demo 
 """
 
 from mmjax.config import ConfigError
+from mmjax.sweep.schedules import scaled_schedule
 from mmjax.sweep.spec import Sweep
 
-DEMO_SCALE = {
-    'total_steps': 600,
-    'optimizer.warmup_steps': lambda c: max(1, c.total_steps // 10),
-    'optimizer.decay_steps': lambda c: c.total_steps,
-    'log_every': lambda c: max(1, c.total_steps // 30),
-    'checkpoint_every': lambda c: max(1, c.total_steps // 2),
-}
+DEMO_SCALE = scaled_schedule(600, warmup_div=10, log_div=30, checkpoint_div=2)
 ACCURACY = ('zero_shot/digits/image/top1', 'linear_probe/digits/image/top1')
 
 

@@ -7,15 +7,10 @@ the largest and most drawn task (41% of steps), so it moves with the video step'
 by the other tasks. Same examples in every variant at a seed. Demo scale: 800 steps.
 """
 
+from mmjax.sweep.schedules import scaled_schedule
 from mmjax.sweep.spec import Sweep
 
-DEMO_SCALE = {
-    'total_steps': 800,
-    'optimizer.warmup_steps': lambda c: max(1, c.total_steps // 12),
-    'optimizer.decay_steps': lambda c: c.total_steps,
-    'log_every': lambda c: max(1, c.total_steps // 40),
-    'checkpoint_every': lambda c: max(1, c.total_steps // 4),
-}
+DEMO_SCALE = scaled_schedule(800)
 
 
 def get_sweep():

@@ -12,16 +12,10 @@ its two MoE layers), about 8% more. (The counter does not see the grouped matmul
 Demo scale: 800 weighted-AGD steps of configs/demo.py.
 """
 
+from mmjax.sweep.schedules import ZERO_SHOT_DIGITS, scaled_schedule
 from mmjax.sweep.spec import Sweep
 
-ZERO_SHOT = tuple(f'zero_shot/digits/{m}/top1' for m in ('image', 'video', 'audio'))
-DEMO_SCALE = {
-    'total_steps': 800,
-    'optimizer.warmup_steps': lambda c: max(1, c.total_steps // 12),
-    'optimizer.decay_steps': lambda c: c.total_steps,
-    'log_every': lambda c: max(1, c.total_steps // 40),
-    'checkpoint_every': lambda c: max(1, c.total_steps // 4),
-}
+DEMO_SCALE = scaled_schedule(800)
 MOE = {'model.moe.num_experts': 4, 'model.moe.top_k': 1, 'model.moe.every': 2,
        'model.moe.router': 'tokens_choose', 'model.moe.capacity_factor': 1.25}
 
@@ -36,4 +30,4 @@ def get_sweep():
           'towers': {'model.encoder_sharing': 'per_modality'},
           'mot': {'model.moe.mixture_of_transformers': True},
       },
-      metrics=ZERO_SHOT + ('train/step_time:median', 'time/train_seconds'))
+      metrics=ZERO_SHOT_DIGITS + ('train/step_time:median', 'time/train_seconds'))

@@ -11,16 +11,11 @@ the run's `--config.*` flags from DIR/coca/seed_0) reports the right-digit share
 Demo scale: 800 steps; schedules follow `--config.total_steps`.
 """
 
+from mmjax.sweep.schedules import scaled_schedule
 from mmjax.sweep.spec import Sweep
 
 PROBES = tuple(f'linear_probe/digits/{m}/top1' for m in ('image', 'video', 'audio'))
-DEMO_SCALE = {
-    'total_steps': 800,
-    'optimizer.warmup_steps': lambda c: max(1, c.total_steps // 12),
-    'optimizer.decay_steps': lambda c: c.total_steps,
-    'log_every': lambda c: max(1, c.total_steps // 40),
-    'checkpoint_every': lambda c: max(1, c.total_steps // 4),
-}
+DEMO_SCALE = scaled_schedule(800)
 
 
 def get_sweep():

@@ -6,16 +6,10 @@ pixels (`multi`) against 32 pixels only (`single`); both are evaluated at 32 pix
 not read the same examples; the seed varies everything. Demo scale: 800 weighted-AGD steps.
 """
 
+from mmjax.sweep.schedules import ZERO_SHOT_DIGITS, scaled_schedule
 from mmjax.sweep.spec import Sweep
 
-ZERO_SHOT = tuple(f'zero_shot/digits/{m}/top1' for m in ('image', 'video', 'audio'))
-DEMO_SCALE = {
-    'total_steps': 800,
-    'optimizer.warmup_steps': lambda c: max(1, c.total_steps // 12),
-    'optimizer.decay_steps': lambda c: c.total_steps,
-    'log_every': lambda c: max(1, c.total_steps // 40),
-    'checkpoint_every': lambda c: max(1, c.total_steps // 4),
-}
+DEMO_SCALE = scaled_schedule(800)
 VISUAL_TASKS = ('image_text', 'video_text', 'image_classify')
 
 
@@ -28,4 +22,4 @@ def get_sweep():
           'single': {f'tasks.{t}.image_size': (32,) for t in VISUAL_TASKS},
           'multi': {},
       },
-      metrics=ZERO_SHOT + ('linear_probe/digits/image/top1', 'time/train_seconds'))
+      metrics=ZERO_SHOT_DIGITS + ('linear_probe/digits/image/top1', 'time/train_seconds'))

@@ -7,16 +7,10 @@ dropless (tokens-choose without capacity, a grouped matmul). Same examples at a 
 Demo scale: 800 weighted-AGD steps.
 """
 
+from mmjax.sweep.schedules import ZERO_SHOT_DIGITS, scaled_schedule
 from mmjax.sweep.spec import Sweep
 
-ZERO_SHOT = tuple(f'zero_shot/digits/{m}/top1' for m in ('image', 'video', 'audio'))
-DEMO_SCALE = {
-    'total_steps': 800,
-    'optimizer.warmup_steps': lambda c: max(1, c.total_steps // 12),
-    'optimizer.decay_steps': lambda c: c.total_steps,
-    'log_every': lambda c: max(1, c.total_steps // 40),
-    'checkpoint_every': lambda c: max(1, c.total_steps // 4),
-}
+DEMO_SCALE = scaled_schedule(800)
 
 
 def get_sweep():
@@ -28,5 +22,5 @@ def get_sweep():
           'experts_choose': {'model.moe.router': 'experts_choose'},
           'dropless': {'model.moe.router': 'dropless'},
       },
-      metrics=ZERO_SHOT + ('train/moe/video/layer_1/dropped_fraction:mean',
+      metrics=ZERO_SHOT_DIGITS + ('train/moe/video/layer_1/dropped_fraction:mean',
                            'train/step_time:median', 'time/train_seconds'))
