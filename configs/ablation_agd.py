@@ -39,5 +39,5 @@ def get_config(arg=None):
     c.optimizer.warmup_steps = c.optimizer.warmup_steps // num_tasks
     c.log_every = max(1, c.log_every // num_tasks)
     c.checkpoint_every = max(1, c.checkpoint_every // num_tasks)
-  c.optimizer.decay_steps = c.total_steps
+  c.optimizer.decay_steps = c.get_ref('total_steps') + 0  # follows --config.total_steps
   return c

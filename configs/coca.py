@@ -37,7 +37,7 @@ def get_config(arg=None):
   c.model.caption_decoder.multimodal_layers = 1
   c.optimizer.learning_rate = 1.5e-3
   c.optimizer.warmup_steps = 100
-  c.optimizer.decay_steps = c.total_steps
+  c.optimizer.decay_steps = c.get_ref('total_steps') + 0  # follows --config.total_steps
   c.optimizer.weight_decay = 1e-4
   sizes = dict(image_size=32, text_length=16)
   c.tasks.image_caption = task(DIGITS, 'image,text', 32, contrast='image-text', caption='image',

@@ -38,7 +38,7 @@ def get_config(arg=None):
   c.model.audio.patch_mels = 8
   c.optimizer.learning_rate = 1.5e-3
   c.optimizer.warmup_steps = 200
-  c.optimizer.decay_steps = c.total_steps
+  c.optimizer.decay_steps = c.get_ref('total_steps') + 0  # follows --config.total_steps
   c.optimizer.weight_decay = 1e-4
   sizes = dict(image_size=32, num_frames=8, audio_samples=4096, text_length=16)
   batch = 32

@@ -82,7 +82,7 @@ def imp_config(size: str = 'base', moe: bool = False):
   o = c.optimizer
   o.learning_rate = 5e-4 if large else 1e-3
   o.warmup_steps = 50_000 if large else 25_000
-  o.decay_steps = c.total_steps
+  o.decay_steps = c.get_ref('total_steps') + 0  # follows --config.total_steps
   o.b1, o.b2, o.eps, o.weight_decay = 0.9, 0.999, 1e-7, 1e-4
 
   # --- tasks (AGD): batch 8192 for image-text, 2048 for classification -------------------------

@@ -41,7 +41,7 @@ def get_config(arg=None):
   c.model.audio.patch_mels = 8
   c.optimizer.learning_rate = 1.5e-3
   c.optimizer.warmup_steps = 60
-  c.optimizer.decay_steps = c.total_steps
+  c.optimizer.decay_steps = c.get_ref('total_steps') + 0  # follows --config.total_steps
   sizes = dict(image_size=32, text_length=16)
   c.tasks.image_text = task(DIGITS, 'image,text', 32, contrast='image-text',
                             m3col='' if arg == 'nce' else 'image-text', mixup_alpha=1.0, **sizes)

@@ -29,7 +29,7 @@ def get_config(arg=None):
   c.total_steps = 600
   c.checkpoint_every = 200
   c.optimizer.warmup_steps = 50
-  c.optimizer.decay_steps = c.total_steps
+  c.optimizer.decay_steps = c.get_ref('total_steps') + 0  # follows --config.total_steps
   if arg == 'lit':
     c.model.encoder_sharing = 'per_modality'
     c.optimizer.freeze = LOCKED_IMAGE_PATH

@@ -43,7 +43,7 @@ def get_config(arg=None):
   c.model.temperature.init = 0.1
   c.optimizer.learning_rate = 1.5e-3
   c.optimizer.warmup_steps = 60
-  c.optimizer.decay_steps = c.total_steps
+  c.optimizer.decay_steps = c.get_ref('total_steps') + 0  # follows --config.total_steps
   sizes = dict(image_size=32, text_length=16)
   c.tasks.image_text = task(REINFORCED, 'image,text', 32, contrast='image-text',
                             reinforced=True, distill_weight=0.0 if arg == 'no_teacher' else 1.0,

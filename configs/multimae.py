@@ -44,7 +44,7 @@ def get_config(arg=None):
   c.model.mae_decoder.width = 128
   c.optimizer.learning_rate = 1.5e-3
   c.optimizer.warmup_steps = 100
-  c.optimizer.decay_steps = c.total_steps
+  c.optimizer.decay_steps = c.get_ref('total_steps') + 0  # follows --config.total_steps
   c.optimizer.weight_decay = 0.05
   sizes = dict(image_size=32, num_frames=8, audio_samples=4096)
   # image 16 + video 32 + audio 28 tokens; 24 visible (MultiMAE shows about a sixth).

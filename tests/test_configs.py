@@ -46,3 +46,16 @@ def test_imp_meshes_fill_v5p_128_and_256(name, chips, expected_fsdp):
   assert expert == (16 if 'moe' in name else 1)  # one expert per device on the expert axis
   for task in tasks_from_config(config):
     assert task.batch_size % (data * fsdp * expert) == 0, task.name
+
+
+@pytest.mark.parametrize('name', ['demo', 'coca', 'multimae', 'm3col', 'mobileclip', 'vatt',
+                                  'imp_base', 'ablation_agd:mixed'])
+def test_the_decay_follows_total_steps_unless_set(name):
+  """`--config.total_steps=N` alone rescales the learning-rate decay; an explicit decay wins,
+  in either order, and leaves total_steps alone."""
+  cfg = config_lib.load_config(name, ['--config.total_steps=300'])
+  assert cfg.optimizer.decay_steps == cfg.total_steps == 300
+  for order in ((0, 1), (1, 0)):
+    flags = ['--config.total_steps=300', '--config.optimizer.decay_steps=50']
+    cfg = config_lib.load_config(name, [flags[i] for i in order])
+    assert (cfg.total_steps, cfg.optimizer.decay_steps) == (300, 50)
