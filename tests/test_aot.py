@@ -194,3 +194,13 @@ def test_cli_config_that_does_not_fit_exits_1(tiny_config, capsys):
   assert aot.main(args) == 1
   out = capsys.readouterr().out
   assert 'does not fit in TPU v5e HBM by' in out
+
+
+def test_tasks_flag_selects_train_steps_and_names_unknown_ones():
+  from mmjax_testing import demo_config
+  config = demo_config()
+  assert {t.name for t in aot.selected_signatures(config, '')} == set(config.tasks.keys())
+  picked = aot.selected_signatures(config, 'image_text,audio_text')
+  assert sorted(t.name for t in picked) == ['audio_text', 'image_text']
+  with pytest.raises(ValueError, match=r"\['coco'\].*does not have"):
+    aot.selected_signatures(config, 'image_text,coco')

@@ -1,7 +1,7 @@
 """Ahead-of-time dry run: compile, never run, a config's train steps for a TPU slice.
 
   python -m tools.aot --config=configs/demo.py --topology=v5p-256 [--num_slices=2] \
-      [--out=aot.json] [--config.mesh.fsdp=-1 ...]
+      [--out=aot.json] [--tasks=coco_image_text,imagenet_image] [--config.mesh.fsdp=-1 ...]
 
 Builds the config's mesh over the slice's compile-only devices (needs libtpu, not a TPU), then
 lowers and compiles the train step of every task signature, and the evaluation embedding
@@ -48,6 +48,9 @@ def parse_args(argv):
   parser.add_argument('--num_slices', type=int, default=1, help='slices joined over DCN')
   parser.add_argument('--out', default=None, help='write the JSON report here')
   parser.add_argument('--skip_eval', action='store_true', help='compile the train steps only')
+  parser.add_argument('--tasks', default='',
+                      help='comma-separated task names: compile only their train steps '
+                           '(default: every task; a big config compiles for minutes per task)')
   rest, overrides = config_lib.split_override_flags(argv)
   return parser.parse_args(rest), overrides
 
@@ -89,11 +92,24 @@ def _check_rows(what: str, rows: int, mesh) -> None:
                      '(data*fsdp*expert) does not divide: change its batch_size or config.mesh.')
 
 
-def train_step_records(config, mesh, fabric, graphdef, abstract_state, shardings) -> list[dict]:
+def selected_signatures(config, names: str) -> list:
+  """The task signatures to compile: all, or those of the comma-separated task `names`
+  (ValueError, one sentence, for a name the config does not have)."""
+  signatures = tasks_lib.task_signatures(config)
+  wanted = [n for n in names.split(',') if n]
+  unknown = sorted(set(wanted) - {t.name for t in signatures})
+  if unknown:
+    raise ValueError(f'--tasks names {unknown}, which the config does not have; its tasks are '
+                     f'{sorted({t.name for t in signatures})}.')
+  return [t for t in signatures if not wanted or t.name in wanted]
+
+
+def train_step_records(config, mesh, fabric, graphdef, abstract_state, shardings,
+                       signatures) -> list[dict]:
   """One record per task signature: the train step compiled for that (task, resolution)."""
   step = step_lib.make_train_step(config, graphdef, mesh, shardings)
   records = []
-  for task in tasks_lib.task_signatures(config):
+  for task in signatures:
     _check_rows(f'task {task.name!r}', task.batch_size, mesh)
     batch = step_lib.abstract_batch(task, config, mesh)
     print(f'compiling train step {task.signature_name} ...', file=sys.stderr, flush=True)
@@ -157,6 +173,7 @@ def main(argv=None) -> int:
     devices = topology.get_topology(args.topology, args.num_slices)  # before the config loads
     config = config_lib.load_config(args.config, overrides)
     mesh = topology.make_aot_mesh(config.mesh, devices, args.num_slices)
+    signatures = selected_signatures(config, args.tasks)
   except ValueError as e:  # ConfigError, TopologyError, MeshError: one sentence each
     print(f'error: {e}', file=sys.stderr)
     return 2
@@ -165,13 +182,15 @@ def main(argv=None) -> int:
                           topology.parse_tpu_name(args.topology).wrap)
   try:
     graphdef, abstract_state, shardings = state_lib.abstract_train_state(config, mesh)
-    records = train_step_records(config, mesh, fabric, graphdef, abstract_state, shardings)
+    records = train_step_records(config, mesh, fabric, graphdef, abstract_state, shardings,
+                                 signatures)
     if not args.skip_eval:
       records += eval_records(config, mesh, fabric, graphdef, abstract_state['params'])
   except ValueError as e:  # a batch that does not divide the mesh
     print(f'error: {e}', file=sys.stderr)
     return 2
-  report = {'config': args.config, 'overrides': [f'{k}={v}' for k, v in overrides],
+  report = {'config': args.config, 'tasks': sorted({t.name for t in signatures}),
+            'overrides': [f'{k}={v}' for k, v in overrides],
             'topology': args.topology, 'num_slices': args.num_slices, 'devices': len(devices),
             'chip': hardware.device_name(devices[0]), 'mesh': dict(mesh.shape),
             'functions': records}
