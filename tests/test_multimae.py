@@ -117,6 +117,7 @@ def test_train_cli_runs_multimae_next_to_contrastive_tasks(tmp_path):
   rc = train_main([f'--config={ROOT}/configs/multimae.py:agd', f'--workdir={tmp_path}',
                    '--config.total_steps=4', '--config.log_every=1', '--config.checkpoint_every=4',
                    '--config.agd.mode=round_robin', '--config.model.num_layers=1',
+                   '--config.model.mae_decoder.layers=1',
                    '--config.data.threads=1', *small])
   assert rc in (0, None)
   rows = [json.loads(l) for l in (tmp_path / 'metrics.jsonl').read_text().splitlines()]
