@@ -109,8 +109,7 @@ class BatchBuilder:
     for target, feature in self.mapping.items():
       column = cols[feature]
       if target == 'image':
-        out['image'] = (self._pixels(column, rng, bad) if replay is None else
-                        R.crop_images(column, replay[0], self.res.image_size, replay[1], bad))
+        out['image'] = self._pixels(column, rng, bad, replay)
       elif target == 'video':
         out['video'] = self._video(column, rng, bad)
       elif target == 'audio':
@@ -133,12 +132,15 @@ class BatchBuilder:
     boxes, flip = self._boxes(hs, ws, rng)
     return T.crop_resize(pixels, boxes, self.res.image_size, flip)
 
-  def _pixels(self, column: np.ndarray, rng, bad: np.ndarray) -> np.ndarray:
+  def _pixels(self, column: np.ndarray, rng, bad: np.ndarray, replay=None) -> np.ndarray:
+    """Images cropped at drawn boxes, or at `replay = (boxes [b, 4], flips [b])` (stored)."""
     if encoded.is_encoded_column(column):
       hs, ws = encoded.sizes(column, bad)
-      boxes, flip = self._boxes(hs, ws, rng)
+      boxes, flip = replay if replay is not None else self._boxes(hs, ws, rng)
       return encoded.decode_images(column, boxes, self.res.image_size, flip, hs, ws, bad)
-    return self._resize(T.stack_ragged(column), _sizes(column, -3), _sizes(column, -2), rng)
+    hs, ws = _sizes(column, -3), _sizes(column, -2)
+    boxes, flip = replay if replay is not None else self._boxes(hs, ws, rng)
+    return T.crop_resize(T.stack_ragged(column), boxes, self.res.image_size, flip)
 
   def _video(self, column: np.ndarray, rng, bad: np.ndarray) -> np.ndarray:
     is_encoded = encoded.is_encoded_column(column)
