@@ -20,7 +20,26 @@ from mmjax import paths
 from test_resume import run, subprocess_env, train_argv, write_config
 
 EMULATOR = '''import sys, time
-from gcp_storage_emulator.server import create_server
+from gcp_storage_emulator.exceptions import NotFound
+from gcp_storage_emulator.handlers import objects
+
+_download = objects.download
+
+
+def download(request, response, storage, *args, **kwargs):
+  # Real GCS names the object's generation in x-goog-generation; tensorstore's OCDBT reads it
+  # to update a manifest written earlier, and fails with "Malformed StorageGeneration" without.
+  _download(request, response, storage, *args, **kwargs)
+  try:
+    obj = storage.get_file_obj(request.params['bucket_name'], request.params['object_id'])
+  except NotFound:
+    return
+  response['x-goog-generation'] = str(obj['generation'])
+  response['x-goog-metageneration'] = str(obj['metageneration'])
+
+
+objects.download = download
+from gcp_storage_emulator.server import create_server  # its routes take objects.download now
 server = create_server('127.0.0.1', int(sys.argv[1]), in_memory=True, default_bucket='bucket')
 server.start()
 print('ready', flush=True)

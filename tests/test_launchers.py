@@ -143,8 +143,8 @@ def test_supervisor_does_not_restart_a_user_error(tmp_path):
 
 
 FAKE_SRUN = '''#!/usr/bin/env bash
-echo "srun $*" >> "$RECORD"
 trap 'echo "srun: TERM, checkpointing" >> "$RECORD"; exit 0' TERM
+echo "srun $*" >> "$RECORD"
 while :; do sleep 0.1; done
 '''
 
