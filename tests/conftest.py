@@ -1,5 +1,5 @@
-"""pytest setup: 8 simulated CPU devices, and tests/ on sys.path, so every test folder imports
-the shared helpers (`from mmjax_testing import demo_config, synthetic_batch`).
+"""pytest setup: 8 simulated CPU devices, fast-compiling XLA flags, and tests/ on sys.path, so
+every test folder imports the shared helpers (`from mmjax_testing import demo_config, ...`).
 
 The device count is set here, before anything initialises a JAX backend, so the mesh tests run
 (and never skip) however pytest is started; a count already in `XLA_FLAGS` is kept.
@@ -9,8 +9,17 @@ import os
 import sys
 
 DEVICE_COUNT_FLAG = '--xla_force_host_platform_device_count'
+# The test programs are tiny, so compiling them is most of the suite's time. LLVM at -O0 and
+# XLA:CPU's elemental fusion emitter instead of its newer fusion emitters compile a one-layer
+# train step about 4x faster (XLA's HLO passes, fusion and SPMD partitioning are unchanged).
+# Flags already in XLA_FLAGS are kept.
+FAST_COMPILE_FLAGS = {'--xla_backend_optimization_level': '0',
+                      '--xla_cpu_use_fusion_emitters': 'false'}
 if DEVICE_COUNT_FLAG not in os.environ.get('XLA_FLAGS', ''):
   os.environ['XLA_FLAGS'] = f"{os.environ.get('XLA_FLAGS', '')} {DEVICE_COUNT_FLAG}=8".strip()
+for _flag, _value in FAST_COMPILE_FLAGS.items():
+  if _flag not in os.environ['XLA_FLAGS']:
+    os.environ['XLA_FLAGS'] += f' {_flag}={_value}'
 
 import pytest  # noqa: E402
 

@@ -13,6 +13,14 @@ from mmjax.train import step as step_lib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+def xla_flags(devices: int) -> str:
+  """XLA_FLAGS for a subprocess with `devices` CPU devices and this session's other flags
+  (tests/conftest.py adds fast-compile flags)."""
+  flag = '--xla_force_host_platform_device_count'
+  kept = [f for f in os.environ.get('XLA_FLAGS', '').split() if not f.startswith(flag)]
+  return ' '.join(kept + [f'{flag}={devices}'])
+
+
 def demo_config(*overrides: str):
   """configs/demo.py with the given `--config.k=v` overrides."""
   return config_lib.load_config(os.path.join(ROOT, 'configs/demo.py'), list(overrides))

@@ -39,7 +39,19 @@ def download(request, response, storage, *args, **kwargs):
 
 
 objects.download = download
-from gcp_storage_emulator.server import create_server  # its routes take objects.download now
+from gcp_storage_emulator import server as server_module  # its routes take objects.download now
+from http import HTTPStatus
+
+
+class Status:
+  # A method the emulator lacks (gcsfs's rename tries the moveTo API first) answers 400, not 501:
+  # gcsfs then falls back to copy and delete at once instead of retrying a 5xx for 30 s.
+  def __getattr__(self, name):
+    return HTTPStatus.BAD_REQUEST if name == 'NOT_IMPLEMENTED' else getattr(HTTPStatus, name)
+
+
+server_module.HTTPStatus = Status()
+create_server = server_module.create_server
 server = create_server('127.0.0.1', int(sys.argv[1]), in_memory=True, default_bucket='bucket')
 server.start()
 print('ready', flush=True)

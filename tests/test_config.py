@@ -8,7 +8,7 @@ import pytest
 
 from mmjax import config as config_lib
 from mmjax.core import partitioning
-from mmjax_testing import ROOT, demo_config
+from mmjax_testing import ROOT, demo_config, xla_flags
 
 
 def test_overrides_keep_types_and_presets_resolve():
@@ -47,7 +47,7 @@ def test_saved_config_round_trips(tmp_path):
 
 def _train_cli(workdir, *extra):
   env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS='--xla_force_host_platform_device_count=8')
+             XLA_FLAGS=xla_flags(8))
   return subprocess.run([sys.executable, '-m', 'mmjax.train', '--config=configs/demo.py',
                          f'--workdir={workdir}', *extra], cwd=ROOT, env=env,
                         capture_output=True, text=True, timeout=300)

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import pytest
 
+from mmjax_testing import xla_flags
+
 ROOT = Path(__file__).resolve().parents[1]
 
 TINY_CONFIG = '''"""Two tasks (AGD picks between them), one layer: `python -m mmjax.train --config=THIS`."""
@@ -61,7 +63,7 @@ def subprocess_env(**extra: str) -> dict:
   the GPU autotune cache directory, under the cache directory, into the compile options)."""
   path = os.pathsep.join(p for p in (str(ROOT), os.environ.get('PYTHONPATH', '')) if p)
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONUNBUFFERED='1', PYTHONPATH=path,
-             XLA_FLAGS='--xla_force_host_platform_device_count=8',
+             XLA_FLAGS=xla_flags(8),
              JAX_PERSISTENT_CACHE_ENABLE_XLA_CACHES='none')
   env.update(extra)
   return env

@@ -15,6 +15,7 @@ import soundfile
 from PIL import Image
 
 from mmjax.data import sources
+from mmjax_testing import xla_flags
 from tools import convert_data
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -168,7 +169,7 @@ def test_converted_shards_train_a_few_steps(shards, tmp_path):
   config = tmp_path / 'config.py'
   config.write_text(CONFIG)
   env = dict(os.environ, JAX_PLATFORMS='cpu', PYTHONPATH=ROOT,
-             XLA_FLAGS='--xla_force_host_platform_device_count=1')
+             XLA_FLAGS=xla_flags(1))
   proc = subprocess.run(
       [sys.executable, '-m', 'mmjax.train', f'--config={config}', f'--workdir={tmp_path}/run',
        f'--config.data_dir={out}', '--config.tasks.image_text.dataset=my_pairs'],

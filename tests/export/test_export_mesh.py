@@ -10,14 +10,14 @@ import pytest
 
 import export_fixtures as fx
 from mmjax.core.params_io import load_params
-from mmjax_testing import ROOT
+from mmjax_testing import ROOT, xla_flags
 
 
 def test_eight_device_checkpoint_exports_on_one_device(tmp_path):
   assert jax.device_count() >= 8, 'tests/conftest.py sets 8 CPU devices'
   workdir, out = str(tmp_path / 'run'), str(tmp_path / 'export')
   _, params = fx.make_run(workdir, mesh_sizes={'data': 8}, with_eval=False)
-  env = {**os.environ, 'XLA_FLAGS': '--xla_force_host_platform_device_count=1',
+  env = {**os.environ, 'XLA_FLAGS': xla_flags(1),
          'JAX_PLATFORMS': 'cpu'}
   code = ('import jax, sys; assert jax.device_count() == 1; from mmjax.export.__main__ import '
           'main; sys.exit(main(sys.argv[1:]))')
