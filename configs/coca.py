@@ -13,7 +13,7 @@ a light decoder cross-attending to the caption rebuilds the masked patches; its 
 with `sycoca_weight` (0 turns it off).
 """
 
-from mmjax.config_defaults import base_config, eval_dataset, task
+from mmjax.config_defaults import base_config, digits_model, eval_dataset, task
 
 DIGITS = 'mmjax_digits'
 
@@ -26,13 +26,7 @@ def get_config(arg=None):
   c.total_steps = 600
   c.log_every = 20
   c.checkpoint_every = 200
-  c.model.size = 'tiny'
-  c.model.embed_dim = 128
-  c.model.patch_size = 8
-  c.model.max_grid = 8
-  c.model.max_text_length = 32
-  c.model.vocab_size = 512
-  c.model.temperature.init = 0.1
+  digits_model(c)
   c.model.caption_decoder.unimodal_layers = 1
   c.model.caption_decoder.multimodal_layers = 1
   c.optimizer.learning_rate = 1.5e-3

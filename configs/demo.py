@@ -7,7 +7,7 @@ The demo: AGD over image-, video- and audio-text tasks and digit classification 
 `configs/demo.py:moe` swaps in the tiny MoE encoder (see configs/demo_moe.py).
 """
 
-from mmjax.config_defaults import base_config, eval_dataset, task
+from mmjax.config_defaults import base_config, digits_model, eval_dataset, task
 
 DIGITS = 'mmjax_digits'
 
@@ -20,22 +20,7 @@ def get_config(arg=None):
   c.total_steps = 2400
   c.log_every = 20
   c.checkpoint_every = 400
-  c.model.size = 'tiny'
-  c.model.embed_dim = 128
-  c.model.patch_size = 8
-  c.model.tubelet_frames = 4
-  c.model.max_grid = 8
-  c.model.max_frames = 8
-  c.model.max_text_length = 32
-  c.model.max_audio_tokens = 64
-  c.model.vocab_size = 512
-  c.model.temperature.init = 0.1
-  c.model.audio.sample_rate = 8000
-  c.model.audio.window = 256
-  c.model.audio.hop = 128
-  c.model.audio.num_mels = 32
-  c.model.audio.patch_frames = 4
-  c.model.audio.patch_mels = 8
+  digits_model(c, video=True, audio=True)
   c.optimizer.learning_rate = 1.5e-3
   c.optimizer.warmup_steps = 200
   c.optimizer.decay_steps = c.get_ref('total_steps') + 0  # follows --config.total_steps

@@ -13,7 +13,7 @@ modality whose cross-entropies count with aux_weight (mmjax/models/fusion_heads.
 Tiny encoder, CPU in minutes; evaluation: zero-shot, retrieval and a linear probe on the test split.
 """
 
-from mmjax.config_defaults import base_config, eval_dataset, task
+from mmjax.config_defaults import base_config, digits_model, eval_dataset, task
 
 DIGITS = 'mmjax_digits'
 
@@ -25,20 +25,7 @@ def get_config(arg=None):
   c.total_steps = 600
   c.log_every = 20
   c.checkpoint_every = 300
-  c.model.size = 'tiny'
-  c.model.embed_dim = 128
-  c.model.patch_size = 8
-  c.model.max_grid = 8
-  c.model.max_text_length = 32
-  c.model.vocab_size = 512
-  c.model.temperature.init = 0.1
-  c.model.max_audio_tokens = 64
-  c.model.audio.sample_rate = 8000
-  c.model.audio.window = 256
-  c.model.audio.hop = 128
-  c.model.audio.num_mels = 32
-  c.model.audio.patch_frames = 4
-  c.model.audio.patch_mels = 8
+  digits_model(c, audio=True)
   c.optimizer.learning_rate = 1.5e-3
   c.optimizer.warmup_steps = 60
   c.optimizer.decay_steps = c.get_ref('total_steps') + 0  # follows --config.total_steps

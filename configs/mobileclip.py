@@ -19,7 +19,7 @@ baseline). Pointed at a dataset without teacher features it exits 2, naming the
 probe) is on the plain `mmjax_digits` test split, built under the data dir on first use.
 """
 
-from mmjax.config_defaults import base_config, eval_dataset, task
+from mmjax.config_defaults import base_config, digits_model, eval_dataset, task
 
 REINFORCED = 'mmjax_digits_reinforced'
 DIGITS = 'mmjax_digits'
@@ -33,14 +33,8 @@ def get_config(arg=None):
   c.total_steps = 600
   c.log_every = 20
   c.checkpoint_every = 300
-  c.model.size = 'tiny'
+  digits_model(c)
   c.model.num_layers = 2   # the student: half the demo teacher's depth
-  c.model.embed_dim = 128
-  c.model.patch_size = 8
-  c.model.max_grid = 8
-  c.model.max_text_length = 32
-  c.model.vocab_size = 512
-  c.model.temperature.init = 0.1
   c.optimizer.learning_rate = 1.5e-3
   c.optimizer.warmup_steps = 60
   c.optimizer.decay_steps = c.get_ref('total_steps') + 0  # follows --config.total_steps

@@ -11,7 +11,7 @@ modality (no text: no zero-shot). CPU in minutes.
 alternates them with the MultiMAE task over the one encoder.
 """
 
-from mmjax.config_defaults import base_config, eval_dataset, task
+from mmjax.config_defaults import base_config, digits_model, eval_dataset, task
 
 DIGITS = 'mmjax_digits'
 
@@ -24,22 +24,7 @@ def get_config(arg=None):
   c.total_steps = 600
   c.log_every = 20
   c.checkpoint_every = 200
-  c.model.size = 'tiny'
-  c.model.embed_dim = 128
-  c.model.patch_size = 8
-  c.model.tubelet_frames = 4
-  c.model.max_grid = 8
-  c.model.max_frames = 8
-  c.model.max_text_length = 32
-  c.model.max_audio_tokens = 64
-  c.model.vocab_size = 512
-  c.model.temperature.init = 0.1
-  c.model.audio.sample_rate = 8000
-  c.model.audio.window = 256
-  c.model.audio.hop = 128
-  c.model.audio.num_mels = 32
-  c.model.audio.patch_frames = 4
-  c.model.audio.patch_mels = 8
+  digits_model(c, video=True, audio=True)
   c.model.mae_decoder.layers = 2
   c.model.mae_decoder.width = 128
   c.optimizer.learning_rate = 1.5e-3

@@ -10,7 +10,7 @@ instance), and DropToken on video and audio. Zero-shot video (and, through video
 classification on the test split measures the common space.
 """
 
-from mmjax.config_defaults import base_config, eval_dataset, task
+from mmjax.config_defaults import base_config, digits_model, eval_dataset, task
 
 DIGITS = 'mmjax_digits'
 CAPTIONS = 3       # MIL-NCE positives per clip (VATT samples several narrations per clip)
@@ -25,16 +25,11 @@ def get_config(arg=None):
   c.total_steps = 200
   c.log_every = 10
   c.checkpoint_every = 100
-  c.model.size = 'tiny'
-  c.model.embed_dim = 128
-  c.model.patch_size = 8
-  c.model.tubelet_frames = 4
+  digits_model(c, video=True)
   c.model.max_grid = 4
   c.model.max_frames = 2
   c.model.max_text_length = 16
   c.model.max_audio_tokens = 32
-  c.model.vocab_size = 512
-  c.model.temperature.init = 0.1
   c.model.audio.features = 'waveform'   # raw samples, as VATT: 4096 samples -> 32 patches
   c.model.audio.sample_rate = 8000
   c.model.audio.patch_samples = 128

@@ -97,6 +97,24 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
+
+def digits_model(c: ml_collections.ConfigDict, *, video: bool = False, audio: bool = False
+                 ) -> None:
+  """Sets the tiny model the mmjax_digits configs share on `c.model`: width 128, 8 px patches
+  of up to 64 px images, captions up to 32 tokens of a 512-word vocabulary. `video` adds
+  4-frame tubelets (up to 8 frames); `audio`, the log-mel front end of 8 kHz clips (up to 64
+  tokens)."""
+  m = c.model
+  m.size, m.embed_dim, m.patch_size, m.max_grid = 'tiny', 128, 8, 8
+  m.max_text_length, m.vocab_size = 32, 512
+  m.temperature.init = 0.1
+  if video:
+    m.tubelet_frames, m.max_frames = 4, 8
+  if audio:
+    m.max_audio_tokens = 64
+    m.audio.sample_rate, m.audio.window, m.audio.hop, m.audio.num_mels = 8000, 256, 128, 32
+    m.audio.patch_frames, m.audio.patch_mels = 4, 8
+
 def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections.ConfigDict:
   """One entry of `config.tasks` (see mmjax/core/tasks.py for the fields)."""
   t = ml_collections.ConfigDict(dict(
