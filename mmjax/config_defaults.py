@@ -97,7 +97,6 @@ def base_config() -> ml_collections.ConfigDict:
   return c
 
 
-
 def digits_model(c: ml_collections.ConfigDict, *, video: bool = False, audio: bool = False
                  ) -> None:
   """Sets the tiny model the mmjax_digits configs share on `c.model`: width 128, 8 px patches
@@ -114,6 +113,7 @@ def digits_model(c: ml_collections.ConfigDict, *, video: bool = False, audio: bo
     m.max_audio_tokens = 64
     m.audio.sample_rate, m.audio.window, m.audio.hop, m.audio.num_mels = 8000, 256, 128, 32
     m.audio.patch_frames, m.audio.patch_mels = 4, 8
+
 
 def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections.ConfigDict:
   """One entry of `config.tasks` (see mmjax/core/tasks.py for the fields)."""

@@ -11,8 +11,8 @@ import sys
 DEVICE_COUNT_FLAG = '--xla_force_host_platform_device_count'
 # The test programs are tiny, so compiling them is most of the suite's time. LLVM at -O0 and
 # XLA:CPU's elemental fusion emitter instead of its newer fusion emitters compile a one-layer
-# train step about 4x faster (XLA's HLO passes, fusion and SPMD partitioning are unchanged).
-# Flags already in XLA_FLAGS are kept.
+# train step about 4x faster. They change how XLA:CPU emits machine code, not the JAX program,
+# its sharding or its collectives, which the tests check. Flags already in XLA_FLAGS are kept.
 FAST_COMPILE_FLAGS = {'--xla_backend_optimization_level': '0',
                       '--xla_cpu_use_fusion_emitters': 'false'}
 if DEVICE_COUNT_FLAG not in os.environ.get('XLA_FLAGS', ''):

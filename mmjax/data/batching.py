@@ -134,13 +134,9 @@ class BatchBuilder:
 
   def _pixels(self, column: np.ndarray, rng, bad: np.ndarray, replay=None) -> np.ndarray:
     """Images cropped at drawn boxes, or at `replay = (boxes [b, 4], flips [b])` (stored)."""
-    if encoded.is_encoded_column(column):
-      hs, ws = encoded.sizes(column, bad)
-      boxes, flip = replay if replay is not None else self._boxes(hs, ws, rng)
-      return encoded.decode_images(column, boxes, self.res.image_size, flip, hs, ws, bad)
-    hs, ws = _sizes(column, -3), _sizes(column, -2)
+    hs, ws = R.image_sizes(column, bad)
     boxes, flip = replay if replay is not None else self._boxes(hs, ws, rng)
-    return T.crop_resize(T.stack_ragged(column), boxes, self.res.image_size, flip)
+    return R.crop_images(column, boxes, self.res.image_size, flip, bad, sizes=(hs, ws))
 
   def _video(self, column: np.ndarray, rng, bad: np.ndarray) -> np.ndarray:
     is_encoded = encoded.is_encoded_column(column)

@@ -57,11 +57,13 @@ def image_sizes(column: np.ndarray, bad: np.ndarray) -> tuple[np.ndarray, np.nda
   return (np.array([np.shape(v)[-3] for v in column]), np.array([np.shape(v)[-2] for v in column]))
 
 
-def crop_images(column: np.ndarray, boxes: np.ndarray, size: int, flip, bad: np.ndarray):
+def crop_images(column: np.ndarray, boxes: np.ndarray, size: int, flip, bad: np.ndarray,
+                sizes: tuple[np.ndarray, np.ndarray] | None = None):
   """`column` (n images) cropped at `boxes [n, 4]`, resized to `[n, size, size, 3]` uint8 and
-  mirrored where `flip [n]`; an image that fails to decode is flagged in `bad`."""
+  mirrored where `flip [n]` (None: none); an image that fails to decode is flagged in `bad`.
+  `sizes`: the column's `image_sizes`, when the caller has them already."""
   if encoded.is_encoded_column(column):
-    hs, ws = encoded.sizes(column, bad)
+    hs, ws = sizes if sizes is not None else encoded.sizes(column, bad)
     return encoded.decode_images(column, boxes, size, flip, hs, ws, bad)
   return T.crop_resize(T.stack_ragged(column), boxes, size, flip)
 
