@@ -20,9 +20,10 @@ import ml_collections
 
 from mmjax import config_checks, config_generative, config_paths, paths
 from mmjax.core import presets
+from mmjax.errors import UserError
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
   """A bad config: the message is one sentence naming the problem and the fix."""
 
 

@@ -37,6 +37,24 @@ def listdir(path) -> list[str]:
   return sorted(p.name for p in epath.Path(path).iterdir())
 
 
+def walk_files(path) -> list[str]:
+  """Paths (relative to directory `path`, '/'-separated, sorted) of every file below it."""
+  if not is_remote(path):
+    out = []
+    for root, _, files in os.walk(path):
+      rel = os.path.relpath(root, path)
+      out += [f if rel == '.' else f'{rel}/{f}'.replace(os.sep, '/') for f in files]
+    return sorted(out)
+  base = epath.Path(path)
+  prefix = str(base).split('://', 1)[1].rstrip('/')  # fsspec names roots without the scheme
+  out = []
+  for root, _, files in base.walk():
+    root = str(root).split('://', 1)[-1]
+    rel = root[len(prefix):].strip('/')
+    out += [f'{rel}/{f}' if rel else f for f in files]
+  return sorted(out)
+
+
 def makedirs(path) -> None:
   epath.Path(path).mkdir(parents=True, exist_ok=True)
 

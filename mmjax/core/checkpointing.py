@@ -24,6 +24,7 @@ from mmjax import paths
 
 from mmjax.core import checkpoint_damage as damage_lib
 from mmjax.core import processes
+from mmjax.errors import UserError
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ else:
 RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)  # seconds before each further attempt to read one step
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointMismatchError(UserError, ValueError):
   """The checkpoint's structure or shapes differ from the model being restored."""
 
 
@@ -112,6 +113,27 @@ def check_resumable(workdir: str, abstract_state) -> bool:
     ckpt.close()
 
 
+class DigestedStateHandler(ocp.StandardCheckpointHandler):
+  """orbax's handler for the train state, plus a SHA-256 of every file it wrote, recorded in
+  `state/mmjax_digests.json`. `finalize` runs on the primary process once every process has
+  written its arrays (the OCDBT files are merged first) and before orbax commits the step, so a
+  committed step always carries its digests; restore checks them (`checkpoint_damage.py`)."""
+
+  def finalize(self, directory) -> None:
+    super().finalize(directory)
+    damage_lib.write_digests(str(directory))
+
+
+@ocp.args.register_with_handler(DigestedStateHandler, for_save=True)
+class DigestedSave(ocp.args.StandardSave):
+  """`StandardSave` for `DigestedStateHandler`."""
+
+
+@ocp.args.register_with_handler(DigestedStateHandler, for_restore=True)
+class DigestedRestore(ocp.args.StandardRestore):
+  """`StandardRestore` for `DigestedStateHandler`."""
+
+
 class Checkpointer:
   """Saves and restores `(state, data_state)` under `workdir/checkpoints`."""
 
@@ -127,7 +149,7 @@ class Checkpointer:
         create=not read_only, cleanup_tmp_directories=not read_only)
     self.manager = ocp.CheckpointManager(
         self.directory, options=options,
-        item_handlers={'state': ocp.StandardCheckpointHandler(),
+        item_handlers={'state': DigestedStateHandler(),
                        'data': ocp.JsonCheckpointHandler()})
 
   def all_steps(self) -> list[int]:
@@ -142,7 +164,7 @@ class Checkpointer:
     may go on changing its dicts while the save is written."""
     snapshot = json.loads(json.dumps(data_state))
     return self.manager.save(step, args=ocp.args.Composite(
-        state=ocp.args.StandardSave(state), data=ocp.args.JsonSave(snapshot)), force=force)
+        state=DigestedSave(state), data=ocp.args.JsonSave(snapshot)), force=force)
 
   def wait(self) -> None:
     self.manager.wait_until_finished()
@@ -161,7 +183,7 @@ class Checkpointer:
                               'metadata (state/_METADATA): it is incomplete or corrupt.')
     check_compatible(saved, abstract_state, f'checkpoint {self.directory}/{step}')
     out = self.manager.restore(step, args=ocp.args.Composite(
-        state=ocp.args.StandardRestore(abstract_state), data=ocp.args.JsonRestore()))
+        state=DigestedRestore(abstract_state), data=ocp.args.JsonRestore()))
     return out['state'], out['data']
 
   def restore_latest_good(self, abstract_state):
@@ -170,14 +192,15 @@ class Checkpointer:
     A shape/structure mismatch is raised (it is the user's config, not a bad file). A step is
     set aside to `<step>.corrupt` (kept for inspection; orbax ignores it, so the step can be
     written again) only on verified damage (`checkpoint_damage.py`: no commit marker, missing or
-    truncated files, metadata that contradicts the arrays), and the previous one is tried. Any
+    truncated files, a file that differs from its digest recorded at save, metadata that
+    contradicts the arrays), and the previous one is tried. Any
     other read failure (an I/O error) is retried with backoff, then raised as RestoreFailed with
     every checkpoint in place. A run whose checkpoints are all damaged never starts from step 0
     on its own: RestoreFailed says so.
     """
     steps = self.all_steps()
     for step in reversed(steps):
-      if self._damaged(step, damage_lib.structural_damage):
+      if self._damaged(step, damage_lib.quick_damage):
         continue
       restored = self._restore_with_retries(step, abstract_state)
       if restored is not None:
@@ -199,15 +222,12 @@ class Checkpointer:
 
   def _damaged(self, step: int, check) -> bool:
     """Runs `check(step_dir)` on process 0; sets the step aside when every process hears it is
-    damaged. An undecidable check (an I/O error) counts as not damaged, and so does every step
-    in an object store (the file-level checks read local files; there a failed restore is
-    retried, then fails loudly with every checkpoint in place)."""
-    if paths.is_remote(self.directory):
-      return False
+    damaged, on every file system the path layer reaches (`gs://` as local disks). An
+    undecidable check (an I/O error) counts as not damaged."""
     reason = None
     if jax.process_index() == 0:
       try:
-        reason = check(os.path.join(self.directory, str(step)))
+        reason = check(paths.join(self.directory, str(step)))
       except damage_lib.DamageUnknown as e:
         log.warning('could not check checkpoint %s/%d for damage (%s); keeping it.',
                     self.directory, step, e)

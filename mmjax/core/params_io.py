@@ -24,9 +24,10 @@ from mmjax.core import checkpointing
 from mmjax.core import export_layout as layout
 from mmjax.core import params_only
 from mmjax.core import safetensors_format
+from mmjax.errors import UserError
 
 
-class ExportError(ValueError):
+class ExportError(UserError, ValueError):
   """Bad export input (workdir, step, format, dtype, output, a path that holds no export): one
   sentence naming the fix. Raised here when reading, and by `mmjax.export` when writing."""
 

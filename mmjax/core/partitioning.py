@@ -17,6 +17,8 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from mmjax.errors import UserError
+
 MESH_AXES = ('data', 'fsdp', 'tensor', 'expert')
 
 # logical name -> mesh axes, the one rules table. A mesh axis already used by an earlier dimension of the
@@ -35,7 +37,7 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
 BATCH_AXES = ('data', 'fsdp', 'expert')
 
 
-class MeshError(ValueError):
+class MeshError(UserError, ValueError):
   """A mesh that does not fit the devices; one sentence naming the fix."""
 
 

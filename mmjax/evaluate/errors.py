@@ -1,5 +1,7 @@
 """The evaluation's user error: bad workdir, step, dataset or modality, as one clear sentence."""
 
+from mmjax.errors import UserError
 
-class EvalError(ValueError):
+
+class EvalError(UserError, ValueError):
   """Bad evaluation input, as one sentence naming the problem and the fix."""

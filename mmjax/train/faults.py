@@ -29,12 +29,13 @@ import jax
 import numpy as np
 
 from mmjax.core import processes
+from mmjax.errors import UserError
 from mmjax.train import distributed
 
 log = logging.getLogger(__name__)
 
 
-class TrainingStopped(RuntimeError):
+class TrainingStopped(UserError, RuntimeError):
   """The run stopped on purpose (too many non-finite steps); the message says why."""
 
 

@@ -14,6 +14,7 @@ import jax
 import numpy as np
 
 from mmjax import config as config_lib, paths
+from mmjax.errors import UserError
 from mmjax.core import checkpointing, partitioning
 from mmjax.core.params_io import is_params_export, load_params
 from mmjax.core.tasks import MixedTask, task_signatures, tasks_from_config
@@ -32,7 +33,7 @@ from mmjax.train.metrics_writer import MetricsWriter, read_metrics
 log = logging.getLogger(__name__)
 
 
-class PreflightError(ValueError):
+class PreflightError(UserError, ValueError):
   """A problem found before training starts; one sentence naming it and the fix."""
 
 
