@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Keeps one training process running on this host: starts COMMAND, appends its output to LOG,
 # and starts it again (it resumes from the newest checkpoint) when it fails, e.g. after a peer
-# host was preempted or the watchdog fired. Stops when COMMAND exits 0 (finished, or it
-# checkpointed on SIGTERM), exits 2 (a user error a restart cannot fix), STOPFILE exists, or
+# host was preempted, a storage fault ended it (exit 1), or the watchdog fired (exit 3): exit
+# codes mean the same as in mmjax/cli.py and the JobSet's podFailurePolicy. Stops when COMMAND
+# exits 0 (finished, or it checkpointed on SIGTERM), exits 2 (a user error a restart cannot fix:
+# config, data, a workdir another trainer holds), STOPFILE exists, or
 # after MMJAX_MAX_RESTARTS (default 100) restarts. SIGTERM/SIGINT are passed to COMMAND. Its own
 # pid goes to LOG with .pid for .log (what `launch/tpu_pod.sh stop` signals).
 #

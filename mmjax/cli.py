@@ -1,18 +1,24 @@
 """Shared command-line plumbing: flag parsing with config overrides, and errors for people.
 
-A user error (bad config key, mesh, data, checkpoint, workdir) ends with one sentence on stderr
-and exit code 2; checkpoints that cannot be restored (storage trouble, all kept in place) with one
-sentence and exit code 1; anything else is a bug and keeps its traceback.
+Exit codes by meaning (mmjax/errors.py): a user error (bad config key, mesh, data, checkpoint,
+a workdir in use; any `UserError`) ends with one sentence on stderr and exit code 2, which
+launchers do not restart; a storage fault during a run (`StorageError`, checkpoints that cannot
+be restored, any `OSError` that reaches here: permission, missing file, full disk, I/O) with one
+sentence naming the path and errno and exit code 1, which launchers restart (the run resumes);
+anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import threading
 from typing import Callable, Sequence
 
 from mmjax import config as config_lib
-from mmjax import jax_flags, log_filters
+from mmjax import errors, jax_flags, log_filters
 from mmjax.core.checkpointing import CheckpointMismatchError, RestoreFailed
 from mmjax.core.params_io import ExportError
 from mmjax.core.partitioning import MeshError
@@ -23,8 +29,13 @@ from mmjax.train.loop import PreflightError
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-  return (config_lib.ConfigError, MeshError, PreflightError, DataError,
-          CheckpointMismatchError, TrainingStopped, EvalError, ExportError, FileNotFoundError, PermissionError)
+  return (errors.UserError, config_lib.ConfigError, MeshError, PreflightError, DataError,
+          CheckpointMismatchError, TrainingStopped, EvalError, ExportError)
+
+
+def storage_errors() -> tuple[type[BaseException], ...]:
+  """Restartable failures of the storage (exit code 1)."""
+  return (errors.StorageError, RestoreFailed)
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None):
@@ -49,6 +60,22 @@ def run(main: Callable[[], int | None]) -> int:
   except user_errors() as e:
     print(f'error: {e}', file=sys.stderr)
     return 2
-  except RestoreFailed as e:  # not bad input: storage trouble, with every checkpoint kept
+  except storage_errors() as e:  # not bad input: storage trouble, with every checkpoint kept
     print(f'error: {e}', file=sys.stderr)
-    return 1
+    return _end_now(1)
+  except OSError as e:  # a storage fault no stage turned into a sentence: still restartable
+    print(f'error: {errors.storage_error("running", e)}', file=sys.stderr)
+    return _end_now(1)
+
+
+def _end_now(code: int) -> int:
+  """Returns `code`, or, when worker threads are still running (orbax's background writers of
+  a failed save wait up to 300 s for signals that never come), flushes and ends the process at
+  once: the sentence is printed and every committed checkpoint is in place."""
+  if any(t.is_alive() and not t.daemon and t is not threading.main_thread()
+         for t in threading.enumerate()):
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+  return code

@@ -48,6 +48,12 @@ def test_jobset_renders_to_a_manifest_with_one_pod_per_host(tpu, slices, hosts, 
   assert container['resources']['limits']['google.com/tpu'] == chips
   assert {'name': 'MMJAX_DISTRIBUTED', 'value': 'auto'} in container['env']
   assert doc['spec']['failurePolicy']['maxRestarts'] >= 1
+  # Exit code 2 (the user's input) fails the JobSet; every other failure restarts it.
+  rule = job['template']['spec']['podFailurePolicy']['rules'][0]
+  assert rule['action'] == 'FailJob' and rule['onExitCodes']['values'] == [2]
+  assert rule['onExitCodes']['containerName'] == container['name']
+  assert doc['spec']['failurePolicy']['rules'] == [
+      {'action': 'FailJobSet', 'onJobFailureReasons': ['PodFailurePolicy']}]
 
 
 def test_jobset_tool_rejects_an_unknown_slice_in_one_sentence():

@@ -260,18 +260,24 @@ def test_sigterm_checkpoints_the_step_reached_exits_zero_and_resumes(reference, 
 
 
 @pytest.mark.slow
-def test_truncated_newest_checkpoint_warns_restores_previous_and_continues(reference, tmp_path):
+def test_flipped_bytes_in_newest_checkpoint_warn_restore_previous_and_continue(reference, tmp_path):
+  """64 bytes flipped (same size) in the largest file of the newest step: its digest, recorded
+  at save, no longer matches (a truncated or deleted file fails the same check)."""
   config, ref_workdir, expected = reference
   workdir = copy_of(ref_workdir, tmp_path)
   state = workdir / 'checkpoints' / '40' / 'state'
   biggest = max((p for p in state.rglob('*') if p.is_file()), key=lambda p: p.stat().st_size)
-  os.truncate(biggest, biggest.stat().st_size // 3)
+  data = bytearray(biggest.read_bytes())
+  mid = len(data) // 2
+  data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])
+  biggest.write_bytes(bytes(data))
   damaged = sorted(str(p.relative_to(workdir)) for p in (workdir / 'checkpoints' / '40').rglob('*'))
 
   code, out = run(train_argv(config, workdir), tmp_path / 'log')
   assert code == 0, out[-3000:]
   warnings = [l for l in out.splitlines() if 'incomplete or corrupt' in l]
   assert len(warnings) == 1 and 'checkpoints/40 ' in warnings[0], warnings
+  assert 'does not match the SHA-256 digest' in warnings[0], warnings
   assert 'resumed from checkpoint step 20' in out
   same_losses(rows(workdir), expected, range(21, 41))
   # Nothing was deleted: the damaged step is kept aside, byte for byte, and 40 was written anew.

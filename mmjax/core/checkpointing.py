@@ -10,6 +10,7 @@ fails loudly with every checkpoint in place (see `restore_latest_good`).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ from mmjax import paths
 
 from mmjax.core import checkpoint_damage as damage_lib
 from mmjax.core import processes
-from mmjax.errors import UserError
+from mmjax.errors import StorageError, UserError, storage_error
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +52,40 @@ class CheckpointMismatchError(UserError, ValueError):
   """The checkpoint's structure or shapes differ from the model being restored."""
 
 
-class RestoreFailed(RuntimeError):
+class RestoreFailed(StorageError):
   """No checkpoint could be restored, and none was lost: one sentence saying what to do."""
+
+
+# TensorStore / orbax texts of storage faults (TensorStore raises ValueError('CODE: ...')).
+STORAGE_CODES = ('PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'UNAVAILABLE', 'DEADLINE_EXCEEDED',
+                 'UNAUTHENTICATED', 'ABORTED', 'Permission denied', 'No space left', 'Read-only '
+                 'file system', 'Input/output error')
+
+
+def _chain(error: BaseException):
+  seen = set()
+  while error is not None and id(error) not in seen:
+    seen.add(id(error))
+    yield error
+    error = error.__cause__ or error.__context__
+
+
+def is_storage_fault(error: BaseException) -> bool:
+  """An OSError (or TimeoutError) somewhere in the cause chain, or a TensorStore status text
+  that describes the storage rather than the program."""
+  for e in _chain(error):
+    if isinstance(e, OSError):
+      return True
+    if any(code in str(e) for code in STORAGE_CODES):
+      return True
+  return False
+
+
+def _fault_path(error: BaseException) -> str | None:
+  for e in _chain(error):
+    if isinstance(e, OSError) and e.filename:
+      return str(e.filename)
+  return None
 
 
 def _reason(error: BaseException | None) -> str:
@@ -163,11 +196,34 @@ class Checkpointer:
     """Starts saving `step` (asynchronously). `data_state` is copied now, as JSON: the caller
     may go on changing its dicts while the save is written."""
     snapshot = json.loads(json.dumps(data_state))
-    return self.manager.save(step, args=ocp.args.Composite(
-        state=DigestedSave(state), data=ocp.args.JsonSave(snapshot)), force=force)
+    with self._storage('writing checkpoints', step):
+      self.manager.check_for_errors()  # an earlier asynchronous save that failed ends the run
+      return self.manager.save(step, args=ocp.args.Composite(
+          state=DigestedSave(state), data=ocp.args.JsonSave(snapshot)), force=force)
+
+  def check(self) -> None:
+    """Raises StorageError when an asynchronous save has failed (cheap: no I/O, no wait)."""
+    with self._storage('writing checkpoints', None):
+      self.manager.check_for_errors()
 
   def wait(self) -> None:
-    self.manager.wait_until_finished()
+    with self._storage('writing checkpoints', None):
+      self.manager.wait_until_finished()
+
+  @contextlib.contextmanager
+  def _storage(self, what: str, step: int | None):
+    """Turns a storage fault (an OSError, or a TensorStore or orbax error caused by one) into
+    one StorageError sentence naming the path and errno; other errors pass unchanged."""
+    try:
+      yield
+    except StorageError:
+      raise
+    except Exception as e:  # noqa: BLE001 - sorted below
+      if not is_storage_fault(e):
+        raise
+      where = paths.join(self.directory, str(step)) if step is not None else self.directory
+      raise storage_error(what if step is None else f'{what} (at step {step})', e,
+                          path=_fault_path(e) or where) from e
 
   def saved_structure(self, step: int):
     """The shapes tree recorded in the checkpoint's metadata (no array is read)."""
@@ -283,5 +339,6 @@ class Checkpointer:
     self.manager.reload()
 
   def close(self) -> None:
-    self.manager.wait_until_finished()
-    self.manager.close()
+    with self._storage('writing checkpoints', None):
+      self.manager.wait_until_finished()
+      self.manager.close()

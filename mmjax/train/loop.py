@@ -264,6 +264,7 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog) -> dict:
       with profile.step(step):
         state, metrics = run_step(state, step_lib.global_batch(local, mesh, task))
       step += 1
+      ckpt.check()  # a failed asynchronous save ends the run now (StorageError, exit 1)
       profile.after(step, state)
       if pending is not None:
         record(pending)
