@@ -39,6 +39,46 @@ def download(request, response, storage, *args, **kwargs):
 
 
 objects.download = download
+
+
+def _precondition_failed(request, response, storage, object_id):
+  # Real GCS honours ifGenerationMatch (0: the object must not exist) with 412; the workdir
+  # lease (mmjax/core/lease.py) relies on it.
+  want = request.query.get('ifGenerationMatch')
+  if not want or object_id is None:
+    return False
+  try:
+    current = str(storage.get_file_obj(request.params['bucket_name'], object_id)['generation'])
+  except NotFound:
+    current = '0'
+  if current == want[0]:
+    return False
+  from http import HTTPStatus as Status
+  response.status = Status.PRECONDITION_FAILED
+  response.json({'error': {'code': 412, 'message': 'Precondition Failed',
+                           'errors': [{'message': 'Precondition Failed', 'reason': 'conditionNotMet'}]}})
+  return True
+
+
+_insert, _delete = objects.insert, objects.delete
+
+
+def insert(request, response, storage, *args, **kwargs):
+  name = request.query.get('name', [None])[0]
+  if name is None and isinstance(getattr(request, 'data', None), dict):
+    name = (request.data.get('meta') or {}).get('name')
+  if _precondition_failed(request, response, storage, name):
+    return
+  return _insert(request, response, storage, *args, **kwargs)
+
+
+def delete(request, response, storage, *args, **kwargs):
+  if _precondition_failed(request, response, storage, request.params.get('object_id')):
+    return
+  return _delete(request, response, storage, *args, **kwargs)
+
+
+objects.insert, objects.delete = insert, delete
 from gcp_storage_emulator import server as server_module  # its routes take objects.download now
 from http import HTTPStatus
 

@@ -6,6 +6,7 @@ first step; the loop only calls compiled executables, so nothing compiles after 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -16,6 +17,7 @@ import numpy as np
 from mmjax import config as config_lib, paths
 from mmjax.errors import UserError
 from mmjax.core import checkpointing, partitioning
+from mmjax.core import lease as lease_lib
 from mmjax.core.params_io import is_params_export, load_params
 from mmjax.core.tasks import MixedTask, task_signatures, tasks_from_config
 from mmjax.data import pipeline
@@ -118,12 +120,13 @@ def train(config, workdir: str, evaluate=None) -> dict:
   (`config.faults.watchdog_*`, 0 = off) covers start-up and restore, compilation, evaluation
   and every step, each with its own limit.
   """
-  with faults.Watchdog(config.faults.watchdog_seconds) as dog:
+  with faults.Watchdog(config.faults.watchdog_seconds) as dog, contextlib.ExitStack() as held:
     dog.expect('start-up and restore', config.faults.get('watchdog_restore_seconds', 0))
-    return _train(config, workdir, evaluate, dog)
+    return _train(config, workdir, evaluate, dog, held)
 
 
-def _train(config, workdir: str, evaluate, dog: faults.Watchdog) -> dict:
+def _train(config, workdir: str, evaluate, dog: faults.Watchdog,
+           held: contextlib.ExitStack) -> dict:
   ledger = goodput_lib.Goodput()  # where the wall time goes (mmjax/train/goodput.py)
   # --- preflight: nothing is written before this passes -----------------------------------
   if config.get('eval_every', 0) and evaluate is None:
@@ -137,6 +140,12 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog) -> dict:
   init_params = None
   if not resuming and config.get('init_from', ''):  # fine-tuning: weights of a params export
     init_params, _ = load_params(config.init_from, abstract_state['params'])
+
+  # --- one trainer per workdir: the lease is the first thing written (refused: exit 2) --------
+  held.enter_context(lease_lib.hold(
+      workdir, ttl_s=config.faults.get('lease_seconds', lease_lib.DEFAULT_TTL_S),
+      is_holder=is_main, agree=lambda refused: distributed.any_process_flagged(refused, 'lease')))
+  ledger.attach(workdir)  # the job's ledger: earlier attempts are read, this one is kept
 
   # --- state: restore the newest good checkpoint, or initialise -------------------------------
   paths.makedirs(workdir)
