@@ -30,7 +30,8 @@ ALLOWED = {
 }
 STAGES = ('kernels', 'data', 'models', 'train', 'evaluate', 'export', 'plan')
 # Optional or heavy third-party packages a function may import lazily (with a comment).
-LAZY_OK = ('threadpoolctl', 'sklearn', 'array_record', 'tensorboardX', 'matplotlib', 'libtpu')
+LAZY_OK = ('threadpoolctl', 'sklearn', 'array_record', 'tensorboardX', 'matplotlib', 'libtpu',
+           'google')  # google: the GCS client, for gs:// workdirs only
 
 
 def stage(module: str) -> str | None:

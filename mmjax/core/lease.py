@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import fcntl
 import json
 import logging
 import os
@@ -61,7 +62,6 @@ class _LocalStore:
 
   @contextlib.contextmanager
   def _locked(self):
-    import fcntl  # POSIX only; imported where used
     with open(self._lock_path, 'a') as f:
       fcntl.flock(f, fcntl.LOCK_EX)
       try:
@@ -105,8 +105,8 @@ class _GcsStore:
   """The record as an object; compare-and-swap through generation preconditions."""
 
   def __init__(self, url: str):
-    from google.cloud import storage  # the GCS client: only for gs:// workdirs
-    from google.api_core import exceptions
+    from google.cloud import storage  # optional heavy dependency (0.6 s): gs:// workdirs only
+    from google.api_core import exceptions  # the same: gs:// workdirs only
     bucket, _, name = url[len('gs://'):].partition('/')
     self._blob_name, self._exceptions = name, exceptions
     self._bucket = storage.Client().bucket(bucket)

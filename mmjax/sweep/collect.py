@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
 
 import numpy as np
+
+from mmjax import paths
+from mmjax.train import metrics_writer
 
 EVAL_SECTIONS = ('zero_shot', 'retrieval', 'linear_probe')
 TIMING = ('time/', 'step_time', 'examples_per_sec', 'input_wait_fraction')
@@ -26,11 +28,8 @@ TIMING = ('time/', 'step_time', 'examples_per_sec', 'input_wait_fraction')
 
 def read_rows(workdir: str) -> list[dict]:
   """metrics.jsonl rows with a loss (training steps), in order."""
-  path = os.path.join(workdir, 'metrics.jsonl')
-  if not os.path.exists(path):
-    return []
-  with open(path) as f:
-    rows = [json.loads(line) for line in f if line.strip()]
+  rows = [json.loads(line) for line in metrics_writer.metrics_lines(
+      paths.join(workdir, 'metrics.jsonl'))]  # on gs://, its segments too
   return [r for r in rows if 'loss' in r]
 
 

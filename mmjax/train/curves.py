@@ -1,6 +1,7 @@
 """Training curves from `metrics.jsonl`: one figure per metric in `DIR/plots/<metric>.png`.
 
-Written by the training loop when it checkpoints (`CheckpointPlots`) and by `python -m tools.plot_metrics`. A metric
+Written by the training loop when it checkpoints (`CheckpointPlots`) and by `python -m tools.plot_metrics`,
+on any file system (`gs://` workdirs too, through mmjax/paths.py). A metric
 whose values are all zero (MoE losses of a dense model, `nonfinite` of a healthy run) is not
 drawn. Uses matplotlib's object API with the Agg canvas (`Figure.savefig`), never pyplot, so
 no global backend state is touched and it runs headless.
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import re
 import time
 from typing import Sequence
@@ -18,7 +18,8 @@ from typing import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from mmjax.train.metrics_writer import last_rows
+from mmjax import paths as paths_lib
+from mmjax.train.metrics_writer import last_rows, metrics_exist, metrics_lines
 
 # Whole-run quantities: one curve, not split by the task of the logged step.
 GLOBAL_KEYS = ('learning_rate', 'examples_per_sec', 'step_time', 'input_wait_fraction')
@@ -29,12 +30,12 @@ def _file_name(metric: str) -> str:
 
 
 def read_metrics(path: str) -> list[dict]:
-  """Records of a `metrics.jsonl` file, each step's last row (a resumed run appends the steps it
-  redoes); a truncated last line (run still writing) is skipped."""
-  if not os.path.exists(path):
+  """Records of a `metrics.jsonl` log (with its segments on object stores; any file system),
+  each step's last row (a resumed run appends the steps it redoes); a truncated last line (run
+  still writing) is skipped."""
+  if not metrics_exist(path):
     raise FileNotFoundError(f'no metrics file at {path}: point --workdir at a training run.')
-  with open(path) as f:
-    lines = [ln for ln in f.read().splitlines() if ln.strip()]
+  lines = metrics_lines(path)
   records = []
   for i, line in enumerate(lines):
     try:
@@ -80,8 +81,8 @@ def _series(records: Sequence[dict]) -> dict[str, dict[str, tuple[list, list]]]:
 
 def plot_metrics(records: Sequence[dict], out_dir: str) -> list[str]:
   """One figure per numeric metric that is not all zero (`<metric>.png` in `out_dir`), one
-  curve per task."""
-  os.makedirs(out_dir, exist_ok=True)
+  curve per task (any file system: written through the path layer)."""
+  paths_lib.makedirs(out_dir)
   paths = []
   for key, by_task in sorted(_series(records).items()):
     if all(v == 0 for _, vs in by_task.values() for v in vs):
@@ -101,18 +102,19 @@ def plot_metrics(records: Sequence[dict], out_dir: str) -> list[str]:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    path = os.path.join(out_dir, f'{_file_name(key)}.png')
-    fig.savefig(path, dpi=100)
+    path = paths_lib.join(out_dir, f'{_file_name(key)}.png')
+    with paths_lib.open_file(path, 'wb') as f:
+      fig.savefig(f, dpi=100, format='png')
     paths.append(path)
   return paths
 
 
 def plot_workdir(workdir: str) -> list[str]:
   """Curves of `workdir/metrics.jsonl` into `workdir/plots/`; returns the files written."""
-  records = read_metrics(os.path.join(workdir, 'metrics.jsonl'))
+  records = read_metrics(paths_lib.join(workdir, 'metrics.jsonl'))
   if not records:
-    raise ValueError(f'{os.path.join(workdir, "metrics.jsonl")} holds no records yet.')
-  return plot_metrics(records, os.path.join(workdir, 'plots'))
+    raise ValueError(f'{paths_lib.join(workdir, "metrics.jsonl")} holds no records yet.')
+  return plot_metrics(records, paths_lib.join(workdir, 'plots'))
 
 
 class CheckpointPlots:
@@ -128,8 +130,8 @@ class CheckpointPlots:
     now = time.monotonic()
     if not final and self._last is not None and now - self._last < self.min_seconds:
       return []
-    path = os.path.join(self.workdir, 'metrics.jsonl')
-    if not os.path.exists(path) or not read_metrics(path):
+    path = paths_lib.join(self.workdir, 'metrics.jsonl')
+    if not metrics_exist(path) or not read_metrics(path):
       return []
     self._last = now
     return plot_workdir(self.workdir)

@@ -21,6 +21,8 @@ import os
 import socket
 import time
 
+import jax
+
 from mmjax import paths
 
 CATEGORIES = ('productive', 'lost', 'input_wait', 'compile', 'restore', 'checkpoint',
@@ -113,7 +115,6 @@ class Goodput:
     """Makes the ledger the job's: earlier attempts' records count, and (on process 0, or
     `write`) this attempt's is kept in `workdir/goodput/`."""
     if write is None:
-      import jax  # only to know which process writes
       write = jax.process_index() == 0
     self._earlier = read_attempts(workdir)
     if not write:

@@ -290,6 +290,7 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog,
       if save:
         ledger.switch('checkpoint')
         ckpt.save(step, state, data_snapshot(step), force=True)
+        writer.flush()  # on object stores: the buffered rows become one segment
         last_ckpt = step
         if routing_seen and is_main:
           routing_stats.plot_routing_heatmaps(routing_seen, workdir, step)

@@ -18,7 +18,8 @@ from __future__ import annotations
 import datetime
 import os
 
-from mmjax.train import curves
+from mmjax import paths
+from mmjax.train import curves, metrics_writer
 
 
 def _task_series(records: list[dict], metric: str) -> dict[str, list[tuple[int, float]]]:
@@ -55,8 +56,8 @@ def _format_goodput(goodput: dict) -> str:
 def summarize(workdir: str, total_steps: int, final_step: int, wall_seconds: float,
               goodput: dict | None = None) -> str:
   """The summary as text (see the module docstring)."""
-  path = os.path.join(workdir, 'metrics.jsonl')
-  records = curves.read_metrics(path) if os.path.exists(path) else []
+  path = paths.join(workdir, 'metrics.jsonl')
+  records = curves.read_metrics(path) if metrics_writer.metrics_exist(path) else []
   wall = datetime.timedelta(seconds=int(round(wall_seconds)))
   lines = ['== run summary',
            f'steps        {final_step} of {total_steps}, wall time {wall}']
