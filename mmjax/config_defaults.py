@@ -86,11 +86,15 @@ def base_config() -> ml_collections.ConfigDict:
   c.evaluation = ml_collections.ConfigDict(dict(datasets=ml_collections.ConfigDict()))
   # Fault handling; `inject_nan_at_steps` is a debugging aid that poisons those steps' batches.
   # Watchdog limits in seconds (0 = off; a phase limit of 0 = watchdog_seconds): a step
-  # finishing, start-up + restore, compilation (and evaluation). Preemption signals are agreed
-  # across processes every `preemption_check_every` steps (coordination service, no device sync).
+  # finishing, start-up + restore, compilation (and evaluation). On by default, with limits no
+  # healthy run reaches (a large model compiles for tens of minutes); a hang ends with exit 3
+  # and a restart. Preemption signals are agreed across processes every
+  # `preemption_check_every` steps (coordination service, no device sync). `lease_seconds`: a
+  # workdir lease not renewed for that long is taken over (mmjax/core/lease.py).
   c.faults = ml_collections.ConfigDict(dict(
-      max_nonfinite_in_row=5, watchdog_seconds=0, watchdog_restore_seconds=0,
-      watchdog_compile_seconds=0, preemption_check_every=10, inject_nan_at_steps=()))
+      max_nonfinite_in_row=5, watchdog_seconds=1800, watchdog_restore_seconds=3600,
+      watchdog_compile_seconds=14400, preemption_check_every=10, inject_nan_at_steps=(),
+      lease_seconds=120))
   # A jax.profiler trace of steps [start_step, start_step + num_steps) into DIR/tensorboard/
   # (mmjax/train/profiler.py); num_steps=0 traces nothing.
   c.profile = ml_collections.ConfigDict(dict(start_step=10, num_steps=0))

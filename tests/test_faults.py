@@ -161,3 +161,10 @@ def test_no_pickle_eval_or_exec_where_configs_checkpoints_or_data_are_read():
   assert not hits, 'code execution on load:\n' + '\n'.join(hits)
   config_src = (ROOT / 'mmjax' / 'config.py').read_text()
   assert config_src.count('exec_module(') == 1 and 'literal_eval(' in config_src
+
+
+def test_the_watchdog_is_on_by_default_and_compilation_has_its_own_longer_limit():
+  from mmjax.config_defaults import base_config
+  f = base_config().faults
+  assert f.watchdog_seconds > 0 and f.watchdog_restore_seconds >= f.watchdog_seconds
+  assert f.watchdog_compile_seconds >= 4 * f.watchdog_seconds  # compiles take far longer

@@ -18,8 +18,9 @@ import numpy as np
 import pytest
 
 from mmjax.train import distributed
-from test_resume import (committed, kill_group, make_compile_cache, rows, run, start, train_argv,
-                         wait_for, write_config)
+from test_cloud_workdir import _free_port
+from test_resume import (committed, kill_group, make_compile_cache, rows, run, start,
+                         subprocess_env, train_argv, wait_for, write_config)
 
 STEPS = ('--config.total_steps=20', '--config.checkpoint_every=10', '--config.log_every=1')
 
@@ -114,20 +115,37 @@ def test_sigterm_to_one_process_stops_both_after_one_step_and_resumes(
 @pytest.mark.slow
 def test_kill_9_of_one_process_then_the_same_command_resumes_identically(
     reference, tmp_path, compile_cache):
+  """The two processes are started apart (as on two hosts: no launcher kills the survivor):
+  process 0 notices the dead peer itself (PeerWatch) and exits 1 within seconds."""
+  import time
   config, expected = reference
   workdir = tmp_path / 'run'
   compile_cache.seed(workdir)
-  argv = two_processes(train_argv(config, workdir, *STEPS))
-  launcher = start(argv, tmp_path / 'mp.log')
+  argv = train_argv(config, workdir, *STEPS)
+  port = str(_free_port())
+  procs = [start(argv, tmp_path / f'p{i}.log', env=subprocess_env(
+      MMJAX_COORDINATOR=f'127.0.0.1:{port}', MMJAX_NUM_PROCESSES='2', MMJAX_PROCESS_ID=str(i),
+      JAX_NUM_CPU_DEVICES='4', MMJAX_CPU_COLLECTIVES='gloo', MMJAX_PEER_TIMEOUT='10'))
+      for i in range(2)]
   try:
-    wait_for(lambda: committed(workdir, 10) and max(rows(workdir), default=0) >= 12, launcher,
+    wait_for(lambda: committed(workdir, 10) and max(rows(workdir), default=0) >= 12, procs[0],
              what='checkpoint 10 and step 12')
-    os.kill(_child_with_env(launcher.pid, 'MMJAX_PROCESS_ID', '1'), signal.SIGKILL)
-    code = launcher.wait(timeout=120)
+    procs[1].send_signal(signal.SIGKILL)
+    t0 = time.monotonic()
+    code = procs[0].wait(timeout=120)
+    took = time.monotonic() - t0
   finally:
-    if launcher.poll() is None:
-      kill_group(launcher)
-  assert code != 0 and not committed(workdir, 20)
+    for p in procs:
+      if p.poll() is None:
+        kill_group(p)
+  out = (tmp_path / 'p0.log').read_text(errors='replace')
+  print(f'process 0 exited {took:.1f} s after process 1 was killed')
+  assert code == 1 and took < 30, out[-3000:]
+  errors = [l for l in out.splitlines() if l.startswith('error: ')]
+  assert len(errors) == 1 and errors[0].startswith(
+      'error: process 1 of 2 has shown no sign of life for '), out[-3000:]
+  assert not committed(workdir, 20)
+  argv = two_processes(argv)
 
   code, out = run(argv, tmp_path / 'again.log')
   compile_cache.keep(workdir)

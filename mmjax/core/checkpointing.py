@@ -4,8 +4,11 @@ Each step holds `state` (train state pytree) and `data` (JSON: every task's iter
 the AGD position). Saves are asynchronous and atomic (orbax writes a temporary directory and
 renames it when committed). Restore goes onto any mesh through an abstract target carrying the
 new shardings; a structure or shape mismatch is an error naming the first differing parameter.
-A damaged newest checkpoint is set aside and the next newest used; an I/O error is retried, then
-fails loudly with every checkpoint in place (see `restore_latest_good`).
+Every step records a SHA-256 of each state file (`DigestedStateHandler`, before the commit).
+A damaged newest checkpoint (checked the same way on local disks and `gs://`: commit marker,
+metadata, digests, read-back) is set aside and the next newest used; an I/O error is retried,
+then fails loudly with every checkpoint in place (see `restore_latest_good`). A failed save
+(permission, full disk, I/O) is one `StorageError` sentence naming the path and errno (exit 1).
 """
 
 from __future__ import annotations
