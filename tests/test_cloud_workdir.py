@@ -167,9 +167,14 @@ def test_a_run_with_a_gs_workdir_trains_checkpoints_and_resumes(tmp_path, gcs):
   assert code == 0, out[-4000:]
   assert 'resumed from checkpoint step 4' in out
   root = epath.Path(workdir)
-  steps = [json.loads(l)['step'] for l in (root / 'metrics.jsonl').read_text().splitlines()
+  # On gs:// rows are written as segment objects (metrics.jsonl.parts/), never by rewriting.
+  from mmjax.train import metrics_writer
+  steps = [json.loads(l)['step'] for l in metrics_writer.metrics_lines(f'{workdir}/metrics.jsonl')
            if 'loss' in json.loads(l)]
   assert steps == [1, 2, 3, 4, 5, 6]
+  assert not (root / 'metrics.jsonl').exists() and (root / 'metrics.jsonl.parts').exists()
+  assert any((root / 'plots').iterdir())              # plots go through the path layer too
+  assert not (root / 'trainer.lease.json').exists()   # the lease was released
   assert json.loads((root / 'config.json').read_text())['total_steps'] == 6
   assert sorted(p.name for p in (root / 'checkpoints').iterdir()) == ['2', '4', '6']
   assert any((root / 'tensorboard').iterdir())

@@ -220,15 +220,20 @@ class PeerWatch:
       self._threads.append(thread)
     return self
 
+  def mark_done(self) -> None:
+    """Tells the peers this process is ending (at exit): its silence is not a death. It keeps
+    judging the others, so a dead peer still ends JAX's shutdown barrier in seconds."""
+    try:
+      self._client.key_value_set(f'{self._PREFIX}done/{self.process}', '1',
+                                 allow_overwrite=True)
+    except Exception:  # noqa: BLE001 - the service may be gone already
+      pass
+
   def stop(self, done: bool = True) -> None:
     """Stops watching; `done` tells the peers this process ended on purpose."""
     self._stop.set()
     if done:
-      try:
-        self._client.key_value_set(f'{self._PREFIX}done/{self.process}', '1',
-                                   allow_overwrite=True)
-      except Exception:  # noqa: BLE001 - the service may be gone already
-        pass
+      self.mark_done()
 
 
 def _end_process(sentence: str) -> None:
@@ -249,5 +254,5 @@ def _start_peer_watch(env: Mapping[str, str]) -> PeerWatch | None:
     return None
   watch = PeerWatch(client, jax.process_index(), jax.process_count(), timeout=timeout,
                     interval=min(1.0, timeout / 5)).start()
-  atexit.register(watch.stop)  # runs before JAX's own shutdown (registered earlier)
+  atexit.register(watch.mark_done)  # runs before JAX's own shutdown (registered earlier)
   return watch
