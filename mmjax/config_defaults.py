@@ -19,6 +19,7 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   m.pooling = 'mean'              # mean | cls
   m.encoder_sharing = 'shared'    # shared | per_modality (VATT-style modality-specific)
   m.attention_impl = 'auto'       # auto | xla | pallas | cudnn
+  m.kv_heads = None               # grouped-query attention: k/v heads (None = num_heads)
   m.scan_layers = False           # Encoder: one lax.scan per run of same-kind blocks (not MoT)
   m.patch_size = 16
   m.tubelet_frames = 4
