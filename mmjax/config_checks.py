@@ -70,6 +70,7 @@ RULES = (
      ('model.moe.impl', _one_of(*RAGGED_MATMUL_IMPLS)),
      ('model.moe.num_experts', NONNEGATIVE_INT), ('model.moe.jitter', PROBABILITY),
      ('model.moe.load_balancing_weight', NONNEGATIVE), ('model.moe.z_loss_weight', NONNEGATIVE),
+     ('model.moe.dropless_capacity_factor', NONNEGATIVE),
      ('model.temperature.init', POSITIVE), ('model.temperature.min', POSITIVE),
      ('model.temperature.max', POSITIVE),
      ('model.audio.features', _one_of('waveform', 'log_mel')),
