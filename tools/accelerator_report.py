@@ -14,8 +14,8 @@ Writes DIR/accelerator_report.json and DIR/accelerator_report.md. Sections:
 - `attention`: flash (Pallas) vs cuDNN vs XLA, TFLOP/s forward and forward+backward at 1k, 4k
   and 8k tokens (ViT-B heads: 12 x 64); cuDNN is skipped off GPU, with a note.
 - `grouped_matmul`: the Pallas grouped matmul vs `jax.lax.ragged_dot` (and a dense matmul).
-- `train_step`: `imp_base` dense and `imp_moe_base` MoE (one device: data-parallel mesh, expert
-  axis 1) on the image-text task at the largest batch the device's memory takes (from a compiled
+- `train_step`: `imp_base` dense and `imp_moe_base` MoE (data-parallel over the host's devices,
+  expert axis 1) on the image-text task at the largest batch the device's memory takes (from a compiled
   probe's memory analysis, halved on out-of-memory): step time, examples/s, model FLOPs, MFU
   against the datasheet peak (`mmjax/plan/hardware.py`).
 - `input_pipeline`: the grain loader of `mmjax_digits` (built locally on first use into
@@ -50,7 +50,7 @@ FULL = dict(lengths=(1024, 4096, 8192), tokens=16384, heads=12, head_dim=64, rep
             probe_batch=32, max_batch=4096, steps=10, pipeline_batches=30, check_length=512)
 TINY = dict(lengths=(32,), tokens=32, heads=2, head_dim=16, repeats=1, gmm=((64, 32, 48, 4),),
             configs=(('dense', 'demo.py', 'image_text'), ('moe', 'demo_moe.py', 'image_text')),
-            probe_batch=4, max_batch=4, steps=1, pipeline_batches=2, check_length=40)
+            probe_batch=8, max_batch=8, steps=1, pipeline_batches=2, check_length=40)
 TINY_OVERRIDES = ('--config.model.num_layers=2', '--config.model.moe.every=2')   # one MoE layer
 
 
@@ -193,6 +193,7 @@ def _config(name, task_name, batch, tiny):
   if tiny:
     overrides += list(TINY_OVERRIDES)
   config = config_lib.load_config(os.path.join(ROOT, 'configs', name), overrides)
+  batch = -(-batch // jax.device_count()) * jax.device_count()   # data-parallel over devices
   with config.tasks.unlocked():
     for t in list(config.tasks.keys()):
       if t != task_name:
@@ -252,10 +253,12 @@ def train_step_rows(shapes, tiny) -> list[dict]:
           if not oom or batch <= 1:
             raise
           batch, how = batch // 2, how + '; halved after out-of-memory'
+      batch = _task(config).batch_size
+      total_peak = peak.flops * jax.device_count() if peak.flops else None
       row.update(batch=batch, batch_choice=how, step_ms=step_s * 1e3,
                  compile_s=compile_s, examples_per_s=batch / step_s,
                  tflop_per_step=flops / 1e12 if flops else None,
-                 mfu=(flops / step_s / peak.flops) if flops and peak.flops else None)
+                 mfu=(flops / step_s / total_peak) if flops and total_peak else None)
     except Exception as e:  # pylint: disable=broad-except
       row['note'] = f'{type(e).__name__}: {str(e).splitlines()[0][:160]}'
     rows.append(row)
@@ -318,7 +321,7 @@ def markdown(report) -> str:
       ('attention', 'Attention TFLOP/s (bf16)', ('impl', 'shape', 'passes', 'ms', 'tflops', 'note')),
       ('grouped_matmul', 'Grouped matmul vs ragged_dot (bf16)',
        ('impl', 'shape', 'passes', 'ms', 'tflops', 'note')),
-      ('train_step', 'Train step (one device)',
+      ('train_step', 'Train step (data-parallel over the host\'s devices)',
        ('model', 'config', 'batch', 'step_ms', 'examples_per_s', 'tflop_per_step', 'mfu',
         'peak', 'note')),
       ('input_pipeline', 'Input pipeline vs the dense step',
