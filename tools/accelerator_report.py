@@ -51,7 +51,7 @@ FULL = dict(lengths=(1024, 4096, 8192), tokens=16384, heads=12, head_dim=64, rep
 TINY = dict(lengths=(32,), tokens=32, heads=2, head_dim=16, repeats=1, gmm=((64, 32, 48, 4),),
             configs=(('dense', 'demo.py', 'image_text'), ('moe', 'demo_moe.py', 'image_text')),
             probe_batch=8, max_batch=8, steps=1, pipeline_batches=2, check_length=40)
-TINY_OVERRIDES = ('--config.model.num_layers=2', '--config.model.moe.every=2')   # one MoE layer
+TINY_OVERRIDES = ('--config.model.num_layers=1', '--config.model.moe.every=1')   # MoE: 1 layer
 
 
 def parse_args(argv):
