@@ -88,7 +88,8 @@ def _grads(fn, *xs):
 
 def kernel_checks(shapes, backend) -> list[dict]:
   """Each kernel compiled for `backend` (interpret on CPU), forward and gradients against its
-  reference in float32: the largest absolute difference and pass/fail at 2e-3."""
+  reference in float32: the largest absolute difference and pass/fail at 2e-3 (routed attention
+  with the full shapes only)."""
   from mmjax.kernels import (attention_reference, flash_attention, grouped_matmul,
                              grouped_matmul_reference, routed_attention,
                              routed_attention_reference)
@@ -110,7 +111,7 @@ def kernel_checks(shapes, backend) -> list[dict]:
   ]
   kr, vr = jnp.repeat(k, 2, 2), jnp.repeat(v, 2, 2)
   routed = length - length % block
-  if routed >= 2 * block:
+  if routed >= 2 * block and shapes is not TINY:   # tiny: tests/kernels cover it on CPU
     kw = dict(block_size=block, top_k=2)
     cases.append(('routed attention',
                   lambda q, k, v: routed_attention(q, k, v, **kw),
@@ -207,11 +208,19 @@ def _task(config):
   return task_signatures(config)[0]
 
 
+def _memory_limit() -> int | None:
+  """Bytes the first device may allocate (None where the backend does not say, e.g. CPU)."""
+  try:
+    return (jax.devices()[0].memory_stats() or {}).get('bytes_limit')
+  except Exception:  # pylint: disable=broad-except  (backends without memory stats)
+    return None
+
+
 def _memory_fit_batch(name, task_name, shapes, tiny) -> tuple[int, str]:
   """The batch to time: from a compiled probe's memory, the largest power of two whose
   arguments + activations fit 85% of the device's memory (capped); fixed when tiny."""
   probe = shapes['probe_batch']
-  limit = (jax.devices()[0].memory_stats() or {}).get('bytes_limit') if not tiny else None
+  limit = None if tiny else _memory_limit()
   if not limit:
     return probe, 'fixed (tiny)' if tiny else 'fixed (device memory unknown)'
   from mmjax.core import partitioning
