@@ -87,3 +87,17 @@ def test_capacity_is_exact_within_and_counts_overflow():
       assert not np.allclose(np.asarray(y)[real & ~whole], np.asarray(y_one)[real & ~whole],
                              atol=1e-5)
     np.testing.assert_allclose(np.asarray(y)[whole], np.asarray(y_one)[whole], atol=1e-5)
+
+
+def test_gradients_within_capacity_match_one_device():
+  """'ragged' (the TPU/GPU exchange; its CPU stand-in here) at 3/4 of the worst-case buffer."""
+  from test_moe_dropless_ep import _close, _grads  # pylint: disable=g-import-not-at-top
+  x, mask = _inputs(b=8)
+  assert capacity_rows(8 * TOP_K, EP, 3.0) < EP * 8 * TOP_K
+  y_want, g_want, _ = _grads(_cfg('dropless', EXPERTS, TOP_K, 1.0), x, mask, None)
+  y, g, _ = _grads(_cfg('dropless', EXPERTS, TOP_K, 1.0, '--config.model.moe.exchange=ragged',
+                        '--config.model.moe.dropless_capacity_factor=3'), x, mask,
+                   {'data': 8 // EP, 'expert': EP})
+  _close(y, y_want, 'y')
+  for (path, a), b in zip(jax.tree_util.tree_leaves_with_path(g), jax.tree.leaves(g_want)):
+    _close(a, b, f'grad {jax.tree_util.keystr(path)}')
