@@ -70,6 +70,7 @@ RULES = (
      ('model.moe.impl', _one_of(*RAGGED_MATMUL_IMPLS)),
      ('model.moe.num_experts', NONNEGATIVE_INT), ('model.moe.jitter', PROBABILITY),
      ('model.moe.load_balancing_weight', NONNEGATIVE), ('model.moe.z_loss_weight', NONNEGATIVE),
+     ('model.moe.dropless_capacity_factor', NONNEGATIVE),
      ('model.temperature.init', POSITIVE), ('model.temperature.min', POSITIVE),
      ('model.temperature.max', POSITIVE),
      ('model.audio.features', _one_of('waveform', 'log_mel')),
@@ -110,7 +111,50 @@ def check_values(config, error: type[Exception]) -> None:
       if not ok(value):
         raise error(f'config.{key} must be {want}, got {value!r}: change it in the config file '
                     f'or with --config.{key}=VALUE.')
+  check_combinations(config, error)
   t = config.get('model', {}).get('temperature', None) if hasattr(config, 'get') else None
   if t is not None and not t.min <= t.init <= t.max:
     raise error(f'config.model.temperature must have min <= init <= max, got min={t.min}, '
                 f'init={t.init}, max={t.max}: change one of them.')
+
+
+# -- Combinations the model cannot honour (refused before anything compiles) -----------------
+
+
+def check_combinations(config, error: type[Exception]) -> None:
+  """Raises `error` (one sentence) for options that would silently do nothing or break:
+  DropToken or Mixture-of-Transformers with routed attention, MoT with scan_layers or
+  grouped-query k/v, kv_heads that do not divide the heads, a head dim cuDNN cannot take."""
+  m = config.get('model', None) if hasattr(config, 'get') else None
+  if m is None or not hasattr(m, 'get'):
+    return
+  ra = m.get('routed_attention', None)
+  routed = tuple(ra.get('layers', ()) or ()) if ra is not None else ()
+  moe = m.get('moe', None)
+  mot = bool(moe is not None and moe.get('mixture_of_transformers', False))
+  tasks = config.get('tasks', None) or {}
+  if routed:
+    for name in sorted(tasks.keys()):
+      if float(tasks[name].get('drop_token', 0.0) or 0.0) > 0:
+        raise error(f'config.tasks.{name}.drop_token drops tokens out of the routed-attention '
+                    'windows of model.routed_attention.layers: set drop_token=0 or '
+                    'routed_attention.layers=().')
+    if mot:
+      raise error('config.model.moe.mixture_of_transformers does not route attention: set '
+                  'model.routed_attention.layers=() with it.')
+  if mot and m.get('scan_layers', False):
+    raise error('config.model.scan_layers does not apply to the Mixture-of-Transformers encoder: '
+                'set scan_layers=False or moe.mixture_of_transformers=False.')
+  heads, width, kv = m.get('num_heads', None), m.get('width', None), m.get('kv_heads', None)
+  if kv is not None:
+    if not _int(kv) or kv < 1 or (_int(heads) and heads % kv):
+      raise error(f'config.model.kv_heads must be a positive divisor of num_heads={heads} (or '
+                  f'None), got {kv!r}.')
+    if mot and kv != heads:
+      raise error('config.model.kv_heads (grouped-query attention) is not implemented for the '
+                  'Mixture-of-Transformers encoder: set kv_heads=None.')
+  if (m.get('attention_impl', None) == 'cudnn' and _int(heads) and _int(width) and heads > 0
+      and width % heads == 0 and not (width // heads) % 8 == 0 < width // heads <= 128):
+    raise error(f"config.model.attention_impl='cudnn' needs a head dim (width / num_heads) that "
+                f'is a multiple of 8 and at most 128, got {width // heads}: use '
+                "attention_impl='auto' or 'xla', or change num_heads.")

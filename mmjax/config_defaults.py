@@ -19,6 +19,7 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   m.pooling = 'mean'              # mean | cls
   m.encoder_sharing = 'shared'    # shared | per_modality (VATT-style modality-specific)
   m.attention_impl = 'auto'       # auto | xla | pallas | cudnn
+  m.kv_heads = None               # grouped-query attention: k/v heads (None = num_heads)
   m.scan_layers = False           # Encoder: one lax.scan per run of same-kind blocks (not MoT)
   m.patch_size = 16
   m.tubelet_frames = 4
@@ -45,7 +46,11 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
       # model's), load-balancing loss scale ('per_slot': 1 at balance; 'switch': top_k);
       # how dropless claims move between expert devices (mmjax/models/expert_exchange.py).
       group_size=0, min_capacity=0, comm_dtype='', load_balancing_scale='per_slot',
-      exchange='auto'))
+      exchange='auto',
+      # Dropless expert parallelism: receive/FFN rows per device = this x the device's claims
+      # (0 = the worst case, expert axis x claims, never over); overflow is counted in
+      # dropped_fraction (mmjax/models/expert_exchange.py).
+      dropless_capacity_factor=2.0))
   # BiFormer routed attention in `layers`; regions: S×S patch windows (image), T×S×S (video),
   # block_size tokens (audio, text); see mmjax/models/regions.py.
   m.routed_attention = ml_collections.ConfigDict(dict(layers=(), block_size=16, top_k=4,

@@ -8,8 +8,8 @@ lowers and compiles the train step of every task signature, and the evaluation e
 programs (`mmjax.evaluate.embedder.Embedder`: each eval dataset's modalities and the text
 prompts), on abstract sharded inputs. Reports
 per-device memory against the chip's HBM, FLOPs, HBM bytes and collective bytes sent per step,
-and the roofline step time, MFU and HFU as a range from perfect overlap of compute, memory and
-network time to none; as a table and as JSON. MFU counts model FLOPs (the jaxpr traced with
+and the roofline step time and upper bounds of MFU and HFU ("MFU <=": every FLOP at peak) as a
+range from perfect overlap of compute, memory and network time to none; as a table and as JSON. MFU counts model FLOPs (the jaxpr traced with
 every kernel as its pure-JAX reference: attention as its mathematics), HFU hardware FLOPs (the
 kernels as compiled, padding and recomputation included); collectives are timed over the ICI
 links of their mesh axis, and over DCN where they cross slices (`mmjax/plan/network.py`). Each

@@ -15,6 +15,10 @@ expert mesh axis of size `ep > 1`, each device holds `experts / ep` experts and
 4. sends the results back the same way to where the claims came from.
 
 Rows between devices are cast to `comm_dtype` (e.g. bf16 under an f32 model).
+`capacity_factor` (`moe.dropless_capacity_factor`) sizes the receive and FFN buffers by the
+claims a device actually makes rather than the worst case `ep x claims`
+(`expert_exchange.capacity_rows`); within it the layer is exact, past it the overflowing claims
+are counted (`dropped_fraction`, `expert_drop`) and contribute 0, as in a capacity router.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from jax.sharding import PartitionSpec as P
 
 from mmjax.core import partitioning
 from mmjax.kernels import ragged_matmul, resolve_backend
-from mmjax.models.expert_exchange import exchange_ffn, resolve_exchange
+from mmjax.models.expert_exchange import capacity_rows, exchange_ffn, resolve_exchange
 
 
 def _ffn(rows, sizes, wi, bi, wo, bo, impl, group_offset=None):
@@ -44,12 +48,13 @@ def _ffn(rows, sizes, wi, bi, wo, bo, impl, group_offset=None):
 
 
 def dropless_experts(x, index, weights, mask, params, *, impl='auto', comm_dtype=None,
-                     exchange='auto'):
+                     exchange='auto', capacity_factor=0.0):
   """`x [batch, length, embed]`, the router's `index`/`weights [batch, length, top_k]`,
   `mask [batch, length]` and `params = (wi [experts, embed, mlp], bi [experts, mlp],
   wo [experts, mlp, embed], bo [experts, embed])` -> (`y [batch, length, embed]` float32, the
-  weighted sum of each token's experts; `sizes [experts]` float32 real claims per expert).
-  Padding claims no expert and gets 0. `comm_dtype` (None = the weights' dtype) is the dtype
+  weighted sum of each token's experts; `sizes [experts]` float32 real claims per expert;
+  `kept [experts]` float32 those computed: all but the overflow past `capacity_factor`, see
+  the module docstring; 0 = worst-case buffers, never over). Padding claims no expert and gets 0. `comm_dtype` (None = the weights' dtype) is the dtype
   of tokens between devices; `exchange` how they move ('auto', 'all_to_all', 'ragged';
   `mmjax.models.expert_exchange`)."""
   experts, k = params[0].shape[0], index.shape[-1]
@@ -65,18 +70,19 @@ def dropless_experts(x, index, weights, mask, params, *, impl='auto', comm_dtype
     sizes = jnp.zeros((experts + 1,), jnp.int32).at[claims].add(1)[:experts]
     rows = x.reshape(n, d)[order // k]
     if ep == 1:
-      ys = _ffn(rows.astype(params[0].dtype), sizes, *params, impl)
+      ys, kept = _ffn(rows.astype(params[0].dtype), sizes, *params, impl), sizes
     else:
       ffn = lambda r, s, offset: _ffn(r, s, *params, impl, offset)
-      ys = exchange_ffn(rows, sizes, ffn, axis=axis, ep=ep, comm_dtype=comm_dtype,
-                        exchange=exchange, compute_dtype=params[0].dtype)
+      ys, kept = exchange_ffn(rows, sizes, ffn, axis=axis, ep=ep, comm_dtype=comm_dtype,
+                              exchange=exchange, compute_dtype=params[0].dtype,
+                              capacity=capacity_rows(n * k, ep, capacity_factor))
     w = jnp.where(real[:, None], weights.reshape(n, k), 0.0).reshape(-1)[order]
     y = jnp.zeros((n, d), jnp.float32).at[order // k].add(ys.astype(jnp.float32) * w[:, None])
-    return y.reshape(b, length, d), sizes[None]
+    return y.reshape(b, length, d), sizes[None], kept[None]
 
   ctx = partitioning.current_context()
   if ctx is None:
-    y, sizes = run(x, index, weights, mask, *params)
+    y, sizes, kept = run(x, index, weights, mask, *params)
   else:
     mesh, rules = ctx
     lead = partitioning.logical_to_spec(('batch',), rules, mesh, x.shape[:1])[0]
@@ -85,6 +91,6 @@ def dropless_experts(x, index, weights, mask, params, *, impl='auto', comm_dtype
     ep = math.prod(mesh.shape[a] for a in names)
     fn = lambda *a: run(*a, axis=axis, ep=ep)
     specs = (P(lead),) * 4 + (P(axis),) * 4
-    y, sizes = jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P(lead),
-                             check_vma=False)(x, index, weights, mask, *params)
-  return y, sizes.sum(0).astype(jnp.float32)
+    y, sizes, kept = jax.shard_map(fn, mesh=mesh, in_specs=specs, out_specs=P(lead),
+                                   check_vma=False)(x, index, weights, mask, *params)
+  return y, sizes.sum(0).astype(jnp.float32), kept.sum(0).astype(jnp.float32)

@@ -40,8 +40,9 @@ class Block(nnx.Module):
     else:
       self.mlp = Mlp(cfg.width, cfg.mlp_dim, rngs=rngs, dtype=dtype)
 
-  def __call__(self, x: jax.Array, mask: jax.Array, *, rng=None, region_size=None):
-    x = x + self.attn(self.norm1(x), mask, region_size)
+  def __call__(self, x: jax.Array, mask: jax.Array, *, rng=None, region_size=None,
+               trailing_padding=False):
+    x = x + self.attn(self.norm1(x), mask, region_size, trailing_padding)
     x = constrain(x, ('batch', 'length', 'embed'))
     if isinstance(self.mlp, Mlp):
       y, aux = self.mlp(self.norm2(x), mask)
@@ -57,6 +58,8 @@ class Encoder(nnx.Module):
   With `cfg.scan_layers`, each run of consecutive same-kind blocks is one `lax.scan`
   (`layer_scan.py`); the parameters are the same `block_<i>` either way. `region_size` (static
   int): the tokens per region of routed layers (`regions.py`); None = routed_attention.block_size.
+  `trailing_padding` (static bool): every mask is a prefix of ones, so attention gets the
+  padding as lengths only (`attention.py`); False is exact for any layout.
   """
 
   def __init__(self, cfg, *, rngs: nnx.Rngs, dtype):
@@ -73,16 +76,19 @@ class Encoder(nnx.Module):
     self.runs = (group_runs(kinds) if cfg.get('scan_layers', False)
                  else tuple((i,) for i in range(cfg.num_layers)))
 
-  def __call__(self, x: jax.Array, mask: jax.Array, *, rng=None, region_size=None):
+  def __call__(self, x: jax.Array, mask: jax.Array, *, rng=None, region_size=None,
+               trailing_padding=False):
     aux = {}
     for run in self.runs:
       blocks = [getattr(self, f'block_{i}') for i in run]
       if len(run) == 1:
         layer_rng = None if rng is None else jax.random.fold_in(rng, run[0])
-        x, layer_aux = blocks[0](x, mask, rng=layer_rng, region_size=region_size)
+        x, layer_aux = blocks[0](x, mask, rng=layer_rng, region_size=region_size,
+                                 trailing_padding=trailing_padding)
         run_aux = [layer_aux]
       else:
-        x, run_aux = scan_blocks(blocks, run, x, mask, rng=rng, region_size=region_size)
+        x, run_aux = scan_blocks(blocks, run, x, mask, rng=rng, region_size=region_size,
+                                 trailing_padding=trailing_padding)
       for i, layer_aux in zip(run, run_aux):
         if layer_aux:
           aux[f'layer_{i}'] = layer_aux

@@ -17,9 +17,20 @@ The receiver sorts its rows by local expert and runs `ffn(rows, group_sizes, gro
 a grouped matmul over its local experts only, with `group_sizes [experts]` over all experts
 (zero outside the device's) and `group_offset = device * local`. Results return the same way.
 Rows travel in `comm_dtype`.
+
+Capacity (`moe.dropless_capacity_factor` f > 0): the worst case above makes every buffer
+`ep` times the claims, `ep * c` rows (send, receive and the FFN's saved activations). With a
+capacity, the receive and FFN buffers hold `capacity = ceil(f * c)` rows (rounded up to 8, at
+most `ep * c`): 'ragged' packs up to that many rows per receiver, sources in device order;
+'all_to_all' gives each (source, destination) pair `ceil(capacity / ep)` rows. Within capacity
+the result is exact (the same as the worst-case buffers); rows past it are not computed (their
+expert output is 0, as a capacity router drops them) and counted: `exchange_ffn` returns the
+per-expert counts it did compute, so the layer reports the overflow.
 """
 
 from __future__ import annotations
+
+import math
 
 import jax
 import jax.numpy as jnp
@@ -65,46 +76,79 @@ def _local_sort(num_rows, chunk_start, counts):
   return jnp.argsort(expert, stable=True)
 
 
-def exchange_ffn(rows, sizes, ffn, *, axis, ep, comm_dtype, exchange, compute_dtype):
+def capacity_rows(claims: int, ep: int, factor: float) -> int:
+  """Receive/FFN rows per device for `claims` rows per device on `ep` expert devices:
+  `ceil(factor * claims)` rounded up to 8, at most the worst case `ep * claims` (factor <= 0)."""
+  worst = ep * claims
+  if factor <= 0:
+    return worst
+  return min(worst, max(8, -(-math.ceil(factor * claims) // 8) * 8))
+
+
+def _kept(counts, allowed):
+  """Per-expert counts `[..., local]` of a chunk whose first `allowed [...]` rows are kept
+  (rows are sorted by expert) -> the kept count per expert."""
+  before = jnp.cumsum(counts, axis=-1) - counts
+  return jnp.clip(allowed[..., None] - before, 0, counts)
+
+
+def exchange_ffn(rows, sizes, ffn, *, axis, ep, comm_dtype, exchange, compute_dtype,
+                 capacity=None):
   """`ffn` applied to each claim on its expert's device: `rows [c, embed]` sorted by global
-  expert with `sizes [experts]` (the first `sum(sizes)` rows are real) -> `[c, embed]` in the
-  same order (rows past the real ones: 0). `exchange`: 'all_to_all' or 'ragged'."""
+  expert with `sizes [experts]` (the first `sum(sizes)` rows are real) -> (`[c, embed]` in the
+  same order (rows past the real ones, and rows over capacity: 0), `kept [experts]` int32: how
+  many of each expert's claims were computed). `exchange`: 'all_to_all' or 'ragged';
+  `capacity`: receive rows per device (None = `ep * c`, never over)."""
   c, d = rows.shape
   experts = sizes.shape[0]
   local = experts // ep
+  capacity = ep * c if capacity is None else int(capacity)
   me = jax.lax.axis_index(axis)
-  send_sizes = sizes.reshape(ep, local).sum(1)                       # [ep] rows per device
+  per_dest = sizes.reshape(ep, local)
+  send_sizes = per_dest.sum(1)                                        # [ep] rows per device
   start = jnp.cumsum(send_sizes) - send_sizes
   rows = rows.astype(comm_dtype)
   if exchange == 'ragged':
-    every = jax.lax.all_gather(sizes, axis)                          # [source, experts]
-    counts = jax.lax.dynamic_slice_in_dim(every, me * local, local, axis=1)   # [source, local]
-    moved = every.reshape(ep, ep, local).sum(2)                      # [source, destination]
-    recv_sizes = moved[:, me]
+    every = jax.lax.all_gather(sizes, axis).reshape(ep, ep, local)   # [source, dest, local]
+    moved = every.sum(2)                                              # [source, destination]
+    at = jnp.cumsum(moved, 0) - moved                                 # offset in the receiver
+    allowed = jnp.clip(capacity - at, 0, moved)                       # rows that fit
+    kept_every = _kept(every, allowed)                                # [source, dest, local]
+    counts = kept_every[:, me]                                        # [source, local]
+    recv_sizes = allowed[:, me]
     chunk_start = jnp.cumsum(recv_sizes) - recv_sizes
-    out_off = (jnp.cumsum(moved, 0) - moved)[me]                     # my chunk in each receiver
+    out_off = jnp.minimum(at[me], capacity - 1)                       # my chunk in each receiver
+    my_sizes = allowed[me]
     ragged = _ragged_emulated if resolve_backend() == 'cpu' else jax.lax.ragged_all_to_all
-    recv = ragged(rows, jnp.zeros((ep * c, d), comm_dtype), start, send_sizes, out_off,
+    recv = ragged(rows, jnp.zeros((capacity, d), comm_dtype), start, my_sizes, out_off,
                   recv_sizes, axis_name=axis)
+    kept = kept_every[me].reshape(experts)
   else:
+    chunk = -(-capacity // ep)                                        # rows per (source, dest)
+    capacity = ep * chunk
     dest = jnp.searchsorted(jnp.cumsum(send_sizes), jnp.arange(c), side='right')
-    slot = jnp.where(dest < ep, dest * c + jnp.arange(c) - start[jnp.minimum(dest, ep - 1)],
-                     ep * c)
-    send = jnp.zeros((ep * c, d), comm_dtype).at[slot].set(rows, mode='drop')
-    recv = jax.lax.all_to_all(send.reshape(ep, c, d), axis, 0, 0).reshape(ep * c, d)
-    counts = jax.lax.all_to_all(sizes.reshape(ep, local), axis, 0, 0)   # [source, local]
-    chunk_start = jnp.arange(ep) * c
-  order = _local_sort(ep * c, chunk_start, counts)
+    pos = jnp.arange(c) - start[jnp.minimum(dest, ep - 1)]
+    slot = jnp.where((dest < ep) & (pos < chunk), dest * chunk + pos, capacity)
+    send = jnp.zeros((capacity, d), comm_dtype).at[slot].set(rows, mode='drop')
+    recv = jax.lax.all_to_all(send.reshape(ep, chunk, d), axis, 0, 0).reshape(capacity, d)
+    kept_dest = _kept(per_dest, jnp.minimum(send_sizes, chunk))       # [dest, local]
+    counts = jax.lax.all_to_all(kept_dest, axis, 0, 0)                # [source, local]
+    chunk_start = jnp.arange(ep) * chunk
+    kept = kept_dest.reshape(experts)
+  order = _local_sort(capacity, chunk_start, counts)
   group_sizes = jax.lax.dynamic_update_slice_in_dim(
       jnp.zeros((experts,), jnp.int32), counts.sum(0).astype(jnp.int32), me * local, 0)
   out = ffn(recv[order].astype(compute_dtype), group_sizes, me * local)
-  back = jnp.zeros((ep * c, d), comm_dtype).at[order].set(out.astype(comm_dtype))
+  back = jnp.zeros((capacity, d), comm_dtype).at[order].set(out.astype(comm_dtype))
   if exchange == 'ragged':
     their_off = (jnp.cumsum(moved, 1) - moved)[:, me]                # where each source's rows sat
-    ragged = _ragged_emulated if resolve_backend() == 'cpu' else jax.lax.ragged_all_to_all
     ret = ragged(back, jnp.zeros((c, d), comm_dtype), chunk_start, recv_sizes, their_off,
-                 send_sizes, axis_name=axis)
-    real = jnp.arange(c) < jnp.sum(send_sizes)
-    return jnp.where(real[:, None], ret, 0)
-  ret = jax.lax.all_to_all(back.reshape(ep, c, d), axis, 0, 0).reshape(ep * c, d)
-  return ret.at[slot].get(mode='fill', fill_value=0)
+                 my_sizes, axis_name=axis)
+    # Rows not sent (padding, overflow) keep the zeros they started with; real rows sit in
+    # runs `start[dest] : start[dest] + my_sizes[dest]`.
+    dest = jnp.searchsorted(jnp.cumsum(send_sizes), jnp.arange(c), side='right')
+    pos = jnp.arange(c) - start[jnp.minimum(dest, ep - 1)]
+    sent = (dest < ep) & (pos < my_sizes[jnp.minimum(dest, ep - 1)])
+    return jnp.where(sent[:, None], ret, 0), kept
+  ret = jax.lax.all_to_all(back.reshape(ep, chunk, d), axis, 0, 0).reshape(capacity, d)
+  return ret.at[slot].get(mode='fill', fill_value=0), kept

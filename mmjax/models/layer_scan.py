@@ -33,10 +33,11 @@ def group_runs(kinds: Sequence) -> tuple[tuple[int, ...], ...]:
 
 
 def scan_blocks(blocks: Sequence[nnx.Module], indices: Sequence[int], x: jax.Array,
-                mask: jax.Array, *, rng=None, region_size=None):
+                mask: jax.Array, *, rng=None, region_size=None, trailing_padding=False):
   """Applies `blocks` (same structure, layer numbers `indices`) in order with one scan.
 
-  Each block is called as `block(x, mask, rng=fold_in(rng, index), region_size=region_size)`
+  Each block is called as `block(x, mask, rng=fold_in(rng, index), region_size=region_size,
+  trailing_padding=trailing_padding)`
   and returns `(x, aux)`, exactly as the unrolled loop calls it. Returns `(x, [aux_0, aux_1, ...])`, one aux per block.
   """
   split = [nnx.split(b) for b in blocks]
@@ -53,7 +54,8 @@ def scan_blocks(blocks: Sequence[nnx.Module], indices: Sequence[int], x: jax.Arr
     state, layer = xs
     block = nnx.merge(graphdef, state)
     layer_rng = None if rng is None else jax.random.fold_in(rng, layer)
-    return block(h, mask, rng=layer_rng, region_size=region_size)
+    return block(h, mask, rng=layer_rng, region_size=region_size,
+                 trailing_padding=trailing_padding)
 
   x, aux = jax.lax.scan(body, x, (stacked, layer_ids))
   per_layer = [jax.tree.map(lambda a, j=j: a[j], aux) for j in range(len(blocks))]

@@ -182,7 +182,9 @@ class MultimodalModel(nnx.Module):
       h, aux = self.encoder(tokens, tmask, self.encoder.modality_index(modality), rng=rng)
     else:
       encoder = self.encoder if self.shared else getattr(self, f'encoder_{modality}')
-      h, aux = encoder(tokens, tmask, rng=rng, region_size=self.region_size(modality))
+      # One modality without routed windows: its padding is trailing (attention.py).
+      h, aux = encoder(tokens, tmask, rng=rng, region_size=self.region_size(modality),
+                       trailing_padding=self.region_shapes is None)
     return h, tmask, aux
 
   def encode(self, modality: str, x: jax.Array, mask: jax.Array | None = None, *,
@@ -310,7 +312,8 @@ def _inputs(batch: dict, modality: str):
 
 def drop_tokens(tokens: jax.Array, mask: jax.Array, rate: float, rng):
   """DropToken: keep a random `1 - rate` of each example's tokens `[batch, n, width]`, real
-  tokens before padding, in their original order (so windows stay together for routing)."""
+  tokens before padding, in their original order. It breaks routed-attention windows, so the
+  config checks refuse it with routed layers."""
   n = tokens.shape[1]
   keep = max(1, int(round(n * (1.0 - rate))))
   priority = jax.random.uniform(rng, tokens.shape[:2]) + (mask == 0).astype(jnp.float32)

@@ -61,7 +61,8 @@ class MoeMlp(nnx.Module):
   (mean over tokens), `dropped_fraction` (token-slots over capacity; for experts_choose, tokens
   no expert took), `expert_load [experts]` (fraction of the router's token-slots per expert,
   before capacity; for experts_choose, of the real tokens taken), `expert_drop [experts]`
-  (fraction of each expert's claims over its capacity; 0 for experts_choose and dropless) and,
+  (fraction of each expert's claims over its capacity; 0 for experts_choose, and for dropless
+  within `moe.dropless_capacity_factor`: `dropless.py`) and,
   except for dropless, `capacity_use [experts]` (fraction of each expert's slots holding a
   real token).
   """
@@ -75,6 +76,7 @@ class MoeMlp(nnx.Module):
     self.impl, self.dtype = moe.impl, dtype
     self.comm_dtype = jnp.dtype(moe.get('comm_dtype', '') or dtype)
     self.exchange = moe.get('exchange', 'auto')
+    self.dropless_capacity_factor = float(moe.get('dropless_capacity_factor', 0.0))
     self.group_size = int(moe.get('group_size', 0))
     self.min_capacity = int(moe.get('min_capacity', 0))
     self.lb_scale = float(self.top_k if moe.get('load_balancing_scale', '') == 'switch' else 1)
@@ -201,8 +203,9 @@ class MoeMlp(nnx.Module):
       weights = weights / jnp.maximum(weights.sum(-1, keepdims=True), 1e-9)
     params = [p[...].astype(self.dtype) for p in (self.wi.kernel, self.wi.bias, self.wo.kernel,
                                                   self.wo.bias)]
-    y, sizes = dropless_experts(x, index, weights, mask, params, impl=self.impl,
-                                comm_dtype=self.comm_dtype, exchange=self.exchange)
-    stats = {'dropped_fraction': jnp.zeros((), jnp.float32),
-             'expert_drop': jnp.zeros((self.num_experts,), jnp.float32)}
+    y, sizes, kept = dropless_experts(x, index, weights, mask, params, impl=self.impl,
+                                      comm_dtype=self.comm_dtype, exchange=self.exchange,
+                                      capacity_factor=self.dropless_capacity_factor)
+    stats = {'dropped_fraction': (sizes.sum() - kept.sum()) / jnp.maximum(sizes.sum(), 1.0),
+             'expert_drop': (sizes - kept) / jnp.maximum(sizes, 1.0)}
     return y, sizes / jnp.maximum(sizes.sum(), 1.0), stats

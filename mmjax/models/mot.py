@@ -104,7 +104,7 @@ class MotBlock(nnx.Module):
       q, k = self.q_norm(q, head_ids), self.k_norm(k, head_ids)
     names = ('batch', 'length', 'heads', 'kv')
     o = attend(constrain(q, names), constrain(k, names), constrain(v, names), mask,
-               self.attention_impl)
+               self.attention_impl, trailing_padding=one)   # one modality: trailing padding
     x = x + self.out(constrain(o.astype(x.dtype), names), ids, self.impl).astype(x.dtype)
     x = constrain(x, ('batch', 'length', 'embed'))
     y = self.wo(jax.nn.gelu(self.wi(self.norm2(x, ids), ids, self.impl)), ids, self.impl)

@@ -4,7 +4,8 @@ encoder's tokens of the paired modality; and the attention pooler for the contra
 Ids: the decoder reads `[BOS, t_0, .., t_{L-2}]` and predicts `[t_0, .., t_{L-1}]`; BOS is an
 extra embedding row (`vocab_size`), so the tokenizer's ids are untouched. Pad id 0 doubles as
 the end token: the first padding position is a target, so greedy decoding learns to stop.
-Attention here is plain XLA (GSPMD-partitioned), softmax in float32.
+Attention here is plain XLA (GSPMD-partitioned), scores and softmax in float32 (also under a
+bfloat16 model: the CoCa decoder, the attention pooler and the masked decoders all use it).
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ class CrossAttention(nnx.Module):
     q = constrain(self.q(x), _HEADS)
     kv = self.kv(context)
     k, v = constrain(kv[:, :, 0], _HEADS), constrain(kv[:, :, 1], _HEADS)
-    s = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32) / math.sqrt(q.shape[-1])
+    s = jnp.einsum('bqhd,bkhd->bhqk', q, k,   # scores accumulate in float32
+                   preferred_element_type=jnp.float32) / math.sqrt(q.shape[-1])
     p = jax.nn.softmax(jnp.where(allowed[:, None], s, _NEG), axis=-1)
     o = jnp.einsum('bhqk,bkhd->bqhd', p.astype(self.dtype), v)
     return self.out(constrain(o, _HEADS))

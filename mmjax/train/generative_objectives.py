@@ -28,9 +28,14 @@ def masked_reconstruction_loss(pred: jax.Array, target: jax.Array, mask: jax.Arr
   return (err * w).sum() / jnp.maximum(w.sum(), 1.0)
 
 
+END_ID = 0   # the caption's end token: the pad id (text_decoder.py, caption_decoding.py)
+
+
 def caption_targets(text: jax.Array, text_mask: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Caption tokens `[b, L]` and padding mask -> (targets, mask of scored positions): the real
-  tokens and the first padding position, whose target is the pad id 0 acting as 'end'."""
+  tokens and the first padding position, whose target is written as `END_ID` (whatever id the
+  batch holds there)."""
   m = text_mask.astype(jnp.int32)
   first_pad = jnp.concatenate([jnp.ones_like(m[:, :1]), m[:, :-1]], axis=1) * (1 - m)
-  return text.astype(jnp.int32), m + first_pad
+  targets = jnp.where(first_pad > 0, END_ID, text.astype(jnp.int32))
+  return targets, m + first_pad

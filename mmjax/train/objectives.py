@@ -61,15 +61,21 @@ def softmax_cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def moe_aux_loss(aux: dict, config) -> tuple[jax.Array, dict]:
-  """Sums the MoE layers' load-balancing and z-losses over modalities and layers, weighted."""
+  """The MoE layers' load-balancing and z-losses, each averaged over every MoE layer the task
+  ran (layers x modality passes, as MaxText averages over layers), then weighted: a task pays
+  `load_balancing_weight x` (1 at balance with the 'per_slot' scale) whatever its number of
+  modalities and MoE layers."""
   moe = config.model.get('moe', None)
   lb_w = float(moe.load_balancing_weight) if moe is not None else 0.0
   z_w = float(moe.z_loss_weight) if moe is not None else 0.0
   lb = z = jnp.zeros((), jnp.float32)
+  layers = 0
   for per_layer in aux.values():
     for layer in per_layer.values():
       lb = lb + layer.get('load_balancing_loss', 0.0)
       z = z + layer.get('router_z_loss', 0.0)
+      layers += int('load_balancing_loss' in layer or 'router_z_loss' in layer)
+  lb, z = lb / max(layers, 1), z / max(layers, 1)
   return lb_w * lb + z_w * z, {'moe_load_balancing_loss': lb, 'moe_router_z_loss': z}
 
 
