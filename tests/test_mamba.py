@@ -78,3 +78,17 @@ def test_layer_types_mix_blocks_and_scan_equals_unrolled():
 def test_unknown_layer_type_is_one_clear_error():
   with pytest.raises(ValueError, match="layer_types has \\['ssm'\\]"):
     layer_kinds(_cfg(layer_types=('ssm',)))
+
+
+def test_model_flops_of_a_mixer_count_matmuls_and_the_scan():
+  from mmjax.plan import flop_count  # pylint: disable=g-import-not-at-top
+  cfg = _cfg()
+  mixer = MambaMixer(cfg, rngs=nnx.Rngs(0), dtype=jnp.float32)
+  graphdef, state = nnx.split(mixer)
+  b, l, w, e, n, r = 2, 8, 16, 32, 4, 1          # width 16: expand 2, dt rank ceil(16/16)
+  x, mask = jnp.ones((b, l, w)), jnp.ones((b, l), jnp.int32)
+  fn = lambda state, x: nnx.merge(graphdef, state)(x, mask)
+  got = flop_count.count_model_flops(lambda: jax.jit(fn).trace(state, x)).flops
+  per_direction = 2 * b * l * e * (r + 2 * n) + 2 * b * l * r * e + 9 * b * l * e * n
+  want = 2 * b * l * w * 2 * e + 2 * per_direction + 2 * b * l * e * w
+  assert got == want

@@ -13,6 +13,8 @@ All of it runs in float32.
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 
@@ -42,12 +44,23 @@ def _combine(left, right):
   return a1 * a2, a2 * b1 + b2
 
 
+# The name of the jitted core below: model-FLOP counting (mmjax/plan/flop_count.py) finds the
+# scan in a jaxpr by it and counts its elementwise recurrence, which has no matmul to count.
+SCAN_CORE_NAME = 'selective_scan_core'
+
+
 def selective_scan_reference(u, delta, A, B, C, D, *, chunk: int = 64):
   """`u, delta [b, l, d]`, `A [d, n]`, `B, C [b, l, n]`, `D [d]` -> `y [b, l, d]` in u's dtype.
 
   The length is padded to whole chunks with delta = 0 (the state passes through unchanged).
   """
   check_scan_args(u, delta, A, B, C, D, 'selective_scan_reference')
+  return selective_scan_core(u, delta, A, B, C, D, chunk=int(chunk))
+
+
+@functools.partial(jax.jit, static_argnames=('chunk',))
+def selective_scan_core(u, delta, A, B, C, D, *, chunk: int):
+  """The scan itself (arguments checked by `selective_scan_reference`)."""
   b, l, d = u.shape
   n = A.shape[1]
   chunk = max(1, min(int(chunk), l))
@@ -75,3 +88,4 @@ def selective_scan_reference(u, delta, A, B, C, D, *, chunk: int = 64):
   _, ys = jax.lax.scan(body, h0, (split(u32), split(dt), split(B32), split(C32)))
   y = jnp.swapaxes(ys, 0, 1).reshape(b, chunks * chunk, d)[:, :l]
   return (y + u32[:, :l] * f32(D)).astype(u.dtype)
+
