@@ -5,9 +5,11 @@
 
 The sequence is cut into chunks of `chunk` steps. Inside a chunk the linear recurrence is one
 `jax.lax.associative_scan` over `[batch, chunk, d, n]` (log-depth, parallel); a `lax.scan`
-carries the state from chunk to chunk. The chunk body is rematerialised (`jax.checkpoint`), so
-the backward pass keeps only the chunk-boundary states `[chunks, batch, d, n]` instead of every
-step's state: memory grows with `length * d` like the activations, not `length * d * n`.
+carries the state from chunk to chunk. The backward (`jax.custom_vjp`) keeps only the
+chunk-start states `[chunks, batch, d, n]`, recomputes each chunk's states from them and runs
+the adjoint recurrence (also linear, so also an associative scan, time-reversed) chunk by chunk
+from the end: memory grows with `length * d` like the activations, not `length * d * n`, and
+the backward is a few forward passes' work rather than autodiff through the scan tree.
 All of it runs in float32.
 """
 
@@ -62,7 +64,6 @@ def selective_scan_reference(u, delta, A, B, C, D, *, chunk: int = 64):
 def selective_scan_core(u, delta, A, B, C, D, *, chunk: int):
   """The scan itself (arguments checked by `selective_scan_reference`)."""
   b, l, d = u.shape
-  n = A.shape[1]
   chunk = max(1, min(int(chunk), l))
   pad = -l % chunk
   f32 = lambda x: x.astype(jnp.float32)
@@ -72,20 +73,70 @@ def selective_scan_core(u, delta, A, B, C, D, *, chunk: int):
     u32, dt, B32, C32 = (jnp.pad(x, widths) for x in (u32, dt, B32, C32))
   chunks = (l + pad) // chunk
   split = lambda x: jnp.swapaxes(x.reshape(b, chunks, chunk, x.shape[-1]), 0, 1)
-  A32 = f32(A)
-
-  @jax.checkpoint
-  def body(h, xs):
-    u_c, dt_c, b_c, c_c = xs                                  # [b, chunk, d] / [b, chunk, n]
-    decay = jnp.exp(dt_c[..., None] * A32)                    # [b, chunk, d, n]
-    drive = (dt_c * u_c)[..., None] * b_c[:, :, None, :]      # [b, chunk, d, n]
-    a_cum, b_cum = jax.lax.associative_scan(_combine, (decay, drive), axis=1)
-    states = a_cum * h[:, None] + b_cum
-    y = jnp.einsum('btdn,btn->btd', states, c_c)
-    return states[:, -1], y
-
-  h0 = jnp.zeros((b, d, n), jnp.float32)
-  _, ys = jax.lax.scan(body, h0, (split(u32), split(dt), split(B32), split(C32)))
+  ys = _chunked_scan(split(u32), split(dt), f32(A), split(B32), split(C32))
   y = jnp.swapaxes(ys, 0, 1).reshape(b, chunks * chunk, d)[:, :l]
   return (y + u32[:, :l] * f32(D)).astype(u.dtype)
 
+
+def _chunk_states(h, u_c, dt_c, b_c, A):
+  """States `[b, chunk, d, n]` of one chunk from its start state `h [b, d, n]`, and decays."""
+  decay = jnp.exp(dt_c[..., None] * A)                        # [b, chunk, d, n]
+  drive = (dt_c * u_c)[..., None] * b_c[:, :, None, :]        # [b, chunk, d, n]
+  a_cum, b_cum = jax.lax.associative_scan(_combine, (decay, drive), axis=1)
+  return a_cum * h[:, None] + b_cum, decay
+
+
+def _forward(u, dt, A, B, C):
+  """Chunked inputs `[chunks, b, chunk, .]` -> (y without the D term, chunk start states)."""
+  def body(h, xs):
+    u_c, dt_c, b_c, c_c = xs
+    states, _ = _chunk_states(h, u_c, dt_c, b_c, A)
+    return states[:, -1], (jnp.einsum('btdn,btn->btd', states, c_c), h)
+
+  h0 = jnp.zeros((u.shape[1], u.shape[3], A.shape[1]), jnp.float32)
+  _, (ys, starts) = jax.lax.scan(body, h0, (u, dt, B, C))
+  return ys, starts
+
+
+@jax.custom_vjp
+def _chunked_scan(u, dt, A, B, C):
+  return _forward(u, dt, A, B, C)[0]
+
+
+def _chunked_scan_fwd(u, dt, A, B, C):
+  ys, starts = _forward(u, dt, A, B, C)
+  return ys, (u, dt, A, B, C, starts)
+
+
+def _chunked_scan_bwd(res, dys):
+  """The adjoint recurrence dh_t = exp(dt_{t+1} A) dh_{t+1} + C_t dy_t, chunk by chunk from
+  the end (itself an associative scan, over the time-reversed chunk); each chunk's states are
+  recomputed from its saved start state."""
+  u, dt, A, B, C, starts = res
+  # the decay of each chunk's successor's first step (the last chunk has none: carry is 0)
+  dt_next = jnp.concatenate([dt[1:, :, 0], jnp.zeros_like(dt[0, :, 0])[None]], 0)
+
+  def body(dh_next, xs):
+    u_c, dt_c, b_c, c_c, h0, dy_c, dt_n = xs
+    states, decay = _chunk_states(h0, u_c, dt_c, b_c, A)
+    h_prev = jnp.concatenate([h0[:, None], states[:, :-1]], 1)
+    alpha = jnp.concatenate([decay[:, 1:], jnp.exp(dt_n[..., None] * A)[:, None]], 1)
+    inject = c_c[:, :, None, :] * dy_c[..., None]
+    a_cum, b_cum = jax.lax.associative_scan(_combine, (alpha[:, ::-1], inject[:, ::-1]), axis=1)
+    dh = (a_cum * dh_next[:, None] + b_cum)[:, ::-1]            # [b, chunk, d, n]
+    dhb = jnp.einsum('btdn,btn->btd', dh, b_c)
+    g = dh * h_prev * decay
+    grads = (dhb * dt_c,                                        # du (without D dy)
+             jnp.einsum('btdn,dn->btd', g, A) + dhb * u_c,      # ddt
+             jnp.einsum('btdn,btd->dn', g, dt_c),               # dA (this chunk's part)
+             jnp.einsum('btdn,btd->btn', dh, dt_c * u_c),       # dB
+             jnp.einsum('btdn,btd->btn', states, dy_c))         # dC
+    return dh[:, 0], grads
+
+  zero = jnp.zeros_like(starts[0])
+  _, (du, ddt, da, db, dc) = jax.lax.scan(body, zero, (u, dt, B, C, starts, dys, dt_next),
+                                          reverse=True)
+  return du, ddt, da.sum(0), db, dc
+
+
+_chunked_scan.defvjp(_chunked_scan_fwd, _chunked_scan_bwd)
