@@ -3,9 +3,11 @@ python -m mmjax.train --config=configs/maelre.py:mamba --workdir=runs/maelre_mam
 
 A MAELRE-style long-range encoder (mmjax/models/token_merging.py) on the demo's `mmjax_digits`
 tasks: after blocks 0 and 1 half of the tokens are merged by bipartite soft matching of the
-attention keys (64 audio tokens -> 32 -> 16; 32 video tokens -> 16 -> 8), merged tokens carry
-their size (size-weighted attention), and blocks reading more than 32 tokens use size-weighted
-linear attention instead of softmax. `:mamba` makes the first block a Mamba block
+attention keys (32 video tokens -> 16 -> 8, 28 audio -> 14 -> 7, 16 image or text -> 8 -> 4),
+merged tokens carry their size (size-weighted attention), and blocks reading more than 16
+tokens (the first block of video and audio) use size-weighted linear attention instead of
+softmax. The digits' inputs are short; the mechanism is what is exercised here, the savings
+grow with the length (tools/bench_long_range.py). `:mamba` makes the first block a Mamba block
 (`model.layer_types`), whose outputs then drive the first merge.
 """
 
@@ -22,7 +24,7 @@ def get_config(arg=None):
   c = import_config_module(os.path.join(_HERE, 'demo.py')).get_config()
   c.model.maelre.merge_after = (0, 1)
   c.model.maelre.merge_ratio = 0.5
-  c.model.maelre.linear_above = 32
+  c.model.maelre.linear_above = 16
   if arg == 'mamba':
     c.model.layer_types = ('mamba', 'attention', 'attention', 'attention')
   return c
