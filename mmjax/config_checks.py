@@ -13,6 +13,7 @@ from typing import Any, Callable
 # Kernel switches (mmjax/kernels/select.py; a test keeps these equal to the kernels' own).
 ATTENTION_IMPLS = ('auto', 'xla', 'pallas', 'cudnn')
 RAGGED_MATMUL_IMPLS = ('auto', 'xla', 'pallas')
+SCAN_IMPLS = ('auto', 'xla', 'pallas')
 
 
 def _number(v) -> bool:
@@ -83,7 +84,16 @@ RULES = (
      ('data.cache_mb', NONNEGATIVE), ('data.frame_stride', POSITIVE_INT),
      ('data.crop_scale', CROP),
      ('faults.max_nonfinite_in_row', NONNEGATIVE_INT),
-     ('faults.watchdog_seconds', NONNEGATIVE), ('faults.inject_nan_at_steps', STEPS)]
+     ('faults.watchdog_seconds', NONNEGATIVE), ('faults.inject_nan_at_steps', STEPS),
+     # Mamba / Mixture-of-Mamba layers and MAELRE token merging
+     ('model.layer_types', ("a tuple of 'attention' and 'mamba'", lambda v: isinstance(
+         v, (tuple, list)) and all(x in ('attention', 'mamba') for x in v))),
+     ('model.mamba.state', POSITIVE_INT), ('model.mamba.expand', POSITIVE_INT),
+     ('model.mamba.dt_rank', NONNEGATIVE_INT), ('model.mamba.conv', POSITIVE_INT),
+     ('model.mamba.chunk', NONNEGATIVE_INT), ('model.mamba.impl', _one_of(*SCAN_IMPLS)),
+     ('model.maelre.merge_after', ('a tuple of layer numbers', lambda v: isinstance(
+         v, (tuple, list)) and all(_int(x) and x >= 0 for x in v))),
+     ('model.maelre.merge_ratio', BELOW_ONE), ('model.maelre.linear_above', NONNEGATIVE_INT)]
     + [(f'model.{k}', POSITIVE_INT) for k in _MODEL_INTS]
     + [(f'model.audio.{k}', POSITIVE_INT) for k in _AUDIO_INTS]
     + [(f'tasks.*.{k}', SIZES) for k in _INPUT_SIZES]

@@ -55,6 +55,18 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   # block_size tokens (audio, text); see mmjax/models/regions.py.
   m.routed_attention = ml_collections.ConfigDict(dict(layers=(), block_size=16, top_k=4,
                                                       window=4, window_frames=2))
+  # Each block's token mixer, repeated over num_layers: () = all 'attention'; 'mamba' is a
+  # bidirectional selective state-space mixer (mmjax/models/mamba.py) configured by `mamba`
+  # (state size n, inner width expand*width, dt rank 0 = ceil(width/16), conv width, scan
+  # impl auto|xla|pallas, scan chunk 0 = the impl's default). With
+  # moe.mixture_of_transformers its Mamba layers are Mixture-of-Mamba (mixture_of_mamba.py).
+  m.layer_types = ()
+  m.mamba = ml_collections.ConfigDict(dict(state=16, expand=2, dt_rank=0, conv=4, impl='auto',
+                                           chunk=0, bidirectional=True))
+  # MAELRE token merging (mmjax/models/token_merging.py): after each block in merge_after,
+  # bipartite soft matching merges merge_ratio of the tokens (size-weighted); blocks whose
+  # input has more than linear_above tokens use size-weighted linear attention (0 = never).
+  m.maelre = ml_collections.ConfigDict(dict(merge_after=(), merge_ratio=0.5, linear_above=0))
   return m
 
 

@@ -92,3 +92,4 @@ def test_bad_input_is_one_sentence_exit_2_and_writes_nothing(name, tmp_path, cap
 def test_the_config_checks_know_the_kernels_choices():
   assert config_checks.ATTENTION_IMPLS == select.ATTENTION_IMPLS
   assert config_checks.RAGGED_MATMUL_IMPLS == select.RAGGED_MATMUL_IMPLS
+  assert config_checks.SCAN_IMPLS == select.SCAN_IMPLS

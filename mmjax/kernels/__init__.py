@@ -10,6 +10,9 @@ from mmjax.kernels.routed_attention import routed_attention
 from mmjax.kernels.routed_reference import routed_attention_reference
 from mmjax.kernels.select import (ATTENTION_IMPLS, RAGGED_MATMUL_IMPLS, attention, ragged_matmul,
                                   resolve_impl, resolve_routed_impl, routed)
+from mmjax.kernels.select import SCAN_IMPLS, selective_scan
+from mmjax.kernels.selective_scan import selective_scan_pallas
+from mmjax.kernels.selective_scan_reference import selective_scan_reference
 from mmjax.kernels.windows import window_order, window_order_inverse
 
 __all__ = [
@@ -18,4 +21,5 @@ __all__ = [
     'resolve_interpret', 'resolve_routed_impl', 'route_blocks', 'routed', 'routed_attention',
     'routed_attention_reference',
     'window_order', 'window_order_inverse',
+    'SCAN_IMPLS', 'selective_scan', 'selective_scan_pallas', 'selective_scan_reference',
 ]

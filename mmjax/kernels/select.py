@@ -16,6 +16,8 @@ most 128 (256 on Hopper), which `cudnn_supports` says and the config checks enfo
 routed (BiFormer) attention under the attention impl: 'pallas' (routed_attention), 'auto'
 (pallas on TPU, else the XLA reference), 'xla' and 'cudnn' (cuDNN has no routed attention) the
 gather-based XLA reference.
+selective_scan impl (Mamba): 'xla' (chunked associative scan), 'pallas' (selective_scan),
+'auto' (pallas on TPU, xla on CPU and GPU until the kernel is benchmarked on a GPU).
 """
 
 import functools
@@ -30,9 +32,12 @@ from mmjax.kernels.grouped_matmul import check_grouped_matmul, grouped_matmul
 from mmjax.kernels.grouped_matmul_reference import grouped_matmul_reference
 from mmjax.kernels.routed_attention import routed_attention
 from mmjax.kernels.routed_reference import routed_attention_reference
+from mmjax.kernels.selective_scan import selective_scan_pallas
+from mmjax.kernels.selective_scan_reference import selective_scan_reference
 
 ATTENTION_IMPLS = ('auto', 'xla', 'pallas', 'cudnn')
 RAGGED_MATMUL_IMPLS = ('auto', 'xla', 'pallas')
+SCAN_IMPLS = ('auto', 'xla', 'pallas')
 
 
 def resolve_impl(impl: str, accepted: tuple[str, ...], backend: str | None = None,
@@ -163,3 +168,14 @@ def ragged_matmul(lhs, rhs, group_sizes, *, impl, group_offset=None, transpose_r
                                     transpose_rhs=transpose_rhs)
   return grouped_matmul(lhs, rhs, group_sizes, group_offset=group_offset,
                         transpose_rhs=transpose_rhs, backend=backend)
+
+
+def selective_scan(u, delta, A, B, C, D, *, impl, chunk=None, backend=None):
+  """Mamba-1 selective scan `y [b, l, d]` by the implementation `impl` (see the module
+  docstring); `chunk`: steps per chunk (None = each implementation's default)."""
+  impl = ('xla' if backend_lib.use_reference() else
+          resolve_impl(impl, SCAN_IMPLS, backend))
+  kw = {} if chunk is None else {'chunk': chunk}
+  if impl == 'xla':
+    return selective_scan_reference(u, delta, A, B, C, D, **kw)
+  return selective_scan_pallas(u, delta, A, B, C, D, backend=backend, **kw)

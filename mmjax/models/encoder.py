@@ -10,6 +10,7 @@ from mmjax.core.partitioning import constrain
 from mmjax.models.attention import SelfAttention
 from mmjax.models.layer_scan import group_runs, scan_blocks
 from mmjax.models.layers import LayerNorm
+from mmjax.models.mamba import MambaMixer, layer_kinds
 from mmjax.models.mlp import Mlp
 from mmjax.models.moe import MoeMlp
 from mmjax.models.moe_config import moe_layer_indices
@@ -31,9 +32,13 @@ def routed_layer_indices(cfg) -> tuple[int, ...]:
 class Block(nnx.Module):
   """x + Attn(LN(x)), then x + MLP(LN(x)). Returns `(x, aux)`."""
 
-  def __init__(self, cfg, *, rngs: nnx.Rngs, dtype, moe: bool, routing=None):
+  def __init__(self, cfg, *, rngs: nnx.Rngs, dtype, moe: bool, routing=None,
+               mixer: str = 'attention'):
     self.norm1 = LayerNorm(cfg.width, rngs=rngs, dtype=dtype)
-    self.attn = SelfAttention(cfg, rngs=rngs, dtype=dtype, routing=routing)
+    if mixer == 'mamba':  # model.layer_types: a Mamba token mixer in place of attention
+      self.mamba = MambaMixer(cfg, rngs=rngs, dtype=dtype)
+    else:
+      self.attn = SelfAttention(cfg, rngs=rngs, dtype=dtype, routing=routing)
     self.norm2 = LayerNorm(cfg.width, rngs=rngs, dtype=dtype)
     if moe:
       self.mlp = MoeMlp(cfg, rngs=rngs, dtype=dtype)
@@ -42,7 +47,10 @@ class Block(nnx.Module):
 
   def __call__(self, x: jax.Array, mask: jax.Array, *, rng=None, region_size=None,
                trailing_padding=False):
-    x = x + self.attn(self.norm1(x), mask, region_size, trailing_padding)
+    if hasattr(self, 'mamba'):
+      x = x + self.mamba(self.norm1(x), mask, region_size)
+    else:
+      x = x + self.attn(self.norm1(x), mask, region_size, trailing_padding)
     x = constrain(x, ('batch', 'length', 'embed'))
     if isinstance(self.mlp, Mlp):
       y, aux = self.mlp(self.norm2(x), mask)
@@ -66,13 +74,17 @@ class Encoder(nnx.Module):
     moe_layers = set(moe_layer_indices(cfg))
     routed = set(routed_layer_indices(cfg))
     ra = cfg.get('routed_attention', None)
+    mixers = layer_kinds(cfg)
+    if any(mixers[i] != 'attention' for i in routed):
+      raise ValueError('config.model.routed_attention.layers must be attention layers of '
+                       f'config.model.layer_types; the mixers are {mixers}.')
     self.num_layers = cfg.num_layers
     for i in range(cfg.num_layers):
       routing = (ra.block_size, ra.top_k) if i in routed else None
       setattr(self, f'block_{i}', Block(cfg, rngs=rngs, dtype=dtype, moe=i in moe_layers,
-                                        routing=routing))
+                                        routing=routing, mixer=mixers[i]))
     self.norm = LayerNorm(cfg.width, rngs=rngs, dtype=dtype)
-    kinds = [(i in moe_layers, i in routed) for i in range(cfg.num_layers)]
+    kinds = [(i in moe_layers, i in routed, mixers[i]) for i in range(cfg.num_layers)]
     self.runs = (group_runs(kinds) if cfg.get('scan_layers', False)
                  else tuple((i,) for i in range(cfg.num_layers)))
 

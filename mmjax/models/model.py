@@ -28,6 +28,9 @@ from mmjax.models import fusion_heads, regions
 from mmjax.models.encoder import Encoder, routed_layer_indices
 from mmjax.models.layers import Dense, l2_normalize, param
 from mmjax.models.mot import MotEncoder
+from mmjax.models.mamba import layer_kinds
+from mmjax.models.mixture_of_mamba import MixtureOfMambaEncoder
+from mmjax.models.token_merging import MaelreEncoder, merging_on
 from mmjax.models.masked_decoder import MaskedDecoder, patch_dim
 from mmjax.models.multimae import multimae_outputs
 from mmjax.models.sycoca import sycoca_outputs
@@ -96,9 +99,11 @@ class MultimodalModel(nnx.Module):
       raise ValueError('config.model.moe.mixture_of_transformers already gives each modality its '
                        "own weights: use encoder_sharing='shared' and moe.num_experts=0 with it.")
     if self.mot:
-      self.encoder = MotEncoder(cfg, spec.modalities, rngs=rngs, dtype=dtype)
+      mot_encoder = MixtureOfMambaEncoder if 'mamba' in layer_kinds(cfg) else MotEncoder
+      self.encoder = mot_encoder(cfg, spec.modalities, rngs=rngs, dtype=dtype)
     elif self.shared:
-      self.encoder = Encoder(cfg, rngs=rngs, dtype=dtype)
+      # MAELRE (model.maelre.merge_after): the encoder with token merging between stages
+      self.encoder = (MaelreEncoder if merging_on(cfg) else Encoder)(cfg, rngs=rngs, dtype=dtype)
     for m in spec.modalities:
       setattr(self, f'embed_{m}', EMBEDDINGS[m](cfg, rngs=rngs, dtype=dtype))
       setattr(self, f'proj_{m}', Dense(cfg.width, cfg.embed_dim, ('embed', None), rngs=rngs,

@@ -13,6 +13,12 @@ Two counts of one program:
 - model FLOPs (`count_model_flops`): the same program traced with every kernel replaced by its
   pure-JAX reference (`mmjax.kernels.backend.reference`), i.e. attention counted as its
   mathematics whichever kernel compiled (MFU's numerator).
+
+The Mamba selective scan (`mmjax.kernels.selective_scan_reference`) is elementwise work that is
+the scan's whole cost, so it is counted analytically where its jitted core appears: 9 FLOPs per
+(example, step, channel, state) element forward (as the Mamba paper counts: discretise, update,
+read out), twice that for its backward (found as the call that returns a gradient shaped like
+A), instead of the small einsum inside it.
 """
 
 import dataclasses
@@ -22,6 +28,9 @@ import jax
 from jax.extend import core
 
 from mmjax.kernels import backend as kernel_backend
+from mmjax.kernels.selective_scan_reference import SCAN_CORE_NAME
+
+SCAN_FLOPS_PER_ELEMENT = 9.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +64,19 @@ def _conv_flops(eqn) -> float:
   out = eqn.outvars[0].aval
   out_feature_dim = eqn.params['dimension_numbers'].rhs_spec[0]
   return 2.0 * math.prod(out.shape) * math.prod(rhs.shape) / rhs.shape[out_feature_dim]
+
+
+def _scan_flops(eqn) -> float | None:
+  """Model FLOPs of a selective-scan core call (forward, or its backward), else None."""
+  if eqn.primitive.name not in ('jit', 'pjit') or eqn.params.get('name') != SCAN_CORE_NAME:
+    return None
+  ins = [getattr(v.aval, 'shape', ()) for v in eqn.invars]
+  outs = [getattr(v.aval, 'shape', ()) for v in eqn.outvars]
+  # forward: (u, delta, A, B, C, D) -> y (+ residuals); backward: ... -> (du, ..., dA, ...)
+  backward = not (len(ins) == 6 and len(ins[0]) == 3 and len(ins[2]) == 2)
+  seq, state = (outs[0], outs[2]) if backward else (ins[0], ins[2])
+  elements = math.prod(seq) * state[1]
+  return SCAN_FLOPS_PER_ELEMENT * elements * (2.0 if backward else 1.0)
 
 
 def _sub_jaxprs(value):
@@ -92,6 +114,10 @@ def _count(jaxpr: core.Jaxpr, flags: dict) -> float:
       continue
     if name == 'conv_general_dilated':
       total += _conv_flops(eqn)
+      continue
+    scan = _scan_flops(eqn)
+    if scan is not None:
+      total += scan
       continue
     if name.startswith('remat') or name == 'checkpoint':
       flags['remat'] = flags['remat'] or bool(eqn.params.get('differentiated', False))
