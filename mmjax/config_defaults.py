@@ -50,6 +50,23 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   # block_size tokens (audio, text); see mmjax/models/regions.py.
   m.routed_attention = ml_collections.ConfigDict(dict(layers=(), block_size=16, top_k=4,
                                                       window=4, window_frames=2))
+  # Published-model options (mmjax/models/towers.py; tools.import_weights sets them). Per
+  # modality tower: width, num_layers, num_heads, mlp_dim (0 = the keys above; towers of other
+  # sizes need encoder_sharing='per_modality'), pooling ('' = model.pooling; mean | cls | eot =
+  # at the highest id, CLIP's end token | last | map = attention-pool head), causal attention,
+  # ln_pre (a LayerNorm before the encoder) and padding_mask (False: padding is attended, as
+  # CLIP's causal and SigLIP's text towers do).
+  m.towers = ml_collections.ConfigDict({mod: ml_collections.ConfigDict(dict(
+      width=0, num_layers=0, num_heads=0, mlp_dim=0, pooling='', causal=False, ln_pre=False,
+      padding_mask=True)) for mod in ('image', 'video', 'audio', 'text')})
+  m.activation = 'gelu_tanh'      # MLP: gelu_tanh | gelu (erf) | quick_gelu (x sigmoid(1.702 x))
+  m.norm_eps = 1e-6               # every encoder LayerNorm
+  m.pos_embed = 'factorized'      # image positions: factorized (row + column) | full (per cell)
+  m.pixel_mean = ()               # per-channel in [0, 1]: pixels (x/255 - mean) / std;
+  m.pixel_std = ()                #   () = x / 127.5 - 1
+  m.proj_bias = True              # bias of the projections into the common space
+  m.contrast_loss = 'softmax'     # softmax (InfoNCE) | sigmoid (SigLIP, with a learnt bias)
+  m.logit_bias_init = -10.0       # sigmoid loss: initial bias of the pair logits
   return m
 
 

@@ -36,6 +36,7 @@ class SelfAttention(nnx.Module):
     self.k_norm = LayerNorm(d, rngs=rngs, axis_name='kv', dtype=dtype) if cfg.qk_norm else None
     self.impl = cfg.attention_impl
     self.routing = routing
+    self.causal = bool(cfg.get('causal', False))   # a tower's causal flag (towers.tower_config)
 
   def __call__(self, x: jax.Array, mask: jax.Array, region_size: int | None = None) -> jax.Array:
     qkv = self.qkv(x)                                     # [batch, length, 3, heads, kv]
@@ -48,12 +49,12 @@ class SelfAttention(nnx.Module):
     routing = self.routing
     if routing is not None and region_size is not None:
       routing = (region_size, routing[1])
-    o = attend(q, k, v, mask, self.impl, routing)
+    o = attend(q, k, v, mask, self.impl, routing, causal=self.causal)
     o = constrain(o.astype(x.dtype), ('batch', 'length', 'heads', 'kv'))
     return self.out(o)
 
 
-def attend(q, k, v, mask, impl: str, routing=None) -> jax.Array:
+def attend(q, k, v, mask, impl: str, routing=None, causal: bool = False) -> jax.Array:
   """`q, k, v [batch, length, heads, kv]`, `mask [batch, length]` -> `[batch, length, heads, kv]`.
 
   The XLA path is partitioned by GSPMD like any other op. A Pallas kernel cannot be, so on a
@@ -61,9 +62,12 @@ def attend(q, k, v, mask, impl: str, routing=None) -> jax.Array:
   own examples and heads, which needs no communication).
   """
   if routing is not None:
+    if causal:
+      raise ValueError('routed attention layers cannot be causal: drop the layer from '
+                       'config.model.routed_attention.layers or the tower\'s causal flag.')
     return attend_routed(q, k, v, mask, impl, *routing)
   impl = kernels.resolve_impl(impl, kernels.ATTENTION_IMPLS)
-  fn = lambda q, k, v, seg: kernels.attention(q, k, v, impl=impl, segment_ids=seg)
+  fn = lambda q, k, v, seg: kernels.attention(q, k, v, impl=impl, segment_ids=seg, causal=causal)
   return _on_mesh(fn, impl == 'xla', q, k, v, mask.astype(jnp.int32))
 
 
