@@ -16,7 +16,8 @@ Layout of --output: `open_clip/` (open_clip_config.json in the hub layout, open_
 .safetensors), `hf_clip/` and `hf_siglip/` (transformers folders: config.json,
 model.safetensors), each with `expected.npz` (`pixels` uint8 [n, H, W, 3], `ids` int32 [n, L],
 `image` / `text` the library's L2-normalised embeddings); `tokenizers.json` (texts and
-`open_clip.tokenize` ids at lengths 77 and 10, SigLIP tokenizer ids) and `siglip_spiece.model`.
+`open_clip.tokenize` ids at lengths 77 and 10, transformers' SiglipTokenizer ids at 16 of the
+tiny SentencePiece model trained here, `hf_siglip/spiece.model`).
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ def tokenizer_fixture(out: str):
       sentence_iterator=iter(corpus), model_writer=buf, vocab_size=120, model_type='unigram',
       pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False, character_coverage=1.0,
       normalization_rule_name='identity', minloglevel=2)
-  path = os.path.join(out, 'siglip_spiece.model')
+  path = os.path.join(out, 'hf_siglip', 'spiece.model')   # where a SigLIP folder keeps it
   with open(path, 'wb') as f:
     f.write(buf.getvalue())
   tok = SiglipTokenizer(vocab_file=path)
