@@ -204,12 +204,18 @@ def verify_hf_clip(folder: str, expected: str) -> int:
   """Loads `folder` with transformers.CLIPModel.from_pretrained and compares its embeddings of
   the inputs in `expected` (`pixel_values` float [n, 3, H, W], `ids`) with `image` / `text`."""
   import torch
-  from transformers import CLIPModel
+  from transformers import CLIPImageProcessor, CLIPModel
   model = CLIPModel.from_pretrained(folder).eval()
   e = np.load(expected)
   image, text = hf_clip_embeddings(model, torch.from_numpy(e['pixel_values']), e['ids'])
   diff = {'image': float(np.abs(image - e['image']).max()),
           'text': float(np.abs(text - e['text']).max())}
+  if os.path.isfile(os.path.join(folder, 'preprocessor_config.json')):
+    # The processor resizes and crops a same-size image to itself: its pixel_values must be
+    # the mean/std normalisation the mmjax model applies.
+    proc = CLIPImageProcessor.from_pretrained(folder)
+    values = proc(images=list(e['pixels']), return_tensors='np')['pixel_values']
+    diff['preprocessor_pixel_values'] = float(np.abs(values - e['pixel_values']).max())
   ok = max(diff.values()) <= 1e-4
   print(json.dumps({'folder': folder, 'max_abs_diff': diff, 'pass': ok}))
   return 0 if ok else 1
@@ -221,6 +227,7 @@ def main(argv=None) -> int:
   p.add_argument('--verify_hf_clip', default='')
   p.add_argument('--expected', default='')
   args = p.parse_args(argv)
+  _import_open_clip()   # also makes torchvision importable for transformers (see there)
   if args.verify_hf_clip:
     return verify_hf_clip(args.verify_hf_clip, args.expected)
   os.makedirs(args.output, exist_ok=True)

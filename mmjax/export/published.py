@@ -26,6 +26,7 @@ import json
 import os
 
 import numpy as np
+from safetensors.numpy import load_file
 
 from mmjax.config_defaults import base_config, task
 from mmjax.export.errors import ExportError
@@ -61,7 +62,6 @@ def read_weights(path: str) -> dict[str, np.ndarray]:
     raise ExportError(conversion_hint(path))
   if not os.path.isfile(path):
     raise ExportError(f'weights file {path} does not exist: pass a .safetensors file.')
-  from safetensors.numpy import load_file
   try:
     raw = load_file(path)
   except Exception as e:  # noqa: BLE001 - safetensors raises its own error types
