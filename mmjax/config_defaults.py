@@ -99,6 +99,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict(dict(
       threads=2, prefetch=4, workers=0, cache_mb=1024.0, crop_scale=(0.7, 1.0), flip=False,
       frame_stride=1))
+  c.data.eval_resize = ''         # a published model's eval resize (mmjax/data/recipe_resize.py)
   c.tasks = ml_collections.ConfigDict()
   c.evaluation = ml_collections.ConfigDict(dict(datasets=ml_collections.ConfigDict()))
   # Fault handling; `inject_nan_at_steps` is a debugging aid that poisons those steps' batches.

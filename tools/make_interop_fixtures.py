@@ -200,6 +200,25 @@ def tokenizer_fixture(out: str):
     json.dump(result, f, ensure_ascii=False, indent=1)
 
 
+def preprocess_fixture(out: str):
+  """open_clip's own eval transform (shorter side bicubic, centre crop, mean/std) of two
+  non-square images, beside the raw pixels."""
+  open_clip = _import_open_clip()
+  from PIL import Image
+  rng = np.random.default_rng(5)
+  mean, std = (0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711)
+  tf = open_clip.image_transform(IMAGE, is_train=False, mean=mean, std=std,
+                                 interpolation='bicubic', resize_mode='shortest')
+  raw, values = {}, []
+  for i, (h, w) in enumerate(((40, 61), (75, 50))):
+    ramp = np.linspace(0, 255, h * w * 3).reshape(h, w, 3)
+    img = np.clip(ramp + rng.normal(0, 30, (h, w, 3)), 0, 255).astype(np.uint8)
+    raw[f'image_{i}'] = img
+    values.append(tf(Image.fromarray(img)).numpy())
+  np.savez(os.path.join(out, 'preprocess.npz'), pixel_values=np.stack(values),
+           mean=np.asarray(mean), std=np.asarray(std), **raw)
+
+
 def verify_hf_clip(folder: str, expected: str) -> int:
   """Loads `folder` with transformers.CLIPModel.from_pretrained and compares its embeddings of
   the inputs in `expected` (`pixel_values` float [n, 3, H, W], `ids`) with `image` / `text`."""
@@ -235,6 +254,7 @@ def main(argv=None) -> int:
   hf_clip_fixture(os.path.join(args.output, 'hf_clip'))
   hf_siglip_fixture(os.path.join(args.output, 'hf_siglip'))
   tokenizer_fixture(args.output)
+  preprocess_fixture(args.output)
   return 0
 
 

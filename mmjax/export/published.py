@@ -175,7 +175,7 @@ def _encoder(w, pre: str, layers: int, heads: int, names: dict, final: str) -> d
 
 def make_config(image: dict, text: dict, *, embed_dim: int, activation: str, eps: float,
                 mean, std, proj_bias: bool, temperature: float, sigmoid: bool,
-                tokenizer_file: str):
+                tokenizer_file: str, eval_resize: str):
   """The run config of an imported image-text model (towers: width, layers, heads, mlp_dim,
   pooling, ...; image also patch, image_size, ln_pre; text vocab, length, causal)."""
   c = base_config()
@@ -200,6 +200,7 @@ def make_config(image: dict, text: dict, *, embed_dim: int, activation: str, eps
     m.temperature.max = max(float(m.temperature.max), float(temperature))
     if sigmoid:
       m.contrast_loss = 'sigmoid'
+    c.data.eval_resize = eval_resize   # the model's own eval resize (data/recipe_resize.py)
     c.text.tokenizer = tokenizer_file
     c.text.lowercase = True
     c.tasks.contrastive = task('imported', 'image,text', 32, contrast='image-text',
@@ -305,15 +306,17 @@ def read_open_clip(config_path: str, weights_path: str) -> Imported:
   mean = pre.get('mean', OPENAI_MEAN)
   std = pre.get('std', OPENAI_STD)
   activation = 'quick_gelu' if cfg.get('quick_gelu', False) else 'gelu'
+  resize, interpolation = pre.get('resize_mode', 'shortest'), pre.get('interpolation', 'bicubic')
+  if resize != 'shortest':
+    _refuse('preprocess_cfg.resize_mode', resize, src)
+  if interpolation not in ('bicubic', 'bilinear'):
+    _refuse('preprocess_cfg.interpolation', interpolation, src)
   config = make_config(image, text, embed_dim=cfg['embed_dim'], activation=activation, eps=1e-5,
                        mean=mean, std=std, proj_bias=proj_bias,
                        temperature=float(np.exp(params['log_temperature_image_text'])),
-                       sigmoid=sigmoid, tokenizer_file='tokenizer.json')
-  resize = pre.get('resize_mode', 'shortest')
-  if resize not in ('shortest', 'squash'):
-    _refuse('preprocess_cfg.resize_mode', resize, src)
-  preprocess = dict(size=size, resize=resize, interpolation=pre.get('interpolation', 'bicubic'),
-                    crop=resize == 'shortest', mean=list(mean), std=list(std))
+                       sigmoid=sigmoid, tokenizer_file='tokenizer.json', eval_resize=interpolation)
+  preprocess = dict(size=size, resize=resize, interpolation=interpolation, crop=True,
+                    mean=list(mean), std=list(std))
   return Imported(config, params, preprocess, 'clip_bpe',
                   {'format': 'open_clip', 'config': os.path.basename(config_path),
                    'weights': os.path.basename(weights_path)})
@@ -372,15 +375,20 @@ def _hf_activation(v: dict, t: dict, src: str) -> str:
   return HF_ACTIVATIONS[v['hidden_act']]
 
 
-def _hf_preprocess(pre: dict, size: int, mean, std) -> dict:
-  resample = HF_RESAMPLE.get(pre.get('resample', 3), 'bicubic')
-  shortest = (pre.get('size') or {}).get('shortest_edge', size) if isinstance(
-      pre.get('size'), dict) else pre.get('size', size)
-  if pre and int(shortest) != size:
-    _refuse('preprocessor_config size', shortest, 'transformers')
-  crop = bool(pre.get('do_center_crop', True)) if pre else True
-  return dict(size=size, resize='shortest' if crop else 'squash', interpolation=resample,
-              crop=crop, mean=list(pre.get('image_mean', mean)), std=list(pre.get('image_std', std)))
+def _hf_preprocess(pre: dict, size: int, mean, std, crop_default: bool = True) -> dict:
+  """The processor's recipe: shorter side + centre crop (CLIP) or both sides (SigLIP)."""
+  resample = HF_RESAMPLE.get(pre.get('resample', 3), str(pre.get('resample')))
+  if resample not in ('bicubic', 'bilinear'):
+    _refuse('preprocessor_config resample', pre.get('resample'), 'transformers')
+  crop = bool(pre.get('do_center_crop', crop_default))
+  target = pre.get('size', {'shortest_edge': size} if crop else {'height': size, 'width': size})
+  side = target.get('shortest_edge', target.get('height', size)) if isinstance(
+      target, dict) else target
+  if int(side) != size or (isinstance(target, dict) and target.get('width', side) != side):
+    _refuse('preprocessor_config size', target, 'transformers')
+  return dict(size=size, resize='shortest' if crop else 'squash', crop=crop,
+              interpolation=resample if crop else f'squash_{resample}',
+              mean=list(pre.get('image_mean', mean)), std=list(pre.get('image_std', std)))
 
 
 def _hf_vision_common(w, v: dict, src: str):
@@ -435,12 +443,14 @@ def read_hf_clip(folder: str) -> Imported:
       w.used.add(name)
   w.done()
   embed_dim = int(cfg.get('projection_dim', params['proj_image']['kernel'].shape[1]))
+  preprocess = _hf_preprocess(pre, size, OPENAI_MEAN, OPENAI_STD)
   config = make_config(image, text, embed_dim=embed_dim, activation=activation,
-                       eps=v['layer_norm_eps'], mean=pre.get('image_mean', OPENAI_MEAN),
-                       std=pre.get('image_std', OPENAI_STD), proj_bias=False,
+                       eps=v['layer_norm_eps'], mean=preprocess['mean'], std=preprocess['std'],
+                       proj_bias=False,
                        temperature=float(np.exp(params['log_temperature_image_text'])),
-                       sigmoid=False, tokenizer_file='tokenizer.json')
-  return Imported(config, params, _hf_preprocess(pre, size, OPENAI_MEAN, OPENAI_STD), 'clip_bpe',
+                       sigmoid=False, tokenizer_file='tokenizer.json',
+                       eval_resize=preprocess['interpolation'])
+  return Imported(config, params, preprocess, 'clip_bpe',
                   {'format': 'hf_clip', 'folder': os.path.basename(os.path.abspath(folder))})
 
 
@@ -503,13 +513,14 @@ def read_hf_siglip(folder: str) -> Imported:
   if params['embed_image']['pos'].shape[0] != (size // patch) ** 2:
     raise ExportError('SigLIP weights have a position table that does not match image_size / '
                       'patch_size.')
+  preprocess = _hf_preprocess(pre, size, (0.5,) * 3, (0.5,) * 3, crop_default=False)
   config = make_config(image, text, embed_dim=vw, activation=activation,
-                       eps=v['layer_norm_eps'], mean=pre.get('image_mean', (0.5,) * 3),
-                       std=pre.get('image_std', (0.5,) * 3), proj_bias=True,
+                       eps=v['layer_norm_eps'], mean=preprocess['mean'], std=preprocess['std'],
+                       proj_bias=True,
                        temperature=float(np.exp(params['log_temperature_image_text'])),
-                       sigmoid=True, tokenizer_file='siglip_spiece.model')
-  return Imported(config, params, _hf_preprocess(pre, size, (0.5,) * 3, (0.5,) * 3),
-                  'sentencepiece_siglip',
+                       sigmoid=True, tokenizer_file='siglip_spiece.model',
+                       eval_resize=preprocess['interpolation'])
+  return Imported(config, params, preprocess, 'sentencepiece_siglip',
                   {'format': 'hf_siglip', 'folder': os.path.basename(os.path.abspath(folder))})
 
 
