@@ -83,6 +83,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data_dir = ''                 # TFDS data dir; '' = $TFDS_DATA_DIR or the TFDS default
   c.init_from = ''                # a params-only export (mmjax.export) to fine-tune from
   c.init_from_hint = ''           # which export init_from needs (said when frozen params lack it)
+  c.init_from_only = ()           # regexes: take only these params from init_from (train/partial_init.py)
   c.model = model_config()
   # Axis sizes are totals over all devices. Multi-slice (or multi-host GPU) runs: dcn_<axis> is
   # the part of that axis that crosses slices (or processes) over DCN; num_slices > 1 alone puts

@@ -27,6 +27,7 @@ from mmjax.train import mixup, routing_stats
 from mmjax.train import profiler, progress as progress_lib, task_means
 from mmjax.train import state as state_lib, step as step_lib
 from mmjax.train import goodput as goodput_lib
+from mmjax.train import partial_init
 from mmjax.train.metrics_writer import MetricsWriter, read_metrics
 
 log = logging.getLogger(__name__)
@@ -135,7 +136,10 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog) -> dict:
   resuming = checkpointing.check_resumable(workdir, abstract_state)  # another model: raises
   init_params = None
   if not resuming and config.get('init_from', ''):  # fine-tuning: weights of a params export
-    init_params, _ = load_params(config.init_from, abstract_state['params'])
+    if config.get('init_from_only', ()):  # only the named ones (LiT: an imported image tower)
+      init_params = partial_init.load(config, abstract_state['params'])
+    else:
+      init_params, _ = load_params(config.init_from, abstract_state['params'])
 
   # --- state: restore the newest good checkpoint, or initialise -------------------------------
   paths.makedirs(workdir)
@@ -158,7 +162,7 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog) -> dict:
   if restored is None:
     state = state_lib.create_train_state(config, mesh, graphdef, shardings)
     if init_params is not None:
-      state = {**state, 'params': init_params}
+      state = {**state, 'params': partial_init.merge(state['params'], init_params)}
       log.info('initialised parameters from %s', config.init_from)
   else:
     state = restored[1]
