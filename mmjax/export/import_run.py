@@ -106,6 +106,8 @@ def import_checkpoint(imported: published.Imported, output: str, *, overwrite: b
                         f'({check["differ"]}): check the disk, then import again.')
     report = {'step': 0, 'dtype': 'float32', 'formats': ['safetensors'],
               'modalities': ['image', 'text'], 'files': {'safetensors': layout.SAFETENSORS},
+              'input_sizes': {'image_size': config.model.max_grid * config.model.patch_size,
+                              'text_length': config.model.max_text_length},
               'tokenizer': tok_name, 'tokenizer_kind': imported.tokenizer,
               'imported': imported.source, 'preprocess': imported.preprocess,
               'output': os.path.abspath(output), 'self_check': check}

@@ -9,16 +9,13 @@
 
 from __future__ import annotations
 
-import os
-
 import jax
 import numpy as np
 from flax import nnx
 
 from mmjax.core import export_layout as layout
 from mmjax.core.params_io import ExportError, load_params
-from mmjax.data import clip_tokenizer, siglip_tokenizer
-from mmjax.data.tokenizer import Tokenizer
+from mmjax.data import stored_tokenizer
 from mmjax.export import stablehlo
 from mmjax.models.model import build_model
 
@@ -49,21 +46,8 @@ def load_tokenizer(path: str):
   """The tokenizer stored in an export: CLIP's byte-level BPE (`tokenizer.json`), SigLIP's
   SentencePiece (`siglip_spiece.model`) or mmjax's SentencePiece (`tokenizer.model`). Each has
   `tokenize(texts, length) -> int32 [n, length]` and `encode(texts, length) -> (ids, mask)`."""
-  for name, make in ((clip_tokenizer.TOKENIZER_FILE, clip_tokenizer.ClipTokenizer),
-                     (siglip_tokenizer.TOKENIZER_FILE, siglip_tokenizer.SiglipTokenizer),
-                     (layout.TOKENIZER, _sentencepiece)):
-    f = os.path.join(path, name)
-    if os.path.isfile(f):
-      return make(f)
-  raise ExportError(f'{path} holds no tokenizer ({clip_tokenizer.TOKENIZER_FILE}, '
-                    f'{siglip_tokenizer.TOKENIZER_FILE} or {layout.TOKENIZER}): pass an export '
-                    'written by mmjax.export or tools.import_weights.')
-
-
-class _SentencePiece(Tokenizer):
-  def tokenize(self, texts, length: int):
-    return self.encode(list(texts), length)[0]
-
-
-def _sentencepiece(path: str):
-  return _SentencePiece(path)
+  tok = stored_tokenizer.find(path)
+  if tok is None:
+    raise ExportError(f'{path} holds no tokenizer ({", ".join(stored_tokenizer.FILES)}): pass '
+                      'an export written by mmjax.export or tools.import_weights.')
+  return tok

@@ -13,6 +13,7 @@ from flax import nnx
 import interop_fixtures as ifx
 from mmjax.core import export_layout as layout
 from mmjax.export.load import load_model, load_tokenizer
+from mmjax.train.teacher import Teacher
 from tools import import_weights
 
 
@@ -58,6 +59,9 @@ def test_stored_tokenizers_equal_the_libraries(exports):
     np.testing.assert_array_equal(ids, np.asarray(fx[f'open_clip_{length}']))
   siglip = load_tokenizer(exports['hf_siglip'])
   np.testing.assert_array_equal(siglip.tokenize(fx['texts'], 16), np.asarray(fx['siglip_16']))
+  teacher = Teacher(exports['open_clip'])    # tools.reinforce_data's teachers read it too
+  assert teacher.tokenizer.describe()['kind'] == 'clip_bpe'
+  assert teacher.sizes == {'image_size': 32, 'text_length': 16}
 
 
 def _fails(capsys, argv, *needles):
