@@ -98,6 +98,14 @@ RULES = (
     + [(f'model.audio.{k}', POSITIVE_INT) for k in _AUDIO_INTS]
     + [(f'tasks.*.{k}', SIZES) for k in _INPUT_SIZES]
     + [(f'evaluation.datasets.*.{k}', SIZES) for k in _INPUT_SIZES])
+# Published-model options (mmjax/models/towers.py).
+RULES += [('model.towers.*.pooling', _one_of('', 'mean', 'cls', 'eot', 'last', 'map')),
+          ('model.towers.*.width', NONNEGATIVE_INT), ('model.towers.*.num_layers', NONNEGATIVE_INT),
+          ('model.towers.*.num_heads', NONNEGATIVE_INT),
+          ('model.towers.*.mlp_dim', NONNEGATIVE_INT),
+          ('model.activation', _one_of('gelu_tanh', 'gelu', 'quick_gelu')),
+          ('model.norm_eps', POSITIVE), ('model.pos_embed', _one_of('factorized', 'full')),
+          ('model.contrast_loss', _one_of('softmax', 'sigmoid'))]
 
 
 def _values(config, pattern: str):

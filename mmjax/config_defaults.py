@@ -67,6 +67,23 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   # bipartite soft matching merges merge_ratio of the tokens (size-weighted); blocks whose
   # input has more than linear_above tokens use size-weighted linear attention (0 = never).
   m.maelre = ml_collections.ConfigDict(dict(merge_after=(), merge_ratio=0.5, linear_above=0))
+  # Published-model options (mmjax/models/towers.py; tools.import_weights sets them). Per
+  # modality tower: width, num_layers, num_heads, mlp_dim (0 = the keys above; towers of other
+  # sizes need encoder_sharing='per_modality'), pooling ('' = model.pooling; mean | cls | eot =
+  # at the highest id, CLIP's end token | last | map = attention-pool head), causal attention,
+  # ln_pre (a LayerNorm before the encoder) and padding_mask (False: padding is attended, as
+  # CLIP's causal and SigLIP's text towers do).
+  m.towers = ml_collections.ConfigDict({mod: ml_collections.ConfigDict(dict(
+      width=0, num_layers=0, num_heads=0, mlp_dim=0, pooling='', causal=False, ln_pre=False,
+      padding_mask=True)) for mod in ('image', 'video', 'audio', 'text')})
+  m.activation = 'gelu_tanh'      # MLP: gelu_tanh | gelu (erf) | quick_gelu (x sigmoid(1.702 x))
+  m.norm_eps = 1e-6               # every encoder LayerNorm
+  m.pos_embed = 'factorized'      # image positions: factorized (row + column) | full (per cell)
+  m.pixel_mean = ()               # per-channel in [0, 1]: pixels (x/255 - mean) / std;
+  m.pixel_std = ()                #   () = x / 127.5 - 1
+  m.proj_bias = True              # bias of the projections into the common space
+  m.contrast_loss = 'softmax'     # softmax (InfoNCE) | sigmoid (SigLIP, with a learnt bias)
+  m.logit_bias_init = -10.0       # sigmoid loss: initial bias of the pair logits
   return m
 
 
@@ -83,6 +100,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data_dir = ''                 # TFDS data dir; '' = $TFDS_DATA_DIR or the TFDS default
   c.init_from = ''                # a params-only export (mmjax.export) to fine-tune from
   c.init_from_hint = ''           # which export init_from needs (said when frozen params lack it)
+  c.init_from_only = ()           # regexes: take only these params from init_from (train/partial_init.py)
   c.model = model_config()
   # Axis sizes are totals over all devices. Multi-slice (or multi-host GPU) runs: dcn_<axis> is
   # the part of that axis that crosses slices (or processes) over DCN; num_slices > 1 alone puts
@@ -99,6 +117,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.data = ml_collections.ConfigDict(dict(
       threads=2, prefetch=4, workers=0, cache_mb=1024.0, crop_scale=(0.7, 1.0), flip=False,
       frame_stride=1))
+  c.data.eval_resize = ''         # a published model's eval resize (mmjax/data/recipe_resize.py)
   c.tasks = ml_collections.ConfigDict()
   c.evaluation = ml_collections.ConfigDict(dict(datasets=ml_collections.ConfigDict()))
   # Fault handling; `inject_nan_at_steps` is a debugging aid that poisons those steps' batches.

@@ -27,6 +27,7 @@ import jax.numpy as jnp
 from mmjax import cli
 from mmjax import config as config_lib
 from mmjax.core import checkpointing
+from mmjax.core import params_io
 from mmjax.core import partitioning
 from mmjax.models.moe import ROUTER_INIT
 from mmjax.train import optimizer as optimizer_lib
@@ -113,6 +114,25 @@ def upcycle(dense_workdir: str, config, workdir: str, step: int | None = None) -
   _, dense_abstract, _ = state_lib.abstract_train_state(dense_config, mesh)
   _, abstract, shardings = state_lib.abstract_train_state(config, mesh)
   upcycle_plan(dense_abstract['params'], abstract['params'])
+  step, dense_params = _dense_params(dense_workdir, dense_config, dense_abstract, step)
+  _write(config, workdir, dense_workdir, step, dense_params, abstract, shardings)
+  return step
+
+
+def _dense_params(dense_workdir: str, dense_config, dense_abstract, step: int | None):
+  """(step, params) of the dense run's checkpoint, or of a params-only export (e.g. a CLIP
+  imported by tools.import_weights)."""
+  if not os.path.isdir(os.path.join(dense_workdir, 'checkpoints')) and \
+      params_io.is_params_export(dense_workdir):
+    exported = params_io.export_step(dense_workdir)
+    if step is not None and step != exported:
+      raise UpcycleError(f'{dense_workdir} is an export of step {exported}, not {step}: drop '
+                         '--step.')
+    return exported, params_io.load_params(dense_workdir, dense_abstract['params'])[0]
+  return _checkpoint_params(dense_workdir, dense_abstract, step)
+
+
+def _checkpoint_params(dense_workdir: str, dense_abstract, step: int | None):
   source = checkpointing.Checkpointer(dense_workdir, read_only=True, async_save=False)
   steps = source.all_steps()
   if not steps:
@@ -123,9 +143,14 @@ def upcycle(dense_workdir: str, config, workdir: str, step: int | None = None) -
   step = steps[-1] if step is None else step
   dense_state, _ = source.restore(step, dense_abstract)
   source.close()
+  return step, dense_state['params']
+
+
+def _write(config, workdir: str, dense_workdir: str, step: int, dense_params, abstract,
+           shardings) -> None:
 
   params = jax.jit(lambda d: upcycle_params(d, abstract['params'], config.seed),
-                   out_shardings=shardings['params'])(dense_state['params'])
+                   out_shardings=shardings['params'])(dense_params)
   opt = optimizer_lib.make_optimizer(config.optimizer)
   opt_state = jax.jit(opt.init, out_shardings=shardings['opt_state'])(params)
   step_zero = jax.device_put(jnp.zeros((), jnp.int32), shardings['step'])
@@ -137,13 +162,13 @@ def upcycle(dense_workdir: str, config, workdir: str, step: int | None = None) -
   ckpt.save(0, state, {'upcycled_from': {'workdir': dense_workdir, 'step': int(step)}},
             force=True)
   ckpt.close()
-  return step
 
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(prog='python -m tools.upcycle',
                                    description=__doc__.split('\n')[0])
-  parser.add_argument('--dense_workdir', required=True, help='workdir of the dense training run')
+  parser.add_argument('--dense_workdir', required=True, help='workdir of the dense training run, '
+                      'or a params-only export (e.g. of tools.import_weights)')
   parser.add_argument('--config', required=True, help='the MoE config: configs/<name>.py[:arg]')
   parser.add_argument('--workdir', required=True, help='new workdir for the upcycled run')
   parser.add_argument('--step', type=int, default=None, help='dense step (default: the latest)')

@@ -21,7 +21,7 @@ import logging
 import numpy as np
 
 from mmjax.core.tasks import Resolution
-from mmjax.data import encoded, reinforced as R, transforms as T
+from mmjax.data import encoded, recipe_resize, reinforced as R, transforms as T
 from mmjax.data.errors import DataError
 from mmjax.data.options import DataOptions
 from mmjax.data.readers import Source
@@ -134,6 +134,9 @@ class BatchBuilder:
 
   def _pixels(self, column: np.ndarray, rng, bad: np.ndarray, replay=None) -> np.ndarray:
     """Images cropped at drawn boxes, or at `replay = (boxes [b, 4], flips [b])` (stored)."""
+    if replay is None and rng is None and self.options.eval_resize:  # the model's own recipe
+      return recipe_resize.resize_column(column, self.res.image_size, self.options.eval_resize,
+                                         bad)
     hs, ws = R.image_sizes(column, bad)
     boxes, flip = replay if replay is not None else self._boxes(hs, ws, rng)
     return R.crop_images(column, boxes, self.res.image_size, flip, bad, sizes=(hs, ws))

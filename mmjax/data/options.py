@@ -11,6 +11,8 @@
   config.data.crop_scale   random-resized-crop area range (min, max), (0.7, 1.0)
   config.data.flip         random horizontal flips in training, False
   config.data.frame_stride video frame stride, 1
+  config.data.eval_resize  '' (central square, antialiased triangle filter) or a published
+                           model's recipe: bicubic | bilinear shorter side + centre crop
 
 Every key is optional; a missing key (or a config without `data`/`text`) takes the default.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from mmjax.data import recipe_resize
 from mmjax.data.errors import DataError
 
 
@@ -44,6 +47,7 @@ class DataOptions:
   crop_scale: tuple[float, float] = (0.7, 1.0)
   flip: bool = False
   frame_stride: int = 1
+  eval_resize: str = ''   # a published model's eval resize (recipe_resize.py); '' = mmjax's
 
   @classmethod
   def from_config(cls, config) -> 'DataOptions':
@@ -62,7 +66,8 @@ class DataOptions:
         cache_mb=float(config_get(config, 'data.cache_mb', d.cache_mb)),
         crop_scale=crop,
         flip=bool(config_get(config, 'data.flip', d.flip)),
-        frame_stride=int(config_get(config, 'data.frame_stride', d.frame_stride)))
+        frame_stride=int(config_get(config, 'data.frame_stride', d.frame_stride)),
+        eval_resize=recipe_resize.check(str(config_get(config, 'data.eval_resize', ''))))
     if min(options.threads, options.prefetch, options.workers) < 0 or options.frame_stride < 1:
       raise DataError('config.data.threads, .prefetch and .workers must be >= 0 and '
                       f'.frame_stride >= 1, got {options.threads}, {options.prefetch}, '

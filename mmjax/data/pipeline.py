@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import os
 import sys
 import time
 import zlib
@@ -33,10 +34,16 @@ from mmjax.data.options import DataOptions, config_get
 from mmjax.core.tasks import Resolution, Task
 from mmjax.data.order import GlobalOrder, HostRng
 from mmjax.data.tokenizer import Tokenizer
+from mmjax.data.clip_tokenizer import ClipTokenizer
+from mmjax.data.siglip_tokenizer import TOKENIZER_FILE as SIGLIP_FILE, SiglipTokenizer
 
 
 @functools.lru_cache(maxsize=8)
 def _tokenizer(path: str, lowercase: bool) -> Tokenizer:
+  if path.endswith('.json'):   # CLIP's byte-level BPE of an imported model
+    return ClipTokenizer(path)
+  if os.path.basename(path) == SIGLIP_FILE:
+    return SiglipTokenizer(path)
   return Tokenizer(path, lowercase)
 
 

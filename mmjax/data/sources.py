@@ -38,6 +38,12 @@ def local_datasets(root: str) -> list[str]:
 
 def _unknown(name: str, root: str, why: str) -> DataError:
   have = ', '.join(local_datasets(root)) or 'none'
+  if name.endswith('_reinforced'):   # MobileCLIP's copy with teacher embeddings
+    return DataError(
+        f'Unknown dataset {name!r}: {why}. Prepared under {root}: {have}. Write it with the '
+        f'teachers\' embeddings first: `python -m tools.reinforce_data --teacher=EXPORT '
+        f'--dataset={name[:-len("_reinforced")]} --output={root}` (EXPORT: an mmjax export, '
+        'or a published model imported with tools.import_weights).')
   return DataError(
       f'Unknown dataset {name!r}: {why}. Prepared under {root}: {have}. Build the embedded one '
       f'with `python -m tools.build_data digits --data_dir={root}`, prepare a TFDS dataset there '

@@ -42,6 +42,10 @@ def load_run_config(workdir: str, config_arg: str | None = None, overrides=()):
                     'export, or name the run config with --config=configs/<name>.py.')
   with open(path) as f:
     config = config_lib.config_from_json(f.read())
+  tok = config.get('text', {}).get('tokenizer', '')
+  if tok and not os.path.isabs(tok) and os.path.isfile(os.path.join(workdir, tok)):
+    with config.unlocked():   # an imported export names its tokenizer beside config.json
+      config.text.tokenizer = os.path.abspath(os.path.join(workdir, tok))
   for key, value in overrides:
     config_lib.apply_override(config, key, value)
   config_lib.resolve(config)

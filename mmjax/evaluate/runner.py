@@ -24,6 +24,7 @@ from flax import nnx
 from mmjax.core import partitioning
 from mmjax.core.tasks import Resolution
 from mmjax.data import pipeline
+from mmjax.data.options import DataOptions
 from mmjax.evaluate import captions as captions_lib
 from mmjax.evaluate import (entries as entries_lib, few_shot, linear_probe, plots, registry,
                             report, retrieval, suite_report, zero_shot)
@@ -71,6 +72,15 @@ def _probes(embedder, config, entry, data, num_classes: int, seed: int) -> tuple
                                         data[m]['features'], data['label'], num_classes,
                                         seed=seed, **extra)
   return fs, lp
+
+
+def image_preprocessing(config) -> dict:
+  """How eval images reach the model: the host resize and the on-device normalisation."""
+  m, resize = config.model, DataOptions.from_config(config).eval_resize
+  mean, std = tuple(m.get('pixel_mean', ())), tuple(m.get('pixel_std', ()))
+  return {'resize': resize or 'central square, antialiased triangle filter',
+          'crop': 'centre' if not resize.startswith('squash') else 'none',
+          'normalize': (f'(x / 255 - {list(mean)}) / {list(std)}' if mean else 'x / 127.5 - 1')}
 
 
 def evaluate_entry(embedder: Embedder, config, entry, tokenizer, cache: TextCache) -> dict:
@@ -182,6 +192,7 @@ def evaluate_params(config, model_or_params, step: int, workdir: str | None, mes
                                  lowercase=tokenizer.lowercase, checkpoint=checkpoint,
                                  skipped=skipped,
                                  text_cache={'hits': cache.hits, 'misses': cache.misses})
+  rep['preprocessing']['image'] = image_preprocessing(config)
   if output is not None and jax.process_index() == 0:
     report.write_report(rep, output)
     suite_report.write_suite_reports(rep, output)

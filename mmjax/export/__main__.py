@@ -16,6 +16,7 @@ import sys
 from mmjax import cli
 from mmjax.export.errors import ExportError, ParityError
 from mmjax.export.run import export_run
+from mmjax.export.hf_clip_run import export_hf_clip_run
 
 
 def main(argv=None) -> int:
@@ -26,7 +27,8 @@ def main(argv=None) -> int:
   parser.add_argument('--output', required=True, help='export directory (created)')
   parser.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
   parser.add_argument('--format', default='all', help='comma-separated: orbax, safetensors, '
-                      'stablehlo; or all (default)')
+                      'stablehlo; or all (default); or hf_clip alone (a transformers CLIPModel '
+                      'folder; DIR may also be an export)')
   parser.add_argument('--dtype', default='float32', help='stored parameter dtype: float32 '
                       '(default) or bfloat16')
   parser.add_argument('--overwrite', action='store_true', help='replace an existing export')
@@ -38,7 +40,10 @@ def main(argv=None) -> int:
             'trained.', file=sys.stderr)
       return 2
     try:
-      export_run(args.workdir, args.output, args.format, args.dtype, args.step, args.overwrite)
+      if args.format == 'hf_clip':   # a transformers CLIPModel folder (mmjax/export/hf_clip.py)
+        export_hf_clip_run(args.workdir, args.output, args.step, args.overwrite)
+      else:
+        export_run(args.workdir, args.output, args.format, args.dtype, args.step, args.overwrite)
     except ExportError as e:
       print(f'error: {e}', file=sys.stderr)
       return 2

@@ -4,6 +4,7 @@
   model = nnx.merge(graphdef(config), params)
   model, config = load_model('OUT')            # the same, params upcast to float32
   fns = load_stablehlo('OUT')                  # {'image': fn, ...}; fn(x) -> [b, D]
+  tok = load_tokenizer('OUT')                  # tok.tokenize(texts, length) -> int32 [n, length]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from flax import nnx
 
 from mmjax.core import export_layout as layout
 from mmjax.core.params_io import ExportError, load_params
+from mmjax.data import stored_tokenizer
 from mmjax.export import stablehlo
 from mmjax.models.model import build_model
 
@@ -38,3 +40,14 @@ def load_stablehlo(path: str) -> dict:
     raise ExportError(f'{path} holds no StableHLO export (stablehlo/signature.json): export '
                       'with --format=stablehlo.')
   return {m: exp.call for m, exp in stablehlo.load(d).items()}
+
+
+def load_tokenizer(path: str):
+  """The tokenizer stored in an export: CLIP's byte-level BPE (`tokenizer.json`), SigLIP's
+  SentencePiece (`siglip_spiece.model`) or mmjax's SentencePiece (`tokenizer.model`). Each has
+  `tokenize(texts, length) -> int32 [n, length]` and `encode(texts, length) -> (ids, mask)`."""
+  tok = stored_tokenizer.find(path)
+  if tok is None:
+    raise ExportError(f'{path} holds no tokenizer ({", ".join(stored_tokenizer.FILES)}): pass '
+                      'an export written by mmjax.export or tools.import_weights.')
+  return tok

@@ -54,6 +54,7 @@ class SelfAttention(nnx.Module):
     self.k_norm = LayerNorm(d, rngs=rngs, axis_name='kv', dtype=dtype) if cfg.qk_norm else None
     self.impl = cfg.attention_impl
     self.routing = routing
+    self.causal = bool(cfg.get('causal', False))   # a tower's causal flag (towers.tower_config)
 
   def __call__(self, x: jax.Array, mask: jax.Array, region_size: int | None = None,
                trailing_padding: bool = False) -> jax.Array:
@@ -71,29 +72,35 @@ class SelfAttention(nnx.Module):
     routing = self.routing
     if routing is not None and region_size is not None:
       routing = (region_size, routing[1])
-    o = attend(q, k, v, mask, self.impl, routing, trailing_padding=trailing_padding)
+    o = attend(q, k, v, mask, self.impl, routing, trailing_padding=trailing_padding,
+               causal=self.causal)
     o = constrain(o.astype(x.dtype), ('batch', 'length', 'heads', 'kv'))
     return self.out(o)
 
 
-def attend(q, k, v, mask, impl: str, routing=None, *, trailing_padding: bool = False
-           ) -> jax.Array:
+def attend(q, k, v, mask, impl: str, routing=None, *, trailing_padding: bool = False,
+           causal: bool = False) -> jax.Array:
   """`q [batch, length, heads, kv]`, `k, v [batch, length, kv_heads, kv]`, `mask [batch,
   length]` -> `[batch, length, heads, kv]`. `trailing_padding`: the caller knows every mask is
-  a prefix of ones (see the module docstring); outputs at padding are then zero.
+  a prefix of ones (see the module docstring); outputs at padding are then zero. `causal`: each
+  token attends to itself and the tokens before it (a causal text tower).
 
   The XLA path is partitioned by GSPMD like any other op. A Pallas kernel cannot be, so on a
   mesh it runs inside `shard_map` over the batch and head axes (each device attends over its
   own examples and heads, which needs no communication).
   """
   if routing is not None:
+    if causal:
+      raise ValueError('routed attention layers cannot be causal: drop the layer from '
+                       'config.model.routed_attention.layers or the tower\'s causal flag.')
     return attend_routed(q, k, v, mask, impl, *routing)
   impl = kernels.resolve_impl(impl, kernels.ATTENTION_IMPLS, head_dim=q.shape[-1])
   seg, lengths = padding_arguments(mask)
   if trailing_padding:
     lengths = jnp.sum(mask > 0, axis=1, dtype=jnp.int32)
   fn = lambda q, k, v, seg, lengths: kernels.attention(
-      q, k, v, impl=impl, segment_ids=None if trailing_padding else seg, lengths=lengths)
+      q, k, v, impl=impl, segment_ids=None if trailing_padding else seg, lengths=lengths,
+      causal=causal)
   return _on_mesh(fn, impl == 'xla', q, k, v, seg, lengths)
 
 

@@ -56,8 +56,12 @@ class ImageEmbed(nnx.Module):
     self.patch = p
     self.max_grid = cfg.max_grid
     self.proj = Dense(p * p * 3, cfg.width, (None, 'embed'), rngs=rngs, dtype=dtype)
-    self.pos_h = param(rngs, _POS_INIT, (cfg.max_grid, cfg.width), (None, 'embed'))
-    self.pos_w = param(rngs, _POS_INIT, (cfg.max_grid, cfg.width), (None, 'embed'))
+    self.full = cfg.get('pos_embed', 'factorized') == 'full'
+    if self.full:  # one position per grid cell, row-major (CLIP, SigLIP): [max_grid², width]
+      self.pos = param(rngs, _POS_INIT, (cfg.max_grid * cfg.max_grid, cfg.width), (None, 'embed'))
+    else:
+      self.pos_h = param(rngs, _POS_INIT, (cfg.max_grid, cfg.width), (None, 'embed'))
+      self.pos_w = param(rngs, _POS_INIT, (cfg.max_grid, cfg.width), (None, 'embed'))
 
   def grid_shape(self, shape) -> tuple[int, int]:
     """Patch grid `(h, w)` of an input of `shape` `[batch, height, width, channels]`."""
@@ -71,7 +75,10 @@ class ImageEmbed(nnx.Module):
     gh, gw = self.grid_shape(x.shape)
     x = x.reshape(b, gh, p, gw, p, c).transpose(0, 1, 3, 2, 4, 5).reshape(b, gh * gw, p * p * c)
     tokens = self.proj(x)
-    pos = self.pos_h[:gh][:, None] + self.pos_w[:gw][None, :]
+    if self.full:
+      pos = self.pos[...].reshape(self.max_grid, self.max_grid, -1)[:gh, :gw]
+    else:
+      pos = self.pos_h[:gh][:, None] + self.pos_w[:gw][None, :]
     tokens = tokens + pos.reshape(gh * gw, -1).astype(tokens.dtype)
     return tokens, jnp.ones((b, gh * gw), jnp.int32)
 

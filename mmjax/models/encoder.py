@@ -7,6 +7,7 @@ import jax
 from flax import nnx
 
 from mmjax.core.partitioning import constrain
+from mmjax.models import towers
 from mmjax.models.attention import SelfAttention
 from mmjax.models.layer_scan import group_runs, scan_blocks
 from mmjax.models.layers import LayerNorm
@@ -34,16 +35,17 @@ class Block(nnx.Module):
 
   def __init__(self, cfg, *, rngs: nnx.Rngs, dtype, moe: bool, routing=None,
                mixer: str = 'attention'):
-    self.norm1 = LayerNorm(cfg.width, rngs=rngs, dtype=dtype)
+    eps = towers.norm_eps(cfg)
+    self.norm1 = LayerNorm(cfg.width, rngs=rngs, dtype=dtype, eps=eps)
     if mixer == 'mamba':  # model.layer_types: a Mamba token mixer in place of attention
       self.mamba = MambaMixer(cfg, rngs=rngs, dtype=dtype)
     else:
       self.attn = SelfAttention(cfg, rngs=rngs, dtype=dtype, routing=routing)
-    self.norm2 = LayerNorm(cfg.width, rngs=rngs, dtype=dtype)
+    self.norm2 = LayerNorm(cfg.width, rngs=rngs, dtype=dtype, eps=eps)
     if moe:
       self.mlp = MoeMlp(cfg, rngs=rngs, dtype=dtype)
     else:
-      self.mlp = Mlp(cfg.width, cfg.mlp_dim, rngs=rngs, dtype=dtype)
+      self.mlp = Mlp(cfg.width, cfg.mlp_dim, rngs=rngs, dtype=dtype, act=towers.activation(cfg))
 
   def __call__(self, x: jax.Array, mask: jax.Array, *, rng=None, region_size=None,
                trailing_padding=False):
@@ -83,7 +85,7 @@ class Encoder(nnx.Module):
       routing = (ra.block_size, ra.top_k) if i in routed else None
       setattr(self, f'block_{i}', Block(cfg, rngs=rngs, dtype=dtype, moe=i in moe_layers,
                                         routing=routing, mixer=mixers[i]))
-    self.norm = LayerNorm(cfg.width, rngs=rngs, dtype=dtype)
+    self.norm = LayerNorm(cfg.width, rngs=rngs, dtype=dtype, eps=towers.norm_eps(cfg))
     kinds = [(i in moe_layers, i in routed, mixers[i]) for i in range(cfg.num_layers)]
     self.runs = (group_runs(kinds) if cfg.get('scan_layers', False)
                  else tuple((i,) for i in range(cfg.num_layers)))

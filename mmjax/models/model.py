@@ -24,9 +24,9 @@ from flax import nnx
 from mmjax.core.partitioning import constrain
 from mmjax.core.tasks import MODALITIES, Task, tasks_from_config
 from mmjax.models.embeddings import EMBEDDINGS, normalize_input
-from mmjax.models import fusion_heads, regions
+from mmjax.models import fusion_heads, regions, towers
 from mmjax.models.encoder import Encoder, routed_layer_indices
-from mmjax.models.layers import Dense, l2_normalize, param
+from mmjax.models.layers import Dense, LayerNorm, l2_normalize, param
 from mmjax.models.mot import MotEncoder
 from mmjax.models.mamba import layer_kinds
 from mmjax.models.mixture_of_mamba import MixtureOfMambaEncoder
@@ -104,14 +104,16 @@ class MultimodalModel(nnx.Module):
     elif self.shared:
       # MAELRE (model.maelre.merge_after): the encoder with token merging between stages
       self.encoder = (MaelreEncoder if merging_on(cfg) else Encoder)(cfg, rngs=rngs, dtype=dtype)
+    self._init_towers(cfg, spec, rngs, dtype)
     for m in spec.modalities:
-      setattr(self, f'embed_{m}', EMBEDDINGS[m](cfg, rngs=rngs, dtype=dtype))
-      setattr(self, f'proj_{m}', Dense(cfg.width, cfg.embed_dim, ('embed', None), rngs=rngs,
-                                       dtype=jnp.float32))
+      mcfg = self.tower_cfgs[m]   # config.model with the modality's tower sizes (towers.py)
+      setattr(self, f'embed_{m}', EMBEDDINGS[m](mcfg, rngs=rngs, dtype=dtype))
+      setattr(self, f'proj_{m}', Dense(mcfg.width, cfg.embed_dim, ('embed', None), rngs=rngs,
+                                       dtype=jnp.float32, use_bias=cfg.get('proj_bias', True)))
       if not self.shared:
-        setattr(self, f'encoder_{m}', Encoder(cfg, rngs=rngs, dtype=dtype))
-      if cfg.pooling == 'cls':
-        setattr(self, f'cls_{m}', param(rngs, nnx.initializers.normal(0.02), (1, cfg.width),
+        setattr(self, f'encoder_{m}', Encoder(mcfg, rngs=rngs, dtype=dtype))
+      if self.pools[m] == 'cls':
+        setattr(self, f'cls_{m}', param(rngs, nnx.initializers.normal(0.02), (1, mcfg.width),
                                         (None, 'embed')))
     for name, classes in spec.heads:
       setattr(self, name, Dense(cfg.width, classes, ('embed', None), rngs=rngs,
@@ -133,6 +135,51 @@ class MultimodalModel(nnx.Module):
       setattr(self, f'log_temperature_{a}_{b}',
               nnx.Param(jnp.log(jnp.asarray(init_t, jnp.float32)), logical_axes=()))
 
+  def _init_towers(self, cfg, spec: ModelSpec, rngs, dtype):
+    """Published-model options (towers.py): per-modality tower configs, poolings, ln_pre,
+    attention-pool heads, pixel mean/std and the sigmoid loss's learnt logit bias."""
+    self.tower_cfgs = {m: towers.tower_config(cfg, m) for m in spec.modalities}
+    self.pools = {m: towers.pooling(cfg, m) for m in spec.modalities}
+    self.padding_mask = {m: bool(towers.tower(cfg, m)['padding_mask']) for m in spec.modalities}
+    own = [m for m in spec.modalities if towers.has_own_size(cfg, m)]
+    if own and self.shared:
+      raise ValueError(f'config.model.towers gives {own} their own size, which a shared encoder '
+                       "cannot have: set config.model.encoder_sharing='per_modality'.")
+    for m in spec.modalities:
+      mcfg = self.tower_cfgs[m]
+      if towers.tower(cfg, m)['ln_pre']:
+        setattr(self, f'ln_pre_{m}', LayerNorm(mcfg.width, rngs=rngs, dtype=dtype,
+                                               eps=towers.norm_eps(cfg)))
+      if self.pools[m] == 'map':
+        setattr(self, f'map_head_{m}', towers.MapHead(mcfg, rngs=rngs, dtype=dtype))
+    mean, std = tuple(cfg.get('pixel_mean', ())), tuple(cfg.get('pixel_std', ()))
+    if len(mean) != len(std) or len(mean) not in (0, 3) or any(s <= 0 for s in std):
+      raise ValueError('config.model.pixel_mean and pixel_std must both be () or 3 numbers '
+                       f'(std > 0), got {mean} and {std}.')
+    self.pixel_norm = (mean, std) if mean else None
+    self.contrast_loss = cfg.get('contrast_loss', 'softmax')
+    if self.contrast_loss not in ('softmax', 'sigmoid'):
+      raise ValueError("config.model.contrast_loss must be 'softmax' or 'sigmoid', "
+                       f'got {self.contrast_loss!r}.')
+    if self.contrast_loss == 'sigmoid':
+      for a, b in spec.pairs:
+        setattr(self, f'logit_bias_{a}_{b}', nnx.Param(
+            jnp.asarray(float(cfg.get('logit_bias_init', -10.0)), jnp.float32), logical_axes=()))
+
+  def normalize(self, modality: str, x: jax.Array) -> jax.Array:
+    """A raw image/video/audio input -> float32: `(x / 255 - mean) / std` for pixels when
+    config.model.pixel_mean is set, else `normalize_input` ([-1, 1])."""
+    if self.pixel_norm is None or modality not in ('image', 'video') or jnp.issubdtype(
+        x.dtype, jnp.floating):
+      return normalize_input(modality, x)
+    mean, std = (jnp.asarray(v, jnp.float32) for v in self.pixel_norm)
+    return (x.astype(jnp.float32) / 255.0 - mean) / std
+
+  def logit_bias(self, a: str, b: str) -> jax.Array:
+    """The learnt bias of the sigmoid loss's pair logits (contrast_loss='sigmoid')."""
+    a, b = sorted((a, b), key=MODALITIES.index)
+    return getattr(self, f'logit_bias_{a}_{b}')[...]
+
   # -- per modality ---------------------------------------------------------------------------
 
   def input_tokens(self, modality: str, x: jax.Array, mask: jax.Array | None = None, *,
@@ -147,14 +194,16 @@ class MultimodalModel(nnx.Module):
                        f'{self.spec.modalities}.')
     embed = getattr(self, f'embed_{modality}')
     if modality != 'text':  # normalised before the compute-dtype cast (uint8 -> bf16 is not)
-      x = normalize_input(modality, x).astype(self.dtype)
+      x = self.normalize(modality, x).astype(self.dtype)
+    elif not self.padding_mask['text']:
+      mask = None   # the tower attends to padding (CLIP, SigLIP)
     tokens, tmask = embed(x, mask) if modality == 'text' else embed(x)
     if self.region_shapes is not None and modality in ('image', 'video'):
       tokens, tmask = regions.to_windows(tokens, tmask, embed.grid_shape(x.shape),
                                          self.region_shapes[modality])
     if drop_rate > 0.0 and modality != 'text' and rng is not None:
       tokens, tmask = drop_tokens(tokens, tmask, drop_rate, jax.random.fold_in(rng, 7))
-    if self.pooling == 'cls':
+    if self.pools[modality] == 'cls':
       cls = getattr(self, f'cls_{modality}')[...].astype(tokens.dtype)
       cls = jnp.broadcast_to(cls[None], (tokens.shape[0], 1, cls.shape[-1]))
       cls_mask = jnp.ones((tmask.shape[0], 1), tmask.dtype)
@@ -162,6 +211,8 @@ class MultimodalModel(nnx.Module):
         cls, cls_mask = regions.own_region(cls, cls_mask, self.region_size(modality))
       tokens = jnp.concatenate([cls, tokens], axis=1)
       tmask = jnp.concatenate([cls_mask, tmask], axis=1)
+    if hasattr(self, f'ln_pre_{modality}'):
+      tokens = getattr(self, f'ln_pre_{modality}')(tokens)
     return constrain(tokens, ('batch', 'length', 'embed')), tmask
 
   def region_size(self, modality: str) -> int | None:
@@ -197,12 +248,16 @@ class MultimodalModel(nnx.Module):
     """Raw input -> pooled features `[batch, width]` (float32) and the encoder's aux; a
     captioned modality (CoCa) is attention-pooled."""
     h, tmask, aux = self.encode_tokens(modality, x, mask, rng=rng, drop_rate=drop_rate)
-    return self.pool_tokens(modality, h, tmask), aux
+    return self.pool_tokens(modality, h, tmask, x if modality == 'text' else None), aux
 
-  def pool_tokens(self, modality: str, h: jax.Array, tmask: jax.Array) -> jax.Array:
+  def pool_tokens(self, modality: str, h: jax.Array, tmask: jax.Array,
+                  ids: jax.Array | None = None) -> jax.Array:
+    """Encoder output -> float32 `[batch, width]` by the modality's pooling (towers.py); `ids`:
+    the text ids ('eot' pooling)."""
     if modality in self.spec.captions:
       return getattr(self, f'attn_pool_{modality}')(h, tmask)
-    return self.pool(h, tmask)
+    return towers.pool_tokens(self.pools[modality], h, tmask, ids,
+                              getattr(self, f'map_head_{modality}', None))
 
   def caption_logits(self, ids: jax.Array, h: jax.Array, tmask: jax.Array) -> jax.Array:
     """Decoder inputs `[batch, length]` + encoder tokens -> float32 `[batch, length, vocab]`."""

@@ -32,6 +32,7 @@ from mmjax.core.partitioning import constrain
 from mmjax.models.expert_routing import (expert_capacity, load_balancing_loss, route_experts_choose,
                                          route_tokens_choose, router_entropy, router_probs,
                                          router_z_loss, slot_positions)
+from mmjax.models import towers
 from mmjax.models.dropless import dropless_experts
 from mmjax.models.layers import Dense, param, stacked
 from mmjax.models.moe_config import (ROUTERS, MoeConfigError, check_expert_axis,
@@ -80,6 +81,10 @@ class MoeMlp(nnx.Module):
     self.group_size = int(moe.get('group_size', 0))
     self.min_capacity = int(moe.get('min_capacity', 0))
     self.lb_scale = float(self.top_k if moe.get('load_balancing_scale', '') == 'switch' else 1)
+    self.act = towers.activation(cfg)   # the dense MLP's (an upcycled CLIP keeps QuickGELU)
+    if self.router_kind == 'dropless' and cfg.get('activation', 'gelu_tanh') != 'gelu_tanh':
+      raise ValueError("config.model.moe.router='dropless' computes experts with gelu_tanh only: "
+                       f"use another router with config.model.activation={cfg.activation!r}.")
     self.normalize = bool(moe.get('normalize_combine_weights', False))
     self.router = Dense(cfg.width, self.num_experts, ('embed', None), rngs=rngs, use_bias=False,
                         dtype=jnp.float32, kernel_init=ROUTER_INIT)
@@ -138,7 +143,7 @@ class MoeMlp(nnx.Module):
     buf = constrain(buf.transpose(1, 0, 2, 3), ('expert', 'batch', None, 'embed'))
     dt = self.dtype
     h = jnp.einsum('egcd,edh->egch', buf.astype(dt), self.wi.kernel[...].astype(dt))
-    h = jax.nn.gelu(h + self.wi.bias[...].astype(dt)[:, None, None])
+    h = self.act(h + self.wi.bias[...].astype(dt)[:, None, None])
     h = constrain(h, ('expert', 'batch', None, 'mlp'))
     y = jnp.einsum('egch,ehd->egcd', h, self.wo.kernel[...].astype(dt))
     y = y + self.wo.bias[...].astype(dt)[:, None, None]

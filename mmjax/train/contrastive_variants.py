@@ -56,3 +56,13 @@ def distillation_loss(student_a: jax.Array, student_b: jax.Array, teacher_a: jax
   t = jax.lax.stop_gradient(l2_normalize(_f32(teacher_a)) @ l2_normalize(_f32(teacher_b)).T
                             / _f32(teacher_temperature))
   return 0.5 * (_row_kl(t, s) + _row_kl(t.T, s.T))
+
+
+def sigmoid_loss(a: jax.Array, b: jax.Array, temperature, bias) -> jax.Array:
+  """SigLIP's pairwise sigmoid loss: `a, b [batch, dim]` (L2-normalised here), logits
+  `a @ b.T / temperature + bias`, label +1 on the diagonal and -1 elsewhere; the sum of
+  `-log sigmoid(label * logit)` over all pairs, divided by the batch size."""
+  a, b = l2_normalize(_f32(a)), l2_normalize(_f32(b))
+  logits = (a @ b.T) / _f32(temperature) + _f32(bias)
+  labels = 2.0 * jnp.eye(a.shape[0], dtype=jnp.float32) - 1.0
+  return -jnp.sum(jax.nn.log_sigmoid(labels * logits)) / a.shape[0]

@@ -30,6 +30,7 @@ from mmjax.train import mixup, routing_stats
 from mmjax.train import profiler, progress as progress_lib, task_means
 from mmjax.train import state as state_lib, step as step_lib
 from mmjax.train import goodput as goodput_lib
+from mmjax.train import partial_init
 from mmjax.train.metrics_writer import MetricsWriter, read_metrics
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,10 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog,
   resuming = checkpointing.check_resumable(workdir, abstract_state)  # another model: raises
   init_params = None
   if not resuming and config.get('init_from', ''):  # fine-tuning: weights of a params export
-    init_params, _ = load_params(config.init_from, abstract_state['params'])
+    if config.get('init_from_only', ()):  # only the named ones (LiT: an imported image tower)
+      init_params = partial_init.load(config, abstract_state['params'])
+    else:
+      init_params, _ = load_params(config.init_from, abstract_state['params'])
 
   # --- one trainer per workdir: the lease is the first thing written (refused: exit 2) --------
   held.enter_context(lease_lib.hold(
@@ -168,7 +172,7 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog,
   if restored is None:
     state = state_lib.create_train_state(config, mesh, graphdef, shardings)
     if init_params is not None:
-      state = {**state, 'params': init_params}
+      state = {**state, 'params': partial_init.merge(state['params'], init_params)}
       log.info('initialised parameters from %s', config.init_from)
   else:
     state = restored[1]

@@ -19,6 +19,7 @@ from mmjax.models.layers import l2_normalize
 from mmjax.train.generative_objectives import (  # noqa: F401
     caption_targets, captioning_loss, masked_reconstruction_loss)
 from mmjax.train.contrastive_variants import distillation_loss, m3col_loss  # noqa: F401 (contract names)
+from mmjax.train.contrastive_variants import sigmoid_loss
 
 
 def nce_loss(a: jax.Array, b: jax.Array, temperature) -> jax.Array:
@@ -100,7 +101,11 @@ def task_loss(model, outputs: dict, batch: dict, task: Task, config) -> tuple[ja
   parts = {}
   emb, logits = outputs['embeddings'], outputs['logits']
   for a, b in task.contrast:
-    parts[f'nce/{a}_{b}'] = nce_loss(emb[a], emb[b], model.temperature(a, b))
+    if getattr(model, 'contrast_loss', 'softmax') == 'sigmoid':  # SigLIP (config.model)
+      parts[f'sigmoid/{a}_{b}'] = sigmoid_loss(emb[a], emb[b], model.temperature(a, b),
+                                               model.logit_bias(a, b))
+    else:
+      parts[f'nce/{a}_{b}'] = nce_loss(emb[a], emb[b], model.temperature(a, b))
     if a in task.teacher_modalities and b in task.teacher_modalities:  # MobileCLIP
       parts[f'distill/{a}_{b}'] = distillation_loss(
           emb[a], emb[b], batch[f'teacher_{a}'], batch[f'teacher_{b}'], model.temperature(a, b),

@@ -22,7 +22,7 @@ from flax import nnx
 from mmjax.core import export_layout as layout
 from mmjax.core.params_io import ExportError, is_params_export, load_params
 from mmjax.core.tasks import tasks_from_config
-from mmjax.data.tokenizer import Tokenizer
+from mmjax.data import stored_tokenizer
 from mmjax.models.model import build_model
 
 
@@ -56,9 +56,9 @@ class Teacher:
     self.temperature = (float(model.temperature('image', 'text'))
                         if ('image', 'text') in model.spec.pairs else None)
     self.sizes = _sizes(path, self.config)
-    tok = os.path.join(path, layout.TOKENIZER)
     lowercase = bool(self.config.get('text', {}).get('lowercase', True))
-    self.tokenizer = Tokenizer(tok, lowercase) if os.path.isfile(tok) else None
+    # mmjax's SentencePiece, or an imported model's own (CLIP BPE, SigLIP SentencePiece)
+    self.tokenizer = stored_tokenizer.find(path, lowercase)
     self._fns = {}
 
   def embed(self, modality: str, inputs: dict) -> np.ndarray:
