@@ -171,7 +171,8 @@ class BatchBuilder:
     pick = rng.random(len(column)) if rng is not None else np.zeros(len(column))  # one per example
     for value, u in zip(column, pick):
       if isinstance(value, (list, tuple, np.ndarray)):  # several captions: one per example
-        value = value[min(int(u * len(value)), len(value) - 1)]
+        # an example with none (an empty list) gets an empty, fully masked text
+        value = value[min(int(u * len(value)), len(value) - 1)] if len(value) else ''
       texts.append(value)
     return self.tokenizer.encode(texts, self.res.text_length)
 

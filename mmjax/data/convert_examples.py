@@ -32,6 +32,7 @@ class ExampleOptions:
   sample_rate: int = 16000         # audio rate (the model's config.model.audio.sample_rate)
   max_seconds: float = 0.0         # 0 = whole clip
   label_names: tuple[str, ...] = ()
+  exif_orientation: bool = True    # images: a JPEG with an EXIF rotation is stored upright
 
 
 def features(options: ExampleOptions):
@@ -70,7 +71,7 @@ def media_value(data, options: ExampleOptions):
       with open(data, 'rb') as f:
         data = f.read()
     convert_media.check_image(data)
-    return data
+    return convert_media.upright(data) if options.exif_orientation else data
   if options.modality == 'video':
     return convert_media.video_frames(data, options.fps, options.frame_size, options.max_frames)
   return convert_media.audio_int16(data, options.sample_rate, options.max_seconds)
@@ -92,22 +93,31 @@ def from_members(key: str, members: dict[str, bytes],
   return {options.modality: media, 'captions': captions, 'key': key}, ''
 
 
-def from_row(row: dict[str, str], root: str, path_column: str,
-             options: ExampleOptions) -> tuple[dict | None, str]:
-  """(example, '') or (None, reason) for one table row: media at `root/row[path_column]`,
-  captions from `caption` or `captions` (a JSON list, or one text), `label` if present."""
-  path = os.path.join(root, row[path_column])
-  raw = row.get('captions') or row.get('caption') or ''
+def table_captions(raw: str) -> list[str]:
+  """A table cell -> captions: a JSON list, or one text; stripped, empty and repeated dropped."""
   try:
     captions = json.loads(raw) if raw.strip().startswith('[') else [raw]
   except ValueError:
     captions = [raw]
-  captions = list(dict.fromkeys(str(c).strip() for c in captions if str(c).strip()))
-  example = {'captions': captions, 'key': row.get('key') or row[path_column]}
+  if not isinstance(captions, list):
+    captions = [raw]
+  return list(dict.fromkeys(str(c).strip() for c in captions if str(c).strip()))
+
+
+def from_row(row: dict[str, str], root: str, path_column: str, options: ExampleOptions,
+             caption_column: str = '', label_column: str = 'label'
+             ) -> tuple[dict | None, str]:
+  """(example, '') or (None, reason) for one table row: media at `row[path_column]` (absolute,
+  or relative to `root`), captions from `caption_column` (default `captions`, then `caption`;
+  a JSON list or one text; none is an empty list), the label from `label_column`."""
+  path = os.path.join(root, row[path_column]) if root else row[path_column]
+  columns = [caption_column] if caption_column else ['captions', 'caption']
+  raw = next((row[c] for c in columns if row.get(c)), '')
+  example = {'captions': table_captions(raw), 'key': row.get('key') or row[path_column]}
   if options.label_names:
-    example['label'] = row['label']
-  elif not captions:
-    return None, 'no caption'
+    example['label'] = row[label_column]
+  if not row[path_column].strip():
+    return None, 'empty path'
   if not os.path.isfile(path):
     return None, f'missing file {path}'
   try:

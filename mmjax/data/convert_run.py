@@ -5,14 +5,18 @@ Unit i (one WebDataset tar, or one chunk of table rows) becomes shard i of the s
 is written under a temporary name and renamed, then its report (`_convert/SPLIT/shard-i.json`:
 count, skipped keys with reasons) and captions; a rerun skips shards whose report exists. Once
 every shard is done: `dataset_info.json`/`features.json` over all converted splits, the
-tokenizer (`--tokenizer` copied, else SentencePiece trained on the captions) and
-`conversion_report.json`.
+tokenizer and `conversion_report.json`. The tokenizer is written once per dataset and never
+replaced: the first converted split trains SentencePiece on its captions (or copies
+`--tokenizer`); later splits reuse it, so a split converted later reads with the same ids.
+`job.json` records the inputs' fingerprint, so a rerun with other inputs is refused instead of
+keeping shards made from the old ones.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import glob
+import hashlib
 import json
 import multiprocessing
 import os
@@ -39,6 +43,30 @@ class Job:
   options: convert_examples.ExampleOptions
   root: str = ''                         # csv: media paths are relative to it
   path_column: str = ''
+  caption_column: str = ''               # csv: '' = captions, then caption
+  label_column: str = 'label'
+
+
+def fingerprint(job: Job) -> str:
+  """A hash of what the job reads: its units (table rows; tar paths with their sizes), where
+  media paths are resolved, and which columns it takes."""
+  digest = hashlib.sha256()
+  for unit in job.units:
+    if isinstance(unit, str):
+      size = os.path.getsize(unit) if os.path.isfile(unit) else -1
+      digest.update(json.dumps([unit, size]).encode())
+    else:
+      digest.update(json.dumps(unit, sort_keys=True, ensure_ascii=False).encode())
+  digest.update(json.dumps([job.kind, job.root, job.path_column, job.caption_column,
+                            job.label_column]).encode())
+  return digest.hexdigest()
+
+
+def job_record(job: Job) -> dict:
+  """What `job.json` holds: a rerun must match it to keep the shards already written."""
+  return {'shards': len(job.units), 'kind': job.kind,
+          'options': json.loads(json.dumps(dataclasses.asdict(job.options))),
+          'inputs': fingerprint(job)}
 
 
 def work_dir(job: Job) -> str:
@@ -56,7 +84,8 @@ def _examples(job: Job, unit):
       yield f'{os.path.basename(unit)}:<end>', None, f'tar shard ends early: {e}'
     return
   for row in unit:
-    example, why = convert_examples.from_row(row, job.root, job.path_column, job.options)
+    example, why = convert_examples.from_row(row, job.root, job.path_column, job.options,
+                                             job.caption_column, job.label_column)
     yield row.get('key') or row.get(job.path_column, ''), example, why
 
 
@@ -103,9 +132,14 @@ def _all_splits(folder: str) -> dict[str, list[dict]]:
 
 
 def _tokenizer(job: Job, tokenizer: str, vocab_size: int, max_sentences: int = 2_000_000):
+  """Writes the dataset's tokenizer.model unless it has one (never replaced: another split's
+  ids would change meaning); `tools/convert_data.py` refuses a --tokenizer that differs."""
   target = os.path.join(job.folder, tokenizer_lib.TOKENIZER_FILE)
+  if os.path.isfile(target):
+    return
   if tokenizer:
-    shutil.copyfile(tokenizer, target)
+    shutil.copyfile(tokenizer, target + '.tmp')
+    os.replace(target + '.tmp', target)
     return
   sentences = []
   for path in sorted(glob.glob(os.path.join(job.folder, '_convert', '*', 'captions-*.txt'))):
@@ -114,7 +148,30 @@ def _tokenizer(job: Job, tokenizer: str, vocab_size: int, max_sentences: int = 2
     if len(sentences) >= max_sentences:
       break
   if sentences:
-    tokenizer_lib.train_sentencepiece(sentences[:max_sentences], target, vocab_size)
+    tokenizer_lib.train_sentencepiece(sentences[:max_sentences], target + '.tmp', vocab_size)
+    os.replace(target + '.tmp', target)
+
+
+def _split_report(reports: list[dict]) -> dict:
+  return {'examples': sum(r['examples'] for r in reports),
+          'skipped': sum(len(r['skipped']) for r in reports),
+          'skipped_examples': [k for r in reports for k in r['skipped']]}
+
+
+def remove_split(job: Job) -> None:
+  """Deletes what a conversion of `job.split` wrote (its shards and work files), and the
+  dataset folder when nothing else is left in it."""
+  for path in glob.glob(os.path.join(job.folder, f'{job.name}-{job.split}.*')):
+    os.remove(path)
+  shutil.rmtree(work_dir(job), ignore_errors=True)
+  left = [p for p in os.listdir(job.folder) if p != '_convert'] if os.path.isdir(
+      job.folder) else []
+  if os.path.isdir(job.folder) and not left and not os.listdir(os.path.join(job.folder,
+                                                                           '_convert')):
+    shutil.rmtree(job.folder)
+    parent = os.path.dirname(job.folder)
+    if os.path.isdir(parent) and not os.listdir(parent):
+      os.rmdir(parent)
 
 
 def run(job: Job, *, workers: int = 1, tokenizer: str = '', vocab_size: int = 8000,
@@ -123,8 +180,7 @@ def run(job: Job, *, workers: int = 1, tokenizer: str = '', vocab_size: int = 80
   report."""
   os.makedirs(work_dir(job), exist_ok=True)
   with open(os.path.join(work_dir(job), 'job.json'), 'w') as f:
-    json.dump({'shards': len(job.units), 'kind': job.kind,
-               'options': dataclasses.asdict(job.options)}, f)
+    json.dump(job_record(job), f)
   todo = [i for i in range(len(job.units)) if i not in _done(job)]
   bar = tqdm(total=len(job.units), initial=len(job.units) - len(todo), unit='shard',
              desc=f'{job.name}/{job.split}', disable=progress is False)
@@ -138,15 +194,14 @@ def run(job: Job, *, workers: int = 1, tokenizer: str = '', vocab_size: int = 80
       bar.update(1)
   bar.close()
   splits = _all_splits(job.folder)
+  if not sum(r['examples'] for r in splits.get(job.split, [])):
+    return {job.split: _split_report(splits.get(job.split, []))}
   tfds_writer.write_metadata(job.folder, job.name, VERSION,
                              convert_examples.features(job.options),
                              {s: [r['examples'] for r in reps] for s, reps in splits.items()},
                              description=description)
   _tokenizer(job, tokenizer, vocab_size)
-  report = {s: {'examples': sum(r['examples'] for r in reps),
-                'skipped': sum(len(r['skipped']) for r in reps),
-                'skipped_examples': [k for r in reps for k in r['skipped']]}
-            for s, reps in splits.items()}
+  report = {s: _split_report(reps) for s, reps in splits.items()}
   with open(os.path.join(job.folder, REPORT_FILE), 'w') as f:
     json.dump(report, f, indent=1)
   return report
