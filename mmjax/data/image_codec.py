@@ -19,6 +19,7 @@ import math
 import cv2
 import numpy as np
 import simplejpeg
+from PIL import Image
 
 cv2.setNumThreads(1)  # parallelism comes from the loader's threads and worker processes
 
@@ -76,7 +77,6 @@ def image_size(data: bytes) -> tuple[int, int]:
       raise CorruptImage(failure(data, str(e))) from e
   if sniff(data) in ('PNG', 'GIF', 'BMP', 'WebP'):
     try:
-      from PIL import Image  # lazy: only for headers of non-JPEG images
       with Image.open(io.BytesIO(data)) as image:
         w, h = image.size
       return int(h), int(w)
@@ -90,7 +90,6 @@ def exif_orientation(data: bytes) -> int:
   if not _is_jpeg(data):
     return 1
   try:
-    from PIL import Image
     with Image.open(io.BytesIO(data)) as image:
       value = image.getexif().get(0x0112, 1)
     return int(value) if 1 <= int(value) <= 8 else 1
