@@ -10,6 +10,14 @@
       --output=DATA_DIR --name=my_clips --fps=8 --frame_size=256
   python -m tools.convert_data webdataset --modality=audio --input='sounds-{0..9}.tar' \\
       --output=DATA_DIR --name=my_sounds --sample_rate=16000
+  python -m tools.convert_data parquet --input='DIR/{00000..00009}.parquet' --path_column=jpg \\
+      --caption_column=txt --output=DATA_DIR --name=laion_part      # paths, URLs or bytes
+  python -m tools.convert_data hf --input=SAVED_DIR --split=train --path_column=image \\
+      --caption_column=text --output=DATA_DIR --name=my_hf          # Dataset.save_to_disk
+  python -m tools.convert_data jsonl --input=llava_pretrain.json --image_root=DIR \\
+      --output=DATA_DIR --name=llava_pairs          # JSON Lines, or LLaVA's JSON list
+  python -m tools.convert_data folder --input=DIR --output=DATA_DIR --name=my_photos
+      # class sub-folders -> labels, NAME.txt beside NAME.jpg -> its caption
 
 Writes `DATA_DIR/NAME/1.0.0/` (a TFDS dataset of ArrayRecord shards, one per input tar or per
 `--rows_per_shard` table rows) with `tokenizer.model` and `conversion_report.json` (examples
@@ -20,6 +28,9 @@ dataset's tokenizer.model is never replaced, so another split converted later re
 different `--tokenizer` is refused). Train on it with `--config.data_dir=DATA_DIR
 --config.tasks.TASK.dataset=NAME`. Interrupted? Run the same command again: finished shards are
 kept (other inputs or options are refused). A conversion that writes no example is an error.
+
+Inputs may lie on an object store (`gs://...`): tables, Parquet files and media paths are read
+through etils' path layer. Other sources: see `mmjax/data/convert_sources.py`.
 
 Tables: a header line; the separator (tab, comma, semicolon, pipe) is sniffed from it or given
 (`--separator`); UTF-8 with or without a byte-order mark, or `--encoding`. Columns: the media
@@ -47,10 +58,16 @@ def _fail(message: str) -> int:
   return 2
 
 
+def _folder_of(path: str) -> str:
+  """The folder holding `path` (a local path, or a gs:// URL): where its relative paths start."""
+  return path.rsplit('/', 1)[0] if '://' in path else os.path.dirname(os.path.abspath(path))
+
+
 def _table_job(args, options) -> tuple[convert_run.Job | None, str]:
-  if not os.path.isfile(args.input):
+  remote = '://' in args.input
+  if not remote and not os.path.isfile(args.input):
     return None, f'--input={args.input} is not a file; give the CSV/TSV table of media paths.'
-  if args.image_root and not os.path.isdir(args.image_root):
+  if args.image_root and '://' not in args.image_root and not os.path.isdir(args.image_root):
     return None, f'--image_root={args.image_root} is not a directory; give the folder the ' \
                  "table's paths are relative to (or leave it out for absolute paths)."
   try:
@@ -73,12 +90,93 @@ def _table_job(args, options) -> tuple[convert_run.Job | None, str]:
   if args.label_column in columns:
     options = dataclasses.replace(options, label_names=tuple(
         sorted({r[args.label_column] for r in rows})))
-  root = args.image_root or os.path.dirname(os.path.abspath(args.input))
+  root = args.image_root or _folder_of(args.input)
   n = args.rows_per_shard
   units = tuple(tuple(rows[i:i + n]) for i in range(0, len(rows), n))
   return convert_run.Job('csv', units, '', args.name, args.split, options, root=root,
                          path_column=path_column, caption_column=args.caption_column,
                          label_column=args.label_column), ''
+
+
+def _rows_job(args, options, rows: list[dict] | tuple, columns: list[str], root: str,
+              path_column: str, caption_column: str, label_names=None, label_values=None,
+              units=None) -> tuple[convert_run.Job | None, str]:
+  """A table job from rows already read (or `units` of a Parquet/Arrow source)."""
+  if path_column not in columns:
+    return None, (f'{args.input} has no media column {path_column!r} (its columns: {columns}); '
+                  'name it with --path_column.')
+  if args.caption_column and args.caption_column not in columns:
+    return None, (f'{args.input} has no column {args.caption_column!r} (its columns: '
+                  f'{columns}); name the caption column with --caption_column.')
+  if label_names is None and args.label_column in columns:
+    values = label_values if label_values is not None else [r.get(args.label_column)
+                                                           for r in rows]
+    label_names = tuple(str(v) for v in sorted(set(values), key=lambda v: (
+        not isinstance(v, (int, float)), v if isinstance(v, (int, float)) else str(v))))
+    options = dataclasses.replace(options, label_names=label_names)
+  elif label_names:
+    options = dataclasses.replace(options, label_names=tuple(label_names), label_is_index=True)
+  if units is None:
+    n = args.rows_per_shard
+    units = tuple(tuple(rows[i:i + n]) for i in range(0, len(rows), n))
+  if not units:
+    return None, f'{args.input} holds no rows; give a table with at least one example.'
+  return convert_run.Job('csv', tuple(units), '', args.name, args.split, options, root=root,
+                         path_column=path_column, caption_column=caption_column,
+                         label_column=args.label_column), ''
+
+
+def _source_job(args, options) -> tuple[convert_run.Job | None, str]:
+  """Jobs of the parquet, hf, jsonl and folder formats (`convert_sources.py`)."""
+  from mmjax.data import convert_sources as cs
+  remote = '://' in args.input
+  try:
+    if args.format == 'parquet':
+      files = convert_inputs.expand(args.input) if not remote else [args.input]
+      missing = [f for f in files if not remote and not os.path.isfile(f)]
+      if not files or missing:
+        return None, f'--input={args.input} matches no Parquet file; check the path or glob.'
+      table = cs.parquet(files, args.label_column)
+      path_column = args.path_column or next((c for c in (args.modality, 'jpg', 'path', 'file',
+                                                          'filepath') if c in table.columns), '')
+      return _rows_job(args, options, (), table.columns, args.image_root or table.root,
+                       path_column, args.caption_column or next(
+                           (c for c in ('caption', 'captions', 'txt', 'text', 'title')
+                            if c in table.columns), ''),
+                       label_values=table.label_values, units=table.units)
+    if args.format == 'hf':
+      if not os.path.isdir(args.input):
+        return None, f'--input={args.input} is not a folder; give what save_to_disk wrote.'
+      table = cs.hf_saved(args.input, args.split, args.label_column, args.rows_per_shard)
+      path_column = args.path_column or next((c for c in (args.modality, 'img', 'path')
+                                              if c in table.columns), '')
+      caption = args.caption_column or next((c for c in ('caption', 'captions', 'text', 'txt')
+                                             if c in table.columns), '')
+      labels = None if table.label_names else ([r.get(args.label_column) for u in table.units
+                                                for r in cs.slice_rows(u)]
+                                               if args.label_column in table.columns else None)
+      return _rows_job(args, options, (), table.columns, args.image_root or table.root,
+                       path_column, caption, label_names=table.label_names,
+                       label_values=labels, units=table.units)
+    if args.format == 'jsonl':
+      if not remote and not os.path.isfile(args.input):
+        return None, f'--input={args.input} is not a file; give the JSONL or JSON annotations.'
+      rows, path_column, caption = cs.jsonl(args.input, args.path_column, args.caption_column)
+      columns = sorted({k for r in rows for k in r} | {caption})
+      root = args.image_root or _folder_of(args.input)
+      return _rows_job(args, options, rows, columns, root, path_column, caption)
+    if not os.path.isdir(args.input):
+      return None, f'--input={args.input} is not a folder of images.'
+    rows, _ = cs.folder_rows(args.input)
+    if not rows:
+      return None, (f'--input={args.input} holds no image ('
+                    f'{", ".join(cs.FOLDER_EXTENSIONS)}); check the folder.')
+    columns = sorted({k for r in rows for k in r})
+    return _rows_job(args, options, rows, columns, '', 'path', 'captions')
+  except (cs.SourceError, convert_inputs.TableError) as e:
+    return None, str(e)
+  except (OSError, ValueError) as e:  # pyarrow's errors are ValueErrors/OSErrors
+    return None, f'--input={args.input} cannot be read as {args.format}: {e}'
 
 
 def _tokenizer_conflict(folder: str, tokenizer: str) -> str:
@@ -95,7 +193,7 @@ def _tokenizer_conflict(folder: str, tokenizer: str) -> str:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('format', choices=('webdataset', 'csv'))
+  parser.add_argument('format', choices=('webdataset', 'csv', 'parquet', 'hf', 'jsonl', 'folder'))
   parser.add_argument('--input', required=True, help="tar shards ('a-{000..009}.tar', globs) "
                       'or a .csv/.tsv table')
   parser.add_argument('--output', required=True, help='the data dir to write into')
@@ -141,7 +239,7 @@ def main(argv=None) -> int:
           + '; check the path and the {first..last} range.')
     job = convert_run.Job('webdataset', tuple(shards), '', args.name, args.split, options)
   else:
-    job, why = _table_job(args, options)
+    job, why = (_table_job if args.format == 'csv' else _source_job)(args, options)
     if job is None:
       return _fail(why)
   folder = os.path.join(args.output, args.name, convert_run.VERSION)

@@ -20,6 +20,8 @@ import re
 import tarfile
 from typing import Iterator
 
+from etils import epath
+
 _BRACES = re.compile(r'\{(\d+)\.\.(\d+)\}')
 
 
@@ -97,7 +99,7 @@ def _text(data: bytes, path: str, encoding: str) -> str:
 
 def read_table(path: str, separator: str = '', encoding: str = '') -> list[dict[str, str]]:
   """Rows of a table with a header line (see the module docstring); raises TableError."""
-  with open(path, 'rb') as f:
+  with epath.Path(path).open('rb') as f:  # local, or gs:// through etils' path layer
     text = _text(f.read(), path, encoding).lstrip('\ufeff')
   header = text.split('\n', 1)[0]
   separator = separator.encode().decode('unicode_escape') if separator else sniff_separator(

@@ -26,7 +26,8 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from mmjax.data import convert_examples, convert_inputs, tfds_writer, tokenizer as tokenizer_lib
+from mmjax.data import convert_examples, convert_inputs, convert_sources, tfds_writer
+from mmjax.data import tokenizer as tokenizer_lib
 
 VERSION = '1.0.0'
 REPORT_FILE = 'conversion_report.json'
@@ -35,8 +36,9 @@ REPORT_FILE = 'conversion_report.json'
 @dataclasses.dataclass(frozen=True)
 class Job:
   """Everything a worker needs (picklable)."""
-  kind: str                              # 'webdataset' | 'csv'
-  units: tuple                           # per unit: a tar path, or a tuple of table rows
+  kind: str                              # 'webdataset' | 'csv' (any table of rows)
+  units: tuple                           # per unit: a tar path, a tuple of table rows, or a
+                                         # convert_sources.Slice of a Parquet/Arrow file
   folder: str                            # DATA_DIR/NAME/VERSION
   name: str
   split: str
@@ -51,12 +53,19 @@ def fingerprint(job: Job) -> str:
   """A hash of what the job reads: its units (table rows; tar paths with their sizes), where
   media paths are resolved, and which columns it takes."""
   digest = hashlib.sha256()
+  def plain(value):  # bytes (embedded images) enter the hash by their own hash
+    return hashlib.sha256(bytes(value)).hexdigest() if isinstance(value, (bytes, bytearray)) \
+        else str(value)
+
   for unit in job.units:
-    if isinstance(unit, str):
-      size = os.path.getsize(unit) if os.path.isfile(unit) else -1
-      digest.update(json.dumps([unit, size]).encode())
+    if isinstance(unit, (str, convert_sources.Slice)):
+      path = unit if isinstance(unit, str) else unit.path
+      stat = os.stat(path) if os.path.isfile(path) else None
+      where = unit if isinstance(unit, str) else dataclasses.astuple(unit)
+      digest.update(json.dumps([where, stat.st_size if stat else -1,
+                                stat.st_mtime_ns if stat else -1]).encode())
     else:
-      digest.update(json.dumps(unit, sort_keys=True, ensure_ascii=False).encode())
+      digest.update(json.dumps(unit, sort_keys=True, ensure_ascii=False, default=plain).encode())
   digest.update(json.dumps([job.kind, job.root, job.path_column, job.caption_column,
                             job.label_column]).encode())
   return digest.hexdigest()
@@ -83,10 +92,23 @@ def _examples(job: Job, unit):
     except (tarfile.TarError, OSError, EOFError) as e:
       yield f'{os.path.basename(unit)}:<end>', None, f'tar shard ends early: {e}'
     return
-  for row in unit:
+  try:
+    rows = convert_sources.rows_of(unit)
+  except (OSError, ValueError) as e:
+    yield f'{getattr(unit, "path", "")}:{getattr(unit, "start", "")}', None, f'unreadable: {e}'
+    return
+  for i, row in enumerate(rows):
+    key = f'{os.path.basename(unit.path)}:{unit.start}:{i}' if isinstance(
+        unit, convert_sources.Slice) else f'row {i}'
     example, why = convert_examples.from_row(row, job.root, job.path_column, job.options,
-                                             job.caption_column, job.label_column)
-    yield row.get('key') or row.get(job.path_column, ''), example, why
+                                             job.caption_column, job.label_column, key)
+    yield (example['key'] if example else _row_key(row, job.path_column, key)), example, why
+
+
+def _row_key(row: dict, path_column: str, default: str) -> str:
+  cell = row.get(path_column)
+  name = cell.get('path') if isinstance(cell, dict) else cell if isinstance(cell, str) else ''
+  return str(row.get('key') or name or default)
 
 
 def convert_unit(args) -> dict:
