@@ -117,3 +117,34 @@ def test_empty_caption_list_trains_and_evaluates_as_empty_text(tmp_path):
     batch = builder(np.arange(4), rng)
     assert batch['text_mask'].sum(1).tolist()[1::2] == [0, 0]
     assert batch['text_mask'][0].sum() > 0 and batch['text_mask'][2].sum() > 0
+
+
+class _Videos(readers.Source):
+  """Decoded videos of different lengths and sizes, as a cached split holds them."""
+
+  def __init__(self, videos):
+    spec = readers.FeatureSpec('video', 'video', (None, None, None, 3), 'uint8')
+    super().__init__('vids', 'train', {'video': spec}, {'train': len(videos)}, 0)
+    self.videos = videos
+
+  def _records(self, indices):
+    return [{'video': self.videos[i]} for i in indices]
+
+  def read(self, indices, names):
+    return {'video': readers._objects([self.videos[i] for i in indices])}
+
+
+def test_ragged_decoded_videos_are_resized_one_by_one(monkeypatch):
+  rng = np.random.default_rng(0)
+  videos = [rng.integers(0, 256, (t, h, w, 3), dtype=np.uint8)
+            for t, h, w in [(5, 12, 20), (9, 30, 16), (3, 8, 8)]]
+  source = _Videos(videos)
+  monkeypatch.setattr(transforms, 'stack_ragged', lambda v: pytest.fail('padded'))
+  res = Resolution(image_size=8, num_frames=4)
+  builder = batching.BatchBuilder(source, {'video': 'video'}, res, pipeline.DataOptions())
+  batch = builder(np.arange(3), None)['video']
+  assert batch.shape == (3, 4, 8, 8, 3)
+  for i, v in enumerate(videos):   # alone, each is a plain (non-ragged) batch of one
+    alone = batching.BatchBuilder(_Videos([v]), {'video': 'video'}, res, pipeline.DataOptions())
+    monkeypatch.setattr(alone.source, 'read', lambda idx, names, v=v: {'video': v[None]})
+    np.testing.assert_array_equal(batch[i], alone(np.arange(1), None)['video'][0])
