@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import os
 import sys
@@ -219,6 +220,11 @@ def main(argv=None) -> int:
                       'of training one on the captions')
   parser.add_argument('--vocab_size', type=int, default=8000)
   parser.add_argument('--workers', type=int, default=max(1, (os.cpu_count() or 2) - 1))
+  parser.add_argument('--engine', default='pool', choices=('pool', 'beam'),
+                      help='pool: this machine\'s processes; beam: an Apache Beam pipeline '
+                      '(tools/convert_beam.py; pip install apache-beam)')
+  parser.add_argument('--beam_args', default='', help="beam: pipeline options, e.g. "
+                      "'--runner=DirectRunner --direct_num_workers=4'")
   args = parser.parse_args(argv)
 
   if not args.name.replace('_', '').isalnum() or not args.name[0].isalpha():
@@ -254,9 +260,16 @@ def main(argv=None) -> int:
   if conflict:
     return _fail(conflict)
   job = dataclasses.replace(job, folder=folder)
-  report = convert_run.run(job, workers=args.workers, tokenizer=args.tokenizer,
-                           vocab_size=args.vocab_size,
-                           description=f'Converted by tools.convert_data from {args.input}.')
+  finish = dict(tokenizer=args.tokenizer, vocab_size=args.vocab_size,
+                description=f'Converted by tools.convert_data from {args.input}.')
+  if args.engine == 'beam':
+    if importlib.util.find_spec('apache_beam') is None:
+      return _fail("--engine=beam needs Apache Beam: pip install 'mmjax[beam]' (or "
+                   'apache-beam), or use the default --engine=pool.')
+    from tools import convert_beam
+    report = convert_beam.run(job, args.beam_args, **finish)
+  else:
+    report = convert_run.run(job, workers=args.workers, **finish)
   if not report[args.split]['examples']:
     reasons = [f'{s["key"]}: {s["reason"]}' for s in report[args.split]['skipped_examples']]
     convert_run.remove_split(job)

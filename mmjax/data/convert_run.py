@@ -196,25 +196,18 @@ def remove_split(job: Job) -> None:
       os.rmdir(parent)
 
 
-def run(job: Job, *, workers: int = 1, tokenizer: str = '', vocab_size: int = 8000,
-        description: str = '', progress: Callable | None = None) -> dict:
-  """Converts every unit not yet done, then writes metadata, tokenizer and report; returns the
-  report."""
+def start(job: Job) -> list[int]:
+  """Records the job (`job.json`) and returns the units still to convert."""
   os.makedirs(work_dir(job), exist_ok=True)
   with open(os.path.join(work_dir(job), 'job.json'), 'w') as f:
     json.dump(job_record(job), f)
-  todo = [i for i in range(len(job.units)) if i not in _done(job)]
-  bar = tqdm(total=len(job.units), initial=len(job.units) - len(todo), unit='shard',
-             desc=f'{job.name}/{job.split}', disable=progress is False)
-  if workers > 1 and len(todo) > 1:
-    with multiprocessing.get_context('spawn').Pool(min(workers, len(todo))) as pool:
-      for _ in pool.imap_unordered(convert_unit, [(job, i) for i in todo]):
-        bar.update(1)
-  else:
-    for i in todo:
-      convert_unit((job, i))
-      bar.update(1)
-  bar.close()
+  return [i for i in range(len(job.units)) if i not in _done(job)]
+
+
+def finish(job: Job, *, tokenizer: str = '', vocab_size: int = 8000,
+           description: str = '') -> dict:
+  """Once every unit is converted: metadata over all splits, the tokenizer (unless the dataset
+  has one) and the report; returns the report (no metadata when the split has no example)."""
   splits = _all_splits(job.folder)
   if not sum(r['examples'] for r in splits.get(job.split, [])):
     return {job.split: _split_report(splits.get(job.split, []))}
@@ -227,3 +220,21 @@ def run(job: Job, *, workers: int = 1, tokenizer: str = '', vocab_size: int = 80
   with open(os.path.join(job.folder, REPORT_FILE), 'w') as f:
     json.dump(report, f, indent=1)
   return report
+
+
+def run(job: Job, *, workers: int = 1, tokenizer: str = '', vocab_size: int = 8000,
+        description: str = '', progress: Callable | None = None) -> dict:
+  """Converts every unit not yet done in a process pool, then `finish`; returns the report."""
+  todo = start(job)
+  bar = tqdm(total=len(job.units), initial=len(job.units) - len(todo), unit='shard',
+             desc=f'{job.name}/{job.split}', disable=progress is False)
+  if workers > 1 and len(todo) > 1:
+    with multiprocessing.get_context('spawn').Pool(min(workers, len(todo))) as pool:
+      for _ in pool.imap_unordered(convert_unit, [(job, i) for i in todo]):
+        bar.update(1)
+  else:
+    for i in todo:
+      convert_unit((job, i))
+      bar.update(1)
+  bar.close()
+  return finish(job, tokenizer=tokenizer, vocab_size=vocab_size, description=description)

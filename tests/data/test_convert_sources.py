@@ -159,3 +159,25 @@ def test_a_table_and_its_images_on_gcs(tmp_path, gcs):
 
 
 from test_cloud_workdir import gcs  # noqa: E402,F401 - the emulator fixture
+
+
+def test_beam_pipeline_writes_the_pool_shards_byte_for_byte(tmp_path):
+  pytest.importorskip('apache_beam')   # the optional `beam` extra
+  (tmp_path / 'img').mkdir()
+  rows = []
+  for i in range(7):
+    (tmp_path / 'img' / f'{i}.jpg').write_bytes(jpeg(pixels(i, 8 + i, 9)))
+    rows.append(f'img/{i}.jpg,photo {i}')
+  (tmp_path / 'img' / 'bad.jpg').write_bytes(BROKEN['zero_byte'][0])
+  (tmp_path / 't.csv').write_text('path,caption\n' + '\n'.join(rows + ['img/bad.jpg,x']) + '\n')
+  args = ('csv', f'--input={tmp_path}/t.csv', '--name=pairs', '--rows_per_shard=3')
+  assert convert(*args, f'--output={tmp_path}/pool') == 0
+  assert convert(*args, f'--output={tmp_path}/beam', '--engine=beam',
+                 '--beam_args=--runner=DirectRunner --direct_num_workers=2') == 0
+  pool, beam = tmp_path / 'pool/pairs/1.0.0', tmp_path / 'beam/pairs/1.0.0'
+  shards = sorted(p.name for p in pool.glob('pairs-train.array_record-*'))
+  assert len(shards) == 3 and shards == sorted(p.name for p in beam.glob('pairs-train.*'))
+  for name in shards + ['tokenizer.model']:
+    assert (pool / name).read_bytes() == (beam / name).read_bytes(), name
+  assert (json.loads((pool / 'conversion_report.json').read_text())
+          == json.loads((beam / 'conversion_report.json').read_text()))
