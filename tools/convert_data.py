@@ -253,7 +253,8 @@ def main(argv=None) -> int:
   if os.path.isfile(previous):
     before = json.load(open(previous))
     now = convert_run.job_record(job)
-    if any(before.get(k) != now[k] for k in ('shards', 'options', 'inputs')):
+    # ('inputs' is absent from a job.json written before inputs were fingerprinted)
+    if any(k in before and before[k] != now[k] for k in ('shards', 'options', 'inputs')):
       return _fail(f'{folder} holds an earlier conversion of split {args.split!r} with other '
                    'inputs or options; use another --name or --split, or delete it.')
   conflict = _tokenizer_conflict(folder, args.tokenizer)

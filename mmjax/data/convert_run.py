@@ -53,6 +53,7 @@ def fingerprint(job: Job) -> str:
   """A hash of what the job reads: its units (table rows; tar paths with their sizes), where
   media paths are resolved, and which columns it takes."""
   digest = hashlib.sha256()
+
   def plain(value):  # bytes (embedded images) enter the hash by their own hash
     return hashlib.sha256(bytes(value)).hexdigest() if isinstance(value, (bytes, bytearray)) \
         else str(value)

@@ -285,7 +285,7 @@ class ArrayRecordSource(Source):
     return [self._decode(r) for r in self._data.__getitems__(indices)]
 
 
-def decoded_bytes(column: np.ndarray, kind: str) -> int:
+def decoded_bytes(column: np.ndarray) -> int:
   """Bytes an encoded image/video column takes decoded (uint8 RGB), from the headers only; an
   unreadable header counts as nothing (that example stays encoded)."""
   total = 0
@@ -328,7 +328,7 @@ class InMemorySource(Source):
     del parts
     media = [n for n in names if source.features[n].kind in ('image', 'video')
              and len(columns[n]) and columns[n].dtype == object and is_encoded(columns[n][0])]
-    need = sum(decoded_bytes(columns[n], source.features[n].kind) for n in media)
+    need = sum(decoded_bytes(columns[n]) for n in media)
     self.decoded = bool(media) and need <= decoded_mb * 2**20
     if self.decoded:
       for n in media:

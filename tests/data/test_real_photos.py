@@ -56,7 +56,7 @@ def test_cache_decodes_only_what_fits_decoded_and_gives_the_uncached_pixels(tmp_
   write_dataset(root, name, images)
   need = sum(h * w * 3 for h, w in sizes)
   base = sources.open_source(name, 'train', root, 0)
-  assert readers.decoded_bytes(base.read(range(6), ['image'])['image'], 'image') == need
+  assert readers.decoded_bytes(base.read(range(6), ['image'])['image']) == need
   fits = readers.InMemorySource(base, decoded_mb=need / 2**20)
   too_big = readers.InMemorySource(base, decoded_mb=(need - 1) / 2**20)
   assert fits.decoded and not too_big.decoded
