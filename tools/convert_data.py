@@ -38,7 +38,7 @@ path (`--path_column`, default: the modality's name, else path, file, filename, 
 captions (`--caption_column`, default captions then caption; a JSON list or one text; an empty
 one keeps the image with no caption), optionally a label (`--label_column`, default label) and
 key. Paths are absolute, or relative to `--image_root` (default: the table's folder). A JPEG's
-EXIF orientation is applied (stored upright) unless `--noexif_orientation`.
+EXIF orientation is applied (stored upright) unless `--no-exif_orientation`.
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ import os
 import sys
 
 from mmjax.data import convert_examples, convert_inputs, convert_run
+from mmjax.data import convert_sources as cs
 from mmjax.data import tokenizer as tokenizer_lib
 
 
@@ -129,7 +130,6 @@ def _rows_job(args, options, rows: list[dict] | tuple, columns: list[str], root:
 
 def _source_job(args, options) -> tuple[convert_run.Job | None, str]:
   """Jobs of the parquet, hf, jsonl and folder formats (`convert_sources.py`)."""
-  from mmjax.data import convert_sources as cs
   remote = '://' in args.input
   try:
     if args.format == 'parquet':

@@ -145,3 +145,19 @@ def test_encodings_bom_utf16_and_an_undecodable_table(tmp_path):
                            r'encoding, e.g. --encoding=latin-1'):
     convert_inputs.read_table(str(path))
   assert convert_inputs.read_table(str(path), encoding='latin-1') == rows
+
+
+def test_exif_orientation_can_be_kept_as_stored(tmp_path):
+  exif = Image.Exif()
+  exif[0x0112] = 8
+  data = jpeg(pixels(1, 12, 20), exif=exif.tobytes())
+  (tmp_path / 'r.jpg').write_bytes(data)
+  (tmp_path / 't.csv').write_text('path,caption\nr.jpg,turned\n')
+  out = tmp_path / 'data'
+  for flag, name in (('--no-exif_orientation', 'kept'), ('--exif_orientation', 'upright')):
+    assert convert('csv', f'--input={tmp_path}/t.csv', f'--output={out}', f'--name={name}',
+                   flag) == 0
+  stored = {n: sources.open_source(n, 'train', str(out)).read([0], ['image'])['image'][0]
+            for n in ('kept', 'upright')}
+  assert stored['kept'] == data
+  assert np.asarray(Image.open(io.BytesIO(stored['upright']))).shape == (20, 12, 3)
