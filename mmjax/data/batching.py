@@ -152,12 +152,17 @@ class BatchBuilder:
       boxes, flip = self._boxes(hs, ws, rng)
       clips = encoded.decode_clips(column, idx, boxes, self.res.image_size, flip, hs, ws, bad)
       return clips[:, 0] if rng is None and self.num_clips == 1 else clips
-    frames = T.stack_ragged(column)
-    rows = np.arange(len(frames)).reshape((-1,) + (1,) * (idx.ndim - 1))
-    clips = frames[rows, idx]                                         # [b, (clips,) T, H, W, C]
     if rng is None and self.num_clips == 1:
-      clips = clips[:, 0]
-    return self._resize(clips, _sizes(column, -3), _sizes(column, -2), rng)
+      idx = idx[:, 0]
+    hs, ws = _sizes(column, -3), _sizes(column, -2)
+    if column.dtype == object:  # ragged decoded videos: each clip resized alone, never padded
+      boxes, flip = self._boxes(hs, ws, rng)
+      return np.concatenate([T.crop_resize(np.asarray(v)[i][None], boxes[j:j + 1],
+                                           self.res.image_size,
+                                           None if flip is None else flip[j:j + 1])
+                             for j, (v, i) in enumerate(zip(column, idx))])
+    rows = np.arange(len(column)).reshape((-1,) + (1,) * (idx.ndim - 1))
+    return self._resize(column[rows, idx], hs, ws, rng)       # [b, (clips,) T, H, W, C] in
 
   def _audio(self, column: np.ndarray, rng) -> np.ndarray:
     lengths = _sizes(column, 0)
@@ -174,7 +179,8 @@ class BatchBuilder:
     pick = rng.random(len(column)) if rng is not None else np.zeros(len(column))  # one per example
     for value, u in zip(column, pick):
       if isinstance(value, (list, tuple, np.ndarray)):  # several captions: one per example
-        value = value[min(int(u * len(value)), len(value) - 1)]
+        # an example with none (an empty list) gets an empty, fully masked text
+        value = value[min(int(u * len(value)), len(value) - 1)] if len(value) else ''
       texts.append(value)
     return self.tokenizer.encode(texts, self.res.text_length)
 

@@ -13,6 +13,7 @@ import os
 
 import numpy as np
 import tensorflow_datasets as tfds
+from etils import epath
 
 from mmjax.data import convert_media, tfds_compat
 
@@ -32,6 +33,8 @@ class ExampleOptions:
   sample_rate: int = 16000         # audio rate (the model's config.model.audio.sample_rate)
   max_seconds: float = 0.0         # 0 = whole clip
   label_names: tuple[str, ...] = ()
+  exif_orientation: bool = True    # images: a JPEG with an EXIF rotation is stored upright
+  label_is_index: bool = False     # labels are indices into label_names (a HF ClassLabel)
 
 
 def features(options: ExampleOptions):
@@ -70,7 +73,7 @@ def media_value(data, options: ExampleOptions):
       with open(data, 'rb') as f:
         data = f.read()
     convert_media.check_image(data)
-    return data
+    return convert_media.upright(data) if options.exif_orientation else data
   if options.modality == 'video':
     return convert_media.video_frames(data, options.fps, options.frame_size, options.max_frames)
   return convert_media.audio_int16(data, options.sample_rate, options.max_seconds)
@@ -92,26 +95,68 @@ def from_members(key: str, members: dict[str, bytes],
   return {options.modality: media, 'captions': captions, 'key': key}, ''
 
 
-def from_row(row: dict[str, str], root: str, path_column: str,
-             options: ExampleOptions) -> tuple[dict | None, str]:
-  """(example, '') or (None, reason) for one table row: media at `root/row[path_column]`,
-  captions from `caption` or `captions` (a JSON list, or one text), `label` if present."""
-  path = os.path.join(root, row[path_column])
-  raw = row.get('captions') or row.get('caption') or ''
-  try:
-    captions = json.loads(raw) if raw.strip().startswith('[') else [raw]
-  except ValueError:
-    captions = [raw]
-  captions = list(dict.fromkeys(str(c).strip() for c in captions if str(c).strip()))
-  example = {'captions': captions, 'key': row.get('key') or row[path_column]}
+def table_captions(raw) -> list[str]:
+  """A table cell -> captions: a list, a JSON list, or one text; stripped, empty and repeated
+  ones dropped."""
+  if raw is None:
+    return []
+  if isinstance(raw, (list, tuple)):
+    captions = list(raw)
+  else:
+    raw = str(raw)
+    try:
+      captions = json.loads(raw) if raw.strip().startswith('[') else [raw]
+    except ValueError:
+      captions = [raw]
+    if not isinstance(captions, list):
+      captions = [raw]
+  return list(dict.fromkeys(str(c).strip() for c in captions if c is not None and str(c).strip()))
+
+
+def _read_media(value, root: str):
+  """(bytes or a local path, name for the key and messages) of a media cell: a path (absolute,
+  relative to `root`, or on an object store, `gs://...`), bytes, or `{'bytes', 'path'}`."""
+  if isinstance(value, dict):
+    if value.get('bytes'):
+      return bytes(value['bytes']), str(value.get('path') or '')
+    value = value.get('path') or ''
+  if isinstance(value, (bytes, bytearray, memoryview)):
+    return bytes(value), ''
+  value = str(value or '').strip()
+  if not value:
+    return None, ''
+  full = value if ('://' in value or not root) else (
+      root.rstrip('/') + '/' + value if '://' in root else os.path.join(root, value))
+  if '://' in full:  # object stores, through the path layer (etils epath)
+    return epath.Path(full).read_bytes(), value
+  return full, value
+
+
+def from_row(row: dict, root: str, path_column: str, options: ExampleOptions,
+             caption_column: str = '', label_column: str = 'label', key: str = ''
+             ) -> tuple[dict | None, str]:
+  """(example, '') or (None, reason) for one table row: media from `row[path_column]` (a path:
+  absolute, relative to `root`, or `gs://`; or the encoded bytes), captions from
+  `caption_column` (default `captions`, then `caption`; a list, a JSON list or one text; none is
+  an empty list), the label from `label_column`."""
+  columns = [caption_column] if caption_column else ['captions', 'caption']
+  raw = next((row[c] for c in columns if row.get(c) not in (None, '', [])), None)
+  cell = row.get(path_column)
+  name = cell.get('path') if isinstance(cell, dict) else (cell if isinstance(cell, str) else '')
+  example = {'captions': table_captions(raw), 'key': str(row.get('key') or name or key)}
   if options.label_names:
-    example['label'] = row['label']
-  elif not captions:
-    return None, 'no caption'
-  if not os.path.isfile(path):
-    return None, f'missing file {path}'
+    label = row.get(label_column)
+    example['label'] = int(label) if options.label_is_index else str(label)
   try:
-    example[options.modality] = media_value(path, options)
+    media, name = _read_media(cell, root)
+  except (OSError, ValueError) as e:
+    return None, f'cannot read {cell}: {e}'
+  if media is None:
+    return None, 'empty path'
+  if isinstance(media, str) and not os.path.isfile(media):
+    return None, f'missing file {media}'
+  try:
+    example[options.modality] = media_value(media, options)
   except (convert_media.MediaError, OSError) as e:
     return None, str(e)
   return example, ''

@@ -37,6 +37,16 @@ def check_image(data: bytes) -> tuple[int, int]:
   return image.shape[:2]
 
 
+def upright(data: bytes, quality: int = 95) -> bytes:
+  """A JPEG whose EXIF orientation is not 1, decoded, turned upright and encoded again (quality
+  `quality`); any other image as it is."""
+  orientation = image_codec.exif_orientation(data)
+  if orientation == 1:
+    return data
+  pixels = image_codec.orient(image_codec.decode(data), orientation)
+  return simplejpeg.encode_jpeg(pixels, quality=quality, colorspace='RGB')
+
+
 def _scaled(height: int, width: int, size: int) -> tuple[int, int]:
   """(height, width) with the short side `size` (never enlarged), even numbers for the codec."""
   scale = min(1.0, size / min(height, width))

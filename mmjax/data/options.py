@@ -7,7 +7,8 @@
   config.data.prefetch     batches buffered ahead per iterator, 4 (scaled per task by its share
                            of the AGD sampler's draws)
   config.data.workers      loader worker processes per iterator (0 = threads only), 0
-  config.data.cache_mb     splits up to this size on disk are decoded once into memory, 1024
+  config.data.cache_mb     splits up to this size on disk are held in memory, their images
+                           decoded once when they fit this size decoded too, 1024
   config.data.crop_scale   random-resized-crop area range (min, max), (0.7, 1.0)
   config.data.flip         random horizontal flips in training, False
   config.data.frame_stride video frame stride, 1

@@ -33,6 +33,7 @@ from mmjax.data.errors import DataError
 from mmjax.data.options import DataOptions, config_get
 from mmjax.core.tasks import Resolution, Task
 from mmjax.data.order import GlobalOrder, HostRng
+from mmjax.data import tokenizer as tokenizer_lib
 from mmjax.data.tokenizer import Tokenizer
 from mmjax.data.clip_tokenizer import ClipTokenizer
 from mmjax.data.siglip_tokenizer import TOKENIZER_FILE as SIGLIP_FILE, SiglipTokenizer
@@ -49,12 +50,15 @@ def _tokenizer(path: str, lowercase: bool) -> Tokenizer:
 
 def load_tokenizer(config, dataset: str | None = None) -> Tokenizer:
   """The one tokenizer of a run: `config.text.tokenizer`, else the SentencePiece model stored
-  with the first dataset (tasks in name order, then `dataset`, then mmjax_digits) that has one."""
+  with the first dataset (tasks in name order, then `dataset`, then mmjax_digits) that has one.
+  Without `config.text.tokenizer`, the text tasks' datasets must all ship the same model (by
+  content): datasets converted with different tokenizers are refused in one sentence."""
   options = DataOptions.from_config(config)
   if options.tokenizer:
     return _tokenizer(options.tokenizer, options.lowercase)
   tasks = config_get(config, 'tasks', None) or {}
   names = [str(tasks[k].dataset) for k in sorted(tasks.keys())]
+  _check_one_tokenizer(tasks, options)
   names += [dataset] if dataset else []
   names = list(dict.fromkeys(names or ['mmjax_digits']))
   for name in names:
@@ -64,6 +68,32 @@ def load_tokenizer(config, dataset: str | None = None) -> Tokenizer:
   raise DataError(f"config.text.tokenizer is '' but none of the datasets {names} ships a "
                   'SentencePiece model (tokenizer.model); set config.text.tokenizer to a .model '
                   'file.')
+
+
+@functools.lru_cache(maxsize=64)
+def _model_hash(path: str, mtime_ns: int) -> str:
+  return tokenizer_lib.file_hash(path)
+
+
+def _check_one_tokenizer(tasks, options: DataOptions) -> None:
+  """Raises DataError when the datasets of the text tasks ship different tokenizer.model files."""
+  found = {}  # sha256 -> (task, dataset, file)
+  for key in sorted(tasks.keys()):
+    if 'text' not in str(tasks[key].get('modalities', '')):
+      continue
+    try:
+      path = sources.tokenizer_file(str(tasks[key].dataset), options.data_dir)
+    except DataError:
+      continue  # an unknown dataset: validate_task names it
+    if path:
+      found.setdefault(_model_hash(path, os.stat(path).st_mtime_ns),
+                       (key, str(tasks[key].dataset), path))
+  if len(found) > 1:
+    (a, da, fa), (b, db, fb) = list(found.values())[:2]
+    raise DataError(f'Tasks {a!r} and {b!r} read datasets {da!r} and {db!r}, which were converted '
+                    f'with different tokenizers ({fa} and {fb}); a run tokenises all text with '
+                    'one: set config.text.tokenizer to the .model file to use for all of them '
+                    '(captions are stored as text and tokenised as they are read).')
 
 
 def _plan(task: Task, config, cache: bool, label: str | None = None):

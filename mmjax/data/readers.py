@@ -285,25 +285,64 @@ class ArrayRecordSource(Source):
     return [self._decode(r) for r in self._data.__getitems__(indices)]
 
 
-class InMemorySource(Source):
-  """Every example of `source` decoded once into columns; reads are then array gathers."""
+def decoded_bytes(column: np.ndarray) -> int:
+  """Bytes an encoded image/video column takes decoded (uint8 RGB), from the headers only; an
+  unreadable header counts as nothing (that example stays encoded)."""
+  total = 0
+  for value in column:
+    frames = 1 if isinstance(value, bytes) else len(value)
+    first = value if isinstance(value, bytes) else (bytes(value[0]) if frames else b'')
+    try:
+      h, w = image_codec.image_size(first)
+    except image_codec.CorruptImage:
+      continue
+    total += frames * h * w * 3
+  return total
 
-  def __init__(self, source: Source, chunk: int = 512):
+
+def _decode_each(column: np.ndarray) -> np.ndarray:
+  """Encoded images -> an object column of decoded `[H, W, 3]` arrays, in place (each encoded
+  value is dropped as soon as it is decoded); one that fails to decode stays encoded."""
+  for i, value in enumerate(column):
+    try:
+      column[i] = image_codec.decode(value)
+    except image_codec.CorruptImage:
+      pass
+  return column
+
+
+class InMemorySource(Source):
+  """Every example of `source` held in memory; reads are then array gathers. The split's
+  records are read once (encoded media as stored, so memory ~ its size on disk); images and
+  videos are also decoded once when all of them together take at most `decoded_mb` MiB decoded
+  (from their headers; a split of small images), else they stay encoded and are decoded per
+  batch like an uncached split's. Decoded images of different sizes stay ragged (never padded)."""
+
+  def __init__(self, source: Source, chunk: int = 512, decoded_mb: float = float('inf')):
     super().__init__(source.name, source.split, source.features, source.splits,
                      source.disk_bytes, source.tokenizer_path)
     names = list(source.features)
     parts = [source.read(range(i, min(i + chunk, len(source))), names)
              for i in range(0, len(source), chunk)]
-    media = [n for n in names if source.features[n].kind in ('image', 'video')]
-    try:  # small enough to keep decoded: decode encoded media once, here
-      for part in parts:
-        for n in media:
-          if len(part[n]) and is_encoded(part[n][0]):
-            part[n] = decode_media(part[n], source.features[n].kind)
-    except image_codec.CorruptImage:  # keep them encoded: the loader skips the damaged ones
-      parts = [source.read(range(i, min(i + chunk, len(source))), names)
-               for i in range(0, len(source), chunk)]
-    self._columns = {n: _concat([p[n] for p in parts]) for n in names}
+    columns = {n: _concat([p[n] for p in parts]) for n in names}
+    del parts
+    media = [n for n in names if source.features[n].kind in ('image', 'video')
+             and len(columns[n]) and columns[n].dtype == object and is_encoded(columns[n][0])]
+    need = sum(decoded_bytes(columns[n]) for n in media)
+    self.decoded = bool(media) and need <= decoded_mb * 2**20
+    if self.decoded:
+      for n in media:
+        if source.features[n].kind == 'image':
+          column = _decode_each(columns[n])
+          if all(isinstance(v, np.ndarray) and v.shape == column[0].shape for v in column):
+            column = np.stack(list(column))  # one size (e.g. a digits set): one array
+          columns[n] = column
+        else:
+          try:
+            columns[n] = decode_media(columns[n], 'video')
+          except image_codec.CorruptImage:  # keep them encoded: the loader skips damaged ones
+            pass
+    self._columns = columns
 
   def read(self, indices, names):
     indices = np.asarray(indices, np.int64)

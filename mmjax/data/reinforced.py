@@ -50,11 +50,16 @@ def check_features(features: dict, modalities, dataset: str, who: str, dim: int)
                         f'{shape[-1]}-dimensional {teacher_key(m)}: set teacher_dim={shape[-1]}.')
 
 
+# Decoded images of the same size up to this many pixels are resized together as one batched
+# matmul; larger or ragged ones one by one (OpenCV), so a batch is never padded or held in float.
+BATCHED_PIXELS = 512 * 512
+
+
 def image_sizes(column: np.ndarray, bad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
   """Heights and widths `[n]` of an image column (encoded or decoded, ragged or not)."""
-  if encoded.is_encoded_column(column):
+  if column.dtype == object:
     return encoded.sizes(column, bad)
-  return (np.array([np.shape(v)[-3] for v in column]), np.array([np.shape(v)[-2] for v in column]))
+  return (np.full(len(column), column.shape[-3]), np.full(len(column), column.shape[-2]))
 
 
 def crop_images(column: np.ndarray, boxes: np.ndarray, size: int, flip, bad: np.ndarray,
@@ -62,10 +67,10 @@ def crop_images(column: np.ndarray, boxes: np.ndarray, size: int, flip, bad: np.
   """`column` (n images) cropped at `boxes [n, 4]`, resized to `[n, size, size, 3]` uint8 and
   mirrored where `flip [n]` (None: none); an image that fails to decode is flagged in `bad`.
   `sizes`: the column's `image_sizes`, when the caller has them already."""
-  if encoded.is_encoded_column(column):
-    hs, ws = sizes if sizes is not None else encoded.sizes(column, bad)
-    return encoded.decode_images(column, boxes, size, flip, hs, ws, bad)
-  return T.crop_resize(T.stack_ragged(column), boxes, size, flip)
+  if column.dtype != object and column.shape[-3] * column.shape[-2] <= BATCHED_PIXELS:
+    return T.crop_resize(column, boxes, size, flip)
+  hs, ws = sizes if sizes is not None else image_sizes(column, bad)
+  return encoded.decode_images(column, boxes, size, flip, hs, ws, bad)
 
 
 def draw_augmentations(rng: np.random.Generator, heights, widths, k: int,

@@ -9,7 +9,10 @@ Dataset names:
   `arrayrecord:<glob>`           ArrayRecord files; `{split}` in the glob is replaced by the split.
                                  Records are TFDS-serialized examples when `features.json` lies
                                  beside the files, else the simple format of `records.py`.
-A split at most `config.data.cache_mb` MiB on disk is decoded once into memory (`InMemorySource`).
+A split at most `config.data.cache_mb` MiB on disk is held in memory (`InMemorySource`): its
+records as stored, and its images decoded too when they take at most `cache_mb` MiB decoded
+(judged from their headers), so a split of large photos stays encoded and costs what it does
+uncached, and memory stays bounded by about `cache_mb`.
 """
 
 from __future__ import annotations
@@ -129,7 +132,7 @@ _LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=64)
-def _open(dataset: str, split: str, root: str, in_memory: bool) -> Source:
+def _open(dataset: str, split: str, root: str, in_memory: float) -> Source:
   if dataset.startswith('arrayrecord:'):
     files = _arrayrecord_files(dataset, split)
     if not files:
@@ -142,16 +145,17 @@ def _open(dataset: str, split: str, root: str, in_memory: bool) -> Source:
       raise DataError(f'Dataset {dataset!r} has no split {split!r}; its splits are '
                       f'{sorted(builder.info.splits)}.')
     source = TfdsSource(dataset, split, builder)
-  return InMemorySource(source) if in_memory else source
+  return InMemorySource(source, decoded_mb=in_memory) if in_memory else source
 
 
 def open_source(dataset: str, split: str, data_dir: str | None = None,
                 cache_mb: float = 0.0) -> Source:
-  """The `split` of `dataset`; decoded into memory when it is at most `cache_mb` MiB on disk.
-  Sources are shared within the process (several tasks reading one split decode it once)."""
+  """The `split` of `dataset`; held in memory when it is at most `cache_mb` MiB on disk, its
+  images decoded when they fit `cache_mb` decoded (`InMemorySource`). Sources are shared within
+  the process (several tasks reading one split read it once)."""
   root = digits_builder.data_root(data_dir)
   with _LOCK:
-    source = _open(dataset, split, root, False)
+    source = _open(dataset, split, root, 0.0)
     if 0 < source.disk_bytes <= cache_mb * 2**20:
-      source = _open(dataset, split, root, True)
+      source = _open(dataset, split, root, float(cache_mb))
   return source

@@ -9,6 +9,7 @@ go through the same path.
 from __future__ import annotations
 
 import functools
+import hashlib
 import io
 import os
 import threading
@@ -21,6 +22,12 @@ from mmjax.data.errors import DataError
 TOKENIZER_FILE = 'tokenizer.model'
 PAD_ID = 0
 UNK_ID = 1
+
+
+def file_hash(path: str) -> str:
+  """sha256 (hex) of a tokenizer model file: what a run records and datasets are compared by."""
+  with open(path, 'rb') as f:
+    return hashlib.sha256(f.read()).hexdigest()
 
 
 def train_sentencepiece(sentences, path: str, vocab_size: int = 256) -> None:
@@ -95,8 +102,12 @@ class Tokenizer:
     rows = ids[None] if ids.ndim == 1 else ids
     return [self._sp.decode([int(i) for i in row if i != PAD_ID]) for row in rows]
 
+  @functools.cached_property
+  def sha256(self) -> str:
+    return file_hash(self.model_file)
+
   def describe(self) -> dict:
     """What an eval report should record about the text pipeline."""
-    return {'model_file': self.model_file, 'vocab_size': self.vocab_size,
+    return {'model_file': self.model_file, 'sha256': self.sha256, 'vocab_size': self.vocab_size,
             'lowercase': self.lowercase, 'pad_id': PAD_ID, 'unk_id': UNK_ID,
             'bos_eos': 'none'}

@@ -17,6 +17,8 @@ Keys of one `config.evaluation.datasets.<name>` entry (`<name>` labels the resul
 
 from __future__ import annotations
 
+import logging
+
 import jax
 import numpy as np
 from flax import nnx
@@ -25,6 +27,7 @@ from mmjax.core import partitioning
 from mmjax.core.tasks import Resolution
 from mmjax.data import pipeline
 from mmjax.data.options import DataOptions
+from mmjax.data import run_tokenizer
 from mmjax.evaluate import captions as captions_lib
 from mmjax.evaluate import (entries as entries_lib, few_shot, linear_probe, plots, registry,
                             report, retrieval, suite_report, zero_shot)
@@ -126,12 +129,22 @@ def evaluate_entry(embedder: Embedder, config, entry, tokenizer, cache: TextCach
                                                config)
     if len(item_captions) != n:
       raise EvalError(f'{entry.name}: {len(item_captions)} caption lists for {n} items.')
+    keep = np.array([i for i, caps in enumerate(item_captions) if len(caps)], np.int64)
+    item_captions = [item_captions[i] for i in keep]   # an item with no caption: not in the pool
     ids, mask, positives = captions_lib.tokenized_pool(item_captions, tokenizer, length)
     text_emb = embedder.embed_text(ids, mask, entry.batch_size)
     for m in entry.modalities:
-      res['retrieval'].update(retrieval.evaluate(data[m]['embed'], text_emb, positives, m))
-    res['retrieval_pool'] = {'items': int(n), 'captions': int(sum(map(len, item_captions))),
+      res['retrieval'].update(retrieval.evaluate(np.asarray(data[m]['embed'])[keep], text_emb,
+                                                 positives, m))
+    res['retrieval_pool'] = {'items': int(len(keep)), 'captions': int(sum(map(len, item_captions))),
                              'distinct_captions': int(len(ids))}
+    if len(keep) < n:
+      res['retrieval_pool']['uncaptioned_items'] = int(n - len(keep))
+    if len(ids) < 2:  # every item matches the one text: R@1 100 says nothing
+      res['retrieval_pool']['flag'] = (
+          f'{len(ids)} distinct caption(s) as tokenised: retrieval scores are meaningless; check '
+          "the dataset's captions, its tokenizer and text_length")
+      logging.warning('%s: %s.', entry.name, res['retrieval_pool']['flag'])
   if entry.few_shot or entry.linear_probe:
     res['few_shot'], res['linear_probe'] = _probes(embedder, config, entry, data, len(names),
                                                    int(config.get('seed', 0)))
@@ -207,6 +220,7 @@ def evaluate_params(config, model_or_params, step: int, workdir: str | None, mes
 
 def evaluate_checkpoint(config, workdir: str, step: int | None = None, **kwargs) -> dict:
   """Evaluates the latest (or `step`'s) checkpoint of `workdir`; returns the report dict."""
+  run_tokenizer.check_run(config, workdir, 'evaluate')  # trained with another: refused
   mesh = partitioning.make_mesh(config.mesh)
   step, graphdef, params = restore_params(config, workdir, mesh, step)
   return evaluate_params(config, (graphdef, params), step, workdir, mesh, **kwargs)

@@ -25,6 +25,7 @@ from mmjax.core import export_layout as layout
 from mmjax.core import params_only, partitioning, safetensors_format
 from mmjax.core.params_io import load_params
 from mmjax.data import pipeline
+from mmjax.data import run_tokenizer
 from mmjax.evaluate import restore
 from mmjax.export import inputs as inputs_lib
 from mmjax.export import model_card, parity, signature, stablehlo, staging, summary
@@ -137,6 +138,7 @@ def export_run(workdir: str, output: str, formats='all', dtype: str = 'float32',
     raise ExportError(f'the export runs in one process, not {jax.process_count()}: start it '
                       'on one host without jax.distributed.')
   config, config_json, step = read_run(workdir, step)
+  run_tokenizer.check_run(config, workdir, 'export')  # trained with another: refused
   staging.check_output(output, overwrite)
   if 'stablehlo' in formats and importlib.util.find_spec('flatbuffers') is None:
     raise ExportError('the stablehlo format needs the flatbuffers package: pip install '

@@ -21,6 +21,7 @@ from mmjax.core import lease as lease_lib
 from mmjax.core.params_io import is_params_export, load_params
 from mmjax.core.tasks import MixedTask, task_signatures, tasks_from_config
 from mmjax.data import pipeline
+from mmjax.data import run_tokenizer
 from mmjax.data.agd_sampler import AgdSampler
 from mmjax.models.encoder import routed_layer_indices
 from mmjax.models.moe_config import check_moe_config
@@ -91,6 +92,7 @@ def preflight(config, workdir: str):
       raise PreflightError(str(e)) from None
   _check_init(config)
   check_workdir(workdir)
+  run_tokenizer.check_run(config, workdir, 'resume')  # a workdir trained with another: refused
   sampler = AgdSampler(tasks, mode=config.agd.mode, seed=resolve_seeds(config).sampler)
   return mesh, task_signatures(config), sampler
 
@@ -168,6 +170,7 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog,
   # --- workdir: written once the run is known to start or resume ------------------------------
   if is_main:
     config_lib.save_config(config, workdir)
+    run_tokenizer.record(config, workdir)
   jax.config.update('jax_compilation_cache_dir', paths.join(paths.resolve(workdir), 'jax_cache'))
   if restored is None:
     state = state_lib.create_train_state(config, mesh, graphdef, shardings)

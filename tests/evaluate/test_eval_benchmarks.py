@@ -228,3 +228,29 @@ def test_benchmark_of_a_modality_the_model_lacks_is_skipped(bench):
     rep = runner.evaluate_params(config, model, 1, None, entries=chosen)
   assert rep['skipped']['speech_commands']['reason'] == 'the model has no audio input.'
   assert set(rep['datasets']) == {'cifar10'} and 'cifar10/image' in rep['zero_shot']
+
+
+def test_a_pool_of_one_distinct_caption_is_flagged_and_uncaptioned_items_left_out(bench,
+                                                                                   tmp_path):
+  """Every caption the same (e.g. a tokenizer mix-up): R@1 would read 100, so the pool is
+  flagged; an item with an empty caption list is not in the pool."""
+  from flax import nnx
+  from mmjax.data import records
+  from mmjax.core.tasks import Resolution
+  from mmjax.evaluate import runner
+  from mmjax.models.model import build_model
+  rng = np.random.default_rng(0)
+  caps = [['a cat'], ['a cat'], [], ['a cat']]
+  records.write_records(str(tmp_path / 'test.array_record'),
+                        [{'image': rng.integers(0, 255, (32, 32, 3), dtype=np.uint8),
+                          'captions': np.array(c, dtype=str)} for c in caps])
+  entry = entries.EvalEntry(name='same', dataset=f'arrayrecord:{tmp_path}/{{split}}.array_record',
+                            split='test', modalities=('image',),
+                            resolution=Resolution(image_size=32, text_length=16), batch_size=8,
+                            zero_shot=False)
+  config = bench['config']
+  rep = runner.evaluate_params(config, build_model(config, nnx.Rngs(0)), 1, None,
+                               entries=[entry])
+  pool = rep['datasets']['same']['retrieval_pool']
+  assert pool['items'] == 3 and pool['uncaptioned_items'] == 1
+  assert pool['distinct_captions'] == 1 and 'meaningless' in pool['flag']

@@ -1,0 +1,38 @@
+"""`tools.convert_data --engine=beam`: the same conversion as an Apache Beam pipeline, for corpora
+that outgrow one machine's process pool (the `beam` extra: `pip install 'mmjax[beam]'`).
+
+One element per unit (a WebDataset tar, a chunk of table rows, a Parquet row group); a reshuffle
+spreads them over the workers, and each runs `convert_run.convert_unit`, the function the pool
+runs: the shards are the same bytes whichever engine wrote them. The launcher then writes the
+metadata, tokenizer and report (`convert_run.finish`). Beam options go in `--beam_args`, e.g.
+`--beam_args='--runner=DirectRunner --direct_num_workers=4'` (the default runner here), or a
+Dataflow/Flink/Spark runner with its own options; the workers write into `--output`, so it must
+be a folder they all see (a shared filesystem): writing shards straight to an object store is
+not supported yet.
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from mmjax.data import convert_run
+
+
+def _convert(index: int, job: convert_run.Job) -> dict:
+  report = convert_run.convert_unit((job, index))
+  return {'shard': report['shard'], 'examples': report['examples']}
+
+
+def run(job: convert_run.Job, beam_args: str = '', **finish) -> dict:
+  """Converts the units not yet done with Beam, then `convert_run.finish(job, **finish)`."""
+  import apache_beam as beam  # the optional `beam` extra
+  from apache_beam.options.pipeline_options import PipelineOptions
+  todo = convert_run.start(job)
+  if todo:
+    args = shlex.split(beam_args) or ['--runner=DirectRunner']
+    with beam.Pipeline(options=PipelineOptions(args)) as pipeline:
+      _ = (pipeline
+           | 'Units' >> beam.Create(todo)
+           | 'Spread' >> beam.Reshuffle()
+           | 'Convert' >> beam.Map(_convert, job))
+  return convert_run.finish(job, **finish)
