@@ -4,6 +4,7 @@
     python -m mmjax.evaluate --workdir=runs/demo --datasets=cifar10,imagenet2012
     python -m mmjax.evaluate --workdir=runs/demo/export --suite=image --output=runs/demo/eval_export
     python -m mmjax.evaluate --workdir=runs/demo --suite=image --probes=few_shot,linear_probe
+    python -m mmjax.evaluate --workdir=runs/demo --save_features   # + OUT/features/*.npz
 
 Evaluates the latest (or `--step`'s) checkpoint of DIR, or the params-only export DIR, on the
 run config's evaluation datasets (default) or on standard benchmarks (`--datasets`, `--suite`:
@@ -41,6 +42,13 @@ def main(argv=None) -> int:
                       help='also run few_shot and/or linear_probe (comma-separated)')
   parser.add_argument('--batch_size', type=int, default=None, help='benchmark batch size')
   parser.add_argument('--output', default=None, help='report directory (default: DIR/eval)')
+  parser.add_argument('--save_features', action='store_true',
+                      help='also write the scored embeddings to OUT/features/<dataset>_<split>.npz')
+  parser.add_argument('--dedup_captions', action='store_true', default=None,
+                      help='retrieval over distinct captions (default: every caption, as '
+                           'CLIP_benchmark; de-duplicated numbers are not comparable)')
+  parser.add_argument('--few_shot_l2', type=float, default=None,
+                      help="few-shot least-squares L2 (default 1024, big_vision's fewshot_lsr)")
 
   def run():
     args, overrides = cli.parse(parser, argv)
@@ -48,7 +56,8 @@ def main(argv=None) -> int:
     rep = run_lib.evaluate_run(
         args.workdir, config_arg=args.config, overrides=overrides, step=args.step,
         datasets=args.datasets, suite=args.suite, output=args.output, probes=args.probes,
-        batch_size=args.batch_size)
+        batch_size=args.batch_size, save_features=args.save_features,
+        dedup_captions=args.dedup_captions, few_shot_l2=args.few_shot_l2)
     if jax.process_index() == 0:
       print(report.format_table(rep))
       for name, s in rep['skipped'].items():

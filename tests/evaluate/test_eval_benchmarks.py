@@ -129,12 +129,22 @@ def test_evaluating_an_export_leaves_it_byte_identical(bench, tmp_path, capsys):
   code = cli.main([f'--workdir={export}', '--datasets=cifar10', f'--output={export}/eval'])
   assert code == 2 and 'inside' in capsys.readouterr().err
   out = tmp_path / 'eval_export'
+  data_before = _tree_bytes(bench['root'])
   with mock_tfds.mocked():
     code = cli.main([f'--workdir={export}', '--datasets=cifar10', f'--output={out}'])
   assert code == 0, capsys.readouterr().err[-2000:]
   assert _tree_bytes(export) == before
+  assert _tree_bytes(bench['root']) == data_before   # nothing written into the data dir
   rep = json.loads((out / f'step_{STEP}.json').read_text())
   assert rep['datasets']['cifar10']['class_names']['names'] == CIFAR10
+  # The export's own tokenizer, not the one its config names.
+  assert rep['preprocessing']['tokenizer']['model_file'] == os.path.join(export, 'tokenizer.model')
+  # A data dir that does not exist: one sentence naming it, exit 2, nothing written.
+  code = cli.main([f'--workdir={export}', '--datasets=cifar10', f'--output={tmp_path}/e2',
+                   f'--config.data_dir={tmp_path}/no_such_dir'])
+  err = capsys.readouterr().err
+  assert code == 2 and f'{tmp_path}/no_such_dir does not exist' in err
+  assert not os.path.exists(tmp_path / 'e2') and not os.path.exists(tmp_path / 'no_such_dir')
 
 
 def test_config_entries_on_benchmark_datasets_use_curated_names_and_prompts():
