@@ -5,13 +5,15 @@
 EXPORT_DIR is what `mmjax-export` writes: `model.safetensors`, `config.json` (the run's config;
 `model` is the architecture) and `export_report.json` (the input sizes). `--inputs` is an .npz
 with any of `image [n, height, width, 3]` and `video [n, frames, height, width, 3]` (pixels in
-[-1, 1]), `audio [n, samples]` (waveform features only), `text [n, length]` token ids with
+[-1, 1]), `audio [n, samples]` (waveforms: float, or int16; waveform-patch and log-mel models
+alike), `text [n, length]` token ids with
 `text_mask [n, length]` (1 = real token; ids from the exported `tokenizer.model`). Without it,
 random inputs of the trained sizes are used. Writes one L2-normalised `[n, embed_dim]` array
 per modality to `--out`, and prints their shapes.
 
 Covers the dense encoder (shared or per-modality, mean or CLS pooling, QK-norm), computed in
-float32; MoE, Mixture-of-Transformers, routed attention and log-mel audio are refused by name.
+float32, and both audio settings (waveform patches, log-mel time x frequency patches); MoE,
+Mixture-of-Transformers and routed attention are refused by name.
 """
 
 import argparse
@@ -80,6 +82,32 @@ def encoder(x, mask, p, prefix: str, model: dict):
   return layer_norm(x, p, f'{prefix}.norm')
 
 
+def audio_float(x):
+  """int16 waveforms -> float32 `x / 32768`; float waveforms as they are."""
+  return x if jnp.issubdtype(x.dtype, jnp.floating) else x.astype(jnp.float32) / 32768.0
+
+
+def mel_filters(num_mels: int, fft_size: int, sample_rate: int, low_hz: float = 20.0):
+  """Triangular HTK mel filters `[fft_size // 2 + 1, num_mels]` from low_hz to Nyquist."""
+  to_mel = lambda hz: 2595.0 * np.log10(1.0 + hz / 700.0)
+  edges = 700.0 * (10.0 ** (np.linspace(to_mel(low_hz), to_mel(sample_rate / 2), num_mels + 2)
+                           / 2595.0) - 1.0)
+  bins = np.linspace(0, sample_rate / 2, fft_size // 2 + 1)[:, None]
+  lower, center, upper = edges[:-2], edges[1:-1], edges[2:]
+  rising, falling = (bins - lower) / (center - lower), (upper - bins) / (upper - center)
+  return np.maximum(0.0, np.minimum(rising, falling)).astype(np.float32)
+
+
+def log_mel(x, sample_rate: int, window: int, hop: int, num_mels: int):
+  """`[n, samples]` -> `[n, frames, num_mels]`: Hann-windowed frames (1 + (samples - window) //
+  hop of them), power spectrum, HTK mel filters, log(mel + 1e-6); float32."""
+  frames = 1 + (x.shape[-1] - window) // hop
+  idx = np.arange(window)[None, :] + hop * np.arange(frames)[:, None]
+  framed = x.astype(jnp.float32)[..., idx] * np.hanning(window).astype(np.float32)
+  power = jnp.square(jnp.abs(jnp.fft.rfft(framed, axis=-1)))
+  return jnp.log(power @ mel_filters(num_mels, window, sample_rate) + 1e-6)
+
+
 def tokens(modality: str, x, mask, p, model: dict):
   """Raw input -> `[n, tokens, width]` embeddings with positions, and the token mask."""
   e = f'embed_{modality}'
@@ -98,8 +126,17 @@ def tokens(modality: str, x, mask, p, model: dict):
     pos = (p[f'{e}.pos_t'][:gt][:, None, None] + p[f'{e}.pos_h'][:gh][None, :, None]
            + p[f'{e}.pos_w'][:gw][None, None, :])
     t = dense(patches, p, f'{e}.proj') + pos.reshape(gt * gh * gw, -1)
+  elif modality == 'audio' and model['audio']['features'] == 'log_mel':
+    a = model['audio']
+    spec = log_mel(audio_float(x), a['sample_rate'], a['window'], a['hop'], a['num_mels'])
+    ft, fm = a['patch_frames'], a['patch_mels']
+    nt, nf = spec.shape[1] // ft, spec.shape[2] // fm
+    patches = spec[:, :nt * ft].reshape(n, nt, ft, nf, fm).transpose(0, 1, 3, 2, 4)
+    pos = p[f'{e}.pos_t'][:nt][:, None] + p[f'{e}.pos_f'][None, :]
+    t = dense(patches.reshape(n, nt * nf, ft * fm), p, f'{e}.proj') + pos.reshape(nt * nf, -1)
   elif modality == 'audio':
     size = model['audio']['patch_samples']
+    x = audio_float(x)
     k = x.shape[1] // size
     t = dense(x[:, :k * size].reshape(n, k, size), p, f'{e}.proj') + p[f'{e}.pos_t'][:k]
   else:
@@ -149,7 +186,7 @@ def random_inputs(modalities, sizes: dict, model: dict, n: int = 4) -> dict:
   if 'video' in modalities:
     s = sizes['image_size']
     out['video'] = rng.uniform(-1, 1, (n, sizes['num_frames'], s, s, 3)).astype(np.float32)
-  if 'audio' in modalities and model['audio']['features'] == 'waveform':
+  if 'audio' in modalities:   # waveforms, whatever features the model computes from them
     out['audio'] = rng.normal(size=(n, sizes['audio_samples'])).astype(np.float32)
   if 'text' in modalities:
     length = sizes['text_length']
@@ -177,9 +214,6 @@ def main(argv=None) -> int:
   for modality in ('image', 'video', 'audio', 'text'):
     if modality not in inputs:
       continue
-    if modality == 'audio' and model['audio']['features'] != 'waveform':
-      sys.exit('error: log-mel audio features are not in this example: load the model with '
-               'mmjax, or export a model trained on waveform audio.')
     e = embed(modality, inputs[modality], inputs.get('text_mask'), params, model)
     embeddings[modality] = np.asarray(e)
     print(f'{modality:6s} {tuple(inputs[modality].shape)} -> {embeddings[modality].shape}')

@@ -40,3 +40,16 @@ def resolve_config_path(path: str) -> str:
   if folder is not None and path in shipped_config_names():
     return os.path.join(folder, path + '.py')
   return path
+
+
+def resolve_sweep_path(path: str) -> str:
+  """`--sweep=NAME[:arg]` like `--config`: a file path as given, a bare name the shipped
+  `configs/sweeps/<name>.py` (in a wheel: `mmjax/configs/sweeps/`)."""
+  name, sep, arg = path.partition(':')
+  if os.path.isfile(name) or os.sep in name or '/' in name or name.endswith('.py'):
+    return path
+  folder = shipped_config_dir()
+  candidate = os.path.join(folder, 'sweeps', name + '.py') if folder else ''
+  if candidate and os.path.isfile(candidate):
+    return candidate + (f':{arg}' if sep else '')
+  return path

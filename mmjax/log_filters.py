@@ -1,15 +1,19 @@
 """Start-up logging for the command-line tools: one format, and known noise filtered out.
 
 Dropped are only warnings that are known to be harmless and that every run would otherwise
-print: orbax re-registering its `jax.Array` type handler at import, and orbax telling that a
-checkpoint manager opened read-only (for evaluation or export) disables saving. Every other
-warning still shows.
+print: orbax re-registering its `jax.Array` type handler at import, orbax telling that a
+checkpoint manager opened read-only (for evaluation or export) disables saving, TFDS telling
+that a dataset being built has no dataset_info.json yet, and tensorboardX renaming a tag with
+`@` (mmjax's own tags are already clean, see `evaluate/suite_report.scalar_tag`). Every other
+warning still shows. When stderr is not a terminal (a log file, a pipe), TFDS progress bars
+are switched off: a file gets no carriage-return bars.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
 
 from absl import logging as absl_logging
 
@@ -18,6 +22,8 @@ KNOWN_NOISE = (
     ('absl', re.compile(r'Type handler registry type .* overriding ')),
     ('absl', re.compile(r'CheckpointManagerOptions\.read_only=True, setting ')),
     ('absl', re.compile(r'Given directory is read only=')),
+    ('absl', re.compile(r'Variant folder .* has no dataset_info\.json')),
+    ('tensorboardX.summary', re.compile(r'Summary name .* is illegal; using .* instead')),
 )
 QUIET_LOGGERS = ('absl', 'jax._src', 'orbax', 'tensorflow_datasets')
 
@@ -53,3 +59,13 @@ def install() -> None:
   for name in QUIET_LOGGERS:
     logging.getLogger(name).setLevel(logging.WARNING)
   filter_known_noise()
+  if not _is_terminal(sys.stderr):
+    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top (heavy; only here)
+    tfds.disable_progress_bar()
+
+
+def _is_terminal(stream) -> bool:
+  try:
+    return bool(stream.isatty())
+  except (AttributeError, ValueError):   # closed or replaced streams
+    return False

@@ -32,7 +32,7 @@ from flax import nnx
 from mmjax.config_defaults import model_config
 from mmjax.models import moe as moe_lib
 from mmjax.models.mlp import Mlp
-from tools import bench_moe_mesh
+from . import bench_moe_mesh   # relative: `tools` in the checkout, `mmjax.tools` installed
 
 
 def layer_config(width, mlp_dim, experts, top_k, router, capacity_factor=1.25):

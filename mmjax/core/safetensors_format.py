@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+import os
+
 import numpy as np
 from safetensors import safe_open
 from safetensors.numpy import load_file, save_file
@@ -25,6 +27,11 @@ def save(path: str, params: dict, config_json: str, step: int, dtype: str) -> No
   flat = {k: np.array(v, order='C', copy=True) for k, v in naming.flatten(params).items()}
   save_file(flat, path, metadata={'format': FORMAT, 'naming': naming.SCHEME, 'step': str(step),
                                   'dtype': dtype, 'config': config_json})
+  # safetensors writes through a private temporary file (mode 0600); an export is an ordinary
+  # file, readable as the umask allows.
+  umask = os.umask(0)
+  os.umask(umask)
+  os.chmod(path, 0o666 & ~umask)
 
 
 def metadata(path: str) -> dict:

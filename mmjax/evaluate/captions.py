@@ -31,10 +31,12 @@ def read_captions(dataset: str, split: str, feature_map, config, chunk: int = 10
   return out
 
 
-def tokenized_pool(item_captions: list[list[str]], tokenizer, length: int):
-  """Distinct captions as the model reads them (token ids) and which items they belong to.
+def tokenized_pool(item_captions: list[list[str]], tokenizer, length: int, dedup: bool = False):
+  """The caption pool as the model reads it (token ids) and which items its texts belong to.
 
-  Returns ids `[texts, length]`, mask `[texts, length]` and positives `[items, texts]`.
+  Every caption in dataset order (the default, CLIP_benchmark's rule) or, with `dedup`, the
+  distinct token-id sequences (see `retrieval`). Returns ids `[texts, length]`, mask
+  `[texts, length]` and positives `[items, texts]`.
   """
   flat = [c for caps in item_captions for c in caps]
   ids, mask = tokenizer.encode(flat, length)
@@ -42,8 +44,26 @@ def tokenized_pool(item_captions: list[list[str]], tokenizer, length: int):
   for caps in item_captions:
     rows.append([ids[i][mask[i] > 0] for i in range(start, start + len(caps))])
     start += len(caps)
-  keys, positives = retrieval.caption_positives(rows)
+  keys, positives = retrieval.caption_positives(rows, dedup=dedup)
+  if not dedup:   # every caption, as tokenized
+    return np.asarray(ids, np.int32), np.asarray(mask, np.int32), positives
   pool = np.zeros((len(keys), length), np.int32)
   for i, k in enumerate(keys):
     pool[i, :len(k)] = k
   return pool, (pool > 0).astype(np.int32), positives
+
+
+def distinct(ids: np.ndarray, mask: np.ndarray, text_item: np.ndarray, num_items: int):
+  """The de-duplicated pool (`retrieval.DISTINCT`) of an every-caption pool: the first row of each
+  distinct token-id sequence `[texts]` and positives `[items, texts]` (every item carrying it)."""
+  first: dict = {}
+  cols = []
+  for j in range(len(ids)):
+    key = tuple(np.asarray(ids[j])[np.asarray(mask[j]) > 0].tolist())
+    cols.append(first.setdefault(key, len(first)))
+  rows = np.zeros(len(first), np.int64)
+  for j in reversed(range(len(ids))):
+    rows[cols[j]] = j
+  positives = np.zeros((num_items, len(first)), bool)
+  positives[np.asarray(text_item), np.asarray(cols)] = True
+  return rows, positives

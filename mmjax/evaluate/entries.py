@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 
 from mmjax.core.tasks import Resolution
-from mmjax.evaluate import registry, templates
+from mmjax.evaluate import few_shot as few_shot_lib, registry, templates
 from mmjax.evaluate.errors import EvalError
 
 SIZE_KEYS = {'image': ('image_size',), 'video': ('image_size', 'num_frames'),
@@ -44,6 +44,8 @@ class EvalEntry:
   prepare: str | None = None
   note: str = ''
   sample_rate: int | None = None   # the dataset's audio rate, when the registry knows it
+  dedup_captions: bool = False     # retrieval over distinct captions (not the field's rule)
+  few_shot_l2: float = few_shot_lib.L2_REG
 
 
 def _names(value) -> tuple[str, ...]:
@@ -97,7 +99,9 @@ def from_config(config) -> list[EvalEntry]:
         class_names=bench.class_names if bench is not None and bench.class_names else None,
         class_set=bench.class_set if bench is not None and bench.class_set else 'dataset',
         train_split=str(cfg.get('probe_split', 'train')),
-        val_split=cfg.get('val_split', None) or None))
+        val_split=cfg.get('val_split', None) or None,
+        dedup_captions=bool(cfg.get('dedup_captions', False)),
+        few_shot_l2=float(cfg.get('few_shot_l2', few_shot_lib.L2_REG))))
   return out
 
 
@@ -121,7 +125,8 @@ def trained_resolution(config, modalities, strict: bool = True) -> Resolution:
 
 
 def from_benchmarks(benchmarks, config, *, batch_size: int, probes: tuple[str, ...] = (),
-                    num_clips: int = 1) -> list[EvalEntry]:
+                    num_clips: int = 1, dedup_captions: bool = False,
+                    few_shot_l2: float = few_shot_lib.L2_REG) -> list[EvalEntry]:
   """Entries for registry benchmarks; `probes` adds 'few_shot' and/or 'linear_probe' where the
   benchmark allows probes and has a training split."""
   out = []
@@ -138,5 +143,6 @@ def from_benchmarks(benchmarks, config, *, batch_size: int, probes: tuple[str, .
         class_names=b.class_names or None, class_set=b.class_set or 'dataset',
         templates={b.modality: (b.prompt_set, b.templates)} if b.templates else {},
         train_split=b.train_split, val_split=b.val_split, suite=b.suite, prepare=b.prepare,
-        note=b.note, sample_rate=b.sample_rate))
+        note=b.note, sample_rate=b.sample_rate, dedup_captions=bool(dedup_captions),
+        few_shot_l2=float(few_shot_l2)))
   return out

@@ -1,6 +1,7 @@
 """Ranks, top-k accuracy, retrieval recall and the confusion matrix (host-side numpy).
 
-Tie rule (pessimistic, used everywhere here): the 1-based rank of the correct answer is
+Tie rule (pessimistic; retrieval can break ties by candidate order instead, see
+`retrieval_ranks`): the 1-based rank of the correct answer is
 `1 + number of competing entries whose score is >= its score`. A tie therefore counts against the
 model: constant logits over `c` classes give rank `c`, never a lucky rank 1. NaN scores are treated
 as -inf (worse than every finite score), so a diverged model scores low instead of high.
@@ -71,12 +72,20 @@ def positives_from_groups(query_groups, candidate_groups) -> np.ndarray:
   return q[:, None] == c[None, :]
 
 
-def retrieval_ranks(scores, positives) -> np.ndarray:
+TIES = ('pessimistic', 'order')
+
+
+def retrieval_ranks(scores, positives, ties: str = 'pessimistic') -> np.ndarray:
   """1-based rank `[queries]` of the best-scored positive among the negatives.
 
-  scores, positives: `[queries, candidates]`. Rank = 1 + number of negatives scoring >= the best
-  positive (pessimistic ties); other positives never push a positive down.
+  scores, positives: `[queries, candidates]`; other positives never push a positive down.
+  ties='pessimistic': rank = 1 + negatives scoring >= the best positive (a tie counts against).
+  ties='order': a tie goes to the earlier candidate, i.e. the position of the first positive in
+  a stable descending sort (what a top-k over scores in dataset order returns, CLIP_benchmark's
+  rule; exact ties come from identical captions, whose embeddings are identical).
   """
+  if ties not in TIES:
+    raise ValueError(f'ties must be one of {TIES}, got {ties!r}.')
   s = _scores(scores)
   pos = np.asarray(positives, bool)
   if pos.shape != s.shape:
@@ -85,7 +94,12 @@ def retrieval_ranks(scores, positives) -> np.ndarray:
     missing = int(np.flatnonzero(~pos.any(axis=1))[0])
     raise ValueError(f'query {missing} has no correct candidate: every query needs a positive.')
   best = np.where(pos, s, -np.inf).max(axis=1)
-  return 1 + ((s >= best[:, None]) & ~pos).sum(axis=1).astype(np.int64)
+  if ties == 'pessimistic':
+    return 1 + ((s >= best[:, None]) & ~pos).sum(axis=1).astype(np.int64)
+  first = np.argmax(pos & (s == best[:, None]), axis=1)   # earliest positive at the best score
+  before = np.arange(s.shape[1])[None, :] < first[:, None]
+  ahead = (s > best[:, None]) | ((s == best[:, None]) & before)
+  return 1 + (ahead & ~pos).sum(axis=1).astype(np.int64)
 
 
 def rank_summary(ranks, recall_at=RECALL_AT) -> dict[str, float]:
@@ -99,9 +113,10 @@ def rank_summary(ranks, recall_at=RECALL_AT) -> dict[str, float]:
   return out
 
 
-def retrieval_metrics(scores, positives, recall_at=RECALL_AT) -> dict[str, float]:
+def retrieval_metrics(scores, positives, recall_at=RECALL_AT, ties: str = 'pessimistic'
+                      ) -> dict[str, float]:
   """Recall@k and median/mean rank of retrieval with scores/positives `[queries, candidates]`."""
-  return rank_summary(retrieval_ranks(scores, positives), recall_at)
+  return rank_summary(retrieval_ranks(scores, positives, ties), recall_at)
 
 
 def mean_per_class_recall(preds, labels, num_classes: int) -> float:

@@ -4,7 +4,7 @@ Layout:
   {"step": N,
    "zero_shot":    {"<dataset>/<modality>": {"top1": .., "top5": .., "mean_per_class_recall": ..}},
    "retrieval":    {"<dataset>/<modality>_to_text": {"R@1": .., ...}, "<dataset>/text_to_<modality>": ..},
-   "few_shot":     {"<dataset>/<modality>/<k>shot": {"top1": .., "top1_std": ..}},
+   "few_shot":     {"<dataset>/<modality>": {"<k>shot": {"top1": .., "top1_std": .., "l2": ..}}},
    "linear_probe": {"<dataset>/<modality>": {"top1": .., "train_top1": .., "l2": ..}},
    "preprocessing": {"templates": .., "tokenizer": .., "max_length": .., "lowercase": .., "clips": ..},
    "datasets":     {"<dataset>": every result, class names and template set of that dataset},
@@ -73,8 +73,8 @@ def build_full_report(step: int, results: dict, *, tokenizer: dict, lowercase: b
     for direction, v in r['retrieval'].items():
       rt[f'{name}/{direction}'] = v
     for m, shots in r['few_shot'].items():
-      for k, v in shots.items():
-        fs[f'{name}/{m}/{k}'] = {'top1': v['top1'], 'top1_std': v['top1_std']}
+      fs[f'{name}/{m}'] = {k: {'top1': v['top1'], 'top1_std': v['top1_std'], 'l2': v['l2']}
+                           for k, v in shots.items()}
     for m, v in r['linear_probe'].items():
       lp[f'{name}/{m}'] = {k: v[k] for k in ('top1', 'train_top1', 'l2')}
     prep['max_length'][name] = r['preprocessing']['text_length']
@@ -132,7 +132,12 @@ def format_table(report: dict) -> str:
   rows = []
   for section in SECTIONS:
     for name, values in sorted(report.get(section, {}).items()):
-      cells = '  '.join(_cell(k, v) for k, v in values.items())
+      if section == 'few_shot':   # {'<k>shot': {'top1', 'l2', ..}}: top-1 per shot, then L2
+        shots = sorted(values, key=lambda k: int(k[:-len('shot')]))
+        cells = '  '.join([_cell(k, values[k]['top1']) for k in shots] +
+                          [_cell('l2', values[shots[0]]['l2'])] if shots else [])
+      else:
+        cells = '  '.join(_cell(k, v) for k, v in values.items())
       rows.append((section.replace('_', ' '), name, cells))
   header = f'evaluation at step {report["step"]}'
   if not rows:

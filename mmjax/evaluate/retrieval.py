@@ -1,14 +1,19 @@
 """Cross-modal retrieval between one modality and text, both directions.
 
-Rule for several captions per item and for duplicates: captions are compared as keys (a string,
-or token ids as a tuple). The text pool is the set of distinct captions in first-seen order, so a
-caption shared by many items (e.g. "a handwritten seven") is one candidate and one query, not many.
-An (item, text) pair is correct when the text is one of that item's captions.
-- `<modality>_to_text`: each item queries the distinct texts; its rank is that of its best-scored
-  correct caption.
-- `text_to_<modality>`: each distinct text queries all items; every item carrying it is correct,
-  duplicated items are separate candidates.
-Ranks are 1-based with pessimistic ties (see `metrics`).
+Default rule (`EVERY_CAPTION`, CLIP_benchmark's metrics/zeroshot_retrieval.py and big_vision's
+image_text retrieval evaluator): every caption of every item is its own candidate and its own
+query, in dataset order, and exactly the captions of an item are correct for it.
+- `<modality>_to_text`: each item queries all captions; it is right at k when one of its own
+  captions is among the top k (its rank is that of its best-scored caption).
+- `text_to_<modality>`: each caption queries all items; only its own item is correct.
+
+Option (`DISTINCT`, `dedup=True`): captions are compared as keys (a string, or token ids as a
+tuple) and the pool is the set of distinct captions in first-seen order, so a caption shared by
+many items (e.g. "a handwritten seven") is one candidate and one query, correct for every item
+carrying it. Not comparable with published numbers; named in the report when used.
+Ranks are 1-based. Exact ties (identical captions have identical embeddings) go to the earlier
+candidate in dataset order, as a top-k over the scores returns them (CLIP_benchmark); with
+`dedup` there are no such ties and ties count against the model (see `metrics`).
 """
 
 from __future__ import annotations
@@ -29,12 +34,23 @@ def caption_key(caption) -> Hashable:
   return tuple(np.asarray(caption).reshape(-1).tolist())
 
 
-def caption_positives(item_captions: Sequence[Sequence]) -> tuple[list, np.ndarray]:
-  """Distinct caption keys `[texts]` and the positive mask `[items, texts]`.
+EVERY_CAPTION = 'every caption a candidate (CLIP_benchmark, big_vision)'
+DISTINCT = 'distinct captions (de-duplicated; not comparable with published numbers)'
 
-  item_captions: per item, a list of its captions (strings or token-id arrays).
+
+def rule(dedup: bool) -> str:
+  return DISTINCT if dedup else EVERY_CAPTION
+
+
+def caption_positives(item_captions: Sequence[Sequence], dedup: bool = False
+                      ) -> tuple[list, np.ndarray]:
+  """Caption keys `[texts]` and the positive mask `[items, texts]`.
+
+  item_captions: per item, a list of its captions (strings or token-id arrays). Without `dedup`
+  the texts are every caption in dataset order; with it, the distinct keys in first-seen order.
   """
   index: dict[Hashable, int] = {}
+  keys_out: list = []
   rows = []
   for caps in item_captions:
     if isinstance(caps, (str, bytes)) or (isinstance(caps, np.ndarray) and caps.ndim == 1):
@@ -42,16 +58,25 @@ def caption_positives(item_captions: Sequence[Sequence]) -> tuple[list, np.ndarr
     if len(caps) == 0:
       raise ValueError(f'item {len(rows)} has no caption: retrieval needs at least one per item.')
     keys = [caption_key(c) for c in caps]
+    cols = []
     for k in keys:
-      index.setdefault(k, len(index))
-    rows.append([index[k] for k in keys])
-  positives = np.zeros((len(rows), len(index)), bool)
+      if dedup:
+        if k not in index:
+          index[k] = len(keys_out)
+          keys_out.append(k)
+        cols.append(index[k])
+      else:
+        cols.append(len(keys_out))
+        keys_out.append(k)
+    rows.append(cols)
+  positives = np.zeros((len(rows), len(keys_out)), bool)
   for i, cols in enumerate(rows):
     positives[i, cols] = True
-  return list(index), positives
+  return keys_out, positives
 
 
-def evaluate(item_emb, text_emb, positives, modality: str) -> dict[str, dict[str, float]]:
+def evaluate(item_emb, text_emb, positives, modality: str, ties: str = 'order'
+             ) -> dict[str, dict[str, float]]:
   """Both directions of retrieval.
 
   item_emb `[items, dim]`, text_emb `[texts, dim]` (L2-normalised common-space embeddings),
@@ -66,6 +91,6 @@ def evaluate(item_emb, text_emb, positives, modality: str) -> dict[str, dict[str
                      '[texts, dim] with the same dim.')
   scores = item_emb @ text_emb.T
   return {
-      f'{modality}_to_text': metrics.retrieval_metrics(scores, positives),
-      f'text_to_{modality}': metrics.retrieval_metrics(scores.T, positives.T),
+      f'{modality}_to_text': metrics.retrieval_metrics(scores, positives, ties=ties),
+      f'text_to_{modality}': metrics.retrieval_metrics(scores.T, positives.T, ties=ties),
   }

@@ -24,10 +24,11 @@ from mmjax.data import digits_builder
 from mmjax.data import pipeline
 from mmjax.data.errors import DataError
 from mmjax.data.options import DataOptions
+from mmjax.data.tokenizer import Tokenizer
 from mmjax.evaluate import entries as entries_lib
 from mmjax.evaluate import registry, report, restore, runner, suite_report
 from mmjax.evaluate.errors import EvalError
-from mmjax.core import partitioning
+from mmjax.core import export_layout, partitioning
 
 PROBES = ('few_shot', 'linear_probe')
 
@@ -79,6 +80,27 @@ def output_dir(workdir: str, output: str | None) -> str:
   return output
 
 
+def export_tokenizer(workdir: str, config):
+  """The export's own `tokenizer.model` (so an export evaluates self-contained, whatever the
+  data dir holds); None for a training run, which uses its config's tokenizer."""
+  if os.path.isdir(restore.checkpoint_dir(workdir)):
+    return None
+  folder = os.path.dirname(workdir) if workdir.endswith('.safetensors') else workdir
+  path = os.path.join(folder, export_layout.TOKENIZER)
+  if not os.path.isfile(path):
+    return None
+  return Tokenizer(path, DataOptions.from_config(config).lowercase)
+
+
+def check_data_dir(config) -> None:
+  """EvalError when the config names a local data dir that does not exist (a typo would
+  otherwise read nothing and build datasets into a new folder)."""
+  data_dir = DataOptions.from_config(config).data_dir
+  if data_dir and '://' not in data_dir and not os.path.isdir(os.path.expanduser(data_dir)):
+    raise EvalError(f'data_dir {data_dir} does not exist: pass --config.data_dir= an existing '
+                    'TFDS data dir (or leave it empty for $TFDS_DATA_DIR).')
+
+
 def parse_probes(probes: str | None) -> tuple[str, ...]:
   names = tuple(p.strip() for p in (probes or '').split(',') if p.strip())
   bad = [p for p in names if p not in PROBES]
@@ -112,10 +134,16 @@ def split_prepared(entries, config) -> tuple[list, dict]:
 def evaluate_run(workdir: str, *, config=None, config_arg: str | None = None, overrides=(),
                  step: int | None = None, datasets: str | None = None, suite: str | None = None,
                  output: str | None = None, probes: str | None = None,
-                 batch_size: int | None = None, tensorboard: bool = True) -> dict:
-  """Evaluates `workdir` (checkpoint or params-only export); returns the full report."""
+                 batch_size: int | None = None, tensorboard: bool = True,
+                 save_features: bool = False, dedup_captions: bool | None = None,
+                 few_shot_l2: float | None = None) -> dict:
+  """Evaluates `workdir` (checkpoint or params-only export); returns the full report.
+
+  `save_features` writes the scored embeddings to OUTPUT/features/ (`features.py`);
+  `dedup_captions` and `few_shot_l2`, when given, replace every entry's setting."""
   check_source(workdir, step)
   config = config if config is not None else load_run_config(workdir, config_arg, overrides)
+  check_data_dir(config)
   output = output_dir(workdir, output)
   chosen = parse_probes(probes)
   skipped: dict = {}
@@ -131,12 +159,16 @@ def evaluate_run(workdir: str, *, config=None, config_arg: str | None = None, ov
     entries = [dataclasses.replace(e, few_shot=e.few_shot or 'few_shot' in chosen,
                                    linear_probe=e.linear_probe or 'linear_probe' in chosen)
                for e in entries_lib.from_config(config)]
+  protocol = {k: v for k, v in (('dedup_captions', dedup_captions),
+                                 ('few_shot_l2', few_shot_l2)) if v is not None}
+  entries = [dataclasses.replace(e, **protocol) for e in entries]
   mesh = partitioning.make_mesh(config.mesh)
   step, graphdef, params = restore.restore_params(config, workdir, mesh, step)
   rep = runner.evaluate_params(
       config, (graphdef, params), step, None, mesh, entries=entries, output=output,
       cache_dir=os.path.join(output, 'cache', 'text'), skipped=skipped,
-      checkpoint=f'{os.path.abspath(workdir)} step {step}')
+      checkpoint=f'{os.path.abspath(workdir)} step {step}', save_features=save_features,
+      tokenizer=export_tokenizer(workdir, config))
   if tensorboard and jax.process_index() == 0:
     suite_report.log_tensorboard(rep, output)
   return rep

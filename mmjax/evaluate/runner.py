@@ -11,13 +11,19 @@ Keys of one `config.evaluation.datasets.<name>` entry (`<name>` labels the resul
   zero_shot (True)       needs class labels; retrieval runs when the dataset has captions
   linear_probe (False)   logistic regression on `probe_split` ('train') features, its L2 chosen
                          on `val_split` (default: a held-out fifth of `probe_split`)
-  few_shot (False)       big_vision-style ridge probes, 1/5/10/25 shots x 3 seeds
+  few_shot (False)       big_vision's fewshot_lsr: least squares, 1/5/10/25 shots x seeds 0-2
+  few_shot_l2 (1024)     its fixed L2 (big_vision's `l2_reg`, 2^10)
+  dedup_captions (False) retrieval over distinct captions instead of every caption (see
+                         `retrieval.py`; not comparable with published numbers)
   templates ({})         per modality: a template set name or a list of templates
+
+With `features_dir`, the embeddings each result was computed from are saved (`features.py`).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 
 import jax
 import numpy as np
@@ -29,8 +35,9 @@ from mmjax.data import pipeline
 from mmjax.data.options import DataOptions
 from mmjax.data import run_tokenizer
 from mmjax.evaluate import captions as captions_lib
-from mmjax.evaluate import (entries as entries_lib, few_shot, linear_probe, plots, registry,
-                            report, retrieval, suite_report, zero_shot)
+from mmjax.evaluate import (entries as entries_lib, features as features_lib, few_shot,
+                            linear_probe, plots, registry, report, retrieval, suite_report,
+                            zero_shot)
 from mmjax.evaluate.embedder import Embedder
 from mmjax.evaluate.errors import EvalError
 from mmjax.evaluate.restore import restore_params
@@ -56,10 +63,14 @@ def _class_names(entry, info) -> list[str]:
   return list(entry.class_names)
 
 
-def _probes(embedder, config, entry, data, num_classes: int, seed: int) -> tuple[dict, dict]:
-  """Few-shot and full linear probe results per modality, on one read of the training split."""
+def _probes(embedder, config, entry, data, num_classes: int, seed: int,
+            features_dir: str | None = None) -> tuple[dict, dict]:
+  """Few-shot and full linear probe results per modality, on one read of the training split
+  (saved to `features_dir` when given)."""
   train = embedder.collect(_batches(entry, config, entry.train_split, entry.modalities),
                            entry.modalities, entry.num_clips)
+  if features_dir is not None and jax.process_index() == 0 and entry.train_split != entry.split:
+    features_lib.save(features_dir, entry.name, entry.train_split, train, entry.modalities)
   val = None
   if entry.linear_probe and entry.val_split:
     val = embedder.collect(_batches(entry, config, entry.val_split, entry.modalities),
@@ -68,7 +79,7 @@ def _probes(embedder, config, entry, data, num_classes: int, seed: int) -> tuple
   for m in entry.modalities:
     if entry.few_shot:
       fs[m] = few_shot.few_shot(train[m]['features'], train['label'], data[m]['features'],
-                                data['label'], num_classes)
+                                data['label'], num_classes, l2=entry.few_shot_l2)
     if entry.linear_probe:
       extra = {} if val is None else {'val_x': val[m]['features'], 'val_y': val['label']}
       lp[m] = linear_probe.linear_probe(train[m]['features'], train['label'],
@@ -86,8 +97,10 @@ def image_preprocessing(config) -> dict:
           'normalize': (f'(x / 255 - {list(mean)}) / {list(std)}' if mean else 'x / 127.5 - 1')}
 
 
-def evaluate_entry(embedder: Embedder, config, entry, tokenizer, cache: TextCache) -> dict:
-  """Every metric of one entry. Returns `{'results': {...}, 'confusion': {modality: matrix}}`."""
+def evaluate_entry(embedder: Embedder, config, entry, tokenizer, cache: TextCache,
+                   features_dir: str | None = None) -> dict:
+  """Every metric of one entry. Returns `{'results': {...}, 'confusion': {modality: matrix}}`.
+  With `features_dir`, the embeddings are saved there too (`features.py`)."""
   if entry.batch_size % embedder.dp:
     raise EvalError(f'{entry.name}: batch_size={entry.batch_size} is not divisible by the '
                     f'data-parallel size {embedder.dp}: choose a multiple of {embedder.dp}.')
@@ -132,22 +145,38 @@ def evaluate_entry(embedder: Embedder, config, entry, tokenizer, cache: TextCach
     keep = np.array([i for i, caps in enumerate(item_captions) if len(caps)], np.int64)
     item_captions = [item_captions[i] for i in keep]   # an item with no caption: not in the pool
     ids, mask, positives = captions_lib.tokenized_pool(item_captions, tokenizer, length)
-    text_emb = embedder.embed_text(ids, mask, entry.batch_size)
+    text_item = np.repeat(np.arange(len(keep)), [len(c) for c in item_captions])
+    all_text = embedder.embed_text(ids, mask, entry.batch_size)   # every caption
+    rows, distinct = captions_lib.distinct(ids, mask, text_item, len(keep))
+    text_emb = all_text[rows] if entry.dedup_captions else all_text
+    positives = distinct if entry.dedup_captions else positives
     for m in entry.modalities:
-      res['retrieval'].update(retrieval.evaluate(np.asarray(data[m]['embed'])[keep], text_emb,
-                                                 positives, m))
-    res['retrieval_pool'] = {'items': int(len(keep)), 'captions': int(sum(map(len, item_captions))),
-                             'distinct_captions': int(len(ids))}
+      res['retrieval'].update(retrieval.evaluate(
+          np.asarray(data[m]['embed'])[keep], text_emb, positives, m,
+          ties='pessimistic' if entry.dedup_captions else 'order'))
+    res['retrieval_pool'] = {'items': int(len(keep)), 'captions': int(len(ids)),
+                             'distinct_captions': int(len(rows)),
+                             'candidates': int(len(text_emb)),
+                             'rule': retrieval.rule(entry.dedup_captions)}
     if len(keep) < n:
       res['retrieval_pool']['uncaptioned_items'] = int(n - len(keep))
-    if len(ids) < 2:  # every item matches the one text: R@1 100 says nothing
+    if len(rows) < 2:  # every item matches the one text: R@1 100 says nothing
       res['retrieval_pool']['flag'] = (
-          f'{len(ids)} distinct caption(s) as tokenised: retrieval scores are meaningless; check '
-          "the dataset's captions, its tokenizer and text_length")
+          f'{len(rows)} distinct caption(s) as tokenised: retrieval scores are meaningless; '
+          "check the dataset's captions, its tokenizer and text_length")
       logging.warning('%s: %s.', entry.name, res['retrieval_pool']['flag'])
+  if features_dir is not None and jax.process_index() == 0:
+    res['features'] = features_lib.relative(features_lib.save(
+        features_dir, entry.name, entry.split, data, entry.modalities,
+        text=all_text if with_text else None,
+        text_item=keep[text_item] if with_text else None))
   if entry.few_shot or entry.linear_probe:
     res['few_shot'], res['linear_probe'] = _probes(embedder, config, entry, data, len(names),
-                                                   int(config.get('seed', 0)))
+                                                   int(config.get('seed', 0)), features_dir)
+    if res['few_shot']:
+      res['few_shot_protocol'] = few_shot.REFERENCE
+    if res['linear_probe']:
+      res['linear_probe_protocol'] = linear_probe.REFERENCE
   res['preprocessing'] = {'resolution': entry.resolution.describe(), 'clips': entry.num_clips,
                           'image': 'central square crop, resized', 'text_length': length}
   if 'audio' in entry.modalities:   # samples are cropped as stored: no resampling
@@ -169,14 +198,17 @@ def _model_parts(model_or_params):
 
 def evaluate_params(config, model_or_params, step: int, workdir: str | None, mesh=None, *,
                     entries=None, output: str | None = None, cache_dir: str | None = None,
-                    skipped=None, checkpoint: str = '', reuse: dict | None = None) -> dict:
+                    skipped=None, checkpoint: str = '', reuse: dict | None = None,
+                    save_features: bool = False, tokenizer=None) -> dict:
   """Evaluates in-memory weights: an NNX model, or `(graphdef, params)` as in the train state.
 
   `entries` default to the config's evaluation datasets. Reports go to `output` (default
   `workdir/eval`; none when both are None): `step_<N>.json`, one table per suite, bar charts,
   confusion matrices (process 0 only). Returns the report dict (see `report.py`). `reuse`, a dict
   kept by the caller across calls (the training loop), keeps one `Embedder`, so evaluating new
-  weights of the same model compiles nothing again.
+  weights of the same model compiles nothing again. `save_features` writes the embeddings to
+  `OUTPUT/features/` (`features.py`); `tokenizer` defaults to the config's (an export passes
+  its own).
   """
   mesh = partitioning.make_mesh(config.mesh) if mesh is None else mesh
   entries = entries_lib.from_config(config) if entries is None else entries
@@ -188,9 +220,12 @@ def evaluate_params(config, model_or_params, step: int, workdir: str | None, mes
     embedder = Embedder(config, graphdef, params, mesh)
     if reuse is not None:
       reuse['embedder'] = embedder
-  tokenizer = pipeline.load_tokenizer(config)
+  tokenizer = pipeline.load_tokenizer(config) if tokenizer is None else tokenizer
   cache = TextCache(embedder, tokenizer, params_fingerprint(params, step), cache_dir)
   output = output if output is not None else (report.eval_dir(workdir) if workdir else None)
+  if save_features and output is None:
+    raise EvalError('saving features needs a report directory: pass an output.')
+  features_dir = os.path.join(output, features_lib.FOLDER) if save_features else None
   results, figures, skipped = {}, {}, dict(skipped or {})
   for entry in entries:
     missing = [m for m in entry.modalities if m not in embedder.modalities]
@@ -198,7 +233,7 @@ def evaluate_params(config, model_or_params, step: int, workdir: str | None, mes
       skipped[entry.name] = {'reason': f'the model has no {missing[0]} input.', 'prepare': '',
                              'suite': entry.suite}
       continue
-    out = evaluate_entry(embedder, config, entry, tokenizer, cache)
+    out = evaluate_entry(embedder, config, entry, tokenizer, cache, features_dir)
     results[entry.name] = out['results']
     figures[entry.name] = (out['confusion'], out['class_names'])
   rep = report.build_full_report(step, results, tokenizer=tokenizer.describe(),

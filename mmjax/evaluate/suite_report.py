@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 from matplotlib.figure import Figure
 from tensorboardX import SummaryWriter
@@ -131,16 +132,25 @@ def write_suite_reports(rep: dict, output: str) -> list[str]:
   return paths
 
 
+def scalar_tag(*parts: str) -> str:
+  """A TensorBoard tag of only the characters it allows (`R@10` -> `R_at_10`), so tensorboardX
+  has nothing to rename (and log about)."""
+  return re.sub(r'[^-/\w.]', '_', '/'.join(parts).replace('@', '_at_'))
+
+
 def log_tensorboard(rep: dict, output: str) -> str:
-  """Every metric of the flat sections as a scalar `eval/<section>/<name>/<metric>` at the step."""
+  """Every metric of the flat sections as a scalar `eval/<section>/<name>/<metric>` at the step
+  (few-shot: `eval/few_shot/<name>/<k>shot`)."""
   path = os.path.join(output, 'tensorboard')
   writer = SummaryWriter(path)
   try:
     for section in ('zero_shot', 'retrieval', 'few_shot', 'linear_probe'):
       for name, values in rep.get(section, {}).items():
         for metric, v in values.items():
+          if isinstance(v, dict):   # few-shot: {'<k>shot': {'top1', ..}}
+            v = v.get('top1')
           if isinstance(v, (int, float)) and not isinstance(v, bool):
-            writer.add_scalar(f'eval/{section}/{name}/{metric}', v, rep['step'])
+            writer.add_scalar(scalar_tag('eval', section, name, metric), v, rep['step'])
   finally:
     writer.close()
   return path

@@ -3,7 +3,7 @@
 It says what the model was trained on (tasks, datasets, modalities, batch sizes, steps), how it
 was evaluated and with what numbers (the run's `DIR/eval/step_<N>.json` for the exported step,
 when there is one), what it is for, and how to load it without mmjax
-(`examples/load_safetensors.py`). The front matter is the YAML block hubs read for metadata.
+(`load_safetensors.py`, shipped as `examples/` in the repository and `mmjax.examples` installed). The front matter is the YAML block hubs read for metadata.
 """
 
 from __future__ import annotations
@@ -14,7 +14,12 @@ from mmjax.evaluate import report as report_lib
 
 SECTION_TITLES = {'zero_shot': 'Zero-shot classification (top-1 / top-5, %)',
                   'retrieval': 'Retrieval (recall@k, %; ranks)',
-                  'linear_probe': 'Linear probe on frozen features (top-1, %)'}
+                  'few_shot': "Few-shot least squares (big_vision's fewshot_lsr; top-1, %)",
+                  'linear_probe': 'Linear probe on frozen features (top-1, %; chosen L2)'}
+# Columns in reading order; anything else follows alphabetically.
+METRIC_ORDER = ('top1', 'top5', 'mean_per_class_recall', 'R@1', 'R@5', 'R@10', 'median_rank',
+                'mean_rank', '1shot', '5shot', '10shot', '25shot', 'train_top1', 'l2')
+LOADER = 'load_safetensors.py'   # examples/ in the repository; mmjax.examples when installed
 
 
 def _task_rows(config) -> list[str]:
@@ -32,18 +37,30 @@ def _task_rows(config) -> list[str]:
 
 
 def _metric(name: str, value) -> str:
+  if isinstance(value, dict):   # few-shot: {'top1', 'top1_std', 'l2'}
+    value = value.get('top1')
+  if name == 'l2':   # a regularisation strength, not a fraction
+    return f'{value:g}'
   if isinstance(value, float) and 'rank' not in name:
     return f'{100 * value:.2f}'
   return f'{value:.1f}' if isinstance(value, float) else str(value)
+
+
+def _order(metric: str):
+  return (METRIC_ORDER.index(metric), '') if metric in METRIC_ORDER else (len(METRIC_ORDER),
+                                                                         metric)
 
 
 def _eval_rows(evaluation: dict) -> list[str]:
   out = []
   for section in report_lib.SECTIONS:
     entries = evaluation.get(section) or {}
+    if section == 'few_shot':   # {'<ds>/<m>': {'<k>shot': {..}}}: one column per shot, then L2
+      entries = {name: {**shots, 'l2': next(iter(shots.values()))['l2']}
+                 for name, shots in entries.items() if shots}
     if not entries:
       continue
-    metrics = sorted({m for v in entries.values() for m in v})
+    metrics = sorted({m for v in entries.values() for m in v}, key=_order)
     out += ['', f'**{SECTION_TITLES[section]}**', '',
             '| | ' + ' | '.join(metrics) + ' |', '|---' * (len(metrics) + 1) + '|']
     for name, values in sorted(entries.items()):
@@ -56,8 +73,11 @@ def _evaluation_part(config, workdir: str, step: int) -> list[str]:
   datasets = config.get('evaluation', {}).get('datasets', {})
   protocol = ['Zero-shot classification embeds each test example and the class-name prompts '
               '(templates per modality) and picks the nearest class by cosine similarity; '
-              'retrieval ranks every test item against every caption; the linear probe fits a '
-              'logistic regression on frozen pooled features of the probe split.']
+              'retrieval ranks every test item against every caption, each caption its own '
+              "candidate (CLIP_benchmark's rule); few-shot is big_vision's fewshot_lsr (closed-"
+              'form least squares on frozen pooled features, L2 1024, seeds 0-2); the linear '
+              'probe fits a logistic regression to convergence on frozen pooled features of the '
+              'probe split, its L2 chosen on a validation split as CLIP_benchmark does.']
   for name, d in sorted(datasets.items()):
     protocol.append(f"- `{name}`: {d['dataset']} ({d.get('split', 'test')}), modalities "
                     f"{d['modalities']}, {d.get('num_clips', 1)} clip(s) per example.")
@@ -125,11 +145,13 @@ def render(config: dict, workdir: str, step: int, export_report: dict) -> str:
       '',
       '## Loading without mmjax',
       '',
-      '`examples/load_safetensors.py` in the mmjax repository computes embeddings from this '
-      'folder with numpy and jax alone (no mmjax import):',
+      f'`{LOADER}` computes embeddings from this folder with numpy and jax alone (it imports '
+      'nothing of mmjax). It ships with mmjax: `examples/` in the repository, the module '
+      '`mmjax.examples` in the installed package:',
       '',
       '```',
-      'python examples/load_safetensors.py THIS_FOLDER --inputs=inputs.npz --out=embeddings.npz',
+      f'python -m mmjax.examples.{LOADER[:-3]} THIS_FOLDER --inputs=inputs.npz '
+      '--out=embeddings.npz',
       '```',
       '',
       f'Exported embeddings match the checkpoint (parity: {"passed" if parity.get("pass") else "see export_report.json"}).',

@@ -20,6 +20,7 @@ import os
 from typing import Any, Mapping, Sequence
 
 from mmjax import config as config_lib
+from mmjax import config_paths
 from mmjax.seeds import KINDS
 
 Value = Any  # a config value, or Callable[[ConfigDict], value]
@@ -70,11 +71,12 @@ class Run:
 def load_sweep(path: str) -> tuple[Sweep, str]:
   """Imports the sweep file (`FILE.py[:ARG]`); returns (Sweep, base config argument resolved
   against its folder)."""
+  path = config_paths.resolve_sweep_path(path)   # a bare name: the shipped sweep of that name
   file, sep, choice = path.partition('.py:')
   path = file + '.py' if sep else path
   if not os.path.isfile(path):
-    raise config_lib.ConfigError(f'sweep file {path!r} does not exist: pass '
-                                 '--sweep=configs/sweeps/<name>.py.')
+    raise config_lib.ConfigError(f'sweep file {path!r} does not exist: pass --sweep=<name> (a '
+                                 'shipped sweep) or --sweep=configs/sweeps/<name>.py.')
   module = _import(path)
   sweep = module.get_sweep(choice) if choice else module.get_sweep()
   if not isinstance(sweep, Sweep):

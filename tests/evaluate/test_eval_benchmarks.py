@@ -14,7 +14,7 @@ import mock_tfds
 from mmjax_testing import demo_config
 from mmjax import config as config_lib
 from mmjax.data import digits_builder, sources
-from mmjax.evaluate import __main__ as cli, entries, registry, run
+from mmjax.evaluate import __main__ as cli, entries, registry, retrieval, run
 from mmjax.core import checkpointing, partitioning
 from mmjax.train import state as state_lib
 
@@ -129,12 +129,22 @@ def test_evaluating_an_export_leaves_it_byte_identical(bench, tmp_path, capsys):
   code = cli.main([f'--workdir={export}', '--datasets=cifar10', f'--output={export}/eval'])
   assert code == 2 and 'inside' in capsys.readouterr().err
   out = tmp_path / 'eval_export'
+  data_before = _tree_bytes(bench['root'])
   with mock_tfds.mocked():
     code = cli.main([f'--workdir={export}', '--datasets=cifar10', f'--output={out}'])
   assert code == 0, capsys.readouterr().err[-2000:]
   assert _tree_bytes(export) == before
+  assert _tree_bytes(bench['root']) == data_before   # nothing written into the data dir
   rep = json.loads((out / f'step_{STEP}.json').read_text())
   assert rep['datasets']['cifar10']['class_names']['names'] == CIFAR10
+  # The export's own tokenizer, not the one its config names.
+  assert rep['preprocessing']['tokenizer']['model_file'] == os.path.join(export, 'tokenizer.model')
+  # A data dir that does not exist: one sentence naming it, exit 2, nothing written.
+  code = cli.main([f'--workdir={export}', '--datasets=cifar10', f'--output={tmp_path}/e2',
+                   f'--config.data_dir={tmp_path}/no_such_dir'])
+  err = capsys.readouterr().err
+  assert code == 2 and f'{tmp_path}/no_such_dir does not exist' in err
+  assert not os.path.exists(tmp_path / 'e2') and not os.path.exists(tmp_path / 'no_such_dir')
 
 
 def test_config_entries_on_benchmark_datasets_use_curated_names_and_prompts():
@@ -172,7 +182,7 @@ def test_registry_sets_are_consistent():
 
 def test_retrieval_scores_every_caption_through_the_runner(bench, tmp_path):
   """6 images with 3 captions each (one caption shared by images 0 and 1), read as ArrayRecord:
-  the report's recalls equal a brute-force numpy computation over all 17 distinct captions."""
+  the report's recalls equal a brute-force top-k over all 18 captions (CLIP_benchmark's rule)."""
   from flax import nnx
   from mmjax.data import pipeline, records
   from mmjax.core.tasks import Resolution
@@ -193,24 +203,24 @@ def test_retrieval_scores_every_caption_through_the_runner(bench, tmp_path):
                             zero_shot=False)
   model = build_model(config, nnx.Rngs(0))
   rep = runner.evaluate_params(config, model, 1, None, entries=[entry])
-  assert rep['datasets']['pairs']['retrieval_pool'] == {'items': 6, 'captions': 18,
-                                                        'distinct_captions': 17}
-  # Brute force, from the model's own embeddings of each item and each distinct caption.
+  assert rep['datasets']['pairs']['retrieval_pool'] == {
+      'items': 6, 'captions': 18, 'distinct_captions': 17, 'candidates': 18,
+      'rule': retrieval.EVERY_CAPTION}
+  # Brute force, from the model's own embeddings of each item and each caption.
   graphdef, state = nnx.split(model)
   emb = Embedder(config, graphdef, nnx.to_pure_dict(state), partitioning.make_mesh(config.mesh))
   items = emb.collect(pipeline.make_eval_batches(entry.dataset, 'test', ('image',), res, config,
                                                  batch_size=8), ('image',))['image']['embed']
-  texts = list(dict.fromkeys(c for cs in caps for c in cs))
+  texts = [c for cs in caps for c in cs]
   ids, mask = pipeline.load_tokenizer(config).encode(texts, 16)
-  scores = items @ emb.embed_text(ids, mask).T                       # [6, 17]
-  owner = np.array([[t in caps[i] for t in texts] for i in range(6)])
-  i2t = [1 + np.sum(scores[i][~owner[i]] >= scores[i][owner[i]].max()) for i in range(6)]
-  t2i = [1 + np.sum(scores[:, j][~owner[:, j]] >= scores[:, j][owner[:, j]].max())
-         for j in range(17)]
-  for k in (1, 5, 10):
+  scores = items @ emb.embed_text(ids, mask).T                       # [6, 18]
+  owner = np.repeat(np.arange(6), 3)[None, :] == np.arange(6)[:, None]
+  for k in (1, 5, 10):   # right at k: an own caption (item) among the first k of a stable sort
+    i2t = np.take_along_axis(owner, np.argsort(-scores, 1, kind='stable')[:, :k], 1).any(1)
+    t2i = np.take_along_axis(owner.T, np.argsort(-scores.T, 1, kind='stable')[:, :k], 1).any(1)
     got = rep['retrieval']
-    assert got['pairs/image_to_text'][f'R@{k}'] == pytest.approx(np.mean(np.array(i2t) <= k))
-    assert got['pairs/text_to_image'][f'R@{k}'] == pytest.approx(np.mean(np.array(t2i) <= k))
+    assert got['pairs/image_to_text'][f'R@{k}'] == pytest.approx(np.mean(i2t))
+    assert got['pairs/text_to_image'][f'R@{k}'] == pytest.approx(np.mean(t2i))
 
 
 def test_benchmark_of_a_modality_the_model_lacks_is_skipped(bench):

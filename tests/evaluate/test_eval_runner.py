@@ -13,7 +13,7 @@ from mmjax.core import checkpointing
 from mmjax.core import partitioning
 from mmjax.core.tasks import Resolution
 from mmjax.data import digits_builder, pipeline
-from mmjax.evaluate import __main__ as cli, restore, runner
+from mmjax.evaluate import __main__ as cli, features, linear_probe, restore, runner
 from mmjax.evaluate.embedder import Embedder
 from mmjax.evaluate.errors import EvalError
 from mmjax.models.model import build_model
@@ -40,9 +40,32 @@ def setup(data_dir):
   return config, build_model(config, nnx.Rngs(0))
 
 
+def _clip_benchmark_recall(scores, positives, k):
+  """CLIP_benchmark's rule: a query is right at k when a positive is among its top-k scores."""
+  top = np.argsort(-scores, axis=1, kind='stable')[:, :k]
+  return float(np.mean(np.take_along_axis(positives, top, axis=1).any(axis=1)))
+
+
+def _fewshot_lsr(train_x, train_y, test_x, test_y, classes, shots, seed, l2=1024.0):
+  """big_vision's fewshot_lsr by its description, solved with np.linalg.solve."""
+  rng = np.random.default_rng(seed)
+  perms = [rng.permutation(np.where(train_y == c)[0]) for c in range(classes)]
+  idx = np.concatenate([p[:shots] for p in perms])
+  x = train_x[idx].astype(np.float64)
+  mean, std = x.mean(0, keepdims=True), x.std(0, keepdims=True) + 1e-5
+  pad = lambda a: np.concatenate([(a - mean) / std, np.full((len(a), 1), 100.0)], axis=1)
+  y = 2.0 * np.eye(classes)[train_y[idx]] - 1.0
+  xb = pad(x)
+  w = np.linalg.solve(xb.T @ xb + l2 * np.eye(xb.shape[1]), xb.T @ y) if len(xb) >= xb.shape[1] \
+      else xb.T @ np.linalg.solve(xb @ xb.T + l2 * np.eye(len(xb)), y)
+  return float(np.mean(np.argmax(pad(test_x.astype(np.float64)) @ w, axis=1) == test_y))
+
+
 def test_evaluate_params_writes_report_and_plots(setup, tmp_path):
   config, model = setup
-  rep = runner.evaluate_params(config, model, 7, str(tmp_path))
+  config = config.copy_and_resolve_references()
+  config.evaluation.datasets.digits.few_shot = True
+  rep = runner.evaluate_params(config, model, 7, str(tmp_path), save_features=True)
   with open(tmp_path / 'eval' / 'step_7.json') as f:
     assert json.load(f) == rep
   assert rep['step'] == 7
@@ -72,8 +95,31 @@ def test_evaluate_params_writes_report_and_plots(setup, tmp_path):
   assert table['step'] == 7 and 'mmjax_version' in table
   assert '| digits |' in (tmp_path / 'eval' / 'config_datasets.md').read_text()
   assert os.path.getsize(tmp_path / 'eval' / 'config_datasets.png') > 1000
-  # The probe chose its L2 on a held-out part of the probe split, from the grid.
-  assert rep['linear_probe']['digits/image']['l2'] in (1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+  # The probe chose its L2 on a held-out part of the probe split, from CLIP_benchmark's grid.
+  assert rep['linear_probe']['digits/image']['l2'] in linear_probe.L2_GRID
+  assert rep['datasets']['digits']['linear_probe']['image']['converged']
+  # --save_features: every metric recomputed from the saved file with the field's own rules.
+  saved = features.load(str(tmp_path / 'eval' / rep['datasets']['digits']['features']))
+  pool = rep['datasets']['digits']['retrieval_pool']
+  assert saved['text'].shape[0] == saved['text_item'].shape[0] == pool['captions']
+  assert pool['candidates'] == pool['captions'] and 'CLIP_benchmark' in pool['rule']
+  for m in ('image', 'audio'):
+    emb = saved[m]
+    assert emb.shape == (359, config.model.embed_dim) and saved['label'].shape == (359,)
+    positives = saved['text_item'][None, :] == np.arange(len(emb))[:, None]
+    scores = emb @ saved['text'].T
+    for k in (1, 5, 10):
+      assert rep['retrieval'][f'digits/{m}_to_text'][f'R@{k}'] == pytest.approx(
+          _clip_benchmark_recall(scores, positives, k), abs=1e-9)
+      assert rep['retrieval'][f'digits/text_to_{m}'][f'R@{k}'] == pytest.approx(
+          _clip_benchmark_recall(scores.T, positives.T, k), abs=1e-9)
+    shots = rep['few_shot'][f'digits/{m}']
+    for k in (1, 5, 10, 25):
+      assert shots[f'{k}shot']['l2'] == 1024.0
+      want = np.mean([_fewshot_lsr(saved[f'{m}_features'], saved['label'],
+                                   saved[f'{m}_features'], saved['label'], 10, k, seed)
+                      for seed in (0, 1, 2)])
+      assert abs(shots[f'{k}shot']['top1'] - want) < 1e-3   # within 0.1 points
 
 
 def test_collect_keeps_dataset_order_and_unit_clip_embeddings(setup):

@@ -76,11 +76,17 @@ def test_eval_templates_differ_from_training_captions():
     assert not training & {norm(t) for t in ts}
 
 
-def test_retrieval_deduplicates_captions():
-  texts, pos = retrieval.caption_positives(['a seven', 'a one ', ['a seven', 'a 7'], 'a one'])
+def test_retrieval_deduplicates_captions_only_when_asked():
+  caps = ['a seven', 'a one ', ['a seven', 'a 7'], 'a one']
+  every, pos = retrieval.caption_positives(caps)   # the default: every caption a candidate
+  assert every == ['a seven', 'a one', 'a seven', 'a 7', 'a one']
+  np.testing.assert_array_equal(pos, [[1, 0, 0, 0, 0], [0, 1, 0, 0, 0], [0, 0, 1, 1, 0],
+                                      [0, 0, 0, 0, 1]])
+  texts, pos = retrieval.caption_positives(caps, dedup=True)
   assert texts == ['a seven', 'a one', 'a 7']
   np.testing.assert_array_equal(pos, [[1, 0, 0], [0, 1, 0], [1, 0, 1], [0, 1, 0]])
-  ids, pos_ids = retrieval.caption_positives([np.array([3, 4]), np.array([3, 4]), np.array([5, 0])])
+  ids, pos_ids = retrieval.caption_positives([np.array([3, 4]), np.array([3, 4]), np.array([5, 0])],
+                                             dedup=True)
   assert ids == [(3, 4), (5, 0)]
   np.testing.assert_array_equal(pos_ids, [[1, 0], [1, 0], [0, 1]])
 
@@ -89,7 +95,7 @@ def test_retrieval_both_directions():
   items = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])
   texts = np.array([[1.0, 0.0], [0.0, 1.0]])
   pos = np.array([[1, 0], [0, 1], [1, 0]], bool)  # item 2 is captioned like item 0
-  out = retrieval.evaluate(items, texts, pos, 'image')
+  out = retrieval.evaluate(items, texts, pos, 'image', ties='pessimistic')
   # image->text: items 0,1 rank 1; item 2 scores 0.6 (pos) vs 0.8 (neg) -> rank 2.
   assert out['image_to_text']['R@1'] == pytest.approx(2 / 3)
   assert out['image_to_text']['mean_rank'] == pytest.approx(4 / 3)

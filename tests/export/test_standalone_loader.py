@@ -35,7 +35,7 @@ def test_example_matches_mmjax_without_importing_it(tmp_path, variant):
   config, params = fx.make_run(workdir, *VARIANTS[variant], with_eval=False)
   out = str(tmp_path / 'export')
   export_run(workdir, out, 'safetensors', 'float32', quiet=True)
-  modalities = ['image', 'video', 'text'] + (['audio'] if 'waveform' in variant else [])
+  modalities = ['image', 'video', 'text', 'audio']   # audio: log-mel (default) and waveform
   inputs = {}
   for m in modalities:
     inputs.update(fx.batch(config, m, rows=5, seed=3))
@@ -60,7 +60,11 @@ def test_export_has_config_and_model_card(tmp_path):
   workdir = str(tmp_path / 'run')
   config, _ = fx.make_run(workdir, with_eval=False)
   report_lib.write_report(report_lib.build_report(
-      fx.STEP, zero_shot={'digits/image': {'top1': 0.5, 'top5': 0.875}}),
+      fx.STEP, zero_shot={'digits/image': {'top1': 0.5, 'top5': 0.875}},
+      retrieval={'digits/image_to_text': {'R@1': 0.25, 'R@10': 0.75, 'R@5': 0.5}},
+      linear_probe={'digits/image': {'top1': 0.625, 'train_top1': 1.0, 'l2': 0.001}},
+      few_shot={'digits/image': {'1shot': {'top1': 0.125, 'top1_std': 0.0, 'l2': 1024.0},
+                                 '10shot': {'top1': 0.375, 'top1_std': 0.0, 'l2': 1024.0}}}),
       report_lib.eval_dir(workdir))
   out = str(tmp_path / 'export')
   report = export_run(workdir, out, 'safetensors', 'float32', quiet=True)
@@ -76,5 +80,16 @@ def test_export_has_config_and_model_card(tmp_path):
   for name in config.tasks:
     assert f'| {name} | mmjax_digits (train) |' in card
   assert '| digits/image | 50.00 | 87.50 |' in card  # the run's evaluation of that step
+  assert '| | R@1 | R@5 | R@10 |' in card and '| digits/image_to_text | 25.00 | 50.00 | 75.00 |' in card
+  assert '| digits/image | 62.50 | 100.00 | 0.001 |' in card   # L2 as chosen, not x100
+  assert '| digits/image | 12.50 | 37.50 | 1024 |' in card     # few-shot per shot, then L2
+  # The loader the card cites ships with the package (mmjax.examples), and the files are
+  # readable like any other the user writes (not private 0600).
+  assert 'python -m mmjax.examples.load_safetensors' in card
+  umask = os.umask(0)
+  os.umask(umask)
+  for name in os.listdir(out):
+    if os.path.isfile(os.path.join(out, name)):
+      assert os.stat(os.path.join(out, name)).st_mode & 0o777 == 0o666 & ~umask, name
   other = model_card.render(json.loads(config_lib.to_json(config)), workdir, 7, report)
   assert 'mmjax-evaluate --workdir=DIR --step=7' in other  # no evaluation of step 7 to quote
