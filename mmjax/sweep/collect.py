@@ -14,6 +14,8 @@ Names a sweep file can ask for:
                            wall time of the training and evaluation commands of the sweep's
                            last attempt at the run (a resumed run counts only the resumed part)
 A name may hold shell-style wildcards (`zero_shot/*/top1`): it stands for every matching metric.
+`mean(A,B,...)` is the mean of the named metrics, where a run reports them all (e.g. a primary
+metric `mean(zero_shot/digits/video/top1,zero_shot/digits/audio/top1)`).
 Training rows are each step's last row, as `train/curves.read_metrics` reads them: a resumed run
 appends rows for the steps it redoes, and those must not count twice.
 """
@@ -120,3 +122,20 @@ def expand(metrics, names) -> list[str]:
 
 def wants_captions(metrics) -> bool:
   return any(m.startswith('caption/') for m in metrics)
+
+
+def _derived_parts(metric: str) -> list[str] | None:
+  if not (metric.startswith('mean(') and metric.endswith(')')):
+    return None
+  parts = [p.strip() for p in metric[len('mean('):-1].split(',') if p.strip()]
+  return parts or None
+
+
+def with_derived(values: dict[str, float], metrics) -> dict[str, float]:
+  """`values` plus each `mean(A,B,...)` of `metrics` whose parts are all in `values`."""
+  out = dict(values)
+  for m in metrics:
+    parts = _derived_parts(m)
+    if parts and all(p in values for p in parts):
+      out[m] = float(np.mean([values[p] for p in parts]))
+  return out

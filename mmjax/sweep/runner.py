@@ -14,7 +14,7 @@ import time
 from mmjax import config as config_lib
 from mmjax.sweep import collect, execute, plots, provenance, stats, summary as summary_lib
 from mmjax.sweep.spec import (Run, Sweep, baseline_of, grid_sweep, interleave, load_sweep,
-                              parse_vary, plan_runs)
+                              parse_vary, plan_runs, split_values)
 
 DEFAULT_VARY_METRICS = ('zero_shot/*/top1', 'linear_probe/*/top1', 'train/loss')
 
@@ -169,8 +169,8 @@ def build_sweep(args) -> tuple[Sweep, str, str]:
   if not os.path.isfile(file):
     raise config_lib.ConfigError(f'config file {file!r} does not exist: pass '
                                  '--config=configs/<name>.py[:arg].')
-  metrics = tuple(m.strip() for m in (args.metrics or ','.join(DEFAULT_VARY_METRICS)).split(',')
-                  if m.strip())
+  given = args.metrics or ','.join(DEFAULT_VARY_METRICS)
+  metrics = tuple(m.strip() for m in split_values(given) if m.strip())
   sweep = grid_sweep(args.config, parse_vary(args.vary), metrics)
   return sweep, args.config, ' x '.join(v.split('=')[0] for v in args.vary)
 

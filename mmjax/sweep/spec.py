@@ -263,7 +263,7 @@ def parse_vary(items: Sequence[str]) -> list[tuple[str, list[str]]]:
   for item in items:
     key, sep, values = item.partition('=')
     key = key.strip().removeprefix('config.')
-    vals = [v.strip() for v in _split_values(values)]
+    vals = [v.strip() for v in split_values(values)]
     if not sep or not key or len(vals) < 2 or any(not v for v in vals):
       raise config_lib.ConfigError(f'--vary={item!r}: write --vary=KEY=A,B[,...] with a config key '
                                    'and at least two values (the first is the baseline).')
@@ -275,7 +275,7 @@ def parse_vary(items: Sequence[str]) -> list[tuple[str, list[str]]]:
   return out
 
 
-def _split_values(text: str) -> list[str]:
+def split_values(text: str) -> list[str]:
   """Splits on commas outside brackets, so a tuple value `(1,2)` stays one value."""
   out, depth, cur = [], 0, ''
   for ch in text:

@@ -81,6 +81,9 @@ def build_summary(records: list[dict], variants: list[str], metrics: list[str],
   """`records`: each finished run's {"variant", "seed", "metrics": {name: value}} (and, from
   the sweep, "curve", "variant_hash", "total_steps"). `metrics` may hold wildcard patterns;
   `margin` adds the equivalence test, `effect` the seeds needed for it (the pilot)."""
+  records = [{**r, 'metrics': collect.with_derived(r['metrics'], metrics),
+              'curve': {k: collect.with_derived(c, metrics) for k, c in
+                        (r.get('curve') or {}).items()}} for r in records]
   names = set().union(*(r['metrics'] for r in records)) if records else set()
   metrics = collect.expand(metrics, names)
   per_seed = {v: {m: {} for m in metrics} for v in variants}

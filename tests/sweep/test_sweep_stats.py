@@ -138,3 +138,15 @@ def test_summary_reports_missing_metric_holm_tost_and_pilot():
   assert diff['acc']['verdict'].startswith(('resolved', 'unresolved', 'equivalent'))
   md = summary_lib.format_markdown(s, 'demo')
   assert 'missing' in md and 'Tests and verdicts' in md
+
+
+def test_mean_of_metrics_is_a_metric_with_its_own_paired_statistics():
+  records = [{'variant': v, 'seed': s, 'metrics': {'v': x, 'a': y}, 'curve': {
+      '4': {'v': x / 2, 'a': y / 2}, '8': {'v': x, 'a': y}}}
+             for v, s, x, y in [('p', 0, 0.5, 0.3), ('p', 1, 0.6, 0.2), ('q', 0, 0.7, 0.5),
+                                ('q', 1, 0.6, 0.6)]]
+  s = summary_lib.build_summary(records, ['p', 'q'], ['mean(v,a)'], 'p')
+  assert s['variants']['q']['per_seed']['mean(v,a)'] == pytest.approx({'0': 0.6, '1': 0.6})
+  d = s['variants']['q']['difference_from_baseline']['mean(v,a)']
+  assert d['mean'] == pytest.approx(np.mean([0.6 - 0.4, 0.6 - 0.4]))
+  assert s['variants']['q']['curves']['mean(v,a)']['mean'] == pytest.approx([0.3, 0.6])
