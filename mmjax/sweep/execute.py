@@ -63,7 +63,8 @@ def prepare_argv(run: Run, template) -> list[str]:
     if a == '{flags}':
       out += run.override_flags()
     else:
-      out.append(a.replace('{workdir}', run.workdir).replace('{config}', run.config_arg))
+      out.append(a.replace('{workdir}', run.workdir).replace('{config}', run.config_arg)
+                 .replace('{seed}', str(run.seed)))
   return [sys.executable if out and out[0] == 'python' else out[0], *out[1:]] if out else out
 
 

@@ -43,10 +43,11 @@ class Sweep:
               config after it (for keys the command line does not set).
   configs:    {variant: its own base config `path.py[:arg]`}, relative to the sweep file's
               folder, for variants that compare different config files (default: `config`).
-  prepare:    {variant: [argv, ...]}: commands run in the run's folder before it trains (e.g.
-              `tools.upcycle` writing the upcycled checkpoint the variant starts from); `{workdir}`
-              and `{config}` in an argument become the run's folder and base config, and
-              `{flags}` (a whole argument) the run's `--config.k=v` flags.
+  prepare:    {variant: [argv, ...]}: commands run before a run first trains (e.g.
+              `tools.upcycle` writing the checkpoint the variant starts from); in an argument,
+              `{workdir}`, `{config}`, `{seed}` and `{here}` become the run's folder, its base
+              config, its seed index and the sweep file's folder; `{flags}` (a whole argument)
+              the run's `--config.k=v` flags; `python` the running interpreter.
   """
   config: str
   variants: Mapping[str, Mapping[str, Value]]
@@ -132,8 +133,11 @@ def load_sweep(path: str) -> tuple[Sweep, str]:
     raise config_lib.ConfigError(f'{path}: get_sweep() must return a mmjax.sweep.spec.Sweep.')
   _check(sweep, path)
   folder = os.path.dirname(path)
-  sweep = dataclasses.replace(sweep, configs={v: _relative_to(folder, c)
-                                              for v, c in sweep.configs.items()})
+  here = os.path.normpath(folder or '.')
+  sweep = dataclasses.replace(
+      sweep, configs={v: _relative_to(folder, c) for v, c in sweep.configs.items()},
+      prepare={v: [[a.replace('{here}', here) for a in argv] for argv in cmds]
+               for v, cmds in sweep.prepare.items()})
   return sweep, _relative_to(folder, sweep.config)
 
 
@@ -158,10 +162,10 @@ def _check(sweep: Sweep, path: str) -> None:
     if not name or '/' in name or name.startswith('.') or name in ('plots',):
       raise config_lib.ConfigError(f'{path}: variant name {name!r} cannot be a folder name; '
                                    'use letters, digits, - and _.')
-  unknown = sorted(set(sweep.configs) - set(sweep.variants))
+  unknown = sorted((set(sweep.configs) | set(sweep.prepare)) - set(sweep.variants))
   if unknown:
     raise config_lib.ConfigError(f'{path}: configs names {unknown}, which are not variants '
-                                 f'{list(sweep.variants)}.')
+                                 f'{list(sweep.variants)} (nor may prepare).')
   if sweep.baseline is not None and sweep.baseline not in sweep.variants:
     raise config_lib.ConfigError(f'{path}: baseline {sweep.baseline!r} is not one of the '
                                  f'variants {list(sweep.variants)}.')

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 
 import numpy as np
 import pytest
@@ -124,3 +125,25 @@ def test_caption_reports_are_sweep_metrics():
   assert collect.expand(['caption/*/image/*', 'x'], got) == [
       'caption/digits/image/bleu4', 'caption/digits/image/cider',
       'caption/digits/image/right_digit_share', 'x']
+
+
+def test_prepare_commands_run_before_a_run_first_trains(tmp_path, monkeypatch):
+  """The upcycling step of a sweep: each prepare command runs (placeholders filled) before
+  training; a failing one stops the run with its log, and leaves no checkpoints behind."""
+  write = 'import sys; open(sys.argv[1], "w").write(sys.argv[2])'
+  ok = Run('v', 3, str(tmp_path / 'v' / 'seed_3'), 'missing_config.py', (('a', '1'),), 8,
+           prepare=(('python', '-c', write, '{workdir}/prepared', '{seed} {config}'),
+                    ('python', '-c', 'import sys; print(sys.argv[1:])', '{flags}')))
+  ex = execute.Executor(str(tmp_path), say=lambda s: None)
+  # Training itself is not what is tested: a stand-in that fails at once, as a bad config would.
+  monkeypatch.setattr(execute, 'train_argv', lambda run: [sys.executable, '-c', 'exit(2)'])
+  with pytest.raises(execute.RunFailed, match='training exited with code 2'):
+    ex.run_one(ok, '[1/1]')
+  assert (tmp_path / 'v' / 'seed_3' / 'prepared').read_text() == '3 missing_config.py'
+  assert "['--config.a=1']" in (tmp_path / 'v' / 'seed_3' / 'prepare.log').read_text()
+  bad = Run('w', 0, str(tmp_path / 'w' / 'seed_0'), 'c.py', (), 8,
+            prepare=(('python', '-c', 'import os, sys; os.makedirs(sys.argv[1]); sys.exit(3)',
+                      '{workdir}/checkpoints/0'),))
+  with pytest.raises(execute.RunFailed, match='preparation command 1 exited with code 3'):
+    ex.run_one(bad, '[1/1]')
+  assert not (tmp_path / 'w' / 'seed_0' / 'checkpoints').exists()
