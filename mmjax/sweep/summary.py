@@ -219,20 +219,26 @@ def format_markdown(summary: dict, title: str, metrics: list[str] | None = None)
         mark = ' *'
       cells.append(f'{_signed(d["mean"])} {_interval(d["ci95"], signed=True)}{mark}')
     lines.append(f'| {v} | ' + ' | '.join(cells) + ' |')
+  effect = next((d['power']['effect'] for e in summary['variants'].values()
+                 for d in e.get('difference_from_baseline', {}).values()
+                 if 'effect' in (d.get('power') or {})), None)
+  pilot = f' seeds for {effect:g} |' if effect is not None else ''
   lines += ['', '`*`: the 95% interval of the paired difference excludes 0.', '',
             '## Tests and verdicts', '',
-            '| variant | metric | paired p | Holm p | Welch 95% | TOST p | detectable | verdict |',
-            '|---|---|---|---|---|---|---|---|']
+            '| variant | metric | paired p | Holm p | Welch 95% | TOST p | detectable |' + pilot +
+            ' verdict |', '|---|---|---|---|---|---|---|' + ('---|' if pilot else '') + '---|']
   for v, entry in summary['variants'].items():
     for m, d in entry.get('difference_from_baseline', {}).items():
       if 'missing' in d:
         continue
       w = d.get('welch')
       eq = d.get('equivalence')
-      mde = (d.get('power') or {}).get('detectable_effect')
+      power = d.get('power') or {}
+      need = f' {power.get("seeds_needed", "–")} |' if pilot else ''
       lines.append(f'| {v} | `{m}` | {_p(d.get("p"))} | {_p(d.get("p_holm"))} | '
                    f'{_interval(w["ci95"], signed=True) if w else "–"} | '
-                   f'{_p(eq["p"]) if eq else "–"} | {_num(mde)} | {d.get("verdict", "")} |')
+                   f'{_p(eq["p"]) if eq else "–"} | {_num(power.get("detectable_effect"))} |'
+                   f'{need} {d.get("verdict", "")} |')
   timing = summary.get('timing')
   if timing:
     lines += ['', '## Step time, measured apart (timing pass, one variant at a time)', '',
