@@ -5,8 +5,9 @@ resolved config when it is first started; `sweep_done.json` is written only afte
 evaluation both finished, and holds the run's metrics, resolved config and provenance. A run with
 the marker is skipped; one without it is started again, and `mmjax.train` resumes it from its
 newest checkpoint. A run (finished or not) whose recorded resolved config differs from what the
-sweep now gives it is stale: it is never reused (`stale_reason`, `check_fresh`). Children write to `train.log`/`eval.log` in
-the run's folder. Compiled programs are shared between runs through `DIR/jax_cache`, copied in
+sweep now gives it is stale: it is never reused (`stale_reason`, `check_fresh`). A variant's
+prepare commands run before its first training, until they have all succeeded once (`.prepared`).
+Children write to `train.log`/`eval.log`/`prepare.log` in the run's folder. Compiled programs are shared between runs through `DIR/jax_cache`, copied in
 before and back after each run (the training loop keeps its cache in its own workdir).
 """
 
@@ -43,13 +44,11 @@ def train_argv(run: Run) -> list[str]:
           f'--workdir={run.workdir}', *run.override_flags()]
 
 
-def eval_argv(run: Run) -> list[str]:
+def eval_argv(run: Run, step: int | None = None) -> list[str]:
+  """Evaluates the run's checkpoint at `step` (default: its last)."""
   return [sys.executable, '-m', 'mmjax.evaluate', f'--config={run.config_arg}',
-          f'--workdir={run.workdir}', f'--step={run.total_steps}', *run.override_flags()]
-
-
-def eval_step_argv(run: Run, step: int) -> list[str]:
-  return [*eval_argv(run)[:5], f'--step={step}', *run.override_flags()]
+          f'--workdir={run.workdir}', f'--step={run.total_steps if step is None else step}',
+          *run.override_flags()]
 
 
 def caption_argv(run: Run, step: int) -> list[str]:
@@ -213,7 +212,6 @@ class Executor:
 
   def run_one(self, run: Run, label: str, slot: int = 0) -> dict:
     """Trains (or resumes) and evaluates `run`; writes and returns its done record."""
-    fresh = not os.path.isdir(os.path.join(run.workdir, 'checkpoints'))
     os.makedirs(run.workdir, exist_ok=True)
     started = (_read_json(os.path.join(run.workdir, PLAN_FILE)) or {}).get('started',
                                                                          provenance.now())
@@ -223,18 +221,7 @@ class Executor:
     env = self._env(slot)
     run_cache = os.path.join(run.workdir, 'jax_cache')
     _copy_new(self.cache, run_cache)
-    if fresh:  # commands the variant starts from (an upcycled checkpoint), first attempt only
-      for i, template in enumerate(run.prepare):
-        argv = prepare_argv(run, template)
-        self.say(f'{label} {run.name}: preparing ({" ".join(argv[1:3])} ...)')
-        code = self._child(argv, os.path.join(run.workdir, 'prepare.log'), env)
-        if self.stop.is_set():
-          raise Stopped(f'{run.name} stopped while preparing')
-        if code != 0:
-          shutil.rmtree(os.path.join(run.workdir, 'checkpoints'), ignore_errors=True)
-          raise RunFailed(f'{run.name}: preparation command {i + 1} exited with code {code}; the '
-                          f'end of {run.workdir}/prepare.log:\n'
-                          f'{_tail(os.path.join(run.workdir, "prepare.log"))}')
+    self._prepare(run, label, env)
     self.say(f'{label} {run.name}: training ({run.total_steps} steps)')
     t0 = time.monotonic()
     code = self._child(train_argv(run), os.path.join(run.workdir, 'train.log'), env)
@@ -270,13 +257,35 @@ class Executor:
     _write_json(os.path.join(run.workdir, DONE_FILE), record)
     return record
 
+  def _prepare(self, run: Run, label: str, env: dict) -> None:
+    """The variant's prepare commands (e.g. the checkpoint an upcycled run starts from), until
+    they have all succeeded once; an attempt that fails or is stopped leaves no checkpoints, so
+    the next one starts clean."""
+    marker = os.path.join(run.workdir, '.prepared')
+    if not run.prepare or os.path.exists(marker):
+      return
+    for i, template in enumerate(run.prepare):
+      argv = prepare_argv(run, template)
+      self.say(f'{label} {run.name}: preparing ({" ".join(argv[1:3])} ...)')
+      code = self._child(argv, os.path.join(run.workdir, 'prepare.log'), env)
+      if self.stop.is_set() or code != 0:
+        shutil.rmtree(os.path.join(run.workdir, 'checkpoints'), ignore_errors=True)
+      if self.stop.is_set():
+        raise Stopped(f'{run.name} stopped while preparing')
+      if code != 0:
+        raise RunFailed(f'{run.name}: preparation command {i + 1} exited with code {code}; the '
+                        f'end of {run.workdir}/prepare.log:\n'
+                        f'{_tail(os.path.join(run.workdir, "prepare.log"))}')
+    with open(marker, 'w') as f:
+      f.write(provenance.now() + '\n')
+
   def _evaluate(self, run: Run, step: int, env: dict) -> tuple[dict, dict | None]:
     """The evaluation report (and caption report, when the sweep asks for caption metrics) of
     the run's checkpoint at `step`; a report already written is read, not redone."""
     path = os.path.join(run.workdir, 'eval', f'step_{step}.json')
     report = _read_json(path)
     if report is None:
-      self._check(self._child(eval_step_argv(run, step), os.path.join(run.workdir, 'eval.log'),
+      self._check(self._child(eval_argv(run, step), os.path.join(run.workdir, 'eval.log'),
                               env), run, 'evaluation', 'eval.log')
       report = _read_json(path)
       if report is None:

@@ -140,7 +140,12 @@ def test_prepare_commands_run_before_a_run_first_trains(tmp_path, monkeypatch):
   with pytest.raises(execute.RunFailed, match='training exited with code 2'):
     ex.run_one(ok, '[1/1]')
   assert (tmp_path / 'v' / 'seed_3' / 'prepared').read_text() == '3 missing_config.py'
-  assert "['--config.a=1']" in (tmp_path / 'v' / 'seed_3' / 'prepare.log').read_text()
+  log = tmp_path / 'v' / 'seed_3' / 'prepare.log'
+  assert "['--config.a=1']" in log.read_text()
+  size = log.stat().st_size
+  with pytest.raises(execute.RunFailed, match='training exited'):
+    ex.run_one(ok, '[1/1]')  # the next attempt resumes training, it does not prepare again
+  assert log.stat().st_size == size
   bad = Run('w', 0, str(tmp_path / 'w' / 'seed_0'), 'c.py', (), 8,
             prepare=(('python', '-c', 'import os, sys; os.makedirs(sys.argv[1]); sys.exit(3)',
                       '{workdir}/checkpoints/0'),))
