@@ -42,7 +42,11 @@ def get_config(arg=None):
 def test_bench_config_times_the_mixed_step_the_loop_dispatches(tmp_path):
   path = tmp_path / 'tiny.py'
   path.write_text(TINY)
-  r = bench_step.bench_config(str(path), [], steps=1)
+  out = tmp_path / 'bench.json'
+  assert bench_step.main([f'--config={path}', '--steps=1', f'--out={out}',
+                          '--config.model.num_heads=2']) == 0  # what the timing pass runs
+  r = json.loads(out.read_text())
+  assert r['overrides'] == [['model.num_heads', '2']] and r['steps'] == 1
   (name, task), = r['tasks'].items()  # one step kind: every task's batch summed
   assert name.startswith('mixed@') and task['share'] == 1.0
   assert r['step_s'] == pytest.approx(task['step_s']) and r['step_s'] > 0
