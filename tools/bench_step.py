@@ -2,6 +2,7 @@
 
   python -m tools.bench_step                                  # tiny, small, base on this machine
   python -m tools.bench_step --presets=tiny --batch=64 --task=video_text --out=bench.json
+  python -m tools.bench_step --config=configs/vatt.py --config.k=v --out=bench.json  # one config
 
 Each preset runs the demo config's task at that size on all local devices (data parallel),
 compile time excluded. FLOPs are model FLOPs (`mmjax.plan.flop_count.count_model_flops`: the
@@ -42,12 +43,7 @@ def time_step(config, task, steps: int):
   t0 = time.perf_counter()
   compiled = train_step.lower(abstract, abstract_batch, task).compile()
   compile_s = time.perf_counter() - t0
-  rng = np.random.default_rng(0)
-  local = {k: (rng.integers(0, 10, shape) if k in ('text', 'label') else
-               np.ones(shape) if k == 'text_mask' else rng.integers(0, 256, shape)
-               if np.dtype(dt) == np.uint8 else rng.normal(size=shape) * (
-                   8000 if np.dtype(dt) == np.int16 else 1)).astype(dt)
-           for k, (shape, dt) in step_lib.batch_spec(task).items()}
+  local = synthetic_batch(step_lib.batch_spec(task), np.random.default_rng(0))
   batch = jax.device_put(local, partitioning.batch_sharding(mesh))
   state, m = compiled(state, batch)  # warm-up
   jax.block_until_ready(m)
@@ -58,6 +54,44 @@ def time_step(config, task, steps: int):
     jax.block_until_ready(m)
     times.append(time.perf_counter() - t0)
   return statistics.median(times), flops.flops, compile_s, abstract
+
+
+def synthetic_batch(spec: dict, rng) -> dict:
+  """Random inputs of `step.batch_spec`'s shapes (nested per member for a mixed step)."""
+  out = {}
+  for k, v in spec.items():
+    if isinstance(v, dict):
+      out[k] = synthetic_batch(v, rng)
+      continue
+    shape, dt = v
+    out[k] = (rng.integers(0, 10, shape) if k in ('text', 'label') else
+              np.ones(shape) if k == 'text_mask' else rng.integers(0, 256, shape)
+              if np.dtype(dt) == np.uint8 else rng.normal(size=shape) * (
+                  8000 if np.dtype(dt) == np.int16 else 1)).astype(dt)
+  return out
+
+
+def bench_config(config_arg: str, overrides, steps: int) -> dict:
+  """Step time of a training config as the loop dispatches it: each step task the AGD sampler
+  draws (one mixed step in `agd.mode=mixed`), timed alone; `step_s` weighs them by their share
+  of steps. What a sweep's timing pass runs once per variant (`mmjax.sweep --bench`)."""
+  from mmjax import config as config_lib
+  from mmjax.core.tasks import tasks_from_config
+  from mmjax.data.agd_sampler import AgdSampler
+  config = config_lib.load_config(config_arg, overrides)
+  sampler = AgdSampler(tasks_from_config(config), mode=config.agd.mode, seed=0)
+  shares = sampler.draw_shares()
+  tasks, total, weight = {}, 0.0, 0.0
+  for task in sampler.step_tasks():
+    step_s, flops, compile_s, _ = time_step(config, task, steps)
+    share = shares.get(task.signature_name, 1.0 / len(sampler.step_tasks()))
+    tasks[task.signature_name] = {'step_s': step_s, 'compile_s': compile_s, 'share': share,
+                                  'flops_per_step': flops}
+    total += share * step_s
+    weight += share
+  return {'config': config_arg, 'overrides': [list(o) for o in overrides], 'steps': steps,
+          'step_s': total / weight, 'tasks': tasks, 'devices': jax.device_count(),
+          'device_kind': jax.devices()[0].device_kind}
 
 
 def bench_preset(preset: str, task_name: str, batch: int, steps: int, dtype: str) -> dict:
@@ -92,9 +126,26 @@ def main(argv=None) -> int:
   parser.add_argument('--steps', type=int, default=5)
   parser.add_argument('--dtype', default='float32', choices=('float32', 'bfloat16'))
   parser.add_argument('--out', default='')
-  args = parser.parse_args(argv)
+  parser.add_argument('--config', default='',
+                      help='FILE.py[:arg]: time this training config (with --config.k=v) instead '
+                      'of the demo presets; --out gets one JSON object')
   from mmjax import cli
-  return cli.run(lambda: _bench(args))
+
+  def run():
+    args, overrides = cli.parse(parser, argv)
+    if args.config:
+      result = bench_config(args.config, overrides, args.steps)
+      print(f'{args.config}: {1e3 * result["step_s"]:.2f} ms/step (' + ', '.join(
+          f'{k} {1e3 * v["step_s"]:.2f} ms' for k, v in result['tasks'].items()) + ')')
+      if args.out:
+        with open(args.out, 'w') as f:
+          json.dump(result, f, indent=2)
+      return 0
+    if overrides:
+      from mmjax.config import ConfigError
+      raise ConfigError('--config.k=v overrides need --config=FILE.py: name the config they change.')
+    return _bench(args)
+  return cli.run(run)
 
 
 def _bench(args) -> int:

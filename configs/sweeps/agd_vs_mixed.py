@@ -8,7 +8,7 @@ Demo scale: 800 AGD steps (a third of configs/demo.py), tiny encoder; schedule l
 `--config.total_steps` (e.g. `--config.total_steps=240` for a quick look).
 """
 
-from mmjax.sweep.schedules import ZERO_SHOT_DIGITS, scaled_schedule
+from mmjax.sweep.schedules import PRIMARY, ZERO_SHOT_DIGITS, scaled_schedule
 from mmjax.sweep.spec import Sweep
 
 DEMO_SCALE = scaled_schedule(800)
@@ -31,4 +31,5 @@ def get_sweep():
           },
       },
       # Not train/loss: a mixed step's loss is the sum of four tasks', an AGD step's one task's.
-      metrics=ZERO_SHOT_DIGITS + ('linear_probe/digits/image/top1', 'time/train_seconds'))
+      metrics=(PRIMARY,) + ZERO_SHOT_DIGITS + ('linear_probe/digits/image/top1',
+                                               'time/train_seconds'))

@@ -1,10 +1,13 @@
 """Running a sweep's runs: `python -m mmjax.train` then `python -m mmjax.evaluate`, per run.
 
-Each run lives in `DIR/<variant>/seed_<s>`. `sweep_run.json` records the run's command when it is
-first started; `sweep_done.json` is written only after training and evaluation both finished, and
-holds the run's metrics. A run with the marker is skipped; one without it is started again, and
-`mmjax.train` resumes it from its newest checkpoint. Children write to `train.log`/`eval.log` in
-the run's folder. Compiled programs are shared between runs through `DIR/jax_cache`, copied in
+Each run lives in `DIR/<variant>/seed_<s>`. `sweep_run.json` records the run's command and its
+resolved config when it is first started; `sweep_done.json` is written only after training and
+evaluation both finished, and holds the run's metrics, resolved config and provenance. A run with
+the marker is skipped; one without it is started again, and `mmjax.train` resumes it from its
+newest checkpoint. A run (finished or not) whose recorded resolved config differs from what the
+sweep now gives it is stale: it is never reused (`stale_reason`, `check_fresh`). A variant's
+prepare commands run before its first training, until they have all succeeded once (`.prepared`).
+Children write to `train.log`/`eval.log`/`prepare.log` in the run's folder. Compiled programs are shared between runs through `DIR/jax_cache`, copied in
 before and back after each run (the training loop keeps its cache in its own workdir).
 """
 
@@ -22,8 +25,8 @@ import time
 from typing import Callable
 
 from mmjax import config as config_lib
-from mmjax.sweep import collect
-from mmjax.sweep.spec import Run
+from mmjax.sweep import collect, provenance
+from mmjax.sweep.spec import Run, first_difference
 
 PLAN_FILE, DONE_FILE = 'sweep_run.json', 'sweep_done.json'
 
@@ -41,9 +44,27 @@ def train_argv(run: Run) -> list[str]:
           f'--workdir={run.workdir}', *run.override_flags()]
 
 
-def eval_argv(run: Run) -> list[str]:
+def eval_argv(run: Run, step: int | None = None) -> list[str]:
+  """Evaluates the run's checkpoint at `step` (default: its last)."""
   return [sys.executable, '-m', 'mmjax.evaluate', f'--config={run.config_arg}',
-          f'--workdir={run.workdir}', f'--step={run.total_steps}', *run.override_flags()]
+          f'--workdir={run.workdir}', f'--step={run.total_steps if step is None else step}',
+          *run.override_flags()]
+
+
+def caption_argv(run: Run, step: int) -> list[str]:
+  return [sys.executable, '-m', 'mmjax.evaluate.captioning', f'--config={run.config_arg}',
+          f'--workdir={run.workdir}', f'--step={step}', *run.override_flags()]
+
+
+def prepare_argv(run: Run, template) -> list[str]:
+  out = []
+  for a in template:
+    if a == '{flags}':
+      out += run.override_flags()
+    else:
+      out.append(a.replace('{workdir}', run.workdir).replace('{config}', run.config_arg)
+                 .replace('{seed}', str(run.seed)))
+  return [sys.executable if out and out[0] == 'python' else out[0], *out[1:]] if out else out
 
 
 def _plan(run: Run) -> dict:
@@ -71,6 +92,8 @@ def check_consistent(runs: list[Run]) -> None:
   runs: resuming it would mix two experiments."""
   for run in runs:
     old = _read_json(os.path.join(run.workdir, PLAN_FILE))
+    if old is not None:
+      old = {k: old.get(k) for k in ('config', 'overrides')}
     if old is not None and old != _plan(run):
       raise config_lib.ConfigError(
           f'{run.workdir} was started with other settings ({" ".join(_flags(old))}) than this '
@@ -88,6 +111,35 @@ def done_record(run: Run) -> dict | None:
   if rec is None or rec.get('plan') != _plan(run):
     return None
   return rec
+
+
+def stale_reason(run: Run) -> str | None:
+  """Why the run's folder cannot be reused for `run` (its recorded resolved config is not the
+  one the sweep now gives it: the first differing key), or None when it can (or is empty)."""
+  rec = done_record(run) or _read_json(os.path.join(run.workdir, PLAN_FILE))
+  if rec is None:
+    return None
+  old = rec.get('resolved_config')
+  if old is None:
+    return ('it records no resolved config (it was started before sweeps recorded one), so '
+            'what it trained cannot be checked')
+  diff = first_difference(old, json.loads(run.config_json))
+  return None if diff is None else f'the resolved config differs at {diff}'
+
+
+def check_fresh(runs: list[Run], rerun_stale: bool, say: Callable[[str], None] = print) -> None:
+  """Stops (ConfigError: exit 2) at the first stale run, naming it and the first differing key;
+  with `rerun_stale`, deletes each stale run's folder instead so it trains again from scratch."""
+  for run in runs:
+    reason = stale_reason(run)
+    if reason is None:
+      continue
+    if not rerun_stale:
+      raise config_lib.ConfigError(
+          f'run {run.name} ({run.workdir}) is stale: {reason}; pass --rerun_stale to train it '
+          'again, or use another --workdir.')
+    say(f'{run.name} is stale ({reason}): deleting {run.workdir} to train it again.')
+    shutil.rmtree(run.workdir)
 
 
 def _copy_new(src: str, dst: str) -> None:
@@ -114,8 +166,9 @@ class Executor:
   group reaches them; SIGTERM/SIGINT to the sweep are passed on (training checkpoints and stops)."""
 
   def __init__(self, sweep_dir: str, jobs: int = 1, devices_per_job: int = 0,
-               say: Callable[[str], None] = print):
+               say: Callable[[str], None] = print, eval_steps=(), captions: bool = False):
     self.sweep_dir, self.jobs, self.devices_per_job = sweep_dir, max(1, jobs), devices_per_job
+    self.eval_steps, self.captions = tuple(sorted(set(eval_steps))), captions
     self.say = say
     self.cache = os.path.join(sweep_dir, 'jax_cache')
     self.stop = threading.Event()
@@ -160,10 +213,15 @@ class Executor:
   def run_one(self, run: Run, label: str, slot: int = 0) -> dict:
     """Trains (or resumes) and evaluates `run`; writes and returns its done record."""
     os.makedirs(run.workdir, exist_ok=True)
-    _write_json(os.path.join(run.workdir, PLAN_FILE), _plan(run))
+    started = (_read_json(os.path.join(run.workdir, PLAN_FILE)) or {}).get('started',
+                                                                         provenance.now())
+    _write_json(os.path.join(run.workdir, PLAN_FILE),
+                {**_plan(run), 'resolved_config': json.loads(run.config_json),
+                 'config_hash': run.config_hash, 'started': started})
     env = self._env(slot)
     run_cache = os.path.join(run.workdir, 'jax_cache')
     _copy_new(self.cache, run_cache)
+    self._prepare(run, label, env)
     self.say(f'{label} {run.name}: training ({run.total_steps} steps)')
     t0 = time.monotonic()
     code = self._child(train_argv(run), os.path.join(run.workdir, 'train.log'), env)
@@ -182,22 +240,76 @@ class Executor:
     t0 = time.monotonic()
     eval_env = dict(env)  # evaluation has no cache of its own: it uses the sweep's
     eval_env.setdefault('JAX_COMPILATION_CACHE_DIR', os.path.abspath(self.cache))
-    code = self._child(eval_argv(run), os.path.join(run.workdir, 'eval.log'), eval_env)
+    steps = [s for s in self.eval_steps if s < run.total_steps] + [run.total_steps]
+    curve = {}
+    for step in steps:
+      curve[str(step)] = self._evaluate(run, step, eval_env)
     t_eval = time.monotonic() - t0
-    if self.stop.is_set():
-      raise Stopped(f'{run.name} stopped during evaluation')
-    if code != 0:
-      raise RunFailed(f'{run.name}: evaluation exited with code {code}; the end of '
-                      f'{run.workdir}/eval.log:\n{_tail(os.path.join(run.workdir, "eval.log"))}')
-    report = _read_json(os.path.join(run.workdir, 'eval', f'step_{run.total_steps}.json'))
-    if report is None:
-      raise RunFailed(f'{run.name}: evaluation wrote no report for step {run.total_steps}; '
-                      f'see {run.workdir}/eval.log.')
-    metrics = collect.run_metrics(run.workdir, report,
-                                  {'train_seconds': t_train, 'eval_seconds': t_eval})
-    record = {'plan': _plan(run), 'variant': run.variant, 'seed': run.seed, 'metrics': metrics}
+    metrics = collect.run_metrics(run.workdir, curve[str(run.total_steps)][0],
+                                  {'train_seconds': t_train, 'eval_seconds': t_eval},
+                                  curve[str(run.total_steps)][1])
+    record = {'plan': _plan(run), 'variant': run.variant, 'seed': run.seed, 'metrics': metrics,
+              'curve': {k: collect.eval_metrics(rep, cap) for k, (rep, cap) in curve.items()},
+              'total_steps': run.total_steps, 'config_hash': run.config_hash,
+              'variant_hash': run.variant_hash,
+              'resolved_config': json.loads(run.config_json), 'started': started,
+              'finished': provenance.now(), **provenance.code_state()}
     _write_json(os.path.join(run.workdir, DONE_FILE), record)
     return record
+
+  def _prepare(self, run: Run, label: str, env: dict) -> None:
+    """The variant's prepare commands (e.g. the checkpoint an upcycled run starts from), until
+    they have all succeeded once; an attempt that fails or is stopped leaves no checkpoints, so
+    the next one starts clean."""
+    marker = os.path.join(run.workdir, '.prepared')
+    if not run.prepare or os.path.exists(marker):
+      return
+    for i, template in enumerate(run.prepare):
+      argv = prepare_argv(run, template)
+      self.say(f'{label} {run.name}: preparing ({" ".join(argv[1:3])} ...)')
+      code = self._child(argv, os.path.join(run.workdir, 'prepare.log'), env)
+      if self.stop.is_set() or code != 0:
+        shutil.rmtree(os.path.join(run.workdir, 'checkpoints'), ignore_errors=True)
+      if self.stop.is_set():
+        raise Stopped(f'{run.name} stopped while preparing')
+      if code != 0:
+        raise RunFailed(f'{run.name}: preparation command {i + 1} exited with code {code}; the '
+                        f'end of {run.workdir}/prepare.log:\n'
+                        f'{_tail(os.path.join(run.workdir, "prepare.log"))}')
+    with open(marker, 'w') as f:
+      f.write(provenance.now() + '\n')
+
+  def _evaluate(self, run: Run, step: int, env: dict) -> tuple[dict, dict | None]:
+    """The evaluation report (and caption report, when the sweep asks for caption metrics) of
+    the run's checkpoint at `step`; a report already written is read, not redone."""
+    path = os.path.join(run.workdir, 'eval', f'step_{step}.json')
+    report = _read_json(path)
+    if report is None:
+      self._check(self._child(eval_argv(run, step), os.path.join(run.workdir, 'eval.log'),
+                              env), run, 'evaluation', 'eval.log')
+      report = _read_json(path)
+      if report is None:
+        raise RunFailed(f'{run.name}: evaluation wrote no report for step {step}; see '
+                        f'{run.workdir}/eval.log.')
+    if not self.captions:
+      return report, None
+    path = os.path.join(run.workdir, 'eval', f'captions_step_{step}.json')
+    captions = _read_json(path)
+    if captions is None:
+      self._check(self._child(caption_argv(run, step), os.path.join(run.workdir, 'eval.log'),
+                              env), run, 'caption evaluation', 'eval.log')
+      captions = _read_json(path)
+      if captions is None:
+        raise RunFailed(f'{run.name}: caption evaluation wrote no report for step {step}; see '
+                        f'{run.workdir}/eval.log.')
+    return report, captions
+
+  def _check(self, code: int, run: Run, what: str, log: str) -> None:
+    if self.stop.is_set():
+      raise Stopped(f'{run.name} stopped during {what}')
+    if code != 0:
+      raise RunFailed(f'{run.name}: {what} exited with code {code}; the end of '
+                      f'{run.workdir}/{log}:\n{_tail(os.path.join(run.workdir, log))}')
 
   # --- all runs -----------------------------------------------------------------------------
   def run_all(self, runs: list[Run], on_done: Callable[[Run, dict, str], None]) -> None:

@@ -4,7 +4,10 @@
   bars spanning the 95% interval, each seed's value as a dot;
 - `DIR/plots/loss_vs_examples.png`: one panel per task, that task's training loss against
   examples seen (all tasks together, so AGD and the mixed baseline share an axis); a line per
-  variant at the mean over seeds and a band of -/+ one std over seeds.
+  variant at the mean over seeds and a band of -/+ one std over seeds. Only real tasks get a
+  panel: the mixed baseline's window means `tasks/mixed/<task>/loss` are that task's loss;
+- `DIR/plots/curves.png` (with `--eval_steps`): each evaluation metric against the training
+  step, a line per variant at the mean over seeds and a band over its 95% interval.
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ import re
 import numpy as np
 from matplotlib.figure import Figure
 
-_TASK_LOSS = re.compile(r'^tasks/(.+)/loss$')
-_EXAMPLES = re.compile(r'^tasks/(.+)/examples$')
+_TASK_LOSS = re.compile(r'^tasks/([^/]+)/loss$')
+_EXAMPLES = re.compile(r'^tasks/([^/]+)/examples$')
 
 
 def plot_metrics(summary: dict, metrics: list[str], path: str) -> str:
@@ -31,8 +34,8 @@ def plot_metrics(summary: dict, metrics: list[str], path: str) -> str:
     means, lo, hi = [], [], []
     for v in variants:
       d = summary['variants'][v]['metrics'][metric]
-      m = d['mean'] if d['mean'] is not None else np.nan
-      ci = d['ci95'] or [m, m]
+      m = d['mean'] if d.get('mean') is not None else np.nan
+      ci = d.get('ci95') or [m, m]
       means.append(m)
       lo.append(m - ci[0])
       hi.append(ci[1] - m)
@@ -51,15 +54,18 @@ def plot_metrics(summary: dict, metrics: list[str], path: str) -> str:
 
 def loss_curves(rows: list[dict]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """`{task: (examples seen, loss)}` from one run's metrics rows. Examples seen counts every
-  task's examples; a task's loss is its own (`tasks/T/loss`, or `T/loss` in a mixed step)."""
+  task's examples; a task's loss is its own window mean (`tasks/T/loss`; in a mixed run
+  `tasks/mixed/T/loss`, else the step's `T/loss`). `mixed` itself is no task."""
   out: dict[str, tuple[list, list]] = {}
   for row in rows:
     seen = sum(v for k, v in row.items() if _EXAMPLES.match(k) and isinstance(v, (int, float)))
     names = {m.group(1) for k in row for m in [_TASK_LOSS.match(k)] if m}
     names |= {k[:-len('/loss')] for k in row if k.endswith('/loss') and '/' not in k[:-5]}
+    names |= {k[len('tasks/mixed/'):-len('/loss')] for k in row
+              if k.startswith('tasks/mixed/') and k.endswith('/loss') and k.count('/') == 3}
     names.discard('mixed')
     for t in names:
-      y = row.get(f'{t}/loss', row.get(f'tasks/{t}/loss'))
+      y = row.get(f'tasks/{t}/loss', row.get(f'tasks/mixed/{t}/loss', row.get(f'{t}/loss')))
       if isinstance(y, (int, float)) and math.isfinite(y):
         xs, ys = out.setdefault(t, ([], []))
         xs.append(seen)
@@ -100,6 +106,36 @@ def plot_loss_curves(per_variant: dict[str, list[list[dict]]], path: str) -> str
     ax.set_ylabel('training loss')
     ax.legend(fontsize=7)
   fig.suptitle('mean over seeds; band: -/+ one std over seeds', fontsize=9)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  fig.savefig(path, dpi=110)
+  return path
+
+
+def plot_eval_curves(summary: dict, path: str) -> str | None:
+  """Evaluation metrics against the training step (`curves` of summary.json), a line per
+  variant at the mean over seeds and a band over the 95% interval (where n >= 2)."""
+  metrics = sorted({m for e in summary['variants'].values() for m in e.get('curves', {})})
+  if not metrics:
+    return None
+  cols = min(2, len(metrics))
+  nrows = math.ceil(len(metrics) / cols)
+  fig = Figure(figsize=(5.5 * cols, 3.4 * nrows), layout='constrained')
+  for i, metric in enumerate(metrics):
+    ax = fig.add_subplot(nrows, cols, i + 1)
+    for j, (v, e) in enumerate(summary['variants'].items()):
+      c = e.get('curves', {}).get(metric)
+      if not c:
+        continue
+      steps, mean = np.asarray(c['steps']), np.asarray(c['mean'], float)
+      ax.plot(steps, mean, marker='.', color=f'C{j}', label=f'{v} (n={max(c["n"])})')
+      have = [k for k, ci in enumerate(c['ci95']) if ci is not None]
+      if have:
+        ax.fill_between(steps[have], [c['ci95'][k][0] for k in have],
+                        [c['ci95'][k][1] for k in have], color=f'C{j}', alpha=0.2)
+    ax.set_title(metric, fontsize=9)
+    ax.set_xlabel('training step')
+    ax.legend(fontsize=7)
+  fig.suptitle('mean over seeds; band: 95% interval (Student t) over seeds', fontsize=9)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   fig.savefig(path, dpi=110)
   return path

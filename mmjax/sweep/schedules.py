@@ -8,6 +8,8 @@
 from __future__ import annotations
 
 ZERO_SHOT_DIGITS = tuple(f'zero_shot/digits/{m}/top1' for m in ('image', 'video', 'audio'))
+# The pre-registered findings' primary metric (README): mean of video and audio zero-shot top-1.
+PRIMARY = 'mean(zero_shot/digits/video/top1,zero_shot/digits/audio/top1)'
 
 
 def scaled_schedule(total_steps: int, warmup_div: int = 12, log_div: int = 40,

@@ -15,8 +15,12 @@ Every value becomes a plain `--config.k=v` flag, so each run is one ordinary
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import importlib.util
+import itertools
+import json
 import os
+import random
 from typing import Any, Mapping, Sequence
 
 from mmjax import config as config_lib
@@ -40,6 +44,11 @@ class Sweep:
               config after it (for keys the command line does not set).
   configs:    {variant: its own base config `path.py[:arg]`}, relative to the sweep file's
               folder, for variants that compare different config files (default: `config`).
+  prepare:    {variant: [argv, ...]}: commands run before a run first trains (e.g.
+              `tools.upcycle` writing the checkpoint the variant starts from); in an argument,
+              `{workdir}`, `{config}`, `{seed}` and `{here}` become the run's folder, its base
+              config, its seed index and the sweep file's folder; `{flags}` (a whole argument)
+              the run's `--config.k=v` flags; `python` the running interpreter.
   """
   config: str
   variants: Mapping[str, Mapping[str, Value]]
@@ -48,6 +57,7 @@ class Sweep:
   vary_seeds: Sequence[str] = KINDS
   overrides: Mapping[str, Value] = dataclasses.field(default_factory=dict)
   configs: Mapping[str, str] = dataclasses.field(default_factory=dict)
+  prepare: Mapping[str, Sequence[Sequence[str]]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +69,21 @@ class Run:
   config_arg: str
   overrides: tuple[tuple[str, str], ...]   # ('total_steps', '24'), in order
   total_steps: int
+  config_json: str = '{}'  # the resolved config, canonical JSON (sorted keys)
+  checkpoint_every: int = 0
+  prepare: tuple[tuple[str, ...], ...] = ()
+
+  @property
+  def config_hash(self) -> str:
+    """sha256 (first 16 hex digits) of the resolved config: what the run trains."""
+    return config_hash(self.config_json)
+
+  @property
+  def variant_hash(self) -> str:
+    """The hash without `seeds`: the same for every seed of a variant."""
+    config = json.loads(self.config_json)
+    config.pop('seeds', None)
+    return config_hash(canonical_json(config))
 
   @property
   def name(self) -> str:
@@ -66,6 +91,33 @@ class Run:
 
   def override_flags(self) -> list[str]:
     return [f'--config.{k}={v}' for k, v in self.overrides]
+
+
+def canonical_json(value) -> str:
+  return json.dumps(value, sort_keys=True, separators=(',', ':'), default=str)
+
+
+def config_hash(text: str) -> str:
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def first_difference(old, new, prefix: str = '') -> str | None:
+  """The first key (dotted, sorted order) where two JSON configs differ, as `key: old -> new`."""
+  if isinstance(old, dict) and isinstance(new, dict):
+    for k in sorted(set(old) | set(new)):
+      where = f'{prefix}.{k}' if prefix else k
+      if k not in old:
+        return f'{where}: absent -> {json.dumps(new[k], default=str)[:80]}'
+      if k not in new:
+        return f'{where}: {json.dumps(old[k], default=str)[:80]} -> absent'
+      d = first_difference(old[k], new[k], where)
+      if d:
+        return d
+    return None
+  if old != new:
+    return (f'{prefix or "(config)"}: {json.dumps(old, default=str)[:80]} -> '
+            f'{json.dumps(new, default=str)[:80]}')
+  return None
 
 
 def load_sweep(path: str) -> tuple[Sweep, str]:
@@ -83,8 +135,11 @@ def load_sweep(path: str) -> tuple[Sweep, str]:
     raise config_lib.ConfigError(f'{path}: get_sweep() must return a mmjax.sweep.spec.Sweep.')
   _check(sweep, path)
   folder = os.path.dirname(path)
-  sweep = dataclasses.replace(sweep, configs={v: _relative_to(folder, c)
-                                              for v, c in sweep.configs.items()})
+  here = os.path.normpath(folder or '.')
+  sweep = dataclasses.replace(
+      sweep, configs={v: _relative_to(folder, c) for v, c in sweep.configs.items()},
+      prepare={v: [[a.replace('{here}', here) for a in argv] for argv in cmds]
+               for v, cmds in sweep.prepare.items()})
   return sweep, _relative_to(folder, sweep.config)
 
 
@@ -109,10 +164,10 @@ def _check(sweep: Sweep, path: str) -> None:
     if not name or '/' in name or name.startswith('.') or name in ('plots',):
       raise config_lib.ConfigError(f'{path}: variant name {name!r} cannot be a folder name; '
                                    'use letters, digits, - and _.')
-  unknown = sorted(set(sweep.configs) - set(sweep.variants))
+  unknown = sorted((set(sweep.configs) | set(sweep.prepare)) - set(sweep.variants))
   if unknown:
     raise config_lib.ConfigError(f'{path}: configs names {unknown}, which are not variants '
-                                 f'{list(sweep.variants)}.')
+                                 f'{list(sweep.variants)} (nor may prepare).')
   if sweep.baseline is not None and sweep.baseline not in sweep.variants:
     raise config_lib.ConfigError(f'{path}: baseline {sweep.baseline!r} is not one of the '
                                  f'variants {list(sweep.variants)}.')
@@ -155,11 +210,14 @@ def _merge(*groups: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
 
 
 def plan_runs(sweep: Sweep, config_arg: str, workdir: str, num_seeds: int,
-              cli_overrides: Sequence[tuple[str, str]]) -> list[Run]:
-  """Every variant x seed, seeds innermost; each run's config is loaded and validated here, so a
-  bad key or value fails before anything runs or is written."""
+              cli_overrides: Sequence[tuple[str, str]], seed_offset: int = 0) -> list[Run]:
+  """Every variant x seed (seeds `seed_offset .. seed_offset + num_seeds - 1`), seeds innermost;
+  each run's config is loaded and validated here, so a bad key or value fails before anything
+  runs or is written."""
   if num_seeds < 1:
     raise config_lib.ConfigError(f'--seeds={num_seeds}: pass a positive number of seeds.')
+  if seed_offset < 0:
+    raise config_lib.ConfigError(f'--seed_offset={seed_offset}: pass 0 or a positive offset.')
   cli = [tuple(o) for o in cli_overrides]
   static = _resolved({k: v for k, v in sweep.overrides.items() if not callable(v)}, None)
   given = {k for k, _ in cli}
@@ -175,13 +233,87 @@ def plan_runs(sweep: Sweep, config_arg: str, workdir: str, num_seeds: int,
       bases[variant_arg] = (shared, config_lib.load_config(variant_arg, shared))
     shared, base = bases[variant_arg]
     variant_flags = _merge(shared, _resolved(overrides, base))
-    for seed in range(num_seeds):
+    for seed in range(seed_offset, seed_offset + num_seeds):
       flags = _merge(variant_flags, [(f'seeds.{k}', str(seed)) for k in sweep.vary_seeds])
       try:
         config = config_lib.load_config(variant_arg, flags)
       except config_lib.ConfigError as e:
         raise config_lib.ConfigError(f'variant {variant!r}: {e}') from None
       runs.append(Run(variant, seed, os.path.join(workdir, variant, f'seed_{seed}'), variant_arg,
-                      flags, int(config.total_steps)))
+                      flags, int(config.total_steps), canonical_json(config.to_dict()),
+                      int(config.checkpoint_every),
+                      tuple(tuple(a) for a in sweep.prepare.get(variant, ()))))
   return runs
+
+
+def interleave(runs: Sequence[Run], order_seed: int = 0) -> list[Run]:
+  """The runs seed by seed (every variant of the first seed, then of the next, ...), the
+  variants of each seed in a random order drawn from `order_seed` and the seed: neither a
+  variant nor a seed always runs first, so a drift of the machine over the sweep does not line
+  up with one variant."""
+  by_seed: dict[int, list[Run]] = {}
+  for r in runs:
+    by_seed.setdefault(r.seed, []).append(r)
+  out = []
+  for seed in sorted(by_seed):
+    group = list(by_seed[seed])
+    random.Random(order_seed * 1_000_003 + seed).shuffle(group)
+    out += group
+  return out
+
+
+def parse_vary(items: Sequence[str]) -> list[tuple[str, list[str]]]:
+  """`['optimizer.lr=1e-3,3e-3', ...]` -> [(key, [values])]: a value list per config key; the
+  first value of each is the baseline's."""
+  out = []
+  for item in items:
+    key, sep, values = item.partition('=')
+    key = key.strip().removeprefix('config.')
+    vals = [v.strip() for v in split_values(values)]
+    if not sep or not key or len(vals) < 2 or any(not v for v in vals):
+      raise config_lib.ConfigError(f'--vary={item!r}: write --vary=KEY=A,B[,...] with a config key '
+                                   'and at least two values (the first is the baseline).')
+    if key in dict(out):
+      raise config_lib.ConfigError(f'--vary names {key} twice: give all its values in one --vary.')
+    if len(set(vals)) != len(vals):
+      raise config_lib.ConfigError(f'--vary={item!r} repeats a value: give each value once.')
+    out.append((key, vals))
+  return out
+
+
+def split_values(text: str) -> list[str]:
+  """Splits on commas outside brackets, so a tuple value `(1,2)` stays one value."""
+  out, depth, cur = [], 0, ''
+  for ch in text:
+    depth += ch in '([{'
+    depth -= ch in ')]}'
+    if ch == ',' and depth == 0:
+      out.append(cur)
+      cur = ''
+    else:
+      cur += ch
+  out.append(cur)
+  return out
+
+
+def _folder_value(value: str) -> str:
+  return ''.join(ch if ch.isalnum() or ch in '.-_+' else '_' for ch in value)
+
+
+def grid_sweep(config: str, vary: Sequence[tuple[str, list[str]]],
+               metrics: Sequence[str]) -> Sweep:
+  """The sweep of every combination of the `--vary` values over `config` (first combination:
+  the baseline); a variant is named `key=value[,key=value]` by the keys' last parts."""
+  keys = [k for k, _ in vary]
+  short = [k.rsplit('.', 1)[-1] for k in keys]
+  if len(set(short)) != len(short):
+    short = keys
+  variants = {}
+  for combo in itertools.product(*[vals for _, vals in vary]):
+    name = ','.join(f'{s}={_folder_value(v)}' for s, v in zip(short, combo))
+    if name in variants:
+      raise config_lib.ConfigError(f'--vary values {combo} give the folder name {name!r} twice; '
+                                   'use values that differ in letters or digits.')
+    variants[name] = dict(zip(keys, combo))
+  return Sweep(config=config, variants=variants, metrics=tuple(metrics))
 

@@ -199,6 +199,10 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog,
   plots = curves.CheckpointPlots(workdir)
   per_task = {t.name: dict(data_state.get('per_task', {}).get(t.name, {}))
               for t in signatures}
+  # Counters of dispatched tasks that are no signature (the mixed baseline's 'mixed') come back
+  # too, so a resumed mixed run's example count continues instead of restarting at 0.
+  per_task.update({name: dict(s) for name, s in data_state.get('per_task', {}).items()
+                   if name not in per_task})
   guard = faults.NonFiniteGuard(config.faults.max_nonfinite_in_row)
   routing_seen = {}  # modality -> that modality's latest MoE routing statistics
   evaluator = {}  # one evaluation embedder for the run: each input signature compiles once
