@@ -88,10 +88,11 @@ class FourM(nnx.Module):
     params, spec = tokenizer_files.load(dict(self.tokenizers)[modality])
     return jax.tree.map(jnp.asarray, params), spec
 
-  def tokenize(self, batch: dict) -> tuple[dict, dict]:
-    """`{modality: int32 ids [b, n_m]}` and `{modality: 0/1 [b, n_m]}` (1 = a real token)."""
+  def tokenize(self, batch: dict, modalities=None) -> tuple[dict, dict]:
+    """`{modality: int32 ids [b, n_m]}` and `{modality: 0/1 [b, n_m]}` (1 = a real token), for
+    `modalities` (default: all of the model's 4M modalities)."""
     ids, avail = {}, {}
-    for m in self.modalities:
+    for m in modalities or self.modalities:
       if m == 'text':
         tm = batch['text_mask'].astype(jnp.int32)
         first_pad = jnp.concatenate([jnp.ones_like(tm[:, :1]), tm[:, :-1]], axis=1) * (1 - tm)
