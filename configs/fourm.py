@@ -24,11 +24,12 @@ def get_config(arg=None):
     raise ValueError(f"configs/fourm.py takes no argument or ':agd', got {arg!r}.")
   c = base_config()
   c.seed = 0
-  c.total_steps = 2000
+  c.total_steps = 1000
   c.log_every = 50
   c.checkpoint_every = 500
   digits_model(c, audio=True)
   c.model.fourm.decoder_layers = 2
+  c.model.fourm.tokenizer_steps = 400
   c.optimizer.learning_rate = 1e-3
   c.optimizer.warmup_steps = 200
   c.optimizer.decay_steps = c.get_ref('total_steps') + 0  # follows --config.total_steps
