@@ -17,6 +17,7 @@ from mmjax.models.fourm import fourm_outputs
 from mmjax.models.fourm_masking import choose_tokens, split_budget
 from mmjax.models.model import build_model
 from mmjax.train import objectives
+from mmjax.evaluate.generate.__main__ import main as generate_main
 from mmjax.train.__main__ import main as train_main
 from mmjax_testing import ROOT, synthetic_batch, train_steps
 from fourm_testing import fourm_config, tiny_args, write_tiny_tokenizers
@@ -151,25 +152,48 @@ def _rows(workdir):
   return out
 
 
-def test_train_cli_next_to_contrastive_tasks_and_exact_resume(tokenizers, tmp_path):
-  """`configs/fourm.py:agd` through the CLI, round robin over the 4M and contrastive tasks; then
-  the run loses its last checkpoint (killed before it was written) and the same command redoes
-  that step to the same numbers."""
-  argv = [f'--config={ROOT}/configs/fourm.py:agd', f'--workdir={tmp_path}',
+@pytest.fixture(scope='module')
+def trained(tokenizers, tmp_path_factory):
+  """`configs/fourm.py:agd` trained 3 steps through the CLI: (argv, workdir, metrics rows)."""
+  workdir = tmp_path_factory.mktemp('fourm_run')
+  argv = [f'--config={ROOT}/configs/fourm.py:agd', f'--workdir={workdir}',
           '--config.total_steps=3', '--config.log_every=1', '--config.checkpoint_every=1',
           '--config.agd.mode=round_robin', '--config.data.threads=1', *tiny_args(tokenizers),
           *[f'--config.tasks.{t}.batch_size=8' for t in ('fourm', 'image_text', 'audio_text')]]
   assert train_main(argv) in (0, None)
-  first = _rows(tmp_path)
+  return argv, workdir, _rows(workdir)
+
+
+def test_train_cli_next_to_contrastive_tasks_and_exact_resume(tokenizers, trained):
+  """Round robin over the 4M and contrastive tasks; then the run loses its last checkpoint
+  (killed before it was written) and the same command redoes that step to the same numbers."""
+  argv, workdir, first = trained
   assert {t for _, t in first} == {'fourm', 'image_text', 'audio_text'}
   four = next(r for (s, t), r in first.items() if t == 'fourm')
   np.testing.assert_allclose(four['loss'], sum(four[f'fourm/{m}'] for m in MODS), rtol=1e-5)
-  saved = json.loads((tmp_path / 'config.json').read_text())
+  saved = json.loads((workdir / 'config.json').read_text())
   assert saved['model']['fourm']['tokenizers']['image'] == tokenizers['image']
-  shutil.rmtree(tmp_path / 'checkpoints' / '3')
+  shutil.rmtree(workdir / 'checkpoints' / '3')
   assert train_main(argv) in (0, None)
-  again = _rows(tmp_path)
+  again = _rows(workdir)
   last = max(first)
   assert last[0] == 3
   for k in ('loss', 'grad_norm'):
     assert again[last][k] == first[last][k]
+
+
+def test_generate_cli_writes_samples_and_measures(trained, capsys):
+  _, workdir, _ = trained
+  assert generate_main([f'--workdir={workdir}', '--from=image', '--to=text', '--num=3']) == 0
+  rep = json.loads((workdir / 'generate' / 'image_to_text' / 'report.json').read_text())
+  assert rep['examples'] == 3 and 0 <= rep['right_digit_share'] <= 1
+  assert len(rep['samples']) == 3 and 0 <= rep['token_accuracy'] <= 1
+  out = workdir / 'generate' / 'text_to_image'
+  assert generate_main([f'--workdir={workdir}', '--from=text', '--to=image', '--num=3',
+                        '--steps=4']) == 0
+  rep = json.loads((out / 'report.json').read_text())
+  assert rep['maskgit_steps'] == 4 and 'mse_here' in rep['tokenizer']
+  assert len(list(out.glob('*.png'))) == 3 + 1                     # samples + grid.png
+  capsys.readouterr()
+  assert generate_main([f'--workdir={workdir}', '--from=text', '--to=text']) == 2
+  assert 'two different modalities' in capsys.readouterr().err

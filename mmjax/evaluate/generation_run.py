@@ -1,33 +1,18 @@
-"""`python -m mmjax.evaluate.generate --workdir=DIR --from=MOD --to=MOD [--classifier=EXPORT]`
-
-Any-to-any generation with a trained 4M run (configs/fourm.py) on the held-out split of its
-4M task's dataset: the source of each test example (its image, audio or caption) goes in, the
-target comes out (text autoregressively; image/audio tokens MaskGIT-style, `--steps` cosine
-steps, then the tokenizer's decoder). Writes DIR/generate/FROM_to_TO/: samples (PNG images,
-WAV audio by Griffin-Lim, or captions in report.json), grid.png, and report.json with
-
-- `right_digit_share` (to text): captions naming the example's digit and no other;
-- `classified_as_asked` (to image/audio, with `--classifier`, a params export of a contrastive
-  model such as the demo's runs/demo/export): the share of generated samples that model
-  classifies zero-shot as the digit the source showed; its accuracy on the real inputs too;
-- `token_accuracy`: one-pass argmax accuracy of the target's tokens given the whole source;
-- the target tokenizer's reconstruction error (its export report and on these examples).
-Chance is 10% for the shares.
+"""Any-to-any generation runs of a 4M model and their measures; the command line is
+`python -m mmjax.evaluate.generate` (its docstring says what is written and measured).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
-import sys
 import wave
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
+from PIL import Image
 
-from mmjax import cli
 from mmjax import config as config_lib
 from mmjax.core import export_layout as layout
 from mmjax.core import params_io, partitioning
@@ -41,9 +26,9 @@ from mmjax.evaluate.caption_metrics import names_digit
 from mmjax.evaluate.errors import EvalError
 from mmjax.evaluate.restore import restore_params
 from mmjax.models import tokenizer_files
+from mmjax.models.audio_features import log_mel_spectrogram
 from mmjax.models.model import build_model
 from mmjax.train import state as state_lib
-from flax import nnx
 
 
 def _fourm_task(config):
@@ -78,8 +63,39 @@ class Classifier:
     return (np.asarray(self.model.embed({modality: x}, modality)) @ self.weights.T).argmax(-1)
 
 
+class PixelProbe:
+  """`--classifier=pixel_probe`: an independent classifier that needs no other run, a logistic
+  regression on the train split's raw inputs (image pixels, or audio log-mel at the run's
+  front end), fitted here in seconds."""
+
+  def __init__(self, config, task, modality: str):
+    from sklearn.linear_model import LogisticRegression  # optional heavy dependency, lazily
+    self.modality, self.audio = modality, config.model.audio
+    r = task.resolutions[0]
+    res = Resolution(image_size=r.image_size if modality == 'image' else None,
+                     audio_samples=r.audio_samples if modality == 'audio' else None)
+    xs, ys = [], []
+    for batch in pipeline.make_eval_batches(task.dataset, 'train', (modality,), res, config,
+                                            batch_size=256):
+      keep = np.asarray(batch['valid'])
+      xs.append(self._features(np.asarray(batch[modality])[keep]))
+      ys.append(np.asarray(batch['label'])[keep])
+    self.probe = LogisticRegression(max_iter=300, C=0.5).fit(np.concatenate(xs), np.concatenate(ys))
+    self.modalities = (modality,)
+
+  def _features(self, x: np.ndarray) -> np.ndarray:
+    if self.modality == 'image':
+      return x.reshape(len(x), -1).astype(np.float32) / 255.0
+    a = self.audio
+    mel = log_mel_spectrogram(jnp.asarray(x, jnp.float32) / 32768.0, sample_rate=a.sample_rate,
+                              window=a.window, hop=a.hop, num_mels=a.num_mels)
+    return np.asarray(mel).reshape(len(x), -1) / 10.0
+
+  def __call__(self, modality: str, x: np.ndarray) -> np.ndarray:
+    return self.probe.predict(self._features(np.asarray(x)))
+
+
 def _write_png(path: str, image: np.ndarray) -> None:
-  from PIL import Image  # optional at import time: only this command writes PNGs
   Image.fromarray(np.asarray(image, np.uint8)).save(path)
 
 
@@ -118,8 +134,11 @@ def run_generation(workdir: str, src: str, tgt: str, *, step=None, num: int = 20
   if src == tgt or src not in task.fourm or tgt not in task.fourm:
     raise EvalError(f'--from={src} --to={tgt}: choose two different modalities of the run\'s '
                     f'4M task ({", ".join(task.fourm)}).')
-  clf = Classifier(classifier) if classifier and tgt != 'text' else None
-  if classifier and not params_io.is_params_export(classifier):
+  if classifier == 'pixel_probe' and tgt != 'text':
+    clf = PixelProbe(config, task, tgt)
+  else:
+    clf = Classifier(classifier) if classifier and tgt != 'text' else None
+  if classifier and classifier != 'pixel_probe' and not params_io.is_params_export(classifier):
     raise EvalError(f'--classifier={classifier} holds no params export: pass the export of a '
                     'contrastive run, e.g. runs/demo/export from `make demo`.')
   mesh = partitioning.make_mesh(dict(data=1, fsdp=1, tensor=1, expert=1),
@@ -147,6 +166,9 @@ def run_generation(workdir: str, src: str, tgt: str, *, step=None, num: int = 20
     valid = np.asarray(batch['valid'])
     if seen >= num or not valid.any():
       break
+    if 'label' not in batch:
+      raise EvalError(f'{task.dataset} has no labels: the generation measures need the digit '
+                      'of each example (use mmjax_digits).')
     label = np.asarray(batch['label'])
     src_ids, src_avail = gen.source_tokens(graphdef, params, src, batch)
     tgt_ids, tgt_avail = gen.source_tokens(graphdef, params, tgt, batch)
@@ -224,36 +246,3 @@ def run_generation(workdir: str, src: str, tgt: str, *, step=None, num: int = 20
           'image' if (tgt == 'image' or src == 'image') else 'audio')
   layout.write_json(os.path.join(out_dir, 'report.json'), report)
   return report
-
-
-def main(argv=None) -> int:
-  parser = argparse.ArgumentParser(prog='python -m mmjax.evaluate.generate',
-                                   description=__doc__.split('\n')[0])
-  parser.add_argument('--workdir', required=True, help='a 4M training run')
-  parser.add_argument('--from', dest='src', required=True, help='image, audio or text')
-  parser.add_argument('--to', dest='tgt', required=True, help='image, audio or text')
-  parser.add_argument('--step', type=int, default=None, help='checkpoint step (default: latest)')
-  parser.add_argument('--num', type=int, default=200, help='test examples to generate from')
-  parser.add_argument('--steps', type=int, default=8, help='MaskGIT steps (image/audio)')
-  parser.add_argument('--temperature', type=float, default=1.0, help='MaskGIT sampling (0: argmax)')
-  parser.add_argument('--classifier', default='', help='params export of a contrastive model')
-  parser.add_argument('--seed', type=int, default=0)
-  parser.add_argument('--output', default='', help='default: WORKDIR/generate/FROM_to_TO')
-
-  def run():
-    args, _ = cli.parse(parser, argv)
-    if args.num < 1 or args.steps < 1:
-      raise EvalError(f'--num and --steps must be at least 1, got {args.num} and {args.steps}.')
-    rep = run_generation(args.workdir, args.src, args.tgt, step=args.step, num=args.num,
-                         steps=args.steps, temperature=args.temperature,
-                         classifier=args.classifier, seed=args.seed, output=args.output)
-    summary = {k: v for k, v in rep.items() if k != 'samples'}
-    print(json.dumps(summary, indent=1))
-    for s in rep.get('samples', [])[:6]:
-      print(f'  {CLASS_NAMES[s["label"]]}: {s["caption"]!r}')
-    return 0
-  return cli.run(run)
-
-
-if __name__ == '__main__':
-  sys.exit(main())
