@@ -162,9 +162,8 @@ def fourm_outputs(model, batch: dict, task, rng) -> tuple[dict, dict]:
   plus `inputs`/`targets`/`available` masks per modality (for tests and metrics)."""
   rng = jax.random.key(0) if rng is None else rng
   fm = model.fourm
-  ids, avail = fm.tokenize({k: v for k, v in batch.items()})
   mods = list(task.fourm)
-  ids, avail = {m: ids[m] for m in mods}, {m: avail[m] for m in mods}
+  ids, avail = fm.tokenize(batch, mods)
   counts = jnp.stack([avail[m].sum(-1) for m in mods], -1)                  # [b, M]
   k_in = split_budget(jax.random.fold_in(rng, 0), counts, task.input_tokens, task.dirichlet_alpha)
   inputs = {m: choose_tokens(jax.random.fold_in(rng, 10 + i), avail[m], k_in[:, i])
