@@ -36,6 +36,11 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
       features='log_mel', sample_rate=16_000, window=400, hop=160, num_mels=128,
       patch_frames=16, patch_mels=16, patch_samples=256))
   m.temperature = ml_collections.ConfigDict(dict(init=0.2, min=0.01, max=1.0))
+  # 4M (models/fourm.py): target-decoder depth; per modality the FSQ tokenizer export
+  # ('' = the run trains one with these levels/channels/steps, cached beside the dataset).
+  m.fourm = ml_collections.ConfigDict(dict(
+      decoder_layers=2, tokenizer_levels=(8, 5, 5, 5), tokenizer_channels=(16, 32, 32),
+      tokenizer_steps=1000, tokenizers=ml_collections.ConfigDict(dict(image='', audio=''))))
   m.moe = ml_collections.ConfigDict(dict(
       num_experts=0, top_k=1, last_n=0, every=0, router='tokens_choose', capacity_factor=1.25,
       batch_prioritized=False, jitter=0.0, load_balancing_weight=1e-2, z_loss_weight=1e-3,
@@ -168,6 +173,7 @@ def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections
       caption='', caption_weight=1.0, contrastive_weight=1.0,
       multimae='', visible_tokens=0, dirichlet_alpha=1.0, sycoca_weight=0.0,
       sycoca_mask_ratio=0.5))
+  t.update(dict(fourm='', input_tokens=0, target_tokens=0))  # 4M (models/fourm.py)
   for k, v in kw.items():
     t[k] = v
   return t

@@ -72,3 +72,37 @@ def check_generative_tasks(config, error: type[Exception]) -> None:
     if (mae or w > 0) and routed:
       raise error(f'{key}: masked modeling reorders tokens, which routed attention cannot take: '
                   'set config.model.routed_attention.layers=() for it.')
+    _check_fourm(config, key, t, mods, routed, error)
+
+
+def _check_fourm(config, key: str, t, mods: list[str], routed, error) -> None:
+  """A 4M task: image/audio/text modalities of the task, budgets that fit, no other objective."""
+  four = _list(t.get('fourm', ''))
+  if not four:
+    return
+  bad = [m for m in four if m not in ('image', 'audio', 'text') or m not in mods]
+  if bad or len(four) < 2:
+    raise error(f'{key}.fourm names {four}: list at least two of the task\'s image, audio and '
+                f'text modalities ({",".join(mods)}), e.g. fourm="image,text".')
+  others = [k for k in ('contrast', 'mil_nce', 'classify', 'caption', 'm3col', 'multimae')
+            if _list(t.get(k, ''))]
+  if others:
+    raise error(f'{key} is a 4M task and also sets {others}: give those objectives a task of '
+                'their own (AGD alternates tasks over the shared encoder).')
+  for k in ('input_tokens', 'target_tokens'):
+    if int(t.get(k, 0)) < 1:
+      raise error(f'{key}.{k} must be a positive number of tokens per example, got '
+                  f'{t.get(k, 0)!r}.')
+  if float(t.get('dirichlet_alpha', 1.0)) <= 0:
+    raise error(f'{key}.dirichlet_alpha must be > 0, got {t.get("dirichlet_alpha")!r}.')
+  model = config.model
+  if model.get('encoder_sharing', 'shared') != 'shared' or model.moe.get(
+      'mixture_of_transformers', False) or routed:
+    raise error(f'{key} is a 4M task, which encodes its tokens as one sequence on the shared '
+                "encoder: set config.model.encoder_sharing='shared', "
+                'moe.mixture_of_transformers=False and routed_attention.layers=().')
+  if 'text' in four and t.get('text_length') and int(_first(t.text_length)) > model.max_text_length:
+    raise error(f'{key}.text_length exceeds config.model.max_text_length='
+                f'{model.max_text_length}: raise it.')
+  if int(model.fourm.get('decoder_layers', 1)) < 1:
+    raise error('config.model.fourm.decoder_layers must be at least 1.')

@@ -73,6 +73,11 @@ class Task:
   # cross-entropy counts with `aux_weight` (models/fusion_heads.py).
   fusion: str = ''
   aux_weight: float = 0.0
+  # 4M (models/fourm.py): these modalities become discrete tokens; per example `input_tokens`
+  # inputs and `target_tokens` targets are split over them by Dirichlet(dirichlet_alpha) shares.
+  fourm: tuple[str, ...] = ()
+  input_tokens: int = 0
+  target_tokens: int = 0
 
   @property
   def resolution(self) -> Resolution:
@@ -176,7 +181,9 @@ def task_from_config(name: str, cfg) -> Task:
       distill_weight=float(cfg.get('distill_weight', 0.0)),
       teacher_dim=int(cfg.get('teacher_dim', 0)),
       teacher_temperature=float(cfg.get('teacher_temperature', 0.07)),
-      fusion=str(cfg.get('fusion', '') or ''), aux_weight=float(cfg.get('aux_weight', 0.0)))
+      fusion=str(cfg.get('fusion', '') or ''), aux_weight=float(cfg.get('aux_weight', 0.0)),
+      fourm=_tuple(cfg.get('fourm', ())), input_tokens=int(cfg.get('input_tokens', 0)),
+      target_tokens=int(cfg.get('target_tokens', 0)))
 
 
 def tasks_from_config(config) -> list[Task]:

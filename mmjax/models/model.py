@@ -24,6 +24,7 @@ from flax import nnx
 from mmjax.core.partitioning import constrain
 from mmjax.core.tasks import MODALITIES, Task, tasks_from_config
 from mmjax.models.embeddings import EMBEDDINGS, normalize_input
+from mmjax.models.fourm import FourM, fourm_outputs
 from mmjax.models import fusion_heads, regions, towers
 from mmjax.models.encoder import Encoder, routed_layer_indices
 from mmjax.models.layers import Dense, LayerNorm, l2_normalize, param
@@ -49,6 +50,7 @@ class ModelSpec:
   mae: tuple[str, ...] = ()                # modalities a MultiMAE decoder reconstructs
   sycoca: tuple[str, ...] = ()             # captioned modalities with SyCoCa masked modeling
   fusion_heads: tuple[tuple[str, int, int], ...] = ()  # (name, fan-in / width, classes): M3CoL
+  fourm: tuple[str, ...] = ()              # modalities of 4M tasks (discrete tokens)
 
   @classmethod
   def from_config(cls, config) -> 'ModelSpec':
@@ -64,8 +66,10 @@ class ModelSpec:
     mae = sorted({m for t in tasks for m in t.multimae}, key=MODALITIES.index)
     sycoca = sorted({t.caption for t in tasks if t.caption and t.sycoca_weight > 0},
                     key=MODALITIES.index)
+    fourm = sorted({m for t in tasks for m in t.fourm}, key=MODALITIES.index)
     return cls(tuple(mods), tuple(tuple(p.split('_')) for p in pairs), tuple(heads),
-               tuple(captions), mae=tuple(mae), sycoca=tuple(sycoca), fusion_heads=tuple(fusion))
+               tuple(captions), mae=tuple(mae), sycoca=tuple(sycoca), fusion_heads=tuple(fusion),
+               fourm=tuple(fourm))
 
 
 def pair_name(a: str, b: str) -> str:
@@ -129,6 +133,8 @@ class MultimodalModel(nnx.Module):
       for m in mods:
         setattr(self, f'{kind}_decoder_{m}',
                 MaskedDecoder(cfg, m, patch_dim(cfg, m), rngs=rngs, dtype=dtype))
+    if spec.fourm:  # 4M: token embeddings, target decoder, joint head (fourm.py)
+      self.fourm = FourM(cfg, spec.fourm, rngs=rngs, dtype=dtype)
     init_t = float(cfg.temperature.init)
     self.temperature_range = (float(cfg.temperature.min), float(cfg.temperature.max))
     for a, b in spec.pairs:
@@ -319,6 +325,9 @@ class MultimodalModel(nnx.Module):
     if task.multimae:  # MultiMAE: its own pass (visible tokens of all its modalities)
       recon, aux['multimae'] = multimae_outputs(self, batch, task, rng)
       return {'embeddings': {}, 'logits': {}, 'aux': aux, 'reconstruction': recon}
+    if task.fourm:  # 4M: discrete input tokens -> predicted target tokens
+      out4m, aux['fourm'] = fourm_outputs(self, batch, task, rng)
+      return {'embeddings': {}, 'logits': {}, 'aux': aux, 'fourm': out4m}
     sycoca = {}  # SyCoCa: what the text-guided masked modeling needs from the CoCa pass
     needs_embed = {m for p in task.contrast + task.mil_nce for m in p}
     fused = None

@@ -39,3 +39,19 @@ def caption_targets(text: jax.Array, text_mask: jax.Array) -> tuple[jax.Array, j
   first_pad = jnp.concatenate([jnp.ones_like(m[:, :1]), m[:, :-1]], axis=1) * (1 - m)
   targets = jnp.where(first_pad > 0, END_ID, text.astype(jnp.int32))
   return targets, m + first_pad
+
+
+def fourm_losses(out: dict, modalities) -> dict:
+  """4M: `out['logits'] [b, T, V]` (masked to each query's modality), `targets [b, T]` joint ids,
+  `mask [b, T]` (1 = a real target), `modality [b, T]` -> `{'fourm/<m>': mean cross-entropy over
+  m's target tokens, 'accuracy/fourm_<m>': their argmax accuracy}` (0 where m has no target)."""
+  xent = optax.softmax_cross_entropy_with_integer_labels(
+      out['logits'].astype(jnp.float32), out['targets'].astype(jnp.int32))      # [b, T]
+  hit = (out['logits'].argmax(-1) == out['targets']).astype(jnp.float32)
+  parts = {}
+  for i, m in enumerate(modalities):
+    w = (out['mask'] * (out['modality'] == i)).astype(jnp.float32)
+    n = jnp.maximum(w.sum(), 1.0)
+    parts[f'fourm/{m}'] = (xent * w).sum() / n
+    parts[f'accuracy/fourm_{m}'] = (hit * w).sum() / n
+  return parts

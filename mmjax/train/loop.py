@@ -28,6 +28,7 @@ from mmjax.models.moe_config import check_moe_config
 from mmjax.seeds import resolve_seeds
 from mmjax.train import curves, distributed, faults, feed, freezing, goodput as goodput_lib
 from mmjax.train import mixup, routing_stats
+from mmjax.train import fourm_setup
 from mmjax.train import profiler, progress as progress_lib, task_means
 from mmjax.train import state as state_lib, step as step_lib
 from mmjax.train import goodput as goodput_lib
@@ -123,6 +124,8 @@ def train(config, workdir: str, evaluate=None) -> dict:
   (`config.faults.watchdog_*`, 0 = off) covers start-up and restore, compilation, evaluation
   and every step, each with its own limit.
   """
+  if any(t.fourm for t in tasks_from_config(config)):  # 4M: its frozen tokenizers come first
+    fourm_setup.prepare(config)
   with faults.Watchdog(config.faults.watchdog_seconds) as dog, contextlib.ExitStack() as held:
     dog.expect('start-up and restore', config.faults.get('watchdog_restore_seconds', 0))
     return _train(config, workdir, evaluate, dog, held)

@@ -17,7 +17,7 @@ import optax
 from mmjax.core.tasks import Task
 from mmjax.models.layers import l2_normalize
 from mmjax.train.generative_objectives import (  # noqa: F401
-    caption_targets, captioning_loss, masked_reconstruction_loss)
+    caption_targets, captioning_loss, fourm_losses, masked_reconstruction_loss)
 from mmjax.train.contrastive_variants import distillation_loss, m3col_loss  # noqa: F401 (contract names)
 from mmjax.train.contrastive_variants import sigmoid_loss
 
@@ -124,6 +124,8 @@ def task_loss(model, outputs: dict, batch: dict, task: Task, config) -> tuple[ja
   for name, r in outputs.get('reconstruction', {}).items():  # MultiMAE: mae/<m>; SyCoCa: sycoca/<m>
     key = name if name.startswith('sycoca/') else f'mae/{name}'
     parts[key] = masked_reconstruction_loss(r['pred'], r['target'], r['mask'])
+  if 'fourm' in outputs:  # 4M: fourm/<m> token cross-entropies, accuracy/fourm_<m>
+    parts.update(fourm_losses(outputs['fourm'], task.fourm))
   loss = sum(_part_weight(task, k) * v for k, v in parts.items() if not k.startswith('accuracy/'))
   aux_loss, aux_parts = moe_aux_loss(outputs['aux'], config)
   parts.update(aux_parts)

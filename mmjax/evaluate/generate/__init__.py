@@ -1,0 +1,1 @@
+"""`python -m mmjax.evaluate.generate`: see `__main__.py`; the library is `mmjax/evaluate/generation_run.py`."""
