@@ -8,6 +8,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from mmjax import config as config_lib
@@ -34,6 +35,7 @@ def _restore(config, workdir):
                                                 else state['params']))
 
 
+@pytest.mark.slow
 def test_lit_from_an_imported_tower_through_the_cli(tmp_path, capsys):
   export = ifx.import_to('open_clip', str(tmp_path / 'imported'))
   run = str(tmp_path / 'lit')
