@@ -43,7 +43,7 @@ def parse_formats(formats) -> tuple[str, ...]:
   unknown = [n for n in names if n not in layout.FORMATS]
   if unknown:
     raise ExportError(f'unknown export format {unknown[0]!r}: choose from '
-                      f'{", ".join(layout.FORMATS)} or all (or hf_clip alone).')
+                      f'{", ".join(layout.FORMATS)} or all.')
   return tuple(f for f in layout.FORMATS if f in names)
 
 
