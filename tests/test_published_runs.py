@@ -6,13 +6,15 @@ import os
 import sys
 
 import jax
+import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from mmjax import config as config_lib
 from mmjax.core import checkpointing, param_names, partitioning
 from mmjax.core.params_io import load_params
-from mmjax.export.load import load_model
+from mmjax.models.model import build_model
 from mmjax.train import __main__ as train_main
 from mmjax.train import state as state_lib
 from mmjax_testing import ROOT
@@ -33,11 +35,12 @@ def _restore(config, workdir):
                                                 else state['params']))
 
 
+@pytest.mark.slow
 def test_lit_from_an_imported_tower_through_the_cli(tmp_path, capsys):
   export = ifx.import_to('open_clip', str(tmp_path / 'imported'))
   run = str(tmp_path / 'lit')
   argv = [f'--config={CONFIG}:lit:{export}', f'--workdir={run}', '--config.total_steps=2',
-          '--config.log_every=1', '--config.checkpoint_every=2', '--config.data.threads=1',
+          '--config.log_every=2', '--config.checkpoint_every=2', '--config.data.threads=1',
           '--config.optimizer.warmup_steps=1', '--config.tasks.image_text.batch_size=8',
           '--config.optimizer.learning_rate=0.01']
   assert train_main.main(argv) == 0, capsys.readouterr().err[-2000:]
@@ -55,18 +58,28 @@ def test_lit_from_an_imported_tower_through_the_cli(tmp_path, capsys):
 
 
 def test_upcycle_an_imported_clip_into_a_moe(tmp_path):
+  """Every expert starts as the imported MLP (with its QuickGELU), everything else is copied;
+  with top-1, normalised weights and room for every token that computes the dense function
+  (tests/test_upcycle.py checks that equality on the demo model)."""
   export = ifx.import_to('open_clip', str(tmp_path / 'imported'))
   config = config_lib.load_config(f'{CONFIG}:moe:{export}')
   run = str(tmp_path / 'moe')
   assert upcycle.upcycle(export, config, run) == 0
   step, params = _restore(config, run)
-  assert step == 0 and params['encoder_image.block_1.mlp.wi.kernel'].shape[0] == 4
-  dense, _ = load_model(export)
-  moe = nnx.merge(state_lib.abstract_train_state(
-      config, partitioning.make_mesh({'data': 1}, devices=jax.devices()[:1]))[0],
-      param_names.unflatten({k: np.asarray(v) for k, v in params.items()}))
-  e = ifx.expected('open_clip')
-  embed = nnx.jit(lambda model, batch, m: model.embed(batch, m), static_argnums=2)
-  for m, batch in (('image', {'image': e['pixels']}),
-                   ('text', {'text': e['ids'], 'text_mask': e['ids'] != 0})):
-    np.testing.assert_allclose(embed(moe, batch, m), embed(dense, batch, m), atol=1e-5)
+  dense = param_names.flatten(load_params(export)[0])
+  assert step == 0
+  for tower in ('encoder_image', 'encoder_text'):
+    for leaf in ('wi.kernel', 'wi.bias', 'wo.kernel', 'wo.bias'):
+      experts, src = params[f'{tower}.block_1.mlp.{leaf}'], dense[f'{tower}.block_1.mlp.{leaf}']
+      assert experts.shape == (4,) + src.shape
+      for e in range(4):
+        assert np.asarray(experts[e]).tobytes() == src.tobytes()
+  tiled = {f'{t}.block_1.mlp.{leaf}' for t in ('encoder_image', 'encoder_text')
+           for leaf in ('wi.kernel', 'wi.bias', 'wo.kernel', 'wo.bias')}
+  for n in sorted(set(dense) - tiled):
+    assert np.asarray(params[n]).tobytes() == dense[n].tobytes(), n
+  assert {n for n in params if n not in dense} == {
+      'encoder_image.block_1.mlp.router.kernel', 'encoder_text.block_1.mlp.router.kernel'}
+  model = jax.eval_shape(lambda: build_model(config, nnx.Rngs(0)))
+  np.testing.assert_allclose(model.encoder_image.block_1.mlp.act(jnp.float32(1.0)),
+                             1.0 / (1.0 + np.exp(-1.702)), rtol=1e-6)   # QuickGELU(1)
