@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tools import bench_kernels
+from . import bench_kernels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTIONS = ('kernels', 'attention', 'grouped_matmul', 'train_step', 'input_pipeline')
@@ -257,7 +257,7 @@ def _memory_fit_batch(name, task_name, shapes, tiny) -> tuple[int, str]:
 
 def train_step_rows(shapes, tiny) -> list[dict]:
   from mmjax.plan import hardware
-  from tools.bench_step import time_step
+  from .bench_step import time_step
   peak = hardware.mfu_peak(jax.devices()[0])
   rows = []
   for kind, name, task_name in shapes['configs']:
