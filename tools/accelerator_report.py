@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tools import bench_kernels
+from . import bench_kernels
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SECTIONS = ('kernels', 'attention', 'grouped_matmul', 'train_step', 'input_pipeline')
@@ -106,9 +106,10 @@ def kernel_checks(shapes, backend) -> list[dict]:
        lambda q, k, v: flash_attention(q, k, v, segment_ids=seg, lengths=lengths),
        lambda q, k, v: attention_reference(q, k, v, segment_ids=seg, lengths=lengths),
        (q, k, v)),
-      ('flash: causal', lambda q, k, v: flash_attention(q, k, v, causal=True),
-       lambda q, k, v: attention_reference(q, k, v, causal=True), (q, k, v)),
   ]
+  if shapes is not TINY:   # tiny: one flash case; tests/kernels cover the rest on CPU
+    cases.append(('flash: causal', lambda q, k, v: flash_attention(q, k, v, causal=True),
+                  lambda q, k, v: attention_reference(q, k, v, causal=True), (q, k, v)))
   kr, vr = jnp.repeat(k, 2, 2), jnp.repeat(v, 2, 2)
   routed = length - length % block
   if routed >= 2 * block and shapes is not TINY:   # tiny: tests/kernels cover it on CPU
@@ -177,10 +178,23 @@ def attention_rows(shapes, backend) -> list[dict]:
 
 
 def gmm_rows(shapes) -> list[dict]:
-  args = argparse.Namespace(repeats=shapes['repeats'],
-                            gmm=','.join('x'.join(map(str, s)) for s in shapes['gmm']))
+  """The Pallas grouped matmul vs `jax.lax.ragged_dot` (and, full shapes, a dense matmul of
+  the same FLOPs) on groups of random sizes, as `tools/bench_kernels.py` measures them."""
+  from mmjax.kernels import grouped_matmul
+  args = argparse.Namespace(repeats=shapes['repeats'])
   rows = []
-  bench_kernels.bench_gmm(args, rows, jnp.bfloat16)
+  for m, k, n, groups in shapes['gmm']:
+    rng = np.random.default_rng(0)
+    sizes = jnp.asarray(rng.multinomial(m, rng.dirichlet(np.ones(groups))).astype(np.int32))
+    lhs = jnp.asarray(rng.standard_normal((m, k), np.float32), jnp.bfloat16)
+    rhs = jnp.asarray(rng.standard_normal((groups, k, n), np.float32) / np.sqrt(k), jnp.bfloat16)
+    shape, flops = f'm{m} k{k} n{n} g{groups}', 2.0 * m * k * n
+    impls = [('pallas', lambda a, b: grouped_matmul(a, b, sizes), (lhs, rhs)),
+             ('ragged_dot', lambda a, b: jax.lax.ragged_dot(a, b, sizes), (lhs, rhs))]
+    if shapes is not TINY:
+      impls.append(('dense-matmul', lambda a, b: a @ b, (lhs, rhs[0])))
+    for impl, fn, inputs in impls:   # backward: d_lhs and d_rhs, one matmul each
+      bench_kernels.measure(rows, args, 'gmm', impl, shape, fn, inputs, flops, total_factor=3.0)
   return rows
 
 
@@ -243,7 +257,7 @@ def _memory_fit_batch(name, task_name, shapes, tiny) -> tuple[int, str]:
 
 def train_step_rows(shapes, tiny) -> list[dict]:
   from mmjax.plan import hardware
-  from tools.bench_step import time_step
+  from .bench_step import time_step
   peak = hardware.mfu_peak(jax.devices()[0])
   rows = []
   for kind, name, task_name in shapes['configs']:
