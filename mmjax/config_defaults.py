@@ -186,7 +186,8 @@ def eval_dataset(dataset: str, modalities: str, **kw) -> ml_collections.ConfigDi
       zero_shot=True, retrieval=True, linear_probe=False, few_shot=False, probe_split='train',
       val_split='',
       image_size=None, num_frames=None, audio_samples=None, text_length=None,
-      templates=ml_collections.ConfigDict(), feature_map=ml_collections.ConfigDict()))
+      templates=ml_collections.ConfigDict(), feature_map=ml_collections.ConfigDict(),
+      dedup_captions=False, few_shot_l2=1024.0))   # retrieval rule, fewshot_lsr L2 (runner.py)
   for k, v in kw.items():
     e[k] = v
   return e

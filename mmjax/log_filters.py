@@ -6,7 +6,8 @@ checkpoint manager opened read-only (for evaluation or export) disables saving, 
 that a dataset being built has no dataset_info.json yet, and tensorboardX renaming a tag with
 `@` (mmjax's own tags are already clean, see `evaluate/suite_report.scalar_tag`). Every other
 warning still shows. When stderr is not a terminal (a log file, a pipe), TFDS progress bars
-are switched off: a file gets no carriage-return bars.
+are switched off (TFDS is loaded by then in every tool that reads data): a file gets no
+carriage-return bars.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ def install() -> None:
   for name in QUIET_LOGGERS:
     logging.getLogger(name).setLevel(logging.WARNING)
   filter_known_noise()
-  if not _is_terminal(sys.stderr):
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top (heavy; only here)
+  tfds = sys.modules.get('tensorflow_datasets')   # loaded by every tool that reads data
+  if tfds is not None and not _is_terminal(sys.stderr):
     tfds.disable_progress_bar()
 
 
