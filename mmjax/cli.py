@@ -72,10 +72,16 @@ def _end_now(code: int) -> int:
   """Returns `code`, or, when worker threads are still running (orbax's background writers of
   a failed save wait up to 300 s for signals that never come), flushes and ends the process at
   once: the sentence is printed and every committed checkpoint is in place."""
-  if any(t.is_alive() and not t.daemon and t is not threading.main_thread()
-         for t in threading.enumerate()):
+  if any(t.is_alive() and not t.daemon and _orbax_writer(t) for t in threading.enumerate()):
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
   return code
+
+
+def _orbax_writer(thread: threading.Thread) -> bool:
+  """A background thread of an orbax save (its commit thread or a signal waiter)."""
+  target = getattr(thread, '_target', None)
+  return (type(thread).__module__.startswith('orbax') or thread.name == 'async_save'
+          or getattr(target, '__module__', '').startswith('orbax'))

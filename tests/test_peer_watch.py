@@ -72,11 +72,24 @@ def test_a_coordination_service_that_stopped_answering_ends_the_others():
   service, clock, (w0, w1, _) = _watches(timeout=10.0)
   w1.beat_once()
   service.down = True                      # process 0 (which hosts the service) is gone
-  clock.now += 11
+  for _ in range(2):
+    clock.now += 5
+    with pytest.raises(RuntimeError):
+      w1.beat_once()
+  assert w1.verdict() is None              # 10 s: not yet
+  clock.now += 2
   with pytest.raises(RuntimeError):
     w1.beat_once()
   assert w1.verdict().startswith('the coordination service (process 0) has not answered for '
-                                 '11 s: process 0 or its host is gone, so process 1 ends too')
+                                 '12 s: process 0 or its host is gone, so process 1 ends too')
+
+
+def test_a_process_that_was_stalled_itself_does_not_blame_its_peers():
+  _, clock, (w0, w1) = _watches(n=2)
+  w1.beat_once(), w0.beat_once()
+  clock.now += 60                          # w0 got no CPU for a minute (nor did its peer)
+  w0.beat_once()
+  assert w0.verdict() is None              # one round of its own since: no judgement yet
 
 
 def test_the_judge_thread_ends_the_process_by_itself():

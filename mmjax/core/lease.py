@@ -4,7 +4,7 @@ The record names its holder (host, pid, since when) and when it was last renewed
 is conditional on the version the writer read, so two trainers never both believe they hold it:
 on `gs://` through object generation preconditions (`ifGenerationMatch`; 0 = must not exist),
 on a local or shared disk through a `generation` counter in the record, compared and bumped
-under an exclusive `flock` of a sidecar file. The holder renews it every `ttl_s / 4` seconds
+under an exclusive `flock` of the file itself. The holder renews it every `ttl_s / 4` seconds
 from a daemon thread; a lease not renewed for `ttl_s` seconds, or whose holder process is gone
 (same host), is stale and the next trainer takes it over. A trainer that finds a live holder is
 refused with `WorkdirBusy` (a `UserError`: exit 2) before it writes anything.
@@ -55,50 +55,70 @@ def _alive(pid: int) -> bool:
 
 
 class _LocalStore:
-  """The record as a file; compare-and-swap on its `generation` under a flock."""
+  """The record as a file, compared and rewritten in place under an exclusive `flock` of the
+  file itself (no side file: a released lease leaves nothing behind). An empty file is free."""
 
   def __init__(self, path: str):
-    self.path, self._lock_path = path, f'{os.path.dirname(path)}/.{os.path.basename(path)}.lock'
+    self.path = path
 
   @contextlib.contextmanager
-  def _locked(self):
-    with open(self._lock_path, 'a') as f:
-      fcntl.flock(f, fcntl.LOCK_EX)
+  def _locked(self, create: bool):
+    """The locked file's descriptor; FileNotFoundError when it does not exist and not `create`.
+    A file unlinked while we waited for its lock is opened again."""
+    while True:
+      fd = os.open(self.path, os.O_RDWR | (os.O_CREAT if create else 0), 0o644)
+      fcntl.flock(fd, fcntl.LOCK_EX)
       try:
-        yield
-      finally:
-        fcntl.flock(f, fcntl.LOCK_UN)
-
-  def _read(self):
+        if os.fstat(fd).st_ino == os.stat(self.path).st_ino:
+          break
+      except FileNotFoundError:
+        pass
+      os.close(fd)
     try:
-      with open(self.path) as f:
-        record = json.load(f)
-    except FileNotFoundError:
+      yield fd
+    finally:
+      os.close(fd)  # releases the lock
+
+  @staticmethod
+  def _read_fd(fd: int):
+    os.lseek(fd, 0, os.SEEK_SET)
+    data = b''
+    while chunk := os.read(fd, 1 << 16):
+      data += chunk
+    if not data.strip():
       return None, 0
-    except ValueError:  # a torn or foreign file: treat as an expired record
+    try:
+      record = json.loads(data)
+    except ValueError:  # a foreign file: treat as an expired record
       return {}, -1
     return record, int(record.get('generation', 0))
 
   def read(self):
-    with self._locked():
-      return self._read()
+    try:
+      with self._locked(create=False) as fd:
+        return self._read_fd(fd)
+    except FileNotFoundError:
+      return None, 0
 
   def write(self, record: dict, if_generation: int) -> int:
-    with self._locked():
-      _, generation = self._read()
+    with self._locked(create=True) as fd:
+      _, generation = self._read_fd(fd)
       if generation != if_generation:
         raise _Conflict()
       record = {**record, 'generation': max(generation, 0) + 1}
-      tmp = f'{self.path}.{os.getpid()}.tmp'
-      with open(tmp, 'w') as f:
-        json.dump(record, f)
-      os.replace(tmp, self.path)
+      data = json.dumps(record).encode()
+      os.ftruncate(fd, 0)
+      os.pwrite(fd, data, 0)
+      os.fsync(fd)
       return record['generation']
 
   def delete(self, if_generation: int) -> None:
-    with self._locked():
-      if self._read()[1] == if_generation:
-        os.remove(self.path)
+    try:
+      with self._locked(create=False) as fd:
+        if self._read_fd(fd)[1] == if_generation:
+          os.unlink(self.path)
+    except FileNotFoundError:
+      pass
 
 
 class _GcsStore:

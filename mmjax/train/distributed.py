@@ -158,40 +158,53 @@ class PeerWatch:
     self._clock = clock
     self._beats = 0
     start = clock()
-    self._seen = {p: (None, start) for p in range(count) if p != process}  # counter, when moved
+    # peer -> (its counter, when it last moved, this process's round then)
+    self._seen = {p: (None, start, 0) for p in range(count) if p != process}
+    self._rounds = self._failures = 0
     self._done: set[int] = set()
     self._service_ok = start
     self._stop = threading.Event()
     self._threads = []
 
   _PREFIX = 'mmjax/peers/'
+  MIN_ROUNDS = 3
 
   def beat_once(self) -> None:
     """One round: publish this process's counter, read every peer's (network I/O)."""
     self._beats += 1
-    self._client.key_value_set(f'{self._PREFIX}beat/{self.process}', str(self._beats),
-                               allow_overwrite=True)
+    try:
+      self._client.key_value_set(f'{self._PREFIX}beat/{self.process}', str(self._beats),
+                                 allow_overwrite=True)
+      entries = self._client.key_value_dir_get(self._PREFIX)
+    except Exception:
+      self._failures += 1
+      raise
     now = self._clock()
-    for key, value in self._client.key_value_dir_get(self._PREFIX):
+    self._rounds += 1
+    self._failures = 0
+    for key, value in entries:
       kind, _, who = key[len(self._PREFIX):].partition('/')
       if not who.isdigit() or int(who) == self.process:
         continue
       if kind == 'done':
         self._done.add(int(who))
       elif kind == 'beat' and int(who) in self._seen and self._seen[int(who)][0] != value:
-        self._seen[int(who)] = (value, now)
+        self._seen[int(who)] = (value, now, self._rounds)
     self._service_ok = now
 
   def verdict(self) -> str | None:
-    """One sentence when the job must end now, else None (no network I/O)."""
+    """One sentence when the job must end now, else None (no network I/O). Silence counts only
+    over rounds this process completed itself (`MIN_ROUNDS` of them), so a process that was
+    stalled (CPU starved, a long GIL hold) does not mistake its own stall for a peer's death."""
     now = self._clock()
-    if now - self._service_ok > self.timeout:
+    if now - self._service_ok > self.timeout and self._failures >= self.MIN_ROUNDS:
       return (f'the coordination service (process 0) has not answered for '
               f'{now - self._service_ok:.0f} s: process 0 or its host is gone, so process '
               f'{self.process} ends too (exit 1) and the job can be restarted; it resumes from '
               'the newest checkpoint.')
-    for peer, (_, moved) in sorted(self._seen.items()):
-      if peer not in self._done and now - moved > self.timeout:
+    for peer, (_, moved, round_) in sorted(self._seen.items()):
+      if (peer not in self._done and now - moved > self.timeout
+          and self._rounds - round_ >= self.MIN_ROUNDS):
         return (f'process {peer} of {self.count} has shown no sign of life for '
                 f'{now - moved:.0f} s (MMJAX_PEER_TIMEOUT={self.timeout:.0f}): it or its host '
                 f'died, so process {self.process} ends too (exit 1) and the job can be '

@@ -15,7 +15,6 @@ import jax
 import numpy as np
 
 from mmjax import config as config_lib, paths
-from mmjax.errors import UserError
 from mmjax.core import checkpointing, partitioning
 from mmjax.core import lease as lease_lib
 from mmjax.core.params_io import is_params_export, load_params
@@ -23,6 +22,7 @@ from mmjax.core.tasks import MixedTask, task_signatures, tasks_from_config
 from mmjax.data import pipeline
 from mmjax.data import run_tokenizer
 from mmjax.data.agd_sampler import AgdSampler
+from mmjax.errors import UserError
 from mmjax.models.encoder import routed_layer_indices
 from mmjax.models.moe_config import check_moe_config
 from mmjax.seeds import resolve_seeds
