@@ -61,7 +61,8 @@ def test_readers_and_plots_go_through_the_path_layer(tmp_path, gcs):  # noqa: F8
   assert len(paths.listdir(paths.join(workdir, 'metrics.jsonl.parts'))) == 2
   records = curves.read_metrics(paths.join(workdir, 'metrics.jsonl'))
   assert [(r['step'], r['loss']) for r in records] == [(1, 1.0), (2, 0.25), (3, 1 / 3)]
-  assert [r['step'] for r in collect.read_rows(workdir)] == [1, 2, 2, 3]
+  assert [(r['step'], r['loss']) for r in collect.read_rows(workdir)] == [(1, 1.0), (2, 0.25),
+                                                                      (3, 1 / 3)]
   written = curves.plot_workdir(workdir)
   assert paths.join(workdir, 'plots', 'loss.png') in written
   assert paths.open_file(paths.join(workdir, 'plots', 'loss.png'), 'rb').read(8) == \

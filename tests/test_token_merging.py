@@ -83,7 +83,8 @@ def test_merging_off_equals_plain_encoder_and_on_ignores_padding():
                       dtype=jnp.float32)
   want, _ = nnx.jit(plain)(x, mask)
   got, _ = nnx.jit(off)(x, mask)
-  np.testing.assert_allclose(np.asarray(got), np.asarray(want), rtol=1e-5, atol=1e-5)
+  real = np.asarray(mask) > 0     # outputs at padding are nobody's: compare the real tokens
+  np.testing.assert_allclose(np.asarray(got)[real], np.asarray(want)[real], rtol=1e-5, atol=1e-5)
   on = nnx.jit(MaelreEncoder(_cfg(merge_after=(0, 1), merge_ratio=0.5, linear_above=6),
                              rngs=nnx.Rngs(0), dtype=jnp.float32))
   y, _ = on(x, mask)

@@ -49,7 +49,7 @@ class Imported:
 # -- reading ------------------------------------------------------------------------------------
 
 def conversion_hint(path: str) -> str:
-  return (f'{path} is a PyTorch pickle; mmjax reads safetensors only. Convert it once with: '
+  return (f'{path} is a PyTorch checkpoint (.bin/.pt); mmjax reads safetensors only. Convert it once with: '
           'python -c "import torch, sys; from safetensors.torch import save_file; '
           "sd = torch.load(sys.argv[1], map_location='cpu'); sd = sd.get('state_dict', sd); "
           "save_file({k.removeprefix('module.'): v.contiguous() for k, v in sd.items()}, "
@@ -57,7 +57,7 @@ def conversion_hint(path: str) -> str:
 
 
 def read_weights(path: str) -> dict[str, np.ndarray]:
-  """A safetensors file -> `{name: float32 array}`; a torch pickle gets the conversion line."""
+  """A safetensors file -> `{name: float32 array}`; a torch .bin/.pt file gets the conversion line."""
   if path.endswith(TORCH_FILES):
     raise ExportError(conversion_hint(path))
   if not os.path.isfile(path):

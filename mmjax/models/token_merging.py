@@ -155,8 +155,8 @@ class MaelreEncoder(Encoder):
     self.linear_above = int(mc.linear_above)
     self.protect_first = cfg.pooling == 'cls'
 
-  def __call__(self, x, mask, *, rng=None, region_size=None):
-    del region_size
+  def __call__(self, x, mask, *, rng=None, region_size=None, trailing_padding=False):
+    del region_size, trailing_padding   # padding travels as size 0 through every stage
     b, length = mask.shape
     sizes = mask.astype(jnp.float32)
     source = jnp.broadcast_to(jnp.arange(length), (b, length))
