@@ -1,6 +1,6 @@
 """python -m mmjax.train --config=configs/fourm.py --workdir=runs/fourm
 python -m mmjax.evaluate.generate --workdir=runs/fourm --from=image --to=text
-python -m mmjax.evaluate.generate --workdir=runs/fourm --from=text --to=image --classifier=runs/demo/export
+python -m mmjax.evaluate.generate --workdir=runs/fourm --from=text --to=image --classifier=pixel_probe --temperature=0.5
 
 4M on `mmjax_digits` (built locally): image, audio and text become discrete tokens (image and
 audio by small FSQ autoencoders, 16 tokens each; text by the run's SentencePiece ids, up to 16).
@@ -8,7 +8,8 @@ Per example 16 input and 16 target tokens are split over the three by Dirichlet(
 shared tiny encoder sees the inputs, a 2-layer decoder predicts the targets. With no tokenizer
 named (`config.model.fourm.tokenizers.image=''`), the first run trains the two tokenizers
 (cached beside the dataset, reused afterwards). `generate` decodes text autoregressively and
-image/audio tokens MaskGIT-style, and measures the generated digits (see its docstring).
+image/audio tokens MaskGIT-style, and measures the generated digits (see its docstring;
+`--classifier=runs/demo/export` classifies with the demo's contrastive model instead).
 
 `configs/fourm.py:agd` adds the demo's image-text and audio-text contrastive tasks: AGD
 alternates them with the 4M task over the one encoder.

@@ -47,17 +47,22 @@ def target_size(model, modality: str, text_length: int) -> int:
   return text_length if modality == 'text' else int(np.prod(model.fourm.tokenizer(modality)[1]['grid']))
 
 
-def target_logits(model, src: str, src_ids, src_avail, tgt: str, tgt_ids, tgt_known) -> jax.Array:
-  """Logits over `tgt`'s vocabulary `[b, n_tgt, V_tgt]` for every target position, given the
-  source tokens and the target tokens known so far (both as encoder inputs)."""
+def target_logits(model, src: str, src_ids, src_avail, tgt: str, tgt_ids, tgt_known,
+                  tgt_query) -> jax.Array:
+  """Logits over `tgt`'s vocabulary `[b, n_tgt, V_tgt]` at the positions `tgt_query` marks (zero
+  elsewhere), given the source tokens and the target tokens known so far (both encoder inputs).
+  As in training, only tokens that are not inputs are queried, and the queries attend to each
+  other, so the query set is part of the condition."""
   fm = model.fourm
-  n_src, n_tgt = src_ids.shape[1], tgt_ids.shape[1]
+  b, n_src, n_tgt = src_ids.shape[0], src_ids.shape[1], tgt_ids.shape[1]
   out, _ = fm.forward(model, {src: src_ids, tgt: tgt_ids}, {src: src_avail, tgt: tgt_known},
-                      {src: jnp.zeros_like(src_avail), tgt: jnp.ones_like(tgt_known)},
-                      n_src + n_tgt, n_tgt)
+                      {src: jnp.zeros_like(src_avail), tgt: tgt_query}, n_src + n_tgt, n_tgt)
   i = fm.modalities.index(tgt)
   off, v = fm.offsets[i], fm.vocab[i]
-  return out['logits'][..., off:off + v]
+  logits = out['logits'][..., off:off + v]                              # queried positions first
+  pos = jnp.where(out['mask'] > 0, out['order'][:, :n_tgt] - n_src, n_tgt)
+  full = jnp.zeros((b, n_tgt + 1, v), logits.dtype)
+  return full.at[jnp.arange(b)[:, None], pos].set(logits)[:, :n_tgt]
 
 
 def _predictor(graphdef, src: str, tgt: str):
@@ -65,9 +70,9 @@ def _predictor(graphdef, src: str, tgt: str):
 
 
 def _predict(graphdef, src: str, tgt: str):
-  def run(params, src_ids, src_avail, tgt_ids, tgt_known):
+  def run(params, src_ids, src_avail, tgt_ids, tgt_known, tgt_query):
     model = state_lib.merge(graphdef, params)
-    return target_logits(model, src, src_ids, src_avail, tgt, tgt_ids, tgt_known)
+    return target_logits(model, src, src_ids, src_avail, tgt, tgt_ids, tgt_known, tgt_query)
   return run
 
 
@@ -80,7 +85,9 @@ def generate_text(graphdef, params, src: str, src_ids, src_avail, length: int,
   ids, known = np.zeros((b, length), np.int32), np.zeros((b, length), np.int32)
   done = np.zeros((b,), bool)
   for t in range(length):
-    logits = np.asarray(predict(params, src_ids, src_avail, ids, known))
+    query = np.zeros((b, length), np.int32)
+    query[:, t] = 1                                 # one query: the next position
+    logits = np.asarray(predict(params, src_ids, src_avail, ids, known, query))
     if vocab is not None:
       logits = logits[..., :vocab]
     nxt = np.where(done, 0, logits[:, t].argmax(-1)).astype(np.int32)
@@ -93,7 +100,7 @@ def generate_tokens(graphdef, params, src: str, src_ids, src_avail, tgt: str, n:
                     rng, temperature: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
   """MaskGIT decoding of `tgt`'s `n` tokens -> (ids `[b, n]`, known counts per step)."""
   predict = _predictor(graphdef, src, tgt)
-  fn = lambda ids, known: predict(params, src_ids, src_avail, ids, known)
+  fn = lambda ids, known: predict(params, src_ids, src_avail, ids, known, 1 - known)
   ids, history = maskgit.decode(fn, src_ids.shape[0], n, steps, rng, temperature=temperature)
   return np.asarray(ids), history
 
@@ -102,6 +109,6 @@ def token_accuracy(graphdef, params, src: str, src_ids, src_avail, tgt: str, tgt
                    tgt_avail) -> float:
   """Share of `tgt`'s real tokens whose one-pass argmax (nothing of `tgt` known) is right."""
   logits = _predictor(graphdef, src, tgt)(params, src_ids, src_avail, jnp.zeros_like(tgt_ids),
-                                          jnp.zeros_like(tgt_avail))
+                                          jnp.zeros_like(tgt_avail), tgt_avail)
   hit = (np.asarray(logits).argmax(-1) == np.asarray(tgt_ids)) * np.asarray(tgt_avail)
   return float(hit.sum() / max(np.asarray(tgt_avail).sum(), 1))
