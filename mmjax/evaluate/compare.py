@@ -36,7 +36,7 @@ def rows(rep: dict) -> dict[tuple[str, str, str], float]:
 
 
 def table(reports: dict[str, dict]) -> dict:
-  """`{'models': [...], 'steps': {...}, 'rows': [{'section', 'name', 'metric', <model>: value}]}`."""
+  """`{'models': [...], 'steps': {...}, 'rows': [{'section', 'name', 'metric', <model>: v}]}`."""
   per = {label: rows(rep) for label, rep in reports.items()}
   keys = list(dict.fromkeys(k for r in per.values() for k in r))
   return {'models': list(reports), 'steps': {k: r['step'] for k, r in reports.items()},

@@ -3,7 +3,8 @@
 It says what the model was trained on (tasks, datasets, modalities, batch sizes, steps), how it
 was evaluated and with what numbers (the run's `DIR/eval/step_<N>.json` for the exported step,
 when there is one), what it is for, and how to load it without mmjax
-(`load_safetensors.py`, shipped as `examples/` in the repository and `mmjax.examples` installed). The front matter is the YAML block hubs read for metadata.
+(`load_safetensors.py`, shipped as `examples/` in the repository and `mmjax.examples` installed).
+The front matter is the YAML block hubs read for metadata.
 """
 
 from __future__ import annotations
