@@ -184,18 +184,8 @@ def image_processor(config) -> dict:
 
 def check_output(output: str, overwrite: bool) -> None:
   """A new or empty directory, or (with `overwrite`) a CLIPModel folder this export wrote."""
-  if not os.path.exists(output):
-    return
-  if not os.path.isdir(output):
-    raise ExportError(f'--output {output} is a file, not a directory: choose a directory path.')
-  if not os.listdir(output):
-    return
-  if not os.path.isfile(os.path.join(output, PARITY_FILE)):
-    raise ExportError(f'--output {output} is not empty and holds no hf_clip export: choose a new '
-                      'or empty directory.')
-  if not overwrite:
-    raise ExportError(f'--output {output} already holds an hf_clip export: pass --overwrite to '
-                      'replace it, or choose another --output.')
+  staging.check_output(output, overwrite, kind='hf_clip',
+                       is_ours=lambda d: os.path.isfile(os.path.join(d, PARITY_FILE)))
 
 
 def parity_inputs(config, n: int = 3, seed: int = 0) -> dict:

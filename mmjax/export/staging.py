@@ -12,20 +12,23 @@ from mmjax.core import export_layout as layout
 from mmjax.export.errors import ExportError
 
 
-def check_output(output: str, overwrite: bool) -> None:
-  """Refuses an output that holds anything but an export, or an export without `overwrite`."""
+def check_output(output: str, overwrite: bool, *, is_ours=layout.is_export,
+                 kind: str = 'mmjax') -> None:
+  """Refuses an output that holds anything but an export of this `kind` (`is_ours(output)`), or
+  one without `overwrite`."""
   if not os.path.exists(output):
     return
   if not os.path.isdir(output):
     raise ExportError(f'--output {output} is a file, not a directory: choose a directory path.')
   if not os.listdir(output):
     return
-  if not layout.is_export(output):
-    raise ExportError(f'--output {output} is not empty and holds no mmjax export: choose a new '
+  if not is_ours(output):
+    raise ExportError(f'--output {output} is not empty and holds no {kind} export: choose a new '
                       'or empty directory (an export never replaces other files).')
   if not overwrite:
-    raise ExportError(f'--output {output} already holds an export: pass --overwrite to replace '
-                      'it, or choose another --output.')
+    named = '' if kind == 'mmjax' else f' ({kind})'
+    raise ExportError(f'--output {output} already holds an export{named}: pass --overwrite to '
+                      'replace it, or choose another --output.')
 
 
 @contextlib.contextmanager
