@@ -20,7 +20,7 @@ from typing import Callable, Sequence
 from mmjax import config as config_lib
 from mmjax import errors, jax_flags, log_filters
 from mmjax.core.checkpointing import CheckpointMismatchError, RestoreFailed
-from mmjax.core.params_io import ExportError
+from mmjax.core.exports.params_io import ExportError
 from mmjax.core.partitioning import MeshError
 from mmjax.data.errors import DataError
 from mmjax.evaluate.errors import EvalError

@@ -30,7 +30,7 @@ different `--tokenizer` is refused). Train on it with `--config.data_dir=DATA_DI
 kept (other inputs or options are refused). A conversion that writes no example is an error.
 
 Inputs may lie on an object store (`gs://...`): tables, Parquet files and media paths are read
-through etils' path layer. Other sources: see `mmjax/data/convert_sources.py`.
+through etils' path layer. Other sources: see `mmjax/data/convert/sources.py`.
 
 Tables: a header line; the separator (tab, comma, semicolon, pipe) is sniffed from it or given
 (`--separator`); UTF-8 with or without a byte-order mark, or `--encoding`. Columns: the media
@@ -50,8 +50,10 @@ import json
 import os
 import sys
 
-from mmjax.data import convert_examples, convert_inputs, convert_run
-from mmjax.data import convert_sources as cs
+from mmjax.data.convert import examples as convert_examples
+from mmjax.data.convert import inputs as convert_inputs
+from mmjax.data.convert import run as convert_run
+from mmjax.data.convert import sources as cs
 from mmjax.data import tokenizer as tokenizer_lib
 
 

@@ -17,8 +17,8 @@ import os
 
 import numpy as np
 
-from mmjax.core import export_layout as layout
-from mmjax.core import safetensors_format
+from mmjax.core.exports import layout
+from mmjax.core.exports import safetensors_format
 
 KIND = 'fourm_tokenizer'
 

@@ -24,7 +24,7 @@ import random
 from typing import Any, Mapping, Sequence
 
 from mmjax import config as config_lib
-from mmjax import config_paths
+from mmjax.config import paths as config_paths
 from mmjax.seeds import KINDS
 
 Value = Any  # a config value, or Callable[[ConfigDict], value]
