@@ -21,7 +21,7 @@ import ml_collections
 from mmjax import paths
 from mmjax.config import checks as config_checks
 from mmjax.config import generative as config_generative
-from mmjax.config import paths as config_paths
+from mmjax.config import files as config_files
 from mmjax.core import presets
 from mmjax.errors import UserError
 
@@ -60,9 +60,9 @@ def config_file_error(error: BaseException, path: str) -> ConfigError:
 def import_config_module(path: str):
   """Imports a config file (or a shipped config by bare name) as a module; configs build on each
   other, e.g. demo_moe on demo."""
-  path = config_paths.resolve_config_path(path)
+  path = config_files.resolve_config_path(path)
   if not os.path.isfile(path):
-    shipped = ', '.join(config_paths.shipped_config_names()) or 'none found'
+    shipped = ', '.join(config_files.shipped_config_names()) or 'none found'
     raise ConfigError(f'config file {path!r} does not exist: pass a config file path or the name '
                       f'of a shipped config ({shipped}).')
   spec = importlib.util.spec_from_file_location(f'_mmjax_config_{abs(hash(path))}', path)
