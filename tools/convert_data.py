@@ -131,7 +131,7 @@ def _rows_job(args, options, rows: list[dict] | tuple, columns: list[str], root:
 
 
 def _source_job(args, options) -> tuple[convert_run.Job | None, str]:
-  """Jobs of the parquet, hf, jsonl and folder formats (`convert_sources.py`)."""
+  """Jobs of the parquet, hf, jsonl and folder formats (`mmjax/data/convert/sources.py`)."""
   remote = '://' in args.input
   try:
     if args.format == 'parquet':
