@@ -90,8 +90,10 @@ def _examples(job: Job, unit):
       for key, members in convert_inputs.webdataset_examples(unit):
         example, why = convert_examples.from_members(key, members, job.options)
         yield key, example, why
+    except convert_inputs.ShardError as e:     # a pipe: command that failed
+      yield f'{convert_inputs.shard_name(unit)}:<end>', None, str(e)
     except (tarfile.TarError, OSError, EOFError) as e:
-      yield f'{os.path.basename(unit)}:<end>', None, f'tar shard ends early: {e}'
+      yield f'{convert_inputs.shard_name(unit)}:<end>', None, f'tar shard ends early: {e}'
     return
   try:
     rows = convert_sources.rows_of(unit)

@@ -3,8 +3,10 @@ Hugging Face `save_to_disk` folder read with pyarrow, LLaVA's JSON annotations a
 a folder of class sub-folders with caption side files, and a table on `gs://`; each one's
 converted examples match what the test wrote, and the loader feeds a task from one of them."""
 
+import io
 import json
 import os
+import tarfile
 
 import numpy as np
 import pyarrow as pa
@@ -156,6 +158,19 @@ def test_a_table_and_its_images_on_gcs(tmp_path, gcs):
                  '--caption_column=title', f'--output={out}', '--name=remote') == 0
   _, got = read(out, 'remote')
   assert got['a.jpg']['image'] == image and list(got['a.jpg']['captions']) == ['on a bucket']
+  for i in range(2):                     # WebDataset shards on the bucket, named by a glob
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode='w') as tar:
+      for name, data in ((f'{i}.jpg', image), (f'{i}.txt', f'shard {i}'.encode())):
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    epath.Path(f'{base}/s-{i}.tar').write_bytes(buffer.getvalue())
+  assert convert('webdataset', f'--input={base}/s-*.tar', f'--output={out}', '--name=wds') == 0
+  _, got = read(out, 'wds')
+  assert {k: list(v['captions']) for k, v in got.items()} == {'0': ['shard 0'], '1': ['shard 1']}
+  assert convert('webdataset', f'--input={base}/s-{{0..2}}.tar', f'--output={out}',
+                 '--name=wds3') == 2                               # s-2.tar is not there
 
 
 from test_cloud_workdir import gcs  # noqa: E402,F401 - the emulator fixture
