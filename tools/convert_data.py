@@ -29,7 +29,9 @@ different `--tokenizer` is refused). Train on it with `--config.data_dir=DATA_DI
 --config.tasks.TASK.dataset=NAME`. Interrupted? Run the same command again: finished shards are
 kept (other inputs or options are refused). A conversion that writes no example is an error.
 
-Inputs may lie on an object store (`gs://...`): tar shards, tables, Parquet files and media
+The output may be on an object store too (`--output=gs://bucket/data`): each worker writes its
+shard locally and uploads it whole (the way Beam workers on Dataflow, which share no disk, write
+one dataset). Inputs may lie on an object store (`gs://...`): tar shards, tables, Parquet files and media
 paths are read through etils' path layer. Tar shards may also come from a command, WebDataset's
 `pipe:CMD` (`--input='pipe:curl -sfL https://host/shard-{0000..0099}.tar'`: the tar is what
 CMD writes to stdout, one command per shard); a command that exits non-zero is reported with its
@@ -49,11 +51,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import os
 import sys
 
+from etils import epath
+
+from mmjax import paths
 from mmjax.data import convert_examples, convert_inputs, convert_run
 from mmjax.data import convert_sources as cs
 from mmjax.data import tokenizer as tokenizer_lib
@@ -187,9 +193,10 @@ def _source_job(args, options) -> tuple[convert_run.Job | None, str]:
 def _tokenizer_conflict(folder: str, tokenizer: str) -> str:
   """Why `--tokenizer` cannot be used with the dataset in `folder` ('' when it can)."""
   existing = os.path.join(folder, tokenizer_lib.TOKENIZER_FILE)
-  if not tokenizer or not os.path.isfile(existing):
+  if not tokenizer or not paths.exists(existing):
     return ''
-  if tokenizer_lib.file_hash(tokenizer) == tokenizer_lib.file_hash(existing):
+  if tokenizer_lib.file_hash(tokenizer) == hashlib.sha256(
+      epath.Path(existing).read_bytes()).hexdigest():
     return ''
   return (f'{existing} already exists and differs from --tokenizer={tokenizer}; a dataset keeps '
           'one tokenizer for all its splits: leave out --tokenizer to reuse it, or convert into '
@@ -201,7 +208,8 @@ def main(argv=None) -> int:
   parser.add_argument('format', choices=('webdataset', 'csv', 'parquet', 'hf', 'jsonl', 'folder'))
   parser.add_argument('--input', required=True, help="tar shards ('a-{000..009}.tar', globs, "
                       "gs://..., 'pipe:CMD') or a .csv/.tsv table")
-  parser.add_argument('--output', required=True, help='the data dir to write into')
+  parser.add_argument('--output', required=True, help='the data dir to write into (a folder, '
+                      'or gs://... that every worker writes to)')
   parser.add_argument('--name', required=True, help='the dataset name tasks will use')
   parser.add_argument('--split', default='train')
   parser.add_argument('--modality', default='image', choices=('image', 'video', 'audio'))
@@ -260,8 +268,8 @@ def main(argv=None) -> int:
       return _fail(why)
   folder = os.path.join(args.output, args.name, convert_run.VERSION)
   previous = os.path.join(folder, '_convert', args.split, 'job.json')
-  if os.path.isfile(previous):
-    before = json.load(open(previous))
+  if paths.exists(previous):
+    before = json.loads(paths.read_text(previous))
     now = convert_run.job_record(job)
     # ('inputs' is absent from a job.json written before inputs were fingerprinted)
     if any(k in before and before[k] != now[k] for k in ('shards', 'options', 'inputs')):

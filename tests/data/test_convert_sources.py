@@ -15,6 +15,7 @@ import pytest
 from etils import epath
 
 from conftest import make_config
+from mmjax import paths
 from mmjax.core.tasks import Resolution, Task
 from mmjax.data import pipeline, sources
 from photo_fixtures import BROKEN, jpeg, pixels, png
@@ -196,6 +197,37 @@ def test_beam_pipeline_writes_the_pool_shards_byte_for_byte(tmp_path):
     assert (pool / name).read_bytes() == (beam / name).read_bytes(), name
   assert (json.loads((pool / 'conversion_report.json').read_text())
           == json.loads((beam / 'conversion_report.json').read_text()))
+
+
+def test_beam_workers_write_the_dataset_on_gcs_byte_for_byte(tmp_path, gcs):
+  """--output=gs://...: each Beam worker uploads its shard whole; the dataset on the bucket is
+  the local pool's, file for file, and the pool resumes it from the bucket without rewriting."""
+  pytest.importorskip('apache_beam')
+  rows = []
+  for i in range(5):
+    (tmp_path / f'{i}.jpg').write_bytes(jpeg(pixels(i, 8, 8 + i)))
+    rows.append(f'{i}.jpg\tsnap {i}')
+  (tmp_path / 't.tsv').write_text('path\tcaption\n' + '\n'.join(rows + ['gone.jpg\tx']) + '\n')
+  args = ('csv', f'--input={tmp_path}/t.tsv', '--name=snaps', '--rows_per_shard=3')
+  assert convert(*args, f'--output={tmp_path}/local') == 0
+  local = tmp_path / 'local/snaps/1.0.0'
+  want = {p.name: p.read_bytes() for p in local.iterdir() if p.is_file()}
+  assert len([n for n in want if '.array_record-' in n]) == 2
+  out = f'gs://bucket/{tmp_path.name}'
+  assert convert(*args, f'--output={out}', '--engine=beam',
+                 '--beam_args=--runner=DirectRunner --direct_num_workers=2') == 0
+  folder = epath.Path(f'{out}/snaps/1.0.0')
+  got = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != '_convert'}
+  assert sorted(got) == sorted(want)
+  for name in want:
+    assert got[name] == want[name], name
+  shard = folder / 'snaps-train.array_record-00000-of-00002'
+  before = shard.stat().mtime
+  assert convert(*args, f'--output={out}') == 0                 # resumed: nothing rewritten
+  assert shard.stat().mtime == before and shard.read_bytes() == want[shard.name]
+  (tmp_path / 'none.tsv').write_text('path\tcaption\ngone.jpg\tx\n')
+  assert convert('csv', f'--input={tmp_path}/none.tsv', '--name=empty', f'--output={out}') == 2
+  assert paths.walk_files(f'{out}/snaps') and not paths.walk_files(f'{out}/empty')  # none kept
 
 
 def test_beam_engine_without_apache_beam_is_one_sentence(tmp_path, capsys, monkeypatch):

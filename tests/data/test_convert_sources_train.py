@@ -9,6 +9,7 @@ import os
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from mmjax.train import __main__ as train_cli
 from photo_fixtures import jpeg, pixels, png
@@ -75,6 +76,7 @@ def get_config(arg=None):
 '''
 
 
+@pytest.mark.slow
 def test_each_new_source_converts_and_trains_through_the_cli(tmp_path):
   data = tmp_path / 'data'
   tokenizer = data / 'src_parquet/1.0.0/tokenizer.model'
