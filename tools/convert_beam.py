@@ -8,15 +8,15 @@ metadata, tokenizer and report (`convert_run.finish`). Beam options go in `--bea
 `--beam_args='--runner=DirectRunner --direct_num_workers=4'` (the default runner here), or a
 Dataflow/Flink/Spark runner with its own options. The workers write into `--output`: a folder
 they all see, or an object store (`--output=gs://bucket/data`: each worker writes its shard in a
-local temporary folder and uploads it whole, `convert_run.py`), which is what workers that share
-no disk need.
+local temporary folder and uploads it whole, `mmjax/data/convert/run.py`), which is what
+workers that share no disk need.
 """
 
 from __future__ import annotations
 
 import shlex
 
-from mmjax.data import convert_run
+from mmjax.data.convert import run as convert_run
 
 
 def _convert(index: int, job: convert_run.Job) -> dict:

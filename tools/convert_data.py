@@ -31,12 +31,13 @@ kept (other inputs or options are refused). A conversion that writes no example 
 
 The output may be on an object store too (`--output=gs://bucket/data`): each worker writes its
 shard locally and uploads it whole (the way Beam workers on Dataflow, which share no disk, write
-one dataset). Inputs may lie on an object store (`gs://...`): tar shards, tables, Parquet files and media
-paths are read through etils' path layer. Tar shards may also come from a command, WebDataset's
-`pipe:CMD` (`--input='pipe:curl -sfL https://host/shard-{0000..0099}.tar'`: the tar is what
-CMD writes to stdout, one command per shard); a command that exits non-zero is reported with its
-status and stderr in the conversion report (the examples it wrote before are kept), and one
-whose program is not on PATH is refused before anything is written. Other sources: see `mmjax/data/convert_sources.py`.
+one dataset). Inputs may lie on an object store (`gs://...`): tar shards, tables, Parquet files
+and media paths are read through etils' path layer. Tar shards may also come from a command,
+WebDataset's `pipe:CMD` (`--input='pipe:curl -sfL https://host/shard-{0000..0099}.tar'`: the
+tar is what CMD writes to stdout, one command per shard); a command that exits non-zero is
+reported with its status and stderr in the conversion report (the examples it wrote before are
+kept), and one whose program is not on PATH is refused before anything is written. Other
+sources: see `mmjax/data/convert/sources.py`.
 
 Tables: a header line; the separator (tab, comma, semicolon, pipe) is sniffed from it or given
 (`--separator`); UTF-8 with or without a byte-order mark, or `--encoding`. Columns: the media
@@ -60,8 +61,10 @@ import sys
 from etils import epath
 
 from mmjax import paths
-from mmjax.data import convert_examples, convert_inputs, convert_run
-from mmjax.data import convert_sources as cs
+from mmjax.data.convert import examples as convert_examples
+from mmjax.data.convert import inputs as convert_inputs
+from mmjax.data.convert import run as convert_run
+from mmjax.data.convert import sources as cs
 from mmjax.data import tokenizer as tokenizer_lib
 
 
@@ -139,7 +142,7 @@ def _rows_job(args, options, rows: list[dict] | tuple, columns: list[str], root:
 
 
 def _source_job(args, options) -> tuple[convert_run.Job | None, str]:
-  """Jobs of the parquet, hf, jsonl and folder formats (`convert_sources.py`)."""
+  """Jobs of the parquet, hf, jsonl and folder formats (`mmjax/data/convert/sources.py`)."""
   remote = '://' in args.input
   try:
     if args.format == 'parquet':

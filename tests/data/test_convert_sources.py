@@ -174,7 +174,7 @@ def test_a_table_and_its_images_on_gcs(tmp_path, gcs):
                  '--name=wds3') == 2                               # s-2.tar is not there
 
 
-from test_cloud_workdir import gcs  # noqa: E402,F401 - the emulator fixture
+from gcs_testing import gcs  # noqa: E402,F401 - the emulator fixture
 
 
 def test_beam_pipeline_writes_the_pool_shards_byte_for_byte(tmp_path):

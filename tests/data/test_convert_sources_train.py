@@ -55,8 +55,8 @@ def _folder(tmp_path) -> list[str]:
   return ['folder', f'--input={tmp_path}/pets']
 
 
-CONFIG = '''"""python -m mmjax.train --config=THIS --config.data_dir=DATA: four converted sources."""
-from mmjax.config_defaults import base_config, task
+CONFIG = '''"""python -m mmjax.train --config=THIS --config.data_dir=DATA: four sources."""
+from mmjax.config.defaults import base_config, task
 
 
 def get_config(arg=None):
