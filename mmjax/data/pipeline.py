@@ -50,7 +50,8 @@ def _tokenizer(path: str, lowercase: bool) -> Tokenizer:
 
 def load_tokenizer(config, dataset: str | None = None) -> Tokenizer:
   """The one tokenizer of a run: `config.text.tokenizer`, else the SentencePiece model stored
-  with the first dataset (tasks in name order, then `dataset`, then mmjax_digits) that has one.
+  with the first dataset (tasks in name order, then `dataset`) that has one; no dataset is built
+  only to take its tokenizer.
   Without `config.text.tokenizer`, the text tasks' datasets must all ship the same model (by
   content): datasets converted with different tokenizers are refused in one sentence."""
   options = DataOptions.from_config(config)
@@ -60,7 +61,11 @@ def load_tokenizer(config, dataset: str | None = None) -> Tokenizer:
   names = [str(tasks[k].dataset) for k in sorted(tasks.keys())]
   _check_one_tokenizer(tasks, options)
   names += [dataset] if dataset else []
-  names = list(dict.fromkeys(names or ['mmjax_digits']))
+  names = list(dict.fromkeys(names))
+  if not names:   # nothing to take one from: no dataset is built just for its tokenizer
+    raise DataError("config.text.tokenizer is '' and the config names no dataset to take the "
+                    'SentencePiece model (tokenizer.model) from; set config.text.tokenizer to a '
+                    '.model file.')
   for name in names:
     path = sources.tokenizer_file(name, options.data_dir)
     if path:
