@@ -293,12 +293,14 @@ class DatasetSummary:
   tokenizer_file: str | None        # its SentencePiece model, if it ships one
 
 
-def dataset_info(dataset: str, config, split: str | None = None) -> DatasetSummary:
-  """Facts about a dataset without reading its examples (opens `split`, else its first)."""
+def dataset_info(dataset: str, config, split: str | None = None,
+                 feature_map=()) -> DatasetSummary:
+  """Facts about a dataset without reading its examples (opens `split`, else its first); the
+  class names are those of the feature `feature_map` maps to 'label', else the default one."""
   options = DataOptions.from_config(config)
   source = sources.open_source(dataset, split or sources.first_split(dataset, options.data_dir),
                                options.data_dir)
-  label = features_lib.resolve((), (), source.features, dataset=dataset,
+  label = features_lib.resolve((), tuple(feature_map), source.features, dataset=dataset,
                                who=f'Dataset {dataset!r}').get('label')
   names = list(source.features[label].class_names) if label else []
   return DatasetSummary(dataset, names, {k: v.describe() for k, v in source.features.items()},
