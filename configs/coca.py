@@ -13,7 +13,7 @@ a light decoder cross-attending to the caption rebuilds the masked patches; its 
 with `sycoca_weight` (0 turns it off).
 """
 
-from mmjax.config_defaults import base_config, digits_model, eval_dataset, task
+from mmjax.config.defaults import base_config, digits_model, eval_dataset, task
 
 DIGITS = 'mmjax_digits'
 

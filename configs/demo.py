@@ -7,7 +7,7 @@ The demo: AGD over image-, video- and audio-text tasks and digit classification 
 `configs/demo.py:moe` swaps in the tiny MoE encoder (see configs/demo_moe.py).
 """
 
-from mmjax.config_defaults import base_config, digits_model, eval_dataset, task
+from mmjax.config.defaults import base_config, digits_model, eval_dataset, task
 
 DIGITS = 'mmjax_digits'
 

@@ -15,7 +15,7 @@ image/audio tokens MaskGIT-style, and measures the generated digits (see its doc
 alternates them with the 4M task over the one encoder.
 """
 
-from mmjax.config_defaults import base_config, digits_model, eval_dataset, task
+from mmjax.config.defaults import base_config, digits_model, eval_dataset, task
 
 DIGITS = 'mmjax_digits'
 

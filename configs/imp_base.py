@@ -17,7 +17,7 @@ your data"), then --config.tasks.coco_image_text.dataset=NAME. Text is T5 Senten
 configs/imp_moe_{base,large}.py.
 """
 
-from mmjax.config_defaults import base_config, task
+from mmjax.config.defaults import base_config, task
 
 T5_VOCAB = 32_100          # T5 SentencePiece ids
 VOCAB = 32_128             # rounded up to a multiple of 128 so the `vocab` axis shards evenly

@@ -13,7 +13,7 @@ modality whose cross-entropies count with aux_weight (mmjax/models/fusion_heads.
 Tiny encoder, CPU in minutes; evaluation: zero-shot, retrieval and a linear probe on the test split.
 """
 
-from mmjax.config_defaults import base_config, digits_model, eval_dataset, task
+from mmjax.config.defaults import base_config, digits_model, eval_dataset, task
 
 DIGITS = 'mmjax_digits'
 

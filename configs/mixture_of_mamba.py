@@ -17,7 +17,7 @@ modality (one grouped matmul) and the scan / attention runs across both modaliti
 import os
 
 from mmjax.config import import_config_module
-from mmjax.config_defaults import task
+from mmjax.config.defaults import task
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
 VARIANTS = (None, 'dense', 'mot')

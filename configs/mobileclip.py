@@ -19,7 +19,7 @@ baseline). Pointed at a dataset without teacher features it exits 2, naming the
 probe) is on the plain `mmjax_digits` test split, built under the data dir on first use.
 """
 
-from mmjax.config_defaults import base_config, digits_model, eval_dataset, task
+from mmjax.config.defaults import base_config, digits_model, eval_dataset, task
 
 REINFORCED = 'mmjax_digits_reinforced'
 DIGITS = 'mmjax_digits'

@@ -11,7 +11,7 @@ modality (no text: no zero-shot). CPU in minutes.
 alternates them with the MultiMAE task over the one encoder.
 """
 
-from mmjax.config_defaults import base_config, digits_model, eval_dataset, task
+from mmjax.config.defaults import base_config, digits_model, eval_dataset, task
 
 DIGITS = 'mmjax_digits'
 

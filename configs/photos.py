@@ -11,7 +11,7 @@ CPU can run a few steps; the data path is the point. Build a corpus to try it wi
       --caption_column=title --output=/tmp/photos_data --name=photos
 """
 
-from mmjax.config_defaults import base_config, task
+from mmjax.config.defaults import base_config, task
 
 
 def get_config(arg=None):

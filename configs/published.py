@@ -24,7 +24,7 @@ import os
 
 from mmjax import config as config_lib
 from mmjax.config import import_config_module
-from mmjax.config_defaults import base_config, eval_dataset, task
+from mmjax.config.defaults import base_config, eval_dataset, task
 
 DIGITS = 'mmjax_digits'
 VARIANTS = ('lit', 'finetune', 'moe')

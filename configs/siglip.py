@@ -12,7 +12,7 @@ image mean/std normalisation.
   in the image tower, a causal text tower pooled at its last position.
 """
 
-from mmjax.config_defaults import base_config, digits_model, eval_dataset, task
+from mmjax.config.defaults import base_config, digits_model, eval_dataset, task
 
 DIGITS = 'mmjax_digits'
 

@@ -10,7 +10,7 @@ instance), and DropToken on video and audio. Zero-shot video (and, through video
 classification on the test split measures the common space.
 """
 
-from mmjax.config_defaults import base_config, digits_model, eval_dataset, task
+from mmjax.config.defaults import base_config, digits_model, eval_dataset, task
 
 DIGITS = 'mmjax_digits'
 CAPTIONS = 3       # MIL-NCE positives per clip (VATT samples several narrations per clip)

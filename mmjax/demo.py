@@ -16,8 +16,9 @@ import time
 
 from mmjax import cli
 from mmjax import config as config_lib
-from mmjax.evaluate import report, runner
-from mmjax.evaluate import run as eval_run
+from mmjax.evaluate import report
+from mmjax.evaluate import one_model as runner
+from mmjax.evaluate import workdir as eval_run
 from mmjax.export import export_run
 from mmjax.train import curves
 from mmjax.train.loop import train

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from mmjax import config_checks
+from mmjax.config import checks as config_checks
 from mmjax.evaluate import __main__ as evaluate_cli
 from mmjax.export import __main__ as export_cli
 from mmjax.kernels import select

@@ -11,7 +11,7 @@ from importlib import metadata
 import pytest
 
 from mmjax import config as config_lib
-from mmjax import config_paths
+from mmjax.config import files as config_paths
 from mmjax.evaluate import __main__ as evaluate_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -24,7 +24,8 @@ import psutil
 import simplejpeg
 from PIL import Image
 
-from mmjax.data import convert_examples, pipeline, tfds_writer
+from mmjax.data import pipeline, tfds_writer
+from mmjax.data.convert import examples as convert_examples
 from mmjax.core.tasks import Resolution, Task
 
 # imp_base on a v5p-128 (16 hosts of 4 chips): per task, (global batch, step seconds with

@@ -36,7 +36,7 @@ ENCODERS = ('attention', 'mamba', 'mom', 'maelre')
 
 
 def model_cfg(kind: str):
-  from mmjax.config_defaults import model_config
+  from mmjax.config.defaults import model_config
   from mmjax.core.presets import SIZES
   m = model_config()
   for k, v in SIZES['tiny'].items():

@@ -29,8 +29,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from mmjax.config_defaults import model_config
-from mmjax.models import moe as moe_lib
+from mmjax.config.defaults import model_config
+from mmjax.models.moe import layer as moe_lib
 from mmjax.models.mlp import Mlp
 from . import bench_moe_mesh   # relative: `tools` in the checkout, `mmjax.tools` installed
 

@@ -12,7 +12,7 @@ all three: top_k experts of `mlp_dim`, or one dense MLP of `top_k * mlp_dim`. On
 devices the times measure the extra work of routing (sorts, scatters, all-to-all copies), not
 interconnect bandwidth. Read dropless on CPU with care: XLA:CPU expands `ragged_dot` densely
 (time and temporaries grow as groups x rows), and the CPU's all-to-all send and receive buffers
-are sized for the worst case (expert axis x claims rows, `mmjax/models/expert_exchange.py`), so
+are sized for the worst case (expert axis x claims rows, `mmjax/models/moe/expert_exchange.py`), so
 its cost here grows with the local experts; on TPU and GPU `ragged_all_to_all` sends only the
 claims, and the Pallas grouped matmul on TPU visits only row tiles that hold tokens.
 """
@@ -30,7 +30,7 @@ import numpy as np
 from flax import nnx
 
 from mmjax.core import partitioning
-from mmjax.models import moe as moe_lib
+from mmjax.models.moe import layer as moe_lib
 from mmjax.models.mlp import Mlp
 from mmjax.train.state import logical_axes
 

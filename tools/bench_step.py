@@ -77,7 +77,7 @@ def bench_config(config_arg: str, overrides, steps: int) -> dict:
   of steps. What a sweep's timing pass runs once per variant (`mmjax.sweep --bench`)."""
   from mmjax import config as config_lib
   from mmjax.core.tasks import tasks_from_config
-  from mmjax.data.agd_sampler import AgdSampler
+  from mmjax.train.agd_sampler import AgdSampler
   config = config_lib.load_config(config_arg, overrides)
   sampler = AgdSampler(tasks_from_config(config), mode=config.agd.mode, seed=0)
   shares = sampler.draw_shares()

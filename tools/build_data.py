@@ -13,7 +13,7 @@ import argparse
 import os
 import time
 
-from mmjax.data import digits_builder
+from mmjax.data.digits import builder as digits_builder
 
 DATASETS = {'digits': digits_builder}
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import shlex
 
-from mmjax.data import convert_run
+from mmjax.data.convert import run as convert_run
 
 
 def _convert(index: int, job: convert_run.Job) -> dict:

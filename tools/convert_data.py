@@ -22,7 +22,7 @@
       --image_root=flickr30k-images --split=test --output=DATA_DIR --name=flickr30k
   python -m tools.convert_data coco --input=annotations/captions_val2017.json \
       --image_root=val2017 --split=test --output=DATA_DIR --name=mscoco_captions
-      # retrieval benchmarks offline, every caption kept (mmjax/data/convert_captions.py)
+      # retrieval benchmarks offline, every caption kept (mmjax/data/convert/captions.py)
 
 Writes `DATA_DIR/NAME/1.0.0/` (a TFDS dataset of ArrayRecord shards, one per input tar or per
 `--rows_per_shard` table rows) with `tokenizer.model` and `conversion_report.json` (examples
@@ -35,7 +35,7 @@ different `--tokenizer` is refused). Train on it with `--config.data_dir=DATA_DI
 kept (other inputs or options are refused). A conversion that writes no example is an error.
 
 Inputs may lie on an object store (`gs://...`): tables, Parquet files and media paths are read
-through etils' path layer. Other sources: see `mmjax/data/convert_sources.py`.
+through etils' path layer. Other sources: see `mmjax/data/convert/sources.py`.
 
 Tables: a header line; the separator (tab, comma, semicolon, pipe) is sniffed from it or given
 (`--separator`); UTF-8 with or without a byte-order mark, or `--encoding`. Columns: the media
@@ -55,8 +55,11 @@ import json
 import os
 import sys
 
-from mmjax.data import convert_captions, convert_examples, convert_inputs, convert_run
-from mmjax.data import convert_sources as cs
+from mmjax.data.convert import captions as convert_captions
+from mmjax.data.convert import examples as convert_examples
+from mmjax.data.convert import inputs as convert_inputs
+from mmjax.data.convert import run as convert_run
+from mmjax.data.convert import sources as cs
 from mmjax.data import tokenizer as tokenizer_lib
 
 
@@ -134,7 +137,7 @@ def _rows_job(args, options, rows: list[dict] | tuple, columns: list[str], root:
 
 
 def _source_job(args, options) -> tuple[convert_run.Job | None, str]:
-  """Jobs of the parquet, hf, jsonl and folder formats (`convert_sources.py`)."""
+  """Jobs of the parquet, hf, jsonl and folder formats (`mmjax/data/convert/sources.py`)."""
   remote = '://' in args.input
   try:
     if args.format == 'parquet':

@@ -6,7 +6,7 @@
   python -m tools.inspect_checkpoint runs/demo/export/model.safetensors
 
 Reads metadata only (orbax tree metadata, the safetensors header, signature.json); no array
-is loaded. Names are the flat names of `mmjax/core/param_names.py`.
+is loaded. Names are the flat names of `mmjax/core/exports/param_names.py`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ import math
 import os
 import sys
 
-from mmjax.core import export_layout as layout
-from mmjax.core import param_names as naming
-from mmjax.core import params_only
-from mmjax.core import safetensors_format
+from mmjax.core.exports import layout
+from mmjax.core.exports import param_names as naming
+from mmjax.core.exports import params_only
+from mmjax.core.exports import safetensors_format
 
 
 def _config_lines(config: dict | None) -> list[str]:

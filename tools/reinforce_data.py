@@ -16,7 +16,7 @@ import argparse
 import sys
 
 from mmjax import cli
-from mmjax.train.reinforce import reinforce_dataset
+from mmjax.prepare.reinforce import reinforce_dataset
 
 
 def main(argv=None) -> int:

@@ -27,9 +27,9 @@ import jax.numpy as jnp
 from mmjax import cli
 from mmjax import config as config_lib
 from mmjax.core import checkpointing
-from mmjax.core import params_io
+from mmjax.core.exports import params_io
 from mmjax.core import partitioning
-from mmjax.models.moe import ROUTER_INIT
+from mmjax.models.moe.layer import ROUTER_INIT
 from mmjax.train import optimizer as optimizer_lib
 from mmjax.train import state as state_lib
 

@@ -24,7 +24,7 @@ import threading
 
 import tensorflow_datasets as tfds
 
-from mmjax.data import digits_builder
+from mmjax.data.digits import builder as digits_builder
 from mmjax.data.errors import DataError  # re-exported: callers catch sources.DataError
 from mmjax.data.readers import ArrayRecordSource, InMemorySource, Source, TfdsSource
 

@@ -26,7 +26,7 @@ import jax
 from mmjax import cli
 from mmjax.evaluate import compare, report
 from mmjax.evaluate.errors import EvalError
-from mmjax.evaluate import run as run_lib
+from mmjax.evaluate import workdir as run_lib
 from mmjax.train import distributed
 
 

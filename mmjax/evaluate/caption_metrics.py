@@ -20,7 +20,7 @@ from mmjax.core import partitioning
 from mmjax.core.tasks import Resolution
 from mmjax.data import pipeline
 from mmjax.evaluate.errors import EvalError
-from mmjax.data.digits_render import CLASS_NAMES
+from mmjax.data.digits.render import CLASS_NAMES
 from mmjax.models.caption_decoding import beam_decode, greedy_decode
 from mmjax.train import state as state_lib
 

@@ -14,11 +14,12 @@ from flax import nnx
 from PIL import Image
 
 from mmjax import config as config_lib
-from mmjax.core import export_layout as layout
-from mmjax.core import params_io, partitioning
+from mmjax.core.exports import layout
+from mmjax.core import partitioning
+from mmjax.core.exports import params_io
 from mmjax.core.tasks import Resolution, tasks_from_config
 from mmjax.data import pipeline
-from mmjax.data.digits_render import CLASS_NAMES, TEMPLATES
+from mmjax.data.digits.render import CLASS_NAMES, TEMPLATES
 from mmjax.data.tokenizer import Tokenizer
 from mmjax.evaluate import fourm_generation as gen
 from mmjax.evaluate.audio_inversion import log_mel_to_waveform

@@ -2,7 +2,7 @@
 
 Uses the training checkpointer (same structure and shape checks); the whole train state is read
 onto the abstract target built from `config`, then only `params` is kept. A `workdir` that is a
-params-only export (`python -m mmjax.export --output=...`) is read with `mmjax.core.params_io`
+params-only export (`python -m mmjax.export --output=...`) is read with `mmjax.core.exports.params_io`
 instead, with the same shape checks; its step is the one it was exported from.
 """
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 
 from mmjax.core import checkpointing
-from mmjax.core import params_io
+from mmjax.core.exports import params_io
 from mmjax.evaluate.errors import EvalError
 from mmjax.train import state as state_lib
 

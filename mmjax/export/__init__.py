@@ -2,10 +2,10 @@
 
   python -m mmjax.export --workdir=runs/demo --output=runs/demo/export
   report = export_run('runs/demo', 'runs/demo/export', formats='all', dtype='float32')
-  params, config = mmjax.core.params_io.load_params('runs/demo/export', abstract_params)
+  params, config = mmjax.core.exports.params_io.load_params('runs/demo/export', abstract_params)
 
-Layout of an export: `mmjax/core/export_layout.py`; flat parameter names:
-`mmjax/core/param_names.py`; the StableHLO functions'
+Layout of an export: `mmjax/core/exports/layout.py`; flat parameter names:
+`mmjax/core/exports/param_names.py`; the StableHLO functions'
 inputs and preprocessing: `signature.py`; tolerances: `parity.py`.
 """
 

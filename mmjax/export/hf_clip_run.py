@@ -11,7 +11,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from mmjax.core import params_io
+from mmjax.core.exports import params_io
 from mmjax.export import hf_clip
 from mmjax.export.errors import ExportError
 from mmjax.export.load import graphdef

@@ -25,10 +25,10 @@ import numpy as np
 from flax import nnx
 
 from mmjax import config as config_lib
-from mmjax.core import export_layout as layout
-from mmjax.core import param_names as naming
-from mmjax.core import safetensors_format
-from mmjax.core.params_io import load_params
+from mmjax.core.exports import layout
+from mmjax.core.exports import param_names as naming
+from mmjax.core.exports import safetensors_format
+from mmjax.core.exports.params_io import load_params
 from mmjax.data.clip_tokenizer import ClipTokenizer
 from mmjax.data.clip_tokenizer import TOKENIZER_FILE as CLIP_FILE
 from mmjax.data.siglip_tokenizer import TOKENIZER_FILE as SIGLIP_FILE

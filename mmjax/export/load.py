@@ -1,6 +1,6 @@
 """Reading exports back as models: an NNX model from exported params, or StableHLO callables.
 
-  params, config = load_params('OUT')          # mmjax.core.params_io (re-used here)
+  params, config = load_params('OUT')          # mmjax.core.exports.params_io (re-used here)
   model = nnx.merge(graphdef(config), params)
   model, config = load_model('OUT')            # the same, params upcast to float32
   fns = load_stablehlo('OUT')                  # {'image': fn, ...}; fn(x) -> [b, D]
@@ -13,8 +13,8 @@ import jax
 import numpy as np
 from flax import nnx
 
-from mmjax.core import export_layout as layout
-from mmjax.core.params_io import ExportError, load_params
+from mmjax.core.exports import layout
+from mmjax.core.exports.params_io import ExportError, load_params
 from mmjax.data import stored_tokenizer
 from mmjax.export import stablehlo
 from mmjax.models.model import build_model

@@ -28,7 +28,7 @@ import os
 import numpy as np
 from safetensors.numpy import load_file
 
-from mmjax.config_defaults import base_config, task
+from mmjax.config.defaults import base_config, task
 from mmjax.export.errors import ExportError
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -21,9 +21,11 @@ import numpy as np
 from flax import nnx
 
 from mmjax import config as config_lib
-from mmjax.core import export_layout as layout
-from mmjax.core import params_only, partitioning, safetensors_format
-from mmjax.core.params_io import load_params
+from mmjax.core.exports import layout
+from mmjax.core import partitioning
+from mmjax.core.exports import params_only
+from mmjax.core.exports import safetensors_format
+from mmjax.core.exports.params_io import load_params
 from mmjax.data import pipeline
 from mmjax.data import run_tokenizer
 from mmjax.evaluate import restore

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import jax
 
-from mmjax.core import export_layout as layout
+from mmjax.core.exports import layout
 from mmjax.export import inputs as inputs_lib
 
 DESCRIPTIONS = {

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from mmjax.core import export_layout as layout
+from mmjax.core.exports import layout
 from mmjax.export import inputs as inputs_lib
 
 PLATFORMS = ('cpu', 'cuda', 'tpu')

@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 
-from mmjax.core import export_layout as layout
+from mmjax.core.exports import layout
 from mmjax.export.errors import ExportError
 
 

@@ -13,8 +13,8 @@ from mmjax.models.layer_scan import group_runs, scan_blocks
 from mmjax.models.layers import LayerNorm
 from mmjax.models.mamba import MambaMixer, layer_kinds
 from mmjax.models.mlp import Mlp
-from mmjax.models.moe import MoeMlp
-from mmjax.models.moe_config import moe_layer_indices
+from mmjax.models.moe.layer import MoeMlp
+from mmjax.models.moe.config import moe_layer_indices
 from mmjax.models.regions import check_regions
 
 

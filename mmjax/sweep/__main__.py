@@ -19,7 +19,7 @@ import sys
 
 from mmjax import cli
 from mmjax.config import ConfigError
-from mmjax.sweep.runner import run_sweep
+from mmjax.sweep.command import run_sweep
 
 
 def main(argv=None) -> int:

@@ -24,7 +24,7 @@ import random
 from typing import Any, Mapping, Sequence
 
 from mmjax import config as config_lib
-from mmjax import config_paths
+from mmjax.config import files as config_files
 from mmjax.seeds import KINDS
 
 Value = Any  # a config value, or Callable[[ConfigDict], value]
@@ -123,7 +123,7 @@ def first_difference(old, new, prefix: str = '') -> str | None:
 def load_sweep(path: str) -> tuple[Sweep, str]:
   """Imports the sweep file (`FILE.py[:ARG]`); returns (Sweep, base config argument resolved
   against its folder)."""
-  path = config_paths.resolve_sweep_path(path)   # a bare name: the shipped sweep of that name
+  path = config_files.resolve_sweep_path(path)   # a bare name: the shipped sweep of that name
   file, sep, choice = path.partition('.py:')
   path = file + '.py' if sep else path
   if not os.path.isfile(path):

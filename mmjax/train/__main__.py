@@ -14,7 +14,7 @@ import jax
 
 from mmjax import cli
 from mmjax import config as config_lib
-from mmjax.evaluate import runner
+from mmjax.evaluate import one_model as runner
 from mmjax.train import distributed, run_summary
 from mmjax.train.loop import train
 

@@ -1,6 +1,6 @@
 """Freezing parameters by path: `config.optimizer.freeze` is a tuple of regular expressions, each
 matched against whole flat parameter names (`encoder.block_0.attn.qkv.kernel`, see
-mmjax/core/param_names.py), e.g. `r'encoder\\..*'` freezes the shared encoder.
+mmjax/core/exports/param_names.py), e.g. `r'encoder\\..*'` freezes the shared encoder.
 
 A frozen parameter gets no gradient (`stop_gradient` in the step, so nothing is computed or
 all-reduced for it), no update, no optimizer state (`optax.multi_transform` gives the frozen
@@ -14,7 +14,7 @@ import re
 
 import jax
 
-from mmjax.core.param_names import SEPARATOR
+from mmjax.core.exports.param_names import SEPARATOR
 
 FROZEN, TRAINED = 'frozen', 'trained'
 

@@ -17,14 +17,14 @@ import numpy as np
 from mmjax import config as config_lib, paths
 from mmjax.core import checkpointing, partitioning
 from mmjax.core import lease as lease_lib
-from mmjax.core.params_io import is_params_export, load_params
+from mmjax.core.exports.params_io import is_params_export, load_params
 from mmjax.core.tasks import MixedTask, task_signatures, tasks_from_config
 from mmjax.data import pipeline
 from mmjax.data import run_tokenizer
-from mmjax.data.agd_sampler import AgdSampler
+from mmjax.train.agd_sampler import AgdSampler
 from mmjax.errors import UserError
 from mmjax.models.encoder import routed_layer_indices
-from mmjax.models.moe_config import check_moe_config
+from mmjax.models.moe.config import check_moe_config
 from mmjax.seeds import resolve_seeds
 from mmjax.train import curves, distributed, faults, feed, freezing, goodput as goodput_lib
 from mmjax.train import mixup, routing_stats
@@ -119,7 +119,7 @@ def train(config, workdir: str, evaluate=None) -> dict:
   """Runs (or resumes) training; returns the last logged metrics row and the goodput.
 
   `evaluate(config, (graphdef, params), step, workdir, mesh, reuse=dict) -> report` runs every
-  `config.eval_every` steps (the entry point passes `mmjax.evaluate.runner.evaluate_params`;
+  `config.eval_every` steps (the entry point passes `mmjax.evaluate.one_model.evaluate_params`;
   training itself does not depend on the evaluation code). The watchdog
   (`config.faults.watchdog_*`, 0 = off) covers start-up and restore, compilation, evaluation
   and every step, each with its own limit.

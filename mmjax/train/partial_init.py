@@ -15,8 +15,8 @@ import jax
 import numpy as np
 
 from mmjax.config import ConfigError
-from mmjax.core import param_names as naming
-from mmjax.core.params_io import load_params
+from mmjax.core.exports import param_names as naming
+from mmjax.core.exports.params_io import load_params
 from mmjax.train import freezing
 
 

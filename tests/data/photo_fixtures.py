@@ -8,7 +8,8 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from mmjax.data import convert_examples, tfds_writer
+from mmjax.data import tfds_writer
+from mmjax.data.convert import examples as convert_examples
 
 
 def png(pixels: np.ndarray) -> bytes:

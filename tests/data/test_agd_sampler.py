@@ -1,9 +1,9 @@
-"""The AGD sampler (mmjax/data/agd_sampler.py) gives each task its share."""
+"""The AGD sampler (mmjax/train/agd_sampler.py) gives each task its share."""
 
 import numpy as np
 
 from mmjax.core.tasks import Resolution, Task
-from mmjax.data.agd_sampler import AgdSampler
+from mmjax.train.agd_sampler import AgdSampler
 
 
 def make(name, weight=1.0, interval=1, sizes=(32,)):

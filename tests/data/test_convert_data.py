@@ -145,7 +145,7 @@ def test_video_frames_at_fps_and_audio_at_the_rate(tmp_path):
 
 
 CONFIG = '''"""python -m mmjax.train --config=THIS: one image-text task."""
-from mmjax.config_defaults import base_config, task
+from mmjax.config.defaults import base_config, task
 
 
 def get_config(arg=None):
@@ -181,7 +181,7 @@ def test_converted_shards_train_a_few_steps(shards, tmp_path):
 
 
 def test_a_tokenizer_larger_than_the_model_vocabulary_is_refused(shards, tmp_path):
-  from mmjax.config_defaults import base_config, task
+  from mmjax.config.defaults import base_config, task
   from mmjax.data import pipeline
   from mmjax.data.errors import DataError
   from mmjax.core.tasks import task_from_config

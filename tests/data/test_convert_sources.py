@@ -158,7 +158,7 @@ def test_a_table_and_its_images_on_gcs(tmp_path, gcs):
   assert got['a.jpg']['image'] == image and list(got['a.jpg']['captions']) == ['on a bucket']
 
 
-from test_cloud_workdir import gcs  # noqa: E402,F401 - the emulator fixture
+from gcs_testing import gcs  # noqa: E402,F401 - the emulator fixture
 
 
 def test_beam_pipeline_writes_the_pool_shards_byte_for_byte(tmp_path):

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mmjax.data import convert_inputs, sources
+from mmjax.data import sources
+from mmjax.data.convert import inputs as convert_inputs
 from photo_fixtures import BROKEN, jpeg, pixels
 from tools import convert_data
 

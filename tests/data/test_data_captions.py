@@ -6,7 +6,7 @@ import pytest
 from mmjax.data import pipeline, sources
 from mmjax.data.batching import BatchBuilder
 from mmjax.data.options import DataOptions
-from mmjax.data import digits_render as render
+from mmjax.data.digits import render
 from mmjax.data.errors import DataError
 from mmjax.core.tasks import Resolution, Task
 

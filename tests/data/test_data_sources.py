@@ -7,7 +7,7 @@ import pytest
 
 from mmjax.core.tasks import Resolution, Task
 from mmjax.data import pipeline, records, sources
-from mmjax.data.digits_builder import MmjaxDigits
+from mmjax.data.digits.builder import MmjaxDigits
 
 VERSION = str(MmjaxDigits.VERSION)
 

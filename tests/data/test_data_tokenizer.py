@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mmjax.data import digits_render as render
+from mmjax.data.digits import render
 from mmjax.data import pipeline, sources
 from mmjax.data.tokenizer import PAD_ID, UNK_ID, Tokenizer
 

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from sklearn.datasets import load_digits
 
-from mmjax.data import digits_render as render
-from mmjax.data.digits_builder import MmjaxDigits
+from mmjax.data.digits import render
+from mmjax.data.digits.builder import MmjaxDigits
 from mmjax.data import sources
 
 VERSION = str(MmjaxDigits.VERSION)
@@ -151,7 +151,8 @@ def test_files_are_array_record(digits_dir):
 
 SERIALIZE_ONE = '''
 import hashlib
-from mmjax.data import digits_builder as b, digits_render as r
+from mmjax.data.digits import builder as b
+from mmjax.data.digits import render as r
 from tensorflow_datasets.core import example_serializer
 scans, labels = r.load_scans()
 p = r.example_params(5)

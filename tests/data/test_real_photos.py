@@ -167,7 +167,7 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
 def test_png_colour_profile_warnings_are_silenced_and_others_kept(capfd):
   """libpng prints iCCP warnings ("known incorrect sRGB profile", "too short", ...) from C; the
   iCCP chunk is dropped before decoding (same pixels), other libpng warnings still show."""
-  from mmjax.data import convert_media
+  from mmjax.data.convert import media as convert_media
   import zlib
   icc = _chunk(b'iCCP', b'bad profile\x00\x00' + zlib.compress(b'junk' * 40))
   with_icc, rgb = _png_with(icc)

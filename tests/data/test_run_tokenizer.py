@@ -7,7 +7,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from mmjax.config_defaults import base_config, task
+from mmjax.config.defaults import base_config, task
 from mmjax.data import pipeline, run_tokenizer
 from mmjax.data.errors import DataError
 from mmjax.data.tokenizer import file_hash, train_sentencepiece
@@ -72,7 +72,7 @@ def test_a_workdir_refuses_another_tokenizer(two, tmp_path):
     with pytest.raises(DataError, match=rf'^Cannot {doing} .*run: it was trained with tokenizer '
                        r'.* \(sha256 [0-9a-f]{12}\) but this config tokenises with .*sounds'):
       run_tokenizer.check_run(config, workdir, doing)
-  from mmjax.evaluate import runner
+  from mmjax.evaluate import one_model as runner
   with pytest.raises(DataError, match='^Cannot evaluate'):
     runner.evaluate_checkpoint(config, workdir)             # before any checkpoint is read
   # A tokenizer.model retrained in place is another tokenizer, too.

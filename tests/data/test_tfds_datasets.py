@@ -14,11 +14,11 @@ import pytest
 
 import tfds_mock
 from mmjax import config as config_lib
-from mmjax.config_defaults import base_config, eval_dataset, task
+from mmjax.config.defaults import base_config, eval_dataset, task
 from mmjax.data import sources
-from mmjax.data.digits_builder import MmjaxDigits
+from mmjax.data.digits.builder import MmjaxDigits
 from mmjax.data.errors import DataError
-from mmjax.evaluate import runner
+from mmjax.evaluate import one_model as runner
 from mmjax.train import loop
 
 FORMATS = {'imagenette': 'tfrecord', 'coco_captions': 'array_record', 'ucf101': 'tfrecord',

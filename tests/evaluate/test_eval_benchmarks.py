@@ -13,8 +13,10 @@ import pytest
 import mock_tfds
 from mmjax_testing import demo_config
 from mmjax import config as config_lib
-from mmjax.data import digits_builder, sources
-from mmjax.evaluate import __main__ as cli, entries, registry, retrieval, run
+from mmjax.data import sources
+from mmjax.data.digits import builder as digits_builder
+from mmjax.evaluate import __main__ as cli, entries, registry, retrieval
+from mmjax.evaluate import workdir as run
 from mmjax.core import checkpointing, partitioning
 from mmjax.train import state as state_lib
 
@@ -187,7 +189,7 @@ def test_retrieval_scores_every_caption_through_the_runner(bench, tmp_path):
   from flax import nnx
   from mmjax.data import pipeline, records
   from mmjax.core.tasks import Resolution
-  from mmjax.evaluate import runner
+  from mmjax.evaluate import one_model as runner
   from mmjax.evaluate.embedder import Embedder
   from mmjax.models.model import build_model
   rng = np.random.default_rng(0)
@@ -227,7 +229,7 @@ def test_retrieval_scores_every_caption_through_the_runner(bench, tmp_path):
 def test_benchmark_of_a_modality_the_model_lacks_is_skipped(bench):
   """An image-text model asked for cifar10 and speech_commands: audio is skipped, cifar10 runs."""
   from flax import nnx
-  from mmjax.evaluate import runner
+  from mmjax.evaluate import one_model as runner
   from mmjax.models.model import build_model
   config = bench['config'].copy_and_resolve_references()
   for name in ('video_text', 'audio_text', 'image_classify'):
@@ -248,7 +250,7 @@ def test_a_pool_of_one_distinct_caption_is_flagged_and_uncaptioned_items_left_ou
   from flax import nnx
   from mmjax.data import records
   from mmjax.core.tasks import Resolution
-  from mmjax.evaluate import runner
+  from mmjax.evaluate import one_model as runner
   from mmjax.models.model import build_model
   rng = np.random.default_rng(0)
   caps = [['a cat'], ['a cat'], [], ['a cat']]

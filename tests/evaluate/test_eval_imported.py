@@ -10,7 +10,8 @@ import numpy as np
 
 import mock_tfds
 from mmjax import config as config_lib
-from mmjax.core import params_io, safetensors_format
+from mmjax.core.exports import params_io
+from mmjax.core.exports import safetensors_format
 from mmjax.data import recipe_resize
 from mmjax.evaluate import __main__ as cli
 

@@ -12,8 +12,10 @@ from flax import nnx
 from mmjax.core import checkpointing
 from mmjax.core import partitioning
 from mmjax.core.tasks import Resolution
-from mmjax.data import digits_builder, pipeline
-from mmjax.evaluate import __main__ as cli, features, linear_probe, restore, runner
+from mmjax.data import pipeline
+from mmjax.data.digits import builder as digits_builder
+from mmjax.evaluate import __main__ as cli, features, linear_probe, restore
+from mmjax.evaluate import one_model as runner
 from mmjax.evaluate.embedder import Embedder
 from mmjax.evaluate.errors import EvalError
 from mmjax.models.model import build_model

@@ -8,8 +8,9 @@ import pytest
 
 import mock_tfds
 from mmjax_testing import demo_config
-from mmjax.data import digits_builder, sources
-from mmjax.evaluate import entries, labels, registry, runner
+from mmjax.data import sources
+from mmjax.data.digits import builder as digits_builder
+from mmjax.evaluate import entries, labels, one_model as runner, registry
 from mmjax.evaluate.errors import EvalError
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from mmjax.data import digits_render
+from mmjax.data.digits import render as digits_render
 from mmjax.evaluate import retrieval, templates, zero_shot
 
 

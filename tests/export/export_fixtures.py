@@ -12,7 +12,7 @@ from flax import nnx
 
 from mmjax_testing import demo_config
 from mmjax import config as config_lib
-from mmjax.data import digits_builder
+from mmjax.data.digits import builder as digits_builder
 from mmjax.export import inputs as inputs_lib
 from mmjax.models.model import build_model
 from mmjax.train import state as state_lib

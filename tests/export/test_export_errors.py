@@ -7,7 +7,7 @@ import os
 import pytest
 
 import export_fixtures as fx
-from mmjax.core import export_layout as layout
+from mmjax.core.exports import layout
 from mmjax.export import __main__ as cli
 from mmjax.export import parity
 

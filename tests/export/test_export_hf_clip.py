@@ -14,8 +14,8 @@ from safetensors.numpy import load_file
 
 import interop_fixtures as ifx
 from mmjax import config as config_lib
-from mmjax.core import export_layout as layout
-from mmjax.core import safetensors_format
+from mmjax.core.exports import layout
+from mmjax.core.exports import safetensors_format
 from mmjax.export import __main__ as export_cli
 from mmjax.export import hf_clip, published
 from mmjax.export.load import load_model

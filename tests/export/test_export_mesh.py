@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import export_fixtures as fx
-from mmjax.core.params_io import load_params
+from mmjax.core.exports.params_io import load_params
 from mmjax_testing import ROOT, xla_flags
 
 

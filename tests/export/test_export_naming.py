@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from mmjax.core import param_names as naming
+from mmjax.core.exports import param_names as naming
 from mmjax.export.errors import ExportError
 from mmjax.export.run import parse_formats
 from mmjax.models.model import build_model

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 import export_fixtures as fx
-from mmjax.core import export_layout as layout
-from mmjax.core import param_names as naming
+from mmjax.core.exports import layout
+from mmjax.core.exports import param_names as naming
 from mmjax.core import partitioning
-from mmjax.core.params_io import load_params
+from mmjax.core.exports.params_io import load_params
 from mmjax.evaluate import restore
 from mmjax.evaluate.errors import EvalError
 from mmjax.export import export_run

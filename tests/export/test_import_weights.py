@@ -11,9 +11,9 @@ import pytest
 from flax import nnx
 
 import interop_fixtures as ifx
-from mmjax.core import export_layout as layout
+from mmjax.core.exports import layout
 from mmjax.export.load import load_model, load_tokenizer
-from mmjax.train.teacher import Teacher
+from mmjax.prepare.teacher import Teacher
 from tools import import_weights
 
 

@@ -12,7 +12,7 @@ import pytest
 import export_fixtures as fx
 from mmjax import config as config_lib
 from mmjax.evaluate import report as report_lib
-from mmjax.core import export_layout as layout
+from mmjax.core.exports import layout
 from mmjax.export import export_run, model_card
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -28,10 +28,10 @@ import pytest
 from scipy import stats as scipy_stats
 
 from mmjax.sweep import collect
-from test_resume import ROOT, kill_group, make_compile_cache, run, start, subprocess_env
+from run_testing import ROOT, kill_group, make_compile_cache, run, start, subprocess_env
 
 TINY = '''"""python -m mmjax.train --config=tiny.py --workdir=DIR (one layer, two tasks)"""
-from mmjax.config_defaults import base_config, eval_dataset, task
+from mmjax.config.defaults import base_config, eval_dataset, task
 
 
 def get_config(arg=None):

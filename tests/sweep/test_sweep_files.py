@@ -9,8 +9,8 @@ import pytest
 from mmjax_testing import ROOT
 from mmjax import config as config_lib
 from mmjax.core.tasks import tasks_from_config
-from mmjax.data.agd_sampler import AgdSampler
-from mmjax.models.moe import check_moe_config
+from mmjax.train.agd_sampler import AgdSampler
+from mmjax.models.moe.layer import check_moe_config
 from mmjax.seeds import resolve_seeds
 from mmjax.sweep.spec import load_sweep, plan_runs
 

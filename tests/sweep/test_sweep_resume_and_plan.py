@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from mmjax.config import ConfigError
-from mmjax.sweep import collect, execute, plots
+from mmjax.sweep import collect, plots
+from mmjax.sweep import one_run as execute
 from mmjax.sweep.spec import (Run, canonical_json, first_difference, grid_sweep, interleave,
                               parse_vary)
 

@@ -13,13 +13,13 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from mmjax.sweep import runner
+from mmjax.sweep import command as runner
 from mmjax.sweep.spec import Run
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 from tools import bench_step  # noqa: E402
 
-TINY = '''from mmjax.config_defaults import base_config, task
+TINY = '''from mmjax.config.defaults import base_config, task
 
 
 def get_config(arg=None):

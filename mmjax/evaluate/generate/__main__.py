@@ -23,7 +23,7 @@ import json
 import sys
 
 from mmjax import cli
-from mmjax.data.digits_render import CLASS_NAMES
+from mmjax.data.digits.render import CLASS_NAMES
 from mmjax.evaluate.errors import EvalError
 from mmjax.evaluate.generation_run import run_generation
 
