@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# The mmjax package folder (this module lives in mmjax/config/).
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def shipped_config_dir() -> str | None:
