@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 
-# The mmjax package folder (this module lives in mmjax/config/).
+# mmjax/ (this file is mmjax/config/files.py): configs and sweeps ship as mmjax/configs when installed.
 _PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
