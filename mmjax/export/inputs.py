@@ -91,11 +91,12 @@ def _dataset_batch(config, entry, modalities, sizes, rows):
   batch = {k: np.asarray(v)[keep] for k, v in batch.items()}
   # The loader sends uint8 pixels and int16 audio; the exported signature takes them normalised
   # (float32, as the embeddings make them), so its callers need not know the loader's encoding.
-  for key in ('image', 'video'):
+  for key in (m.name for m in modalities.all_records() if m.input.dtype == 'uint8'):
     if key in batch and batch[key].dtype == np.uint8:
       batch[key] = batch[key].astype(np.float32) * np.float32(2 / 255) - np.float32(1)
-  if 'audio' in batch and batch['audio'].dtype == np.int16:
-    batch['audio'] = batch['audio'].astype(np.float32) / np.float32(32768)
+  for key in (m.name for m in modalities.all_records() if m.input.dtype == 'int16'):
+    if key in batch and batch[key].dtype == np.int16:
+      batch[key] = batch[key].astype(np.float32) / np.float32(32768)
   return batch, info
 
 
