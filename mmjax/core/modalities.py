@@ -162,3 +162,19 @@ register(Modality(
     embedding='mmjax.models.embeddings:TextEmbed', transform='mmjax.data.batching:text',
     feature_kinds=('text',), model_keys=(('max_text_length', 64),),
     preprocessing=(('length', 'text_length'),)))
+register(Modality(
+    name='point_cloud', resolution=(('num_points', None),),
+    arrays=(Array('point_cloud', ('num_points', 3), 'float32', 'float32',
+                  'an unordered point set, x y z per point (2-D sets: z = 0), any scale'),
+            Array('point_cloud_mask', ('num_points',), 'int32', 'int32',
+                  '1 on real points, 0 on padding', (0, 1))),
+    embedding='mmjax.models.point_cloud:PointCloudEmbed',
+    transform='mmjax.data.batching:point_cloud', feature_kinds=('tensor',),
+    options=(('groups', 16), ('group_size', 8), ('hidden', 64)),
+    file_formats=('npy', 'ply', 'csv'),
+    preprocessing=(('points', 'num_points'),
+                   ('sampling', 'evenly spaced points when a set has more than points, '
+                                'zero-padded and masked when it has fewer')),
+    prompts=('a point cloud of the digit {}.', 'a scatter of points shaped like a {}.',
+             'dots tracing the number {}.', 'a sparse set of points forming a {}.',
+             'the strokes of a {} as points.', 'a dotted outline of the numeral {}.')))

@@ -220,3 +220,9 @@ def text(builder: BatchBuilder, column, rng, bad, replay) -> dict[str, np.ndarra
   del bad
   ids, mask = builder._text(column, rng if replay is None else None)
   return {'text': ids, 'text_mask': mask}
+
+
+def point_cloud(builder: BatchBuilder, column, rng, bad, replay) -> dict[str, np.ndarray]:
+  del bad, replay
+  points, mask = T.point_sets(column, builder.res.num_points, 3, rng)
+  return {'point_cloud': points, 'point_cloud_mask': mask}

@@ -139,3 +139,35 @@ def stack_ragged(values: np.ndarray) -> np.ndarray:
   for i, v in enumerate(values):
     out[(i,) + tuple(slice(0, s) for s in np.shape(v))] = v
   return out
+
+
+def _rows(value) -> np.ndarray:
+  """One example's `[n, c]` float32 rows (a 1-D value is one column)."""
+  x = np.asarray(value, np.float32)
+  return x[:, None] if x.ndim == 1 else x.reshape(len(x), -1)
+
+
+def point_sets(values, num: int, dims: int, rng=None) -> tuple[np.ndarray, np.ndarray]:
+  """Point sets (a `[b, n, c]` array or an object array of `[n_i, c]`) -> points
+  `[b, num, dims]` float32 and a validity mask `[b, num]` int32.
+
+  A set with more than `num` points keeps a random subset (training, `rng` given) or `num`
+  evenly spaced ones (evaluation); training also shuffles each set (the embedding must not
+  care). Fewer points are zero-padded and masked. Columns beyond `dims` are dropped, missing
+  ones are zero (a 2-D point set lies in the z = 0 plane)."""
+  points = np.zeros((len(values), num, dims), np.float32)
+  mask = np.zeros((len(values), num), np.int32)
+  rows = [_rows(v)[:, :dims] for v in values]
+  # one row of random keys per example (per-example draws: the same on every host count)
+  keys = (rng.random((len(rows), max([num] + [len(x) for x in rows])))
+          if rng is not None else None)
+  for i, x in enumerate(rows):
+    n = len(x)
+    if keys is not None:
+      keep = np.argsort(keys[i, :n], kind='stable')[:num]
+    else:
+      keep = (np.arange(n) if n <= num else
+              np.round(np.linspace(0, n - 1, num)).astype(np.int64))
+    points[i, :len(keep), :x.shape[1]] = x[keep]
+    mask[i, :len(keep)] = 1
+  return points, mask

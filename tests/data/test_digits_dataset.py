@@ -159,7 +159,8 @@ p = r.example_params(5)
 example = {'image': r.render_image(scans[5]), 'video': r.render_video(scans[5], p),
            'audio': r.render_audio(scans[5], p), 'caption': r.caption(labels[5], p),
            'captions': r.captions(labels[5], 5, p),
-           'label': int(labels[5]), 'id': 5}
+           'label': int(labels[5]), 'id': 5, 'point_cloud': r.stroke_points(scans[5], 5),
+           'time_series': r.pen_trajectory(r.stroke_points(scans[5], 5))}
 features = b.MmjaxDigits(data_dir='{root}').info.features
 serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
 with b._deterministic_serialization():
