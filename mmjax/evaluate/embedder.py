@@ -11,13 +11,13 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from mmjax.core import modalities, partitioning
+from mmjax.core import modalities as modalities_lib, partitioning
 from mmjax.evaluate import zero_shot
 from mmjax.evaluate.errors import EvalError
 from mmjax.train import state as state_lib
 
 # modalities whose eval batches carry a clip axis when num_clips > 1 (core/modalities.py)
-CLIPPED = tuple(m.name for m in modalities.all_records() if m.clipped)
+CLIPPED = tuple(m.name for m in modalities_lib.all_records() if m.clipped)
 EXTRAS = ('index', 'valid', 'label', 'text', 'text_mask')
 
 
@@ -40,7 +40,7 @@ class Embedder:
           return inputs
         with partitioning.axis_rules(self.mesh, self.rules):
           model = state_lib.merge(self.graphdef, params)
-          mask = modalities.get(modality).mask
+          mask = modalities_lib.get(modality).mask
           pooled, _ = model.encode(modality, inputs[modality], inputs.get(mask) if mask else None)
           return {'features': pooled, 'embed': model.project(modality, pooled)}
       self._fns[modality] = jax.jit(run, out_shardings=self.replicated)
@@ -84,7 +84,7 @@ class Embedder:
         x = np.asarray(batch[m])
         clips = num_clips if (m in CLIPPED and num_clips > 1) else 1
         inputs = {m: x.reshape((-1,) + x.shape[2:]) if clips > 1 else x}
-        mask = modalities.get(m).mask
+        mask = modalities_lib.get(m).mask
         if mask and m != 'text':  # a non-text modality's own mask (point clouds)
           inputs[mask] = np.asarray(batch[mask])
         out = self.run(m, inputs)
