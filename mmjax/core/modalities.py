@@ -178,3 +178,19 @@ register(Modality(
     prompts=('a point cloud of the digit {}.', 'a scatter of points shaped like a {}.',
              'dots tracing the number {}.', 'a sparse set of points forming a {}.',
              'the strokes of a {} as points.', 'a dotted outline of the numeral {}.')))
+register(Modality(
+    name='time_series', resolution=(('series_length', None), ('series_channels', None)),
+    arrays=(Array('time_series', ('series_length', 'series_channels'), 'float32', 'float32',
+                  'a multichannel sequence [steps, channels] at its stored scale'),
+            Array('time_series_mask', ('series_length',), 'int32', 'int32',
+                  '1 on real steps, 0 on padding', (0, 1))),
+    embedding='mmjax.models.time_series:TimeSeriesEmbed',
+    transform='mmjax.data.transforms:time_series', feature_kinds=('tensor',),
+    options=(('patch_steps', 8), ('max_patches', 32), ('max_channels', 8)),
+    patch_target='mmjax.models.time_series:PATCH_TARGET', file_formats=('npy', 'csv'),
+    preprocessing=(('steps', 'series_length'), ('channels', 'series_channels'),
+                   ('window', 'the central window of steps, zero-padded and masked past the '
+                              'end')),
+    prompts=('a time series of someone writing the digit {}.', 'the pen path of a {}.',
+             'a sensor recording of writing the number {}.', 'pen movements drawing a {}.',
+             'a trajectory tracing the numeral {}.', 'a signal of a hand writing {}.')))

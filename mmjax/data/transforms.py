@@ -171,3 +171,27 @@ def point_sets(values, num: int, dims: int, rng=None) -> tuple[np.ndarray, np.nd
     points[i, :len(keep), :x.shape[1]] = x[keep]
     mask[i, :len(keep)] = 1
   return points, mask
+
+
+def series_windows(values, length: int, channels: int, rng=None) -> tuple[np.ndarray, np.ndarray]:
+  """Multichannel sequences (`[b, T, C]` or an object array of `[T_i, C_i]`) -> windows
+  `[b, length, channels]` float32 and a step mask `[b, length]` int32: a random window in
+  training, the central one in evaluation (as audio); shorter sequences are zero-padded and
+  masked, extra channels dropped, missing ones zero."""
+  rows = [_rows(v) for v in values]
+  starts = clip_starts(rng, np.array([len(x) for x in rows]), length).reshape(-1)
+  out = np.zeros((len(rows), length, channels), np.float32)
+  mask = np.zeros((len(rows), length), np.int32)
+  for i, (x, s) in enumerate(zip(rows, starts)):
+    w = x[s:s + length, :channels]
+    out[i, :len(w), :w.shape[1]] = w
+    mask[i, :len(w)] = 1
+  return out, mask
+
+
+def time_series(builder, column, rng, bad, replay) -> dict[str, np.ndarray]:
+  """The time_series host transform (core/modalities.py): `series_windows` at the task's
+  `series_length` and `series_channels`."""
+  del bad, replay
+  x, mask = series_windows(column, builder.res.series_length, builder.res.series_channels, rng)
+  return {'time_series': x, 'time_series_mask': mask}
