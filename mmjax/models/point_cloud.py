@@ -33,8 +33,8 @@ def squared_distances(points: jax.Array, centres: jax.Array) -> jax.Array:
 
 def farthest_point_sampling(points: jax.Array, mask: jax.Array, num: int):
   """Indices `[b, num]` of the centres and which are new (not a repeat) `[b, num]` bool."""
-  valid = mask.astype(bool)
-  p = points.astype(jnp.float32)
+  valid = jnp.asarray(mask).astype(bool)
+  p = jnp.asarray(points, jnp.float32)
   start = jnp.argmax(jnp.where(valid, jnp.sum(p * p, -1), -1.0), axis=1)      # [b]
   b = jnp.arange(p.shape[0])
   best = jnp.where(valid, _FAR, -1.0)                      # distance to the chosen set
@@ -77,8 +77,8 @@ class PointCloudEmbed(nnx.Module):
     if x.shape[-1] != 3:
       raise ValueError(f'point clouds are [batch, points, 3] (2-D sets with z = 0), got '
                        f'{tuple(x.shape)}.')
-    mask = jnp.ones((b, n), jnp.int32) if mask is None else mask.astype(jnp.int32)
-    x = x.astype(jnp.float32)
+    mask = jnp.ones((b, n), jnp.int32) if mask is None else jnp.asarray(mask, jnp.int32)
+    x = jnp.asarray(x, jnp.float32)
     centre_idx, new = farthest_point_sampling(x, mask, self.groups)
     rows = jnp.arange(b)[:, None]
     centres = x[rows, centre_idx]                                  # [b, g, 3]

@@ -55,7 +55,7 @@ class TimeSeriesEmbed(nnx.Module):
     tokens = self.proj(patchify(x, self.patch))                         # [b, c * n, width]
     pos = self.pos_c[:c][:, None] + self.pos_t[:n][None, :]
     tokens = tokens + pos.reshape(c * n, -1).astype(tokens.dtype)
-    steps = jnp.ones((b, t), jnp.int32) if mask is None else mask.astype(jnp.int32)
+    steps = jnp.ones((b, t), jnp.int32) if mask is None else jnp.asarray(mask, jnp.int32)
     real = steps.reshape(b, n, self.patch).max(-1)                      # [b, n]
     return tokens, jnp.tile(real, (1, c))
 
