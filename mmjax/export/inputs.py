@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from mmjax.core import modalities
+from mmjax.core import modalities as modalities_lib
 from mmjax.core.tasks import Resolution
 from mmjax.data import pipeline
 from mmjax.export.errors import ExportError
 
-SIZE_KEYS = {m.name: m.fields for m in modalities.all_records()}  # core/modalities.py
+SIZE_KEYS = {m.name: m.fields for m in modalities_lib.all_records()}  # core/modalities.py
 
 
 def eval_entry(config):
@@ -50,7 +50,7 @@ def input_sizes(config, modalities) -> dict[str, int]:
 def input_specs(modality: str, sizes: dict, batch) -> dict[str, tuple[tuple, np.dtype]]:
   """`{input name: (shape, dtype)}` of one modality with leading dimension `batch`."""
   return {name: ((batch,) + shape, np.dtype(dtype)) for name, (shape, dtype) in
-          modalities.array_specs(modality, sizes, export=True).items()}
+          modalities_lib.array_specs(modality, sizes, export=True).items()}
 
 
 def synthetic_inputs(modality: str, sizes: dict, rows: int, vocab_size: int,
@@ -58,7 +58,7 @@ def synthetic_inputs(modality: str, sizes: dict, rows: int, vocab_size: int,
   """Seeded inputs in the model's ranges: pixels in [-1, 1], waveforms ~ N(0, 0.1^2), token
   ids in [2, vocab) with a real-token prefix of 3..length (the rest 0-padded), other float
   inputs ~ N(0, 0.5^2) with their masks all ones."""
-  rng = np.random.default_rng([seed, modalities.names().index(modality)])
+  rng = np.random.default_rng([seed, modalities_lib.names().index(modality)])
   out = {}
   for name, (shape, dtype) in input_specs(modality, sizes, rows).items():
     if name == 'text':
@@ -81,7 +81,7 @@ def _dataset_batch(config, entry, modalities, sizes, rows):
   """The first `rows` valid examples of the entry's split for the modalities it has."""
   info = pipeline.dataset_info(entry.dataset, config, entry.split)
   have = tuple(m for m in modalities if m in info.modalities)
-  res = Resolution(**{f: sizes.get(f) for f, _ in modalities.resolution_fields()})
+  res = Resolution(**{f: sizes.get(f) for f, _ in modalities_lib.resolution_fields()})
   batches = pipeline.make_eval_batches(
       entry.dataset, entry.split, have, res, config, batch_size=rows,
       feature_map=tuple(dict(entry.get('feature_map', {}) or {}).items()))
@@ -91,10 +91,10 @@ def _dataset_batch(config, entry, modalities, sizes, rows):
   batch = {k: np.asarray(v)[keep] for k, v in batch.items()}
   # The loader sends uint8 pixels and int16 audio; the exported signature takes them normalised
   # (float32, as the embeddings make them), so its callers need not know the loader's encoding.
-  for key in (m.name for m in modalities.all_records() if m.input.dtype == 'uint8'):
+  for key in (m.name for m in modalities_lib.all_records() if m.input.dtype == 'uint8'):
     if key in batch and batch[key].dtype == np.uint8:
       batch[key] = batch[key].astype(np.float32) * np.float32(2 / 255) - np.float32(1)
-  for key in (m.name for m in modalities.all_records() if m.input.dtype == 'int16'):
+  for key in (m.name for m in modalities_lib.all_records() if m.input.dtype == 'int16'):
     if key in batch and batch[key].dtype == np.int16:
       batch[key] = batch[key].astype(np.float32) / np.float32(32768)
   return batch, info
