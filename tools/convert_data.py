@@ -23,6 +23,8 @@
   python -m tools.convert_data coco --input=annotations/captions_val2017.json \
       --image_root=val2017 --split=test --output=DATA_DIR --name=mscoco_captions
       # retrieval benchmarks offline, every caption kept (mmjax/data/convert/captions.py)
+  python -m tools.convert_data csv --modality=point_cloud --input=shapes.csv \\
+      --output=DATA_DIR --name=my_shapes   # .npy/.ply/.csv point files: [n, 2 or 3] rows
 
 Writes `DATA_DIR/NAME/1.0.0/` (a TFDS dataset of ArrayRecord shards, one per input tar or per
 `--rows_per_shard` table rows) with `tokenizer.model` and `conversion_report.json` (examples
@@ -69,6 +71,7 @@ from mmjax import paths
 from mmjax.data.convert import captions as convert_captions
 from mmjax.data.convert import examples as convert_examples
 from mmjax.data.convert import inputs as convert_inputs
+from mmjax.data.convert import media as convert_media
 from mmjax.data.convert import run as convert_run
 from mmjax.data.convert import sources as cs
 from mmjax.data import tokenizer as tokenizer_lib
@@ -112,6 +115,15 @@ def _table_job(args, options) -> tuple[convert_run.Job | None, str]:
     options = dataclasses.replace(options, label_names=tuple(
         sorted({r[args.label_column] for r in rows})))
   root = args.image_root or _folder_of(args.input)
+  if args.modality not in ('image', 'video', 'audio') and not convert_examples.array_columns(
+      args.modality, options):  # the width of every row: the first file's
+    first = os.path.join(root, rows[0][path_column])
+    try:
+      width = convert_media.read_array(first, os.path.splitext(first)[1]).shape[1]
+    except (convert_media.MediaError, OSError) as e:
+      return None, (f'the first {args.modality} file {first} cannot be read ({e}); fix it or '
+                    'give the values per step with --channels.')
+    options = dataclasses.replace(options, columns=int(width))
   n = args.rows_per_shard
   units = tuple(tuple(rows[i:i + n]) for i in range(0, len(rows), n))
   return convert_run.Job('csv', units, '', args.name, args.split, options, root=root,
@@ -234,7 +246,11 @@ def main(argv=None) -> int:
                       'or gs://... that every worker writes to)')
   parser.add_argument('--name', required=True, help='the dataset name tasks will use')
   parser.add_argument('--split', default='train')
-  parser.add_argument('--modality', default='image', choices=('image', 'video', 'audio'))
+  parser.add_argument('--modality', default='image', choices=tuple(convert_examples.EXTENSIONS),
+                      help='point_cloud: .npy/.ply/.csv point files; time_series: .npy/.csv '
+                      '[steps, channels] files')
+  parser.add_argument('--channels', type=int, default=0, help='time_series: values per step '
+                      '(default: those of the first file)')
   parser.add_argument('--image_root', default='', help='csv: folder of the media paths')
   parser.add_argument('--path_column', default='')
   parser.add_argument('--caption_column', default='', help="csv: default 'captions', then "
@@ -269,7 +285,7 @@ def main(argv=None) -> int:
   options = convert_examples.ExampleOptions(
       modality=args.modality, fps=args.fps, frame_size=args.frame_size,
       max_frames=args.max_frames, sample_rate=args.sample_rate, max_seconds=args.max_seconds,
-      exif_orientation=args.exif_orientation)
+      exif_orientation=args.exif_orientation, columns=max(0, args.channels))
   if args.format == 'webdataset':
     shards = convert_inputs.expand(args.input)
     if args.input.startswith(convert_inputs.PIPE):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from mmjax.core import modalities
+
 # Kernel switches (mmjax/kernels/select.py; a test keeps these equal to the kernels' own).
 from mmjax.core.choices import (ATTENTION_IMPLS, COMPUTE_DTYPES, ENCODER_POOLINGS,
                                 ENCODER_SHARINGS, RAGGED_MATMUL_IMPLS, SCAN_IMPLS,
@@ -51,7 +53,7 @@ _MODEL_INTS = ('num_layers', 'width', 'num_heads', 'mlp_dim', 'embed_dim', 'patc
                'max_text_length', 'vocab_size')
 _AUDIO_INTS = ('sample_rate', 'window', 'hop', 'num_mels', 'patch_frames', 'patch_mels',
                'patch_samples')
-_INPUT_SIZES = ('image_size', 'num_frames', 'audio_samples', 'text_length')
+_INPUT_SIZES = tuple(f for f, _ in modalities.resolution_fields())  # core/modalities.py
 
 RULES = (
     [('seed', ('an integer', _int)),
@@ -96,6 +98,9 @@ RULES = (
      ('model.maelre.merge_ratio', BELOW_ONE), ('model.maelre.linear_above', NONNEGATIVE_INT)]
     + [(f'model.{k}', POSITIVE_INT) for k in _MODEL_INTS]
     + [(f'model.audio.{k}', POSITIVE_INT) for k in _AUDIO_INTS]
+    + [(f'model.{k}', POSITIVE_INT) for k, _ in modalities.model_keys() if k not in _MODEL_INTS]
+    + [(f'model.{m.name}.{k}', POSITIVE_INT) for m in modalities.all_records()
+       for k, v in m.options if isinstance(v, int) and not isinstance(v, bool)]
     + [(f'tasks.*.{k}', SIZES) for k in _INPUT_SIZES]
     + [(f'evaluation.datasets.*.{k}', SIZES) for k in _INPUT_SIZES])
 # Published-model options (mmjax/models/towers.py).

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from mmjax.core import modalities
+
 
 def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   m = ml_collections.ConfigDict()
@@ -80,7 +82,7 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   # CLIP's causal and SigLIP's text towers do).
   m.towers = ml_collections.ConfigDict({mod: ml_collections.ConfigDict(dict(
       width=0, num_layers=0, num_heads=0, mlp_dim=0, pooling='', causal=False, ln_pre=False,
-      padding_mask=True)) for mod in ('image', 'video', 'audio', 'text')})
+      padding_mask=True)) for mod in modalities.names()})
   m.activation = 'gelu_tanh'      # MLP: gelu_tanh | gelu (erf) | quick_gelu (x sigmoid(1.702 x))
   m.norm_eps = 1e-6               # every encoder LayerNorm
   m.pos_embed = 'factorized'      # image positions: factorized (row + column) | full (per cell)
@@ -89,6 +91,14 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   m.proj_bias = True              # bias of the projections into the common space
   m.contrast_loss = 'softmax'     # softmax (InfoNCE) | sigmoid (SigLIP, with a learnt bias)
   m.logit_bias_init = -10.0       # sigmoid loss: initial bias of the pair logits
+  # The other modalities of the table (core/modalities.py): their token budgets and their own
+  # option group `model.<modality>`.
+  for key, value in modalities.model_keys():
+    if key not in m:
+      m[key] = value
+  for record in modalities.all_records():
+    if record.options:
+      m[record.name] = ml_collections.ConfigDict(dict(record.options))
   return m
 
 
@@ -174,6 +184,7 @@ def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections
       multimae='', visible_tokens=0, dirichlet_alpha=1.0, sycoca_weight=0.0,
       sycoca_mask_ratio=0.5))
   t.update(dict(fourm='', input_tokens=0, target_tokens=0))  # 4M (models/fourm.py)
+  _add_resolution_fields(t)
   for k, v in kw.items():
     t[k] = v
   return t
@@ -188,6 +199,14 @@ def eval_dataset(dataset: str, modalities: str, **kw) -> ml_collections.ConfigDi
       image_size=None, num_frames=None, audio_samples=None, text_length=None,
       templates=ml_collections.ConfigDict(), feature_map=ml_collections.ConfigDict(),
       dedup_captions=False, few_shot_l2=1024.0))   # retrieval rule, fewshot_lsr L2 (runner.py)
+  _add_resolution_fields(e)
   for k, v in kw.items():
     e[k] = v
   return e
+
+
+def _add_resolution_fields(entry: ml_collections.ConfigDict) -> None:
+  """The input sizes of the modality table's other modalities (core/modalities.py)."""
+  for field, default in modalities.resolution_fields():
+    if field not in entry:
+      entry[field] = default

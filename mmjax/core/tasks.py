@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import dataclasses
 
+from mmjax.core import modalities as modalities_lib
 
-MODALITIES = ('image', 'video', 'audio', 'text')
+MODALITIES = modalities_lib.names()
 
 
-@dataclasses.dataclass(frozen=True)
-class Resolution:
-  """Input sizes of one signature; a field is None when the task does not use that modality."""
-  image_size: int | None = None     # image and video frames are [size, size]
-  num_frames: int | None = None     # video frames
-  audio_samples: int | None = None  # raw waveform samples
-  text_length: int | None = None    # text tokens, padded/truncated
+def _describe(self) -> str:
+  parts = [f'{k}={v}' for k, v in dataclasses.asdict(self).items() if v is not None]
+  return ','.join(parts)
 
-  def describe(self) -> str:
-    parts = [f'{k}={v}' for k, v in dataclasses.asdict(self).items() if v is not None]
-    return ','.join(parts)
+
+# Input sizes of one signature, one field per resolution field of the modality table
+# (core/modalities.py: image_size, num_frames, audio_samples, text_length, ...); a field is None
+# when the task does not use that modality.
+Resolution = dataclasses.make_dataclass(
+    'Resolution', [(f, 'int | None', dataclasses.field(default=d))
+                   for f, d in modalities_lib.resolution_fields()],
+    frozen=True, namespace={'describe': _describe, '__module__': __name__,
+                            '__doc__': 'Input sizes of one signature (see core/modalities.py).'})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -139,7 +142,7 @@ def _pairs(value) -> tuple[tuple[str, str], ...]:
 
 def _resolutions(cfg) -> tuple[Resolution, ...]:
   """The cartesian product of the listed sizes, e.g. image_size=(32, 48) gives two signatures."""
-  fields = ('image_size', 'num_frames', 'audio_samples', 'text_length')
+  fields = [f for f, _ in modalities_lib.resolution_fields()]
   values = []
   for f in fields:
     v = cfg.get(f, None)
@@ -154,12 +157,10 @@ def task_from_config(name: str, cfg) -> Task:
   """Builds a `Task` from one entry of `config.tasks`; unused sizes of absent modalities drop."""
   modalities = _tuple(cfg.modalities)
   res = []
+  used = {f for m in modalities if m in MODALITIES for f in modalities_lib.get(m).fields}
   for r in _resolutions(cfg):
-    res.append(Resolution(
-        image_size=r.image_size if ('image' in modalities or 'video' in modalities) else None,
-        num_frames=r.num_frames if 'video' in modalities else None,
-        audio_samples=r.audio_samples if 'audio' in modalities else None,
-        text_length=r.text_length if 'text' in modalities else None))
+    res.append(dataclasses.replace(r, **{f: None for f, _ in modalities_lib.resolution_fields()
+                                         if f not in used}))
   return Task(
       name=name, dataset=cfg.dataset, split=cfg.get('split', 'train'), modalities=modalities,
       batch_size=int(cfg.batch_size), resolutions=tuple(dict.fromkeys(res)),

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 
+from mmjax.core import modalities as modalities_lib
 from mmjax.core.tasks import Resolution
 from mmjax.evaluate import few_shot as few_shot_lib, registry, templates
 from mmjax.evaluate.errors import EvalError
 
-SIZE_KEYS = {'image': ('image_size',), 'video': ('image_size', 'num_frames'),
-             'audio': ('audio_samples',), 'text': ('text_length',)}
+SIZE_KEYS = {m.name: m.fields for m in modalities_lib.all_records()}  # core/modalities.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,10 +91,8 @@ def from_config(config) -> list[EvalEntry]:
     bench = by_dataset.get(str(cfg.dataset).split(':')[0])
     out.append(EvalEntry(
         name=name, dataset=cfg.dataset, split=cfg.split, modalities=modalities,
-        resolution=Resolution(image_size=cfg.get('image_size', None),
-                              num_frames=cfg.get('num_frames', None),
-                              audio_samples=cfg.get('audio_samples', None),
-                              text_length=cfg.get('text_length', None)),
+        resolution=Resolution(**{f: cfg.get(f, None)
+                                 for f, _ in modalities_lib.resolution_fields()}),
         batch_size=int(cfg.batch_size), num_clips=int(cfg.get('num_clips', 1)),
         feature_map=tuple(dict(cfg.get('feature_map', {}) or {}).items()),
         zero_shot=bool(cfg.get('zero_shot', True)), retrieval=bool(cfg.get('retrieval', True)),
@@ -141,7 +139,7 @@ def from_benchmarks(benchmarks, config, *, batch_size: int, probes: tuple[str, .
         name=b.name, dataset=b.dataset, split=b.split, modalities=(b.modality,),
         resolution=trained_resolution(config, (b.modality,), strict=False),
         batch_size=int(batch_size),
-        num_clips=int(num_clips) if b.modality in ('video', 'audio') else 1,
+        num_clips=int(num_clips) if modalities_lib.get(b.modality).clipped else 1,
         feature_map=b.feature_map, zero_shot='zero_shot' in b.kinds,
         retrieval='retrieval' in b.kinds, few_shot=can_probe and 'few_shot' in probes,
         linear_probe=can_probe and 'linear_probe' in probes,

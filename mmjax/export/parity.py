@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmjax.core import modalities
+
 from mmjax.evaluate import templates as templates_lib
 from mmjax.evaluate import zero_shot
 
@@ -37,8 +39,7 @@ def compare(reference: np.ndarray, got: np.ndarray, tolerance: dict) -> dict:
 
 
 def modality_inputs(batch: dict, modality: str) -> dict:
-  names = ('text', 'text_mask') if modality == 'text' else (modality,)
-  return {k: batch[k] for k in names}
+  return {k: batch[k] for k in modalities.array_specs(modality, {})}  # core/modalities.py
 
 
 def zero_shot_prompts(entry, class_names, tokenizer, modalities, length: int) -> dict:

@@ -10,18 +10,14 @@ from __future__ import annotations
 
 import jax
 
+from mmjax.core import modalities
 from mmjax.core.exports import layout
 from mmjax.export import inputs as inputs_lib
 
-DESCRIPTIONS = {
-    'image': 'RGB pixels, channels last, float32 in [-1, 1] (uint8 x / 127.5 - 1)',
-    'video': 'RGB frames, channels last, float32 in [-1, 1] (uint8 x / 127.5 - 1)',
-    'audio': 'mono waveform, float32 at its stored scale (int16 / 32768)',
-    'text': 'SentencePiece token ids, 0-padded to the length',
-    'text_mask': '1 on real tokens, 0 on padding',
-}
-RANGES = {'image': [-1.0, 1.0], 'video': [-1.0, 1.0], 'audio': None, 'text': None,
-          'text_mask': [0, 1]}
+# Each input array's description and value range, from the modality table (core/modalities.py).
+DESCRIPTIONS = {a.name: a.description for m in modalities.all_records() for a in m.arrays}
+RANGES = {a.name: list(a.range) if a.range else None
+          for m in modalities.all_records() for a in m.arrays}
 
 
 def _inputs(modality: str, sizes: dict, vocab_size: int) -> list[dict]:
@@ -53,6 +49,10 @@ def preprocessing(config, sizes: dict, tokenizer: dict | None) -> dict:
                'pad_id': 0, 'unk_id': 1, 'bos_eos': 'none', 'truncation': 'keep the first '
                'length tokens'},
   }
+  for record in modalities.all_records():  # the table's own description of the others
+    if record.name not in out:
+      out[record.name] = {k: (sizes.get(v) if v in dict(modalities.resolution_fields()) else v)
+                          for k, v in record.preprocessing}
   if tokenizer is not None:
     out['text'].update({'tokenizer_file': layout.TOKENIZER, 'vocab_size': tokenizer['vocab_size']})
   return out

@@ -21,9 +21,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mmjax.core import modalities as modalities_lib
 from mmjax.core.partitioning import constrain
 from mmjax.core.tasks import MODALITIES, Task, tasks_from_config
-from mmjax.models.embeddings import EMBEDDINGS, normalize_input
+from mmjax.models.embeddings import embedding_class, normalize_input
 from mmjax.models.fourm import FourM, fourm_outputs
 from mmjax.models import fusion_heads, regions, towers
 from mmjax.models.encoder import Encoder, routed_layer_indices
@@ -67,7 +68,9 @@ class ModelSpec:
     sycoca = sorted({t.caption for t in tasks if t.caption and t.sycoca_weight > 0},
                     key=MODALITIES.index)
     fourm = sorted({m for t in tasks for m in t.fourm}, key=MODALITIES.index)
-    return cls(tuple(mods), tuple(tuple(p.split('_')) for p in pairs), tuple(heads),
+    pairs = [next(tuple(sorted(p, key=MODALITIES.index)) for t in tasks
+                  for p in t.contrast + t.mil_nce if pair_name(*p) == n) for n in pairs]
+    return cls(tuple(mods), tuple(pairs), tuple(heads),
                tuple(captions), mae=tuple(mae), sycoca=tuple(sycoca), fusion_heads=tuple(fusion),
                fourm=tuple(fourm))
 
@@ -105,7 +108,7 @@ class MultimodalModel(nnx.Module):
     self._init_towers(cfg, spec, rngs, dtype)
     for m in spec.modalities:
       mcfg = self.tower_cfgs[m]   # config.model with the modality's tower sizes (towers.py)
-      setattr(self, f'embed_{m}', EMBEDDINGS[m](mcfg, rngs=rngs, dtype=dtype))
+      setattr(self, f'embed_{m}', embedding_class(m)(mcfg, rngs=rngs, dtype=dtype))
       setattr(self, f'proj_{m}', Dense(mcfg.width, cfg.embed_dim, ('embed', None), rngs=rngs,
                                        dtype=jnp.float32, use_bias=cfg.get('proj_bias', True)))
       if not self.shared:
@@ -169,7 +172,7 @@ class MultimodalModel(nnx.Module):
   def normalize(self, modality: str, x: jax.Array) -> jax.Array:
     """A raw image/video/audio input -> float32: `(x / 255 - mean) / std` for pixels when
     config.model.pixel_mean is set, else `normalize_input` ([-1, 1])."""
-    if self.pixel_norm is None or modality not in ('image', 'video') or jnp.issubdtype(
+    if self.pixel_norm is None or modalities_lib.get(modality).input.dtype != 'uint8' or jnp.issubdtype(
         x.dtype, jnp.floating):
       return normalize_input(modality, x)
     mean, std = (jnp.asarray(v, jnp.float32) for v in self.pixel_norm)
@@ -197,8 +200,9 @@ class MultimodalModel(nnx.Module):
       x = self.normalize(modality, x).astype(self.dtype)
     elif not self.padding_mask['text']:
       mask = None   # the tower attends to padding (CLIP, SigLIP)
-    tokens, tmask = embed(x, mask) if modality == 'text' else embed(x)
-    if self.region_shapes is not None and modality in ('image', 'video'):
+    masked = modalities_lib.get(modality).mask is not None   # text, point clouds: (x, mask)
+    tokens, tmask = embed(x, mask) if masked else embed(x)
+    if self.region_shapes is not None and modalities_lib.get(modality).region == 'grid':
       tokens, tmask = regions.to_windows(tokens, tmask, embed.grid_shape(x.shape),
                                          self.region_shapes[modality])
     if drop_rate > 0.0 and modality != 'text' and rng is not None:
@@ -370,7 +374,8 @@ class MultimodalModel(nnx.Module):
 def _inputs(batch: dict, modality: str):
   if modality not in batch:
     raise KeyError(f'batch has no {modality!r} input; it has {sorted(batch)}.')
-  return batch[modality], (batch.get('text_mask') if modality == 'text' else None)
+  mask = modalities_lib.get(modality).mask
+  return batch[modality], (batch.get(mask) if mask else None)
 
 
 def drop_tokens(tokens: jax.Array, mask: jax.Array, rate: float, rng):
