@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import ml_collections
 
+from mmjax.core import objectives as objectives_lib
+from mmjax.core import tasks as tasks_lib
+
 
 def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   m = ml_collections.ConfigDict()
@@ -162,18 +165,12 @@ def digits_model(c: ml_collections.ConfigDict, *, video: bool = False, audio: bo
 
 def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections.ConfigDict:
   """One entry of `config.tasks` (see mmjax/core/tasks.py for the fields)."""
+  # The shared keys and every objective's keys, with the defaults their records declare
+  # (mmjax/core/tasks.py, mmjax/core/objectives.py).
   t = ml_collections.ConfigDict(dict(
-      dataset=dataset, split='train', modalities=modalities, batch_size=batch_size,
-      contrast='', mil_nce='', classify='', num_classes=0, weight=1.0, interval=1,
+      dataset=dataset, modalities=modalities, batch_size=batch_size,
       image_size=None, num_frames=None, audio_samples=None, text_length=None,
-      drop_token=0.0, text_instances=1, m3col='', mixup_alpha=1.0,
-      reinforced=False, distill_weight=0.0, teacher_dim=0, teacher_temperature=0.07,
-      fusion='', aux_weight=0.0,
-      feature_map=ml_collections.ConfigDict(),
-      caption='', caption_weight=1.0, contrastive_weight=1.0,
-      multimae='', visible_tokens=0, dirichlet_alpha=1.0, sycoca_weight=0.0,
-      sycoca_mask_ratio=0.5))
-  t.update(dict(fourm='', input_tokens=0, target_tokens=0))  # 4M (models/fourm.py)
+      **tasks_lib.config_keys(), **objectives_lib.config_defaults()))
   for k, v in kw.items():
     t[k] = v
   return t
