@@ -188,3 +188,35 @@ def eval_dataset(dataset: str, modalities: str, **kw) -> ml_collections.ConfigDi
   for k, v in kw.items():
     e[k] = v
   return e
+
+
+# -- Reading a key with its declared default --------------------------------------------------
+# Code that may meet a config saved before a key existed reads it with `setting`, so the default
+# lives only above (not restated in a `.get(key, default)` at every reader).
+
+_DECLARED: dict[str, object] = {}
+
+
+def declared(path: str):
+  """The default declared above for `path`: 'model.moe.top_k', 'tasks.*.caption' (a task's key),
+  'evaluation.datasets.*.zero_shot' (an evaluation dataset's)."""
+  if not _DECLARED:
+    def walk(node, prefix):
+      for k, v in node.items():
+        _DECLARED[prefix + k] = v
+        if isinstance(v, ml_collections.ConfigDict):
+          walk(v, prefix + k + '.')
+    walk(base_config(), '')
+    walk(task('', '', 0), 'tasks.*.')
+    walk(eval_dataset('', ''), 'evaluation.datasets.*.')
+  if path not in _DECLARED:
+    raise KeyError(f'config key {path!r} is not declared in mmjax/config/defaults.py.')
+  value = _DECLARED[path]
+  return ml_collections.ConfigDict(value) if isinstance(value, ml_collections.ConfigDict) else value
+
+
+def setting(node, path: str):
+  """`node`'s value of the last key of `path`, or its declared default when `node` lacks it:
+  `setting(config.model.moe, 'model.moe.top_k')`, `setting(task_cfg, 'tasks.*.caption')`."""
+  name = path.rsplit('.', 1)[-1]
+  return node[name] if name in node else declared(path)

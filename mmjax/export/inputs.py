@@ -14,6 +14,7 @@ import numpy as np
 from mmjax.core.tasks import Resolution
 from mmjax.data import pipeline
 from mmjax.export.errors import ExportError
+from mmjax.config.defaults import setting
 
 SIZE_KEYS = {'image': ('image_size',), 'video': ('num_frames', 'image_size'),
              'audio': ('audio_samples',), 'text': ('text_length',)}
@@ -21,7 +22,7 @@ SIZE_KEYS = {'image': ('image_size',), 'video': ('num_frames', 'image_size'),
 
 def eval_entry(config):
   """(name, entry) of the first evaluation dataset, or (None, None) when there is none."""
-  datasets = config.get('evaluation', {}).get('datasets', {}) if 'evaluation' in config else {}
+  datasets = setting(setting(config, 'evaluation'), 'evaluation.datasets')
   if not datasets:
     return None, None
   name = sorted(datasets.keys())[0]
@@ -89,7 +90,7 @@ def _dataset_batch(config, entry, modalities, sizes, rows):
                    text_length=sizes.get('text_length'))
   batches = pipeline.make_eval_batches(
       entry.dataset, entry.split, have, res, config, batch_size=rows,
-      feature_map=tuple(dict(entry.get('feature_map', {}) or {}).items()))
+      feature_map=tuple(dict(setting(entry, 'evaluation.datasets.*.feature_map') or {}).items()))
   batch = next(iter(batches))
   keep = np.asarray(batch.pop('valid'), bool)
   batch.pop('index')

@@ -34,6 +34,7 @@ from mmjax.models.mixture_of_mamba import MixtureOfMambaEncoder
 from mmjax.models.token_merging import MaelreEncoder, merging_on
 from mmjax.models.masked_decoder import MaskedDecoder, patch_dim
 from mmjax.models.text_decoder import AttentionPool, TextDecoder
+from mmjax.config.defaults import setting
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -101,8 +102,8 @@ class MultimodalModel(nnx.Module):
     self.region_shapes = ({m: regions.region_shape(cfg, m) for m in spec.modalities}
                           if routed_layer_indices(cfg) else None)
     moe = cfg.get('moe', None)
-    self.mot = bool(moe is not None and moe.get('mixture_of_transformers', False))
-    if self.mot and (not self.shared or moe.get('num_experts', 0)):
+    self.mot = bool(moe is not None and setting(moe, 'model.moe.mixture_of_transformers'))
+    if self.mot and (not self.shared or setting(moe, 'model.moe.num_experts')):
       raise ValueError('config.model.moe.mixture_of_transformers already gives each modality its '
                        "own weights: use encoder_sharing='shared' and moe.num_experts=0 with it.")
     if self.mot:
@@ -116,7 +117,7 @@ class MultimodalModel(nnx.Module):
       mcfg = self.tower_cfgs[m]   # config.model with the modality's tower sizes (towers.py)
       setattr(self, f'embed_{m}', EMBEDDINGS[m](mcfg, rngs=rngs, dtype=dtype))
       setattr(self, f'proj_{m}', Dense(mcfg.width, cfg.embed_dim, ('embed', None), rngs=rngs,
-                                       dtype=jnp.float32, use_bias=cfg.get('proj_bias', True)))
+                                       dtype=jnp.float32, use_bias=setting(cfg, 'model.proj_bias')))
       if not self.shared:
         setattr(self, f'encoder_{m}', Encoder(mcfg, rngs=rngs, dtype=dtype))
       if self.pools[m] == 'cls':
@@ -163,19 +164,20 @@ class MultimodalModel(nnx.Module):
                                                eps=towers.norm_eps(cfg)))
       if self.pools[m] == 'map':
         setattr(self, f'map_head_{m}', towers.MapHead(mcfg, rngs=rngs, dtype=dtype))
-    mean, std = tuple(cfg.get('pixel_mean', ())), tuple(cfg.get('pixel_std', ()))
+    mean, std = tuple(setting(cfg, 'model.pixel_mean')), tuple(setting(cfg, 'model.pixel_std'))
     if len(mean) != len(std) or len(mean) not in (0, 3) or any(s <= 0 for s in std):
       raise ValueError('config.model.pixel_mean and pixel_std must both be () or 3 numbers '
                        f'(std > 0), got {mean} and {std}.')
     self.pixel_norm = (mean, std) if mean else None
-    self.contrast_loss = cfg.get('contrast_loss', 'softmax')
+    self.contrast_loss = setting(cfg, 'model.contrast_loss')
     if self.contrast_loss not in ('softmax', 'sigmoid'):
       raise ValueError("config.model.contrast_loss must be 'softmax' or 'sigmoid', "
                        f'got {self.contrast_loss!r}.')
     if self.contrast_loss == 'sigmoid':
       for a, b in spec.pairs:
         setattr(self, f'logit_bias_{a}_{b}', nnx.Param(
-            jnp.asarray(float(cfg.get('logit_bias_init', -10.0)), jnp.float32), logical_axes=()))
+            jnp.asarray(float(setting(cfg, 'model.logit_bias_init')), jnp.float32),
+            logical_axes=()))
 
   def normalize(self, modality: str, x: jax.Array) -> jax.Array:
     """A raw image/video/audio input -> float32: `(x / 255 - mean) / std` for pixels when
