@@ -29,8 +29,15 @@ different `--tokenizer` is refused). Train on it with `--config.data_dir=DATA_DI
 --config.tasks.TASK.dataset=NAME`. Interrupted? Run the same command again: finished shards are
 kept (other inputs or options are refused). A conversion that writes no example is an error.
 
-Inputs may lie on an object store (`gs://...`): tables, Parquet files and media paths are read
-through etils' path layer. Other sources: see `mmjax/data/convert/sources.py`.
+The output may be on an object store too (`--output=gs://bucket/data`): each worker writes its
+shard locally and uploads it whole (the way Beam workers on Dataflow, which share no disk, write
+one dataset). Inputs may lie on an object store (`gs://...`): tar shards, tables, Parquet files
+and media paths are read through etils' path layer. Tar shards may also come from a command,
+WebDataset's `pipe:CMD` (`--input='pipe:curl -sfL https://host/shard-{0000..0099}.tar'`: the
+tar is what CMD writes to stdout, one command per shard); a command that exits non-zero is
+reported with its status and stderr in the conversion report (the examples it wrote before are
+kept), and one whose program is not on PATH is refused before anything is written. Other
+sources: see `mmjax/data/convert/sources.py`.
 
 Tables: a header line; the separator (tab, comma, semicolon, pipe) is sniffed from it or given
 (`--separator`); UTF-8 with or without a byte-order mark, or `--encoding`. Columns: the media
@@ -45,11 +52,15 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import os
 import sys
 
+from etils import epath
+
+from mmjax import paths
 from mmjax.data.convert import examples as convert_examples
 from mmjax.data.convert import inputs as convert_inputs
 from mmjax.data.convert import run as convert_run
@@ -131,7 +142,7 @@ def _rows_job(args, options, rows: list[dict] | tuple, columns: list[str], root:
 
 
 def _source_job(args, options) -> tuple[convert_run.Job | None, str]:
-  """Jobs of the parquet, hf, jsonl and folder formats (`convert_sources.py`)."""
+  """Jobs of the parquet, hf, jsonl and folder formats (`mmjax/data/convert/sources.py`)."""
   remote = '://' in args.input
   try:
     if args.format == 'parquet':
@@ -185,9 +196,10 @@ def _source_job(args, options) -> tuple[convert_run.Job | None, str]:
 def _tokenizer_conflict(folder: str, tokenizer: str) -> str:
   """Why `--tokenizer` cannot be used with the dataset in `folder` ('' when it can)."""
   existing = os.path.join(folder, tokenizer_lib.TOKENIZER_FILE)
-  if not tokenizer or not os.path.isfile(existing):
+  if not tokenizer or not paths.exists(existing):
     return ''
-  if tokenizer_lib.file_hash(tokenizer) == tokenizer_lib.file_hash(existing):
+  if tokenizer_lib.file_hash(tokenizer) == hashlib.sha256(
+      epath.Path(existing).read_bytes()).hexdigest():
     return ''
   return (f'{existing} already exists and differs from --tokenizer={tokenizer}; a dataset keeps '
           'one tokenizer for all its splits: leave out --tokenizer to reuse it, or convert into '
@@ -197,9 +209,10 @@ def _tokenizer_conflict(folder: str, tokenizer: str) -> str:
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument('format', choices=('webdataset', 'csv', 'parquet', 'hf', 'jsonl', 'folder'))
-  parser.add_argument('--input', required=True, help="tar shards ('a-{000..009}.tar', globs) "
-                      'or a .csv/.tsv table')
-  parser.add_argument('--output', required=True, help='the data dir to write into')
+  parser.add_argument('--input', required=True, help="tar shards ('a-{000..009}.tar', globs, "
+                      "gs://..., 'pipe:CMD') or a .csv/.tsv table")
+  parser.add_argument('--output', required=True, help='the data dir to write into (a folder, '
+                      'or gs://... that every worker writes to)')
   parser.add_argument('--name', required=True, help='the dataset name tasks will use')
   parser.add_argument('--split', default='train')
   parser.add_argument('--modality', default='image', choices=('image', 'video', 'audio'))
@@ -240,11 +253,17 @@ def main(argv=None) -> int:
       exif_orientation=args.exif_orientation)
   if args.format == 'webdataset':
     shards = convert_inputs.expand(args.input)
-    missing = [s for s in shards if not os.path.isfile(s)]
-    if not shards or missing:
-      return _fail(f'--input={args.input} matches no tar file' + (
-          f' ({len(missing)} of {len(shards)} missing, first {missing[0]})' if missing else '')
-          + '; check the path and the {first..last} range.')
+    if args.input.startswith(convert_inputs.PIPE):
+      why = convert_inputs.missing_shard(shards[0])
+      if why:
+        return _fail(f'--input: {why}; a pipe: input is a shell command that writes one tar '
+                     "to stdout, e.g. 'pipe:curl -sfL https://host/shard-{0000..0099}.tar'.")
+    else:
+      missing = [s for s in shards if convert_inputs.missing_shard(s)]
+      if not shards or missing:
+        return _fail(f'--input={args.input} matches no tar file' + (
+            f' ({len(missing)} of {len(shards)} missing, first {missing[0]})' if missing
+            else '') + '; check the path and the {first..last} range.')
     job = convert_run.Job('webdataset', tuple(shards), '', args.name, args.split, options)
   else:
     job, why = (_table_job if args.format == 'csv' else _source_job)(args, options)
@@ -252,8 +271,8 @@ def main(argv=None) -> int:
       return _fail(why)
   folder = os.path.join(args.output, args.name, convert_run.VERSION)
   previous = os.path.join(folder, '_convert', args.split, 'job.json')
-  if os.path.isfile(previous):
-    before = json.load(open(previous))
+  if paths.exists(previous):
+    before = json.loads(paths.read_text(previous))
     now = convert_run.job_record(job)
     # ('inputs' is absent from a job.json written before inputs were fingerprinted)
     if any(k in before and before[k] != now[k] for k in ('shards', 'options', 'inputs')):

@@ -13,9 +13,9 @@ from typing import Any, Callable
 from mmjax.config.defaults import setting
 
 # Kernel switches (mmjax/kernels/select.py; a test keeps these equal to the kernels' own).
-ATTENTION_IMPLS = ('auto', 'xla', 'pallas', 'cudnn')
-RAGGED_MATMUL_IMPLS = ('auto', 'xla', 'pallas')
-SCAN_IMPLS = ('auto', 'xla', 'pallas')
+from mmjax.core.choices import (ATTENTION_IMPLS, COMPUTE_DTYPES, ENCODER_POOLINGS,
+                                ENCODER_SHARINGS, RAGGED_MATMUL_IMPLS, SCAN_IMPLS,
+                                TOWER_POOLINGS)
 
 
 def _number(v) -> bool:
@@ -66,9 +66,9 @@ RULES = (
      ('optimizer.b1', BELOW_ONE), ('optimizer.b2', BELOW_ONE), ('optimizer.eps', POSITIVE),
      ('optimizer.weight_decay', NONNEGATIVE), ('optimizer.grad_clip_norm', NONNEGATIVE),
      ('agd.mode', _one_of('weighted', 'round_robin', 'mixed')),
-     ('model.dtype', _one_of('float32', 'bfloat16')),
-     ('model.pooling', _one_of('mean', 'cls')),
-     ('model.encoder_sharing', _one_of('shared', 'per_modality')),
+     ('model.dtype', _one_of(*COMPUTE_DTYPES)),
+     ('model.pooling', _one_of(*ENCODER_POOLINGS)),
+     ('model.encoder_sharing', _one_of(*ENCODER_SHARINGS)),
      ('model.attention_impl', _one_of(*ATTENTION_IMPLS)),
      ('model.moe.impl', _one_of(*RAGGED_MATMUL_IMPLS)),
      ('model.moe.num_experts', NONNEGATIVE_INT), ('model.moe.jitter', PROBABILITY),
@@ -101,7 +101,7 @@ RULES = (
     + [(f'tasks.*.{k}', SIZES) for k in _INPUT_SIZES]
     + [(f'evaluation.datasets.*.{k}', SIZES) for k in _INPUT_SIZES])
 # Published-model options (mmjax/models/towers.py).
-RULES += [('model.towers.*.pooling', _one_of('', 'mean', 'cls', 'eot', 'last', 'map')),
+RULES += [('model.towers.*.pooling', _one_of('', *TOWER_POOLINGS)),
           ('model.towers.*.width', NONNEGATIVE_INT), ('model.towers.*.num_layers', NONNEGATIVE_INT),
           ('model.towers.*.num_heads', NONNEGATIVE_INT),
           ('model.towers.*.mlp_dim', NONNEGATIVE_INT),

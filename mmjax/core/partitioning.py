@@ -17,15 +17,15 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from mmjax.core.choices import BATCH_AXES, MESH_AXES
 from mmjax.errors import UserError
 from mmjax.config.defaults import setting
 
-MESH_AXES = ('data', 'fsdp', 'tensor', 'expert')
 
 # logical name -> mesh axes, the one rules table. A mesh axis already used by an earlier dimension of the
 # same array is skipped, so activations [batch, length, embed] put `fsdp` on batch only.
 DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
-    ('batch', ('data', 'fsdp', 'expert')),
+    ('batch', BATCH_AXES),
     ('length', None),
     ('embed', 'fsdp'),
     ('heads', 'tensor'),
@@ -34,8 +34,6 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     ('expert', 'expert'),
     ('vocab', 'tensor'),
 )
-
-BATCH_AXES = ('data', 'fsdp', 'expert')
 
 
 class MeshError(UserError, ValueError):

@@ -88,15 +88,9 @@ class MultimodalModel(nnx.Module):
   """See module docstring. `cfg` is `config.model`."""
 
   def __init__(self, cfg, spec: ModelSpec, *, rngs: nnx.Rngs):
-    if cfg.dtype not in DTYPES:
-      raise ValueError(f'config.model.dtype must be one of {sorted(DTYPES)}, got {cfg.dtype!r}.')
+    # dtype, pooling and encoder_sharing are checked once, when the config loads (config/checks.py).
     dtype = DTYPES[cfg.dtype]
     self.spec, self.dtype, self.pooling = spec, dtype, cfg.pooling
-    if cfg.pooling not in ('mean', 'cls'):
-      raise ValueError(f"config.model.pooling must be 'mean' or 'cls', got {cfg.pooling!r}.")
-    if cfg.encoder_sharing not in ('shared', 'per_modality'):
-      raise ValueError("config.model.encoder_sharing must be 'shared' or 'per_modality', "
-                       f'got {cfg.encoder_sharing!r}.')
     self.shared = cfg.encoder_sharing == 'shared'
     # Routed layers route between regions: per modality, its region shape (regions.py).
     self.region_shapes = ({m: regions.region_shape(cfg, m) for m in spec.modalities}

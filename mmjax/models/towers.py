@@ -21,12 +21,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mmjax.core.choices import TOWER_POOLINGS
 from mmjax.models.layers import LayerNorm, param
 from mmjax.models.mlp import Mlp
 from mmjax.models.text_decoder import CrossAttention
 from mmjax.config.defaults import setting
 
-POOLINGS = ('mean', 'cls', 'eot', 'last', 'map')
+POOLINGS = TOWER_POOLINGS
 SIZE_KEYS = ('width', 'num_layers', 'num_heads', 'mlp_dim')
 ACTIVATIONS = {
     'gelu_tanh': lambda x: jax.nn.gelu(x, approximate=True),

@@ -1,6 +1,6 @@
 """TFDS builder of `mmjax_digits`: scikit-learn's 1,797 real handwritten digit scans, each as
 image, video, audio, a caption and 2-4 captions (different phrasings, for MIL-NCE; see
-`digits_render.py`), written as ArrayRecord files.
+`render.py`), written as ArrayRecord files.
 
 Built offline in seconds by `python -m tools.build_data digits` or on first use. Concurrent
 builders are safe: a file lock serialises them and TFDS writes into a temporary directory that is

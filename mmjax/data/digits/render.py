@@ -1,7 +1,7 @@
 """Renders one real 8x8 handwritten-digit scan as image, video, audio and captions.
 
 Pure numpy, deterministic: every random choice comes from a generator seeded by the scan id, so
-rendering twice gives identical arrays. Used by `digits_builder.py`; the tests use it to check
+rendering twice gives identical arrays. Used by `builder.py`; the tests use it to check
 that every modality of an example is derived from its scan.
 """
 
