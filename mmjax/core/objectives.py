@@ -11,7 +11,8 @@ A record names the two modules that make it run, both keyed by its `name`:
   (`mmjax/models/objective_outputs.py`);
 - `loss_module` (in `mmjax/train/`) registers its loss terms and their weights
   (`mmjax/train/loss_terms.py`).
-A new objective is a record here (or `register(...)` from elsewhere) plus those two modules.
+A new objective is a `@register` record here (or `register(...)` from elsewhere) plus those
+two modules (README "Where to add ...").
 """
 
 from __future__ import annotations
@@ -74,146 +75,8 @@ class Objective:
     return cls(**{f.name: f.metadata['parse'](cfg[f.name]) for f in cls.keys() if f.name in cfg})
 
 
-@dataclasses.dataclass(frozen=True)
-class Contrastive(Objective):
-  """`contrast` pairs are NCE'd (or sigmoid, config.model.contrast_loss); `mil_nce` pairs use
-  several text instances (VATT)."""
-  name: ClassVar[str] = 'contrastive'
-  model_module: ClassVar[str] = 'mmjax.models.objective_outputs'
-  loss_module: ClassVar[str] = 'mmjax.train.objectives'
-  contrast: tuple[tuple[str, str], ...] = key((), pairs_of, '')
-  mil_nce: tuple[tuple[str, str], ...] = key((), pairs_of, '')
-
-  @property
-  def active(self) -> bool:
-    return bool(self.contrast or self.mil_nce)
-
-
-@dataclasses.dataclass(frozen=True)
-class Distillation(Objective):
-  """MobileCLIP: replay stored augmentations and carry `teacher_<m> [b, teacher_dim]` embeddings
-  (data/reinforced.py); the loss adds distill_weight * distillation_loss per contrast pair."""
-  name: ClassVar[str] = 'distillation'
-  loss_module: ClassVar[str] = 'mmjax.train.contrastive_variants'
-  reinforced: bool = key(False, bool)
-  distill_weight: float = key(0.0, float)
-  teacher_dim: int = key(0, int)
-  teacher_temperature: float = key(0.07, float)
-
-  @property
-  def active(self) -> bool:
-    return self.reinforced
-
-
-@dataclasses.dataclass(frozen=True)
-class Classification(Objective):
-  """`classify` modalities get a softmax cross-entropy over `num_classes` labels."""
-  name: ClassVar[str] = 'classification'
-  model_module: ClassVar[str] = 'mmjax.models.objective_outputs'
-  loss_module: ClassVar[str] = 'mmjax.train.objectives'
-  classify: tuple[str, ...] = key((), tuple_of, '')
-  num_classes: int = key(0, int)
-
-  @property
-  def active(self) -> bool:
-    return bool(self.classify)
-
-
-@dataclasses.dataclass(frozen=True)
-class Fusion(Objective):
-  """M3CoL fusion classifier: `fusion` ('concat' | 'mean') classifies the fused pooled features
-  of the `classify` modalities; each of them also gets its own auxiliary head, whose
-  cross-entropy counts with `aux_weight` (models/fusion_heads.py)."""
-  name: ClassVar[str] = 'fusion'
-  model_module: ClassVar[str] = 'mmjax.models.fusion_heads'
-  loss_module: ClassVar[str] = 'mmjax.train.objectives'
-  fusion: str = key('', text_of)
-  aux_weight: float = key(0.0, float)
-
-  @property
-  def active(self) -> bool:
-    return bool(self.fusion)
-
-
-@dataclasses.dataclass(frozen=True)
-class Caption(Objective):
-  """CoCa: `caption` names the modality whose encoder tokens a text decoder captions; the loss is
-  contrastive_weight * (every other part) + caption_weight * captioning cross-entropy."""
-  name: ClassVar[str] = 'caption'
-  model_module: ClassVar[str] = 'mmjax.models.objective_outputs'
-  loss_module: ClassVar[str] = 'mmjax.train.generative_objectives'
-  caption: str = key('', text_of)
-  caption_weight: float = key(1.0, float)
-  contrastive_weight: float = key(1.0, float)
-
-  @property
-  def active(self) -> bool:
-    return bool(self.caption)
-
-
-@dataclasses.dataclass(frozen=True)
-class MultiMAE(Objective):
-  """MultiMAE: light decoders reconstruct the masked patches of these modalities; per example,
-  `visible_tokens` tokens (split by Dirichlet(dirichlet_alpha) shares) reach the encoder. 4M
-  splits its token budgets by the same `dirichlet_alpha`."""
-  name: ClassVar[str] = 'multimae'
-  model_module: ClassVar[str] = 'mmjax.models.multimae'
-  loss_module: ClassVar[str] = 'mmjax.train.generative_objectives'
-  multimae: tuple[str, ...] = key((), tuple_of, '')
-  visible_tokens: int = key(0, int)
-  dirichlet_alpha: float = key(1.0, float)
-
-  @property
-  def active(self) -> bool:
-    return bool(self.multimae)
-
-
-@dataclasses.dataclass(frozen=True)
-class SyCoCa(Objective):
-  """SyCoCa (caption tasks): > 0 adds text-guided masked modeling of the captioned modality, its
-  `sycoca_mask_ratio` most text-attended patches masked and reconstructed, with this weight."""
-  name: ClassVar[str] = 'sycoca'
-  model_module: ClassVar[str] = 'mmjax.models.sycoca'
-  loss_module: ClassVar[str] = 'mmjax.train.generative_objectives'
-  sycoca_weight: float = key(0.0, float)
-  sycoca_mask_ratio: float = key(0.5, float)
-
-  @property
-  def active(self) -> bool:
-    return self.sycoca_weight > 0
-
-
-@dataclasses.dataclass(frozen=True)
-class FourM(Objective):
-  """4M (models/fourm.py): these modalities become discrete tokens; per example `input_tokens`
-  inputs and `target_tokens` targets are split over them by Dirichlet(dirichlet_alpha) shares."""
-  name: ClassVar[str] = 'fourm'
-  model_module: ClassVar[str] = 'mmjax.models.fourm'
-  loss_module: ClassVar[str] = 'mmjax.train.generative_objectives'
-  fourm: tuple[str, ...] = key((), tuple_of, '')
-  input_tokens: int = key(0, int)
-  target_tokens: int = key(0, int)
-
-  @property
-  def active(self) -> bool:
-    return bool(self.fourm)
-
-
-@dataclasses.dataclass(frozen=True)
-class M3CoL(Objective):
-  """M3CoL (train/mixup.py): for each (mixed, other) pair, a second pass on inputs mixed within
-  the batch, the mixing weight drawn from Beta(mixup_alpha, mixup_alpha)."""
-  name: ClassVar[str] = 'm3col'
-  loss_module: ClassVar[str] = 'mmjax.train.mixup'
-  m3col: tuple[tuple[str, str], ...] = key((), pairs_of, '')
-  mixup_alpha: float = key(1.0, float)
-
-  @property
-  def active(self) -> bool:
-    return bool(self.m3col)
-
-
-# Every objective, in the order their outputs are computed and their loss terms summed.
+# Every objective, in the order their outputs are computed and their loss terms summed (the
+# order of the `@register` records below).
 OBJECTIVES: dict[str, type[Objective]] = {}
 
 
@@ -234,9 +97,152 @@ def unregister(name: str) -> None:
   OBJECTIVES.pop(name)
 
 
-for _record in (Contrastive, Distillation, Classification, Fusion, Caption, MultiMAE, SyCoCa,
-                FourM, M3CoL):
-  register(_record)
+@register
+@dataclasses.dataclass(frozen=True)
+class Contrastive(Objective):
+  """`contrast` pairs are NCE'd (or sigmoid, config.model.contrast_loss); `mil_nce` pairs use
+  several text instances (VATT)."""
+  name: ClassVar[str] = 'contrastive'
+  model_module: ClassVar[str] = 'mmjax.models.objective_outputs'
+  loss_module: ClassVar[str] = 'mmjax.train.objectives'
+  contrast: tuple[tuple[str, str], ...] = key((), pairs_of, '')
+  mil_nce: tuple[tuple[str, str], ...] = key((), pairs_of, '')
+
+  @property
+  def active(self) -> bool:
+    return bool(self.contrast or self.mil_nce)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Distillation(Objective):
+  """MobileCLIP: replay stored augmentations and carry `teacher_<m> [b, teacher_dim]` embeddings
+  (data/reinforced.py); the loss adds distill_weight * distillation_loss per contrast pair."""
+  name: ClassVar[str] = 'distillation'
+  loss_module: ClassVar[str] = 'mmjax.train.contrastive_variants'
+  reinforced: bool = key(False, bool)
+  distill_weight: float = key(0.0, float)
+  teacher_dim: int = key(0, int)
+  teacher_temperature: float = key(0.07, float)
+
+  @property
+  def active(self) -> bool:
+    return self.reinforced
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Classification(Objective):
+  """`classify` modalities get a softmax cross-entropy over `num_classes` labels."""
+  name: ClassVar[str] = 'classification'
+  model_module: ClassVar[str] = 'mmjax.models.objective_outputs'
+  loss_module: ClassVar[str] = 'mmjax.train.objectives'
+  classify: tuple[str, ...] = key((), tuple_of, '')
+  num_classes: int = key(0, int)
+
+  @property
+  def active(self) -> bool:
+    return bool(self.classify)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Fusion(Objective):
+  """M3CoL fusion classifier: `fusion` ('concat' | 'mean') classifies the fused pooled features
+  of the `classify` modalities; each of them also gets its own auxiliary head, whose
+  cross-entropy counts with `aux_weight` (models/fusion_heads.py)."""
+  name: ClassVar[str] = 'fusion'
+  model_module: ClassVar[str] = 'mmjax.models.fusion_heads'
+  loss_module: ClassVar[str] = 'mmjax.train.objectives'
+  fusion: str = key('', text_of)
+  aux_weight: float = key(0.0, float)
+
+  @property
+  def active(self) -> bool:
+    return bool(self.fusion)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class Caption(Objective):
+  """CoCa: `caption` names the modality whose encoder tokens a text decoder captions; the loss is
+  contrastive_weight * (every other part) + caption_weight * captioning cross-entropy."""
+  name: ClassVar[str] = 'caption'
+  model_module: ClassVar[str] = 'mmjax.models.objective_outputs'
+  loss_module: ClassVar[str] = 'mmjax.train.generative_objectives'
+  caption: str = key('', text_of)
+  caption_weight: float = key(1.0, float)
+  contrastive_weight: float = key(1.0, float)
+
+  @property
+  def active(self) -> bool:
+    return bool(self.caption)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class MultiMAE(Objective):
+  """MultiMAE: light decoders reconstruct the masked patches of these modalities; per example,
+  `visible_tokens` tokens (split by Dirichlet(dirichlet_alpha) shares) reach the encoder. 4M
+  splits its token budgets by the same `dirichlet_alpha`."""
+  name: ClassVar[str] = 'multimae'
+  model_module: ClassVar[str] = 'mmjax.models.multimae'
+  loss_module: ClassVar[str] = 'mmjax.train.generative_objectives'
+  multimae: tuple[str, ...] = key((), tuple_of, '')
+  visible_tokens: int = key(0, int)
+  dirichlet_alpha: float = key(1.0, float)
+
+  @property
+  def active(self) -> bool:
+    return bool(self.multimae)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class SyCoCa(Objective):
+  """SyCoCa (caption tasks): > 0 adds text-guided masked modeling of the captioned modality, its
+  `sycoca_mask_ratio` most text-attended patches masked and reconstructed, with this weight."""
+  name: ClassVar[str] = 'sycoca'
+  model_module: ClassVar[str] = 'mmjax.models.sycoca'
+  loss_module: ClassVar[str] = 'mmjax.train.generative_objectives'
+  sycoca_weight: float = key(0.0, float)
+  sycoca_mask_ratio: float = key(0.5, float)
+
+  @property
+  def active(self) -> bool:
+    return self.sycoca_weight > 0
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class FourM(Objective):
+  """4M (models/fourm.py): these modalities become discrete tokens; per example `input_tokens`
+  inputs and `target_tokens` targets are split over them by Dirichlet(dirichlet_alpha) shares."""
+  name: ClassVar[str] = 'fourm'
+  model_module: ClassVar[str] = 'mmjax.models.fourm'
+  loss_module: ClassVar[str] = 'mmjax.train.generative_objectives'
+  fourm: tuple[str, ...] = key((), tuple_of, '')
+  input_tokens: int = key(0, int)
+  target_tokens: int = key(0, int)
+
+  @property
+  def active(self) -> bool:
+    return bool(self.fourm)
+
+
+@register
+@dataclasses.dataclass(frozen=True)
+class M3CoL(Objective):
+  """M3CoL (train/mixup.py): for each (mixed, other) pair, a second pass on inputs mixed within
+  the batch, the mixing weight drawn from Beta(mixup_alpha, mixup_alpha)."""
+  name: ClassVar[str] = 'm3col'
+  loss_module: ClassVar[str] = 'mmjax.train.mixup'
+  m3col: tuple[tuple[str, str], ...] = key((), pairs_of, '')
+  mixup_alpha: float = key(1.0, float)
+
+  @property
+  def active(self) -> bool:
+    return bool(self.m3col)
 
 
 def owner(key_name: str) -> type[Objective] | None:
