@@ -245,6 +245,24 @@ class M3CoL(Objective):
     return bool(self.m3col)
 
 
+@register
+@dataclasses.dataclass(frozen=True)
+class LatentPrediction(Objective):
+  """Cross-modal latent prediction: for each `predict` pair (a, b), a small predictor MLP maps
+  a's common-space embedding to b's, scored by negative cosine against b's embedding held fixed
+  (stop-gradient), as SimSiam's predictor does within one modality; `predict_weight` weighs it
+  (models/latent_prediction.py, train/latent_prediction.py)."""
+  name: ClassVar[str] = 'latent_prediction'
+  model_module: ClassVar[str] = 'mmjax.models.latent_prediction'
+  loss_module: ClassVar[str] = 'mmjax.train.latent_prediction'
+  predict: tuple[tuple[str, str], ...] = key((), pairs_of, '')
+  predict_weight: float = key(1.0, float)
+
+  @property
+  def active(self) -> bool:
+    return bool(self.predict)
+
+
 def owner(key_name: str) -> type[Objective] | None:
   """The record that declares the task key `key_name` (None: not an objective key)."""
   for record in OBJECTIVES.values():
