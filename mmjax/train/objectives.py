@@ -4,8 +4,9 @@
 - `mil_nce_loss`: MIL-NCE with several positive instances per example (VATT); padding
   instances (an example with fewer captions) are masked out.
 - `softmax_cross_entropy`: labelled classification.
-`task_loss` sums them for one task, with MoE auxiliary losses; `captioning_loss` and
-`masked_reconstruction_loss` live in `generative_objectives.py`.
+`task_loss` sums, for one task, the terms of its active objectives (each objective's loss unit,
+`loss_terms.py`; the contrastive, classification and fusion units are here) with MoE auxiliary
+losses; `captioning_loss` and `masked_reconstruction_loss` live in `generative_objectives.py`.
 """
 
 from __future__ import annotations
