@@ -18,6 +18,11 @@
       --output=DATA_DIR --name=llava_pairs          # JSON Lines, or LLaVA's JSON list
   python -m tools.convert_data folder --input=DIR --output=DATA_DIR --name=my_photos
       # class sub-folders -> labels, NAME.txt beside NAME.jpg -> its caption
+  python -m tools.convert_data karpathy --input=dataset_flickr30k.json \
+      --image_root=flickr30k-images --split=test --output=DATA_DIR --name=flickr30k
+  python -m tools.convert_data coco --input=annotations/captions_val2017.json \
+      --image_root=val2017 --split=test --output=DATA_DIR --name=mscoco_captions
+      # retrieval benchmarks offline, every caption kept (mmjax/data/convert/captions.py)
 
 Writes `DATA_DIR/NAME/1.0.0/` (a TFDS dataset of ArrayRecord shards, one per input tar or per
 `--rows_per_shard` table rows) with `tokenizer.model` and `conversion_report.json` (examples
@@ -61,6 +66,7 @@ import sys
 from etils import epath
 
 from mmjax import paths
+from mmjax.data.convert import captions as convert_captions
 from mmjax.data.convert import examples as convert_examples
 from mmjax.data.convert import inputs as convert_inputs
 from mmjax.data.convert import run as convert_run
@@ -172,6 +178,18 @@ def _source_job(args, options) -> tuple[convert_run.Job | None, str]:
       return _rows_job(args, options, (), table.columns, args.image_root or table.root,
                        path_column, caption, label_names=table.label_names,
                        label_values=labels, units=table.units)
+    if args.format in ('coco', 'karpathy'):   # caption annotations: retrieval benchmarks
+      if not remote and not os.path.isfile(args.input):
+        return None, f'--input={args.input} is not a file; give the {args.format} caption JSON.'
+      if args.image_root and '://' not in args.image_root and not os.path.isdir(args.image_root):
+        return None, f'--image_root={args.image_root} is not a directory; give the image folder.'
+      if args.modality != 'image':
+        return None, f'{args.format} annotations describe images: leave out --modality.'
+      rows = (convert_captions.coco_rows(args.input) if args.format == 'coco' else
+              convert_captions.karpathy_rows(args.input, args.split))
+      root = args.image_root or _folder_of(args.input)
+      return _rows_job(args, dataclasses.replace(options, every_caption=True), rows,
+                       ['captions', 'image', 'key'], root, 'image', 'captions')
     if args.format == 'jsonl':
       if not remote and not os.path.isfile(args.input):
         return None, f'--input={args.input} is not a file; give the JSONL or JSON annotations.'
@@ -208,7 +226,8 @@ def _tokenizer_conflict(folder: str, tokenizer: str) -> str:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('format', choices=('webdataset', 'csv', 'parquet', 'hf', 'jsonl', 'folder'))
+  parser.add_argument('format', choices=('webdataset', 'csv', 'parquet', 'hf', 'jsonl', 'folder',
+                                         'coco', 'karpathy'))
   parser.add_argument('--input', required=True, help="tar shards ('a-{000..009}.tar', globs, "
                       "gs://..., 'pipe:CMD') or a .csv/.tsv table")
   parser.add_argument('--output', required=True, help='the data dir to write into (a folder, '

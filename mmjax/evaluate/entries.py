@@ -47,6 +47,7 @@ class EvalEntry:
   sample_rate: int | None = None   # the dataset's audio rate, when the registry knows it
   dedup_captions: bool = False     # retrieval over distinct captions (not the field's rule)
   few_shot_l2: float = few_shot_lib.L2_REG
+  label_rule: dict | None = None   # labels derived from other features (`labels.py`)
 
 
 def _names(value) -> tuple[str, ...]:
@@ -78,7 +79,11 @@ def from_config(config) -> list[EvalEntry]:
   if not datasets:
     raise EvalError('config.evaluation.datasets is empty: add a dataset to evaluate on '
                     '(see configs/demo.py), or choose benchmarks with --datasets or --suite.')
-  by_dataset = {b.dataset.split(':')[0]: b for b in registry.benchmarks().values()}
+  # A config entry reads the dataset's own label: benchmarks with other labels (a derived rule,
+  # another label feature, e.g. VTAB's dsprites tasks) lend it no class names.
+  by_dataset = {b.dataset.split(':')[0]: b for b in registry.benchmarks().values()
+                if not b.label_rule and all(f == 'label' for f, t in b.feature_map
+                                            if t == 'label')}
   out = []
   for name in sorted(datasets.keys()):
     cfg = datasets[name]
@@ -147,5 +152,5 @@ def from_benchmarks(benchmarks, config, *, batch_size: int, probes: tuple[str, .
         templates={b.modality: (b.prompt_set, b.templates)} if b.templates else {},
         train_split=b.train_split, val_split=b.val_split, suite=b.suite, prepare=b.prepare,
         note=b.note, sample_rate=b.sample_rate, dedup_captions=bool(dedup_captions),
-        few_shot_l2=float(few_shot_l2)))
+        few_shot_l2=float(few_shot_l2), label_rule=b.label_rule))
   return out

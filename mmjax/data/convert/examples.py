@@ -36,6 +36,7 @@ class ExampleOptions:
   label_names: tuple[str, ...] = ()
   exif_orientation: bool = True    # images: a JPEG with an EXIF rotation is stored upright
   label_is_index: bool = False     # labels are indices into label_names (a HF ClassLabel)
+  every_caption: bool = False      # keep a caption repeated within an example (retrieval sets)
 
 
 def features(options: ExampleOptions):
@@ -96,9 +97,9 @@ def from_members(key: str, members: dict[str, bytes],
   return {options.modality: media, 'captions': captions, 'key': key}, ''
 
 
-def table_captions(raw) -> list[str]:
-  """A table cell -> captions: a list, a JSON list, or one text; stripped, empty and repeated
-  ones dropped."""
+def table_captions(raw, keep_repeats: bool = False) -> list[str]:
+  """A table cell -> captions: a list, a JSON list, or one text; stripped, empty ones dropped,
+  and repeated ones unless `keep_repeats`."""
   if raw is None:
     return []
   if isinstance(raw, (list, tuple)):
@@ -111,7 +112,8 @@ def table_captions(raw) -> list[str]:
       captions = [raw]
     if not isinstance(captions, list):
       captions = [raw]
-  return list(dict.fromkeys(str(c).strip() for c in captions if c is not None and str(c).strip()))
+  texts = [str(c).strip() for c in captions if c is not None and str(c).strip()]
+  return texts if keep_repeats else list(dict.fromkeys(texts))
 
 
 def _read_media(value, root: str):
@@ -144,7 +146,7 @@ def from_row(row: dict, root: str, path_column: str, options: ExampleOptions,
   raw = next((row[c] for c in columns if row.get(c) not in (None, '', [])), None)
   cell = row.get(path_column)
   name = cell.get('path') if isinstance(cell, dict) else (cell if isinstance(cell, str) else '')
-  example = {'captions': table_captions(raw), 'key': str(row.get('key') or name or key)}
+  example = {'captions': table_captions(raw, options.every_caption), 'key': str(row.get('key') or name or key)}
   if options.label_names:
     label = row.get(label_column)
     example['label'] = int(label) if options.label_is_index else str(label)
