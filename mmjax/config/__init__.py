@@ -24,6 +24,7 @@ from mmjax.config import generative as config_generative
 from mmjax.config import files as config_files
 from mmjax.core import choices, presets
 from mmjax.errors import UserError
+from mmjax.config.defaults import setting
 
 
 class ConfigError(UserError, ValueError):
@@ -233,11 +234,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not config.tasks:
     raise ConfigError('config.tasks is empty: add at least one task.')
   for name, t in config.tasks.items():
-    cap, mods = t.get('caption', '') or '', str(t.modalities).replace(' ', '').split(',')
+    cap, mods = setting(t, 'tasks.*.caption') or '', str(t.modalities).replace(' ', '').split(',')
     if cap and (cap == 'text' or cap not in mods or 'text' not in mods):
       raise ConfigError(f'config.tasks.{name}.caption={cap!r} must name a non-text modality of the '
                         f"task, which also needs text: e.g. modalities='image,text', caption='image'.")
-    if cap and int(t.get('text_instances', 1)) > 1:
+    if cap and int(setting(t, 'tasks.*.text_instances')) > 1:
       raise ConfigError(f'config.tasks.{name} captions one text per example: set text_instances=1 '
                         'or drop caption.')
   config_generative.check_generative_tasks(config, ConfigError)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from mmjax.config.defaults import setting
 from mmjax.core import modalities
 
 # Kernel switches (mmjax/kernels/select.py; a test keeps these equal to the kernels' own).
@@ -152,23 +153,24 @@ def check_combinations(config, error: type[Exception]) -> None:
   if m is None or not hasattr(m, 'get'):
     return
   ra = m.get('routed_attention', None)
-  routed = tuple(ra.get('layers', ()) or ()) if ra is not None else ()
+  routed = tuple(setting(ra, 'model.routed_attention.layers') or ()) if ra is not None else ()
   moe = m.get('moe', None)
-  mot = bool(moe is not None and moe.get('mixture_of_transformers', False))
+  mot = bool(moe is not None and setting(moe, 'model.moe.mixture_of_transformers'))
   tasks = config.get('tasks', None) or {}
   if routed:
     for name in sorted(tasks.keys()):
-      if float(tasks[name].get('drop_token', 0.0) or 0.0) > 0:
+      if float(setting(tasks[name], 'tasks.*.drop_token') or 0.0) > 0:
         raise error(f'config.tasks.{name}.drop_token drops tokens out of the routed-attention '
                     'windows of model.routed_attention.layers: set drop_token=0 or '
                     'routed_attention.layers=().')
     if mot:
       raise error('config.model.moe.mixture_of_transformers does not route attention: set '
                   'model.routed_attention.layers=() with it.')
-  if mot and m.get('scan_layers', False):
+  if mot and setting(m, 'model.scan_layers'):
     raise error('config.model.scan_layers does not apply to the Mixture-of-Transformers encoder: '
                 'set scan_layers=False or moe.mixture_of_transformers=False.')
-  heads, width, kv = m.get('num_heads', None), m.get('width', None), m.get('kv_heads', None)
+  heads, width = setting(m, 'model.num_heads'), setting(m, 'model.width')
+  kv = setting(m, 'model.kv_heads')
   if kv is not None:
     if not _int(kv) or kv < 1 or (_int(heads) and heads % kv):
       raise error(f'config.model.kv_heads must be a positive divisor of num_heads={heads} (or '

@@ -6,6 +6,8 @@ from __future__ import annotations
 import ml_collections
 
 from mmjax.core import modalities
+from mmjax.core import objectives as objectives_lib
+from mmjax.core import tasks as tasks_lib
 
 
 def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
@@ -172,18 +174,12 @@ def digits_model(c: ml_collections.ConfigDict, *, video: bool = False, audio: bo
 
 def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections.ConfigDict:
   """One entry of `config.tasks` (see mmjax/core/tasks.py for the fields)."""
+  # The shared keys and every objective's keys, with the defaults their records declare
+  # (mmjax/core/tasks.py, mmjax/core/objectives.py).
   t = ml_collections.ConfigDict(dict(
-      dataset=dataset, split='train', modalities=modalities, batch_size=batch_size,
-      contrast='', mil_nce='', classify='', num_classes=0, weight=1.0, interval=1,
+      dataset=dataset, modalities=modalities, batch_size=batch_size,
       image_size=None, num_frames=None, audio_samples=None, text_length=None,
-      drop_token=0.0, text_instances=1, m3col='', mixup_alpha=1.0,
-      reinforced=False, distill_weight=0.0, teacher_dim=0, teacher_temperature=0.07,
-      fusion='', aux_weight=0.0,
-      feature_map=ml_collections.ConfigDict(),
-      caption='', caption_weight=1.0, contrastive_weight=1.0,
-      multimae='', visible_tokens=0, dirichlet_alpha=1.0, sycoca_weight=0.0,
-      sycoca_mask_ratio=0.5))
-  t.update(dict(fourm='', input_tokens=0, target_tokens=0))  # 4M (models/fourm.py)
+      **tasks_lib.config_keys(), **objectives_lib.config_defaults()))
   _add_resolution_fields(t)
   for k, v in kw.items():
     t[k] = v
@@ -210,3 +206,35 @@ def _add_resolution_fields(entry: ml_collections.ConfigDict) -> None:
   for field, default in modalities.resolution_fields():
     if field not in entry:
       entry[field] = default
+
+
+# -- Reading a key with its declared default --------------------------------------------------
+# Code that may meet a config saved before a key existed reads it with `setting`, so the default
+# lives only above (not restated in a `.get(key, default)` at every reader).
+
+_DECLARED: dict[str, object] = {}
+
+
+def declared(path: str):
+  """The default declared above for `path`: 'model.moe.top_k', 'tasks.*.caption' (a task's key),
+  'evaluation.datasets.*.zero_shot' (an evaluation dataset's)."""
+  if not _DECLARED:
+    def walk(node, prefix):
+      for k, v in node.items():
+        _DECLARED[prefix + k] = v
+        if isinstance(v, ml_collections.ConfigDict):
+          walk(v, prefix + k + '.')
+    walk(base_config(), '')
+    walk(task('', '', 0), 'tasks.*.')
+    walk(eval_dataset('', ''), 'evaluation.datasets.*.')
+  if path not in _DECLARED:
+    raise KeyError(f'config key {path!r} is not declared in mmjax/config/defaults.py.')
+  value = _DECLARED[path]
+  return ml_collections.ConfigDict(value) if isinstance(value, ml_collections.ConfigDict) else value
+
+
+def setting(node, path: str):
+  """`node`'s value of the last key of `path`, or its declared default when `node` lacks it:
+  `setting(config.model.moe, 'model.moe.top_k')`, `setting(task_cfg, 'tasks.*.caption')`."""
+  name = path.rsplit('.', 1)[-1]
+  return node[name] if name in node else declared(path)

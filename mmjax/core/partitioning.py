@@ -19,6 +19,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mmjax.core.choices import BATCH_AXES, MESH_AXES
 from mmjax.errors import UserError
+from mmjax.config.defaults import setting
 
 
 # logical name -> mesh axes, the one rules table. A mesh axis already used by an earlier dimension of the
@@ -69,7 +70,7 @@ def dcn_shape(mesh_config, sizes: dict[str, int], devices) -> tuple[int, ...] | 
   for a single-granule (ICI-only) mesh. With `num_slices` > 1 and no `dcn_*`, the data axis
   crosses the slices. Axis sizes in `sizes` are totals over all slices."""
   dcn = [int(mesh_config.get(f'dcn_{a}', 1) or 1) for a in MESH_AXES]
-  num_slices = int(mesh_config.get('num_slices', 0) or 0)
+  num_slices = int(setting(mesh_config, 'mesh.num_slices') or 0)
   if num_slices > 1 and math.prod(dcn) == 1:
     dcn[0] = num_slices
   if math.prod(dcn) == 1:

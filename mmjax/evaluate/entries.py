@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from mmjax.config.defaults import setting
 from mmjax.core import modalities as modalities_lib
 from mmjax.core.tasks import Resolution
 from mmjax.evaluate import few_shot as few_shot_lib, registry, templates
@@ -74,7 +75,7 @@ def _template_choice(modality: str, override, bench=None) -> tuple[str, tuple[st
 
 def from_config(config) -> list[EvalEntry]:
   """The entries of `config.evaluation.datasets`, in name order."""
-  datasets = config.get('evaluation', {}).get('datasets', {}) if 'evaluation' in config else {}
+  datasets = setting(setting(config, 'evaluation'), 'evaluation.datasets')
   if not datasets:
     raise EvalError('config.evaluation.datasets is empty: add a dataset to evaluate on '
                     '(see configs/demo.py), or choose benchmarks with --datasets or --suite.')
@@ -87,23 +88,25 @@ def from_config(config) -> list[EvalEntry]:
   for name in sorted(datasets.keys()):
     cfg = datasets[name]
     modalities = _names(cfg.modalities)
-    overrides = dict(cfg.get('templates', {}) or {})
+    overrides = dict(setting(cfg, 'evaluation.datasets.*.templates') or {})
     bench = by_dataset.get(str(cfg.dataset).split(':')[0])
     out.append(EvalEntry(
         name=name, dataset=cfg.dataset, split=cfg.split, modalities=modalities,
         resolution=Resolution(**{f: cfg.get(f, None)
                                  for f, _ in modalities_lib.resolution_fields()}),
-        batch_size=int(cfg.batch_size), num_clips=int(cfg.get('num_clips', 1)),
-        feature_map=tuple(dict(cfg.get('feature_map', {}) or {}).items()),
-        zero_shot=bool(cfg.get('zero_shot', True)), retrieval=bool(cfg.get('retrieval', True)),
-        few_shot=bool(cfg.get('few_shot', False)),
-        linear_probe=bool(cfg.get('linear_probe', False)),
+        batch_size=int(cfg.batch_size),
+        num_clips=int(setting(cfg, 'evaluation.datasets.*.num_clips')),
+        feature_map=tuple(dict(setting(cfg, 'evaluation.datasets.*.feature_map') or {}).items()),
+        zero_shot=bool(setting(cfg, 'evaluation.datasets.*.zero_shot')),
+        retrieval=bool(setting(cfg, 'evaluation.datasets.*.retrieval')),
+        few_shot=bool(setting(cfg, 'evaluation.datasets.*.few_shot')),
+        linear_probe=bool(setting(cfg, 'evaluation.datasets.*.linear_probe')),
         templates={m: _template_choice(m, overrides.get(m), bench) for m in modalities},
         class_names=bench.class_names if bench is not None and bench.class_names else None,
         class_set=bench.class_set if bench is not None and bench.class_set else 'dataset',
-        train_split=str(cfg.get('probe_split', 'train')),
+        train_split=str(setting(cfg, 'evaluation.datasets.*.probe_split')),
         val_split=cfg.get('val_split', None) or None,
-        dedup_captions=bool(cfg.get('dedup_captions', False)),
+        dedup_captions=bool(setting(cfg, 'evaluation.datasets.*.dedup_captions')),
         few_shot_l2=float(cfg.get('few_shot_l2', few_shot_lib.L2_REG))))
   return out
 
@@ -111,7 +114,7 @@ def from_config(config) -> list[EvalEntry]:
 def trained_resolution(config, modalities, strict: bool = True) -> Resolution:
   """The input sizes `modalities` + text were trained at (first config entry/task setting each);
   a size no entry sets is an EvalError, or None when not `strict`."""
-  evals = config.get('evaluation', {}).get('datasets', {}) if 'evaluation' in config else {}
+  evals = setting(setting(config, 'evaluation'), 'evaluation.datasets')
   where = [evals[k] for k in sorted(evals.keys())] + [config.tasks[k] for k in
                                                       sorted(config.tasks.keys())]
   sizes = {}

@@ -42,6 +42,7 @@ from mmjax.evaluate.embedder import Embedder
 from mmjax.evaluate.errors import EvalError
 from mmjax.evaluate.restore import restore_params
 from mmjax.evaluate.text_cache import TextCache, params_fingerprint
+from mmjax.config.defaults import setting
 
 CONFUSION_MAX_CLASSES = 100   # larger matrices are not readable as a figure
 
@@ -112,7 +113,7 @@ def _probes(embedder, config, entry, data, num_classes: int, seed: int,
 def image_preprocessing(config) -> dict:
   """How eval images reach the model: the host resize and the on-device normalisation."""
   m, resize = config.model, DataOptions.from_config(config).eval_resize
-  mean, std = tuple(m.get('pixel_mean', ())), tuple(m.get('pixel_std', ()))
+  mean, std = tuple(setting(m, 'model.pixel_mean')), tuple(setting(m, 'model.pixel_std'))
   return {'resize': resize or 'central square, antialiased triangle filter',
           'crop': 'centre' if not resize.startswith('squash') else 'none',
           'normalize': (f'(x / 255 - {list(mean)}) / {list(std)}' if mean else 'x / 127.5 - 1')}
@@ -197,7 +198,7 @@ def evaluate_entry(embedder: Embedder, config, entry, tokenizer, cache: TextCach
         text_item=keep[text_item] if with_text else None))
   if entry.few_shot or entry.linear_probe:
     res['few_shot'], res['linear_probe'] = _probes(embedder, config, entry, data, len(names),
-                                                   int(config.get('seed', 0)), features_dir)
+                                                   int(setting(config, 'seed')), features_dir)
     if res['few_shot']:
       res['few_shot_protocol'] = few_shot.REFERENCE
     if res['linear_probe']:

@@ -15,13 +15,14 @@ from mmjax.core import modalities as modalities_lib
 from mmjax.core.tasks import Resolution
 from mmjax.data import pipeline
 from mmjax.export.errors import ExportError
+from mmjax.config.defaults import setting
 
 SIZE_KEYS = {m.name: m.fields for m in modalities_lib.all_records()}  # core/modalities.py
 
 
 def eval_entry(config):
   """(name, entry) of the first evaluation dataset, or (None, None) when there is none."""
-  datasets = config.get('evaluation', {}).get('datasets', {}) if 'evaluation' in config else {}
+  datasets = setting(setting(config, 'evaluation'), 'evaluation.datasets')
   if not datasets:
     return None, None
   name = sorted(datasets.keys())[0]
@@ -84,7 +85,7 @@ def _dataset_batch(config, entry, modalities, sizes, rows):
   res = Resolution(**{f: sizes.get(f) for f, _ in modalities_lib.resolution_fields()})
   batches = pipeline.make_eval_batches(
       entry.dataset, entry.split, have, res, config, batch_size=rows,
-      feature_map=tuple(dict(entry.get('feature_map', {}) or {}).items()))
+      feature_map=tuple(dict(setting(entry, 'evaluation.datasets.*.feature_map') or {}).items()))
   batch = next(iter(batches))
   keep = np.asarray(batch.pop('valid'), bool)
   batch.pop('index')

@@ -13,6 +13,7 @@ import jax
 from mmjax.core import modalities
 from mmjax.core.exports import layout
 from mmjax.export import inputs as inputs_lib
+from mmjax.config.defaults import setting
 
 # Each input array's description and value range, from the modality table (core/modalities.py).
 DESCRIPTIONS = {a.name: a.description for m in modalities.all_records() for a in m.arrays}
@@ -32,7 +33,7 @@ def _inputs(modality: str, sizes: dict, vocab_size: int) -> list[dict]:
 def preprocessing(config, sizes: dict, tokenizer: dict | None) -> dict:
   """How the evaluation prepares each modality (the functions expect exactly this)."""
   m = config.model
-  stride = int(config.get('data', {}).get('frame_stride', 1)) if 'data' in config else 1
+  stride = int(setting(setting(config, 'data'), 'data.frame_stride'))
   out = {
       'image': {'size': sizes.get('image_size'), 'normalisation': 'x / 127.5 - 1 (uint8 RGB)',
                 'crop': 'central square, antialiased bilinear resize to size x size; gray '
@@ -44,8 +45,7 @@ def preprocessing(config, sizes: dict, tokenizer: dict | None) -> dict:
                 'window': 'the central window of samples, zero-padded past the end; mono',
                 'features': f'{m.audio.features} computed inside the function'},
       'text': {'length': sizes.get('text_length'), 'tokenizer_file': None,
-               'lowercase': bool(config.get('text', {}).get('lowercase', True))
-               if 'text' in config else True,
+               'lowercase': bool(setting(setting(config, 'text'), 'text.lowercase')),
                'pad_id': 0, 'unk_id': 1, 'bos_eos': 'none', 'truncation': 'keep the first '
                'length tokens'},
   }

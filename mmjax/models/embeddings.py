@@ -16,6 +16,7 @@ from flax import nnx
 from mmjax.core import modalities
 from mmjax.models import audio_features
 from mmjax.models.layers import Dense, param
+from mmjax.config.defaults import setting
 
 _POS_INIT = nnx.initializers.normal(0.02)
 
@@ -62,7 +63,7 @@ class ImageEmbed(nnx.Module):
     self.patch = p
     self.max_grid = cfg.max_grid
     self.proj = Dense(p * p * 3, cfg.width, (None, 'embed'), rngs=rngs, dtype=dtype)
-    self.full = cfg.get('pos_embed', 'factorized') == 'full'
+    self.full = setting(cfg, 'model.pos_embed') == 'full'
     if self.full:  # one position per grid cell, row-major (CLIP, SigLIP): [max_grid², width]
       self.pos = param(rngs, _POS_INIT, (cfg.max_grid * cfg.max_grid, cfg.width), (None, 'embed'))
     else:

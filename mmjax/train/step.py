@@ -16,7 +16,7 @@ from mmjax.core import modalities, partitioning
 from mmjax.core.tasks import MixedTask, Task
 from mmjax.models.model import pair_name
 from mmjax.seeds import resolve_seeds
-from mmjax.train import freezing, mixup, objectives, optimizer as optimizer_lib
+from mmjax.train import freezing, objectives, optimizer as optimizer_lib
 from mmjax.train.state import merge
 
 
@@ -78,10 +78,7 @@ def make_train_step(config, graphdef, mesh, state_shardings):
 
       def one_task(model, batch, task, rng):
         outputs = model(batch, task, rng=rng, train=True)
-        loss, parts = objectives.task_loss(model, outputs, batch, task, config)
-        if task.m3col:  # M3CoL: a second pass on inputs mixed within a modality
-          extra = mixup.m3col_losses(model, outputs, batch, task, jax.random.fold_in(rng, 7919))
-          loss, parts = loss + sum(extra.values()), parts | extra
+        loss, parts = objectives.task_loss(model, outputs, batch, task, config, rng=rng)
         temps = {f'temperature/{pair_name(*p)}': model.temperature(*p)
                  for p in task.contrast + task.mil_nce}
         return loss, parts | temps, outputs['aux']
