@@ -25,6 +25,7 @@ from flax import nnx
 
 from mmjax.core.partitioning import constrain
 from mmjax.models import discrete_tokenizer as dt
+from mmjax.models import fsq
 from mmjax.models import objective_outputs
 from mmjax.models import tokenizer_files
 from mmjax.models.layers import Dense, LayerNorm, param
@@ -67,12 +68,15 @@ class FourM(nnx.Module):
     self.tokenizers = tuple((m, tokenizer_path(cfg, m)) for m in modalities if m != 'text')
     vocab = vocab_sizes(cfg, modalities)
     self.vocab = tuple(vocab[m] for m in modalities)
+    self.levels = tuple((m, tuple(tokenizer_files.spec_of(p)['levels'])) for m, p in self.tokenizers)
     self.offsets = tuple(int(v) for v in np.concatenate([[0], np.cumsum(self.vocab)[:-1]]))
     init = nnx.initializers.normal(0.02)
     for m in modalities:
       setattr(self, f'tok_{m}', param(rngs, init, (vocab[m], w), ('vocab', 'embed')))
       setattr(self, f'pos_{m}', param(rngs, init, (max_tokens(cfg, m), w), (None, 'embed')))
       setattr(self, f'mod_{m}', param(rngs, init, (1, w), (None, 'embed')))
+      if m != 'text':
+        setattr(self, f'code_{m}', param(rngs, init, (len(dict(self.levels)[m]), w), (None, 'embed')))
     self.mask_token = param(rngs, init, (1, w), (None, 'embed'))
     block = ml_collections.ConfigDict(dict(width=w, num_heads=int(cfg.num_heads),
                                            mlp_dim=int(cfg.mlp_dim)))
@@ -108,6 +112,18 @@ class FourM(nnx.Module):
     params, spec = self.tokenizer(modality)
     return dt.detokenize(params, spec, ids)
 
+  def embed(self, m: str, ids: jax.Array) -> jax.Array:
+    """Token embeddings `[b, n, W]` of `m`'s ids `[b, n]`: the learned table, plus for an FSQ
+    modality a linear map of the token's code coordinates (each channel scaled to about [-1, 1]),
+    so that tokens with nearby codes (similar patches) start with similar embeddings and the
+    encoder can read 1000 code ids from little data."""
+    emb = jnp.take(getattr(self, f'tok_{m}')[...], ids, axis=0)
+    if m == 'text':
+      return emb
+    levels = dict(self.levels)[m]
+    codes = fsq.scale(fsq.indices_to_codes(ids, levels), levels)           # [b, n, d]
+    return emb + codes @ getattr(self, f'code_{m}')[...]
+
   def _positions(self, m: str, n: int) -> jax.Array:
     table = getattr(self, f'pos_{m}')
     if n > table.shape[0]:
@@ -132,7 +148,7 @@ class FourM(nnx.Module):
     for m in mods:
       n = ids[m].shape[1]
       p = self._positions(m, n)
-      emb.append(jnp.take(getattr(self, f'tok_{m}')[...], ids[m], axis=0) + p)
+      emb.append(self.embed(m, ids[m]) + p)
       pos.append(jnp.broadcast_to(p, (ids[m].shape[0],) + p.shape))
       joint.append(ids[m] + self.offsets[index[m]])
       modality.append(jnp.full(ids[m].shape, index[m], jnp.int32))

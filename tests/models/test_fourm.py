@@ -197,3 +197,19 @@ def test_generate_cli_writes_samples_and_measures(trained, capsys):
   capsys.readouterr()
   assert generate_main([f'--workdir={workdir}', '--from=text', '--to=text']) == 2
   assert 'two different modalities' in capsys.readouterr().err
+
+
+def test_fsq_token_embedding_adds_code_coordinates(setup):
+  """An image token's embedding is its table row plus its FSQ code coordinates (numpy: mixed-radix
+  digits minus the half-width, divided by it) times `code_image`; text tokens use the table only."""
+  _, model, _, _ = setup
+  fm = model.fourm
+  ids = np.array([[0, 5, 15], [7, 9, 3]], np.int32)                     # levels (4, 4): 16 codes
+  digits = np.stack([ids % 4, ids // 4], -1).astype(np.float32)
+  coords = (digits - 2.0) / 2.0
+  want = (np.asarray(fm.tok_image[...])[ids]
+          + coords @ np.asarray(fm.code_image[...]))
+  np.testing.assert_allclose(np.asarray(fm.embed('image', jnp.asarray(ids))), want, atol=1e-6)
+  np.testing.assert_allclose(np.asarray(fm.embed('text', jnp.asarray(ids))),
+                             np.asarray(fm.tok_text[...])[ids])
+  assert not hasattr(fm, 'code_text')

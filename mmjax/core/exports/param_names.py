@@ -19,6 +19,7 @@ space D, patch P:
   mae_decoder_image.block_0.…        light patch decoders of MultiMAE tasks (sycoca_decoder_<m>:
                                                    SyCoCa's), config.model.mae_decoder wide
   fourm.tok_<m> / .pos_<m> / .mod_<m>  [V_m | n_m | 1, W]  4M token, position, modality tables
+  fourm.code_<m>                  [d_m, W]  4M: FSQ code coordinates -> embedding (image/audio)
   fourm.block_0.… / fourm.head.kernel  [W, sum V_m]        4M target decoder and joint head
 """
 
