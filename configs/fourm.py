@@ -25,7 +25,7 @@ def get_config(arg=None):
     raise ValueError(f"configs/fourm.py takes no argument or ':agd', got {arg!r}.")
   c = base_config()
   c.seed = 0
-  c.total_steps = 1000
+  c.total_steps = 2000
   c.log_every = 50
   c.checkpoint_every = 500
   digits_model(c, audio=True)

@@ -97,7 +97,7 @@ def generate_text(graphdef, params, src: str, src_ids, src_avail, lengths,
     query = ((pos < lengths[:, None]) & (known == 0)).astype(np.int32)
     if not query.any():
       break
-    logits = np.asarray(predict(params, src_ids, src_avail, ids, known, query), np.float32)
+    logits = np.array(predict(params, src_ids, src_avail, ids, known, query), np.float32)
     if vocab is not None:
       logits = logits[..., :vocab]
     logits[..., 0] = -np.inf

@@ -22,6 +22,7 @@ def test_text_fills_the_asked_length_most_confident_first(monkeypatch):
       for j in range(SIZE):
         # position j wants token j + 1 + (known positions), with confidence rising in j
         logits[i, j, j + 1 + known[i].sum()] = float(j)
+    logits.setflags(write=False)                         # as np.asarray of a jax.Array
     return logits
 
   monkeypatch.setattr(gen, '_predictor', lambda graphdef, src, tgt: predict)
