@@ -1,5 +1,6 @@
-"""python -m mmjax.sweep --sweep=configs/sweeps/long_range.py --workdir=runs/sweeps/long_range --seeds=1
-python -m tools.plot_loss_vs_flops --sweep_dir=runs/sweeps/long_range --out=loss_vs_flops.png
+"""python -m mmjax.sweep --sweep=configs/sweeps/long_range.py --workdir=runs/sweeps/long_range --seeds=3
+python -m tools.plot_loss_vs_flops --sweep_dir=runs/sweeps/long_range --variants=mamba,mom \
+  --out=loss_vs_flops.png --json=loss_vs_flops.json
 
 The long-range encoders side by side at one small, equal budget (CPU scale): dense attention,
 dense Mamba, Mixture-of-Mamba and MAELRE token merging, each trained on the same tasks
