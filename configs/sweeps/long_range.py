@@ -5,8 +5,8 @@ python -m tools.plot_loss_vs_flops --sweep_dir=runs/sweeps/long_range --variants
 The long-range encoders side by side at one small, equal budget (CPU scale): dense attention,
 dense Mamba, Mixture-of-Mamba and MAELRE token merging, each trained on the same tasks
 (configs/mixture_of_mamba.py: the demo's digits tasks plus the fused video+audio
-`av_classify`), the same width (64), depth (2 blocks), MLP (256), batches (16), steps (300)
-and seeds, then
+`av_classify`), the same width (64), depth (2 blocks), MLP (256), Mamba state size (8),
+batches (the demo's 32), steps (600) and seeds, then
 evaluated zero-shot and by linear probe on the held-out digits. Variants:
   attention  every block attention (configs/mixture_of_mamba.py:dense, `layer_types=()`);
   mamba      every block a bidirectional Mamba block, one set of weights for all modalities;
@@ -23,15 +23,14 @@ from mmjax.sweep.schedules import ZERO_SHOT_DIGITS, scaled_schedule
 from mmjax.sweep.spec import Sweep
 
 SMALL = {'model.width': 64, 'model.num_layers': 2, 'model.num_heads': 2, 'model.mlp_dim': 256,
-         **{f'tasks.{t}.batch_size': 16 for t in ('image_text', 'video_text', 'audio_text',
-                                                 'image_classify', 'av_classify')}}
+         'model.mamba.state': 8}
 PROBES = tuple(f'linear_probe/digits/{m}/top1' for m in ('image', 'video', 'audio'))
 
 
 def get_sweep():
   return Sweep(
       config='../mixture_of_mamba.py:dense',
-      overrides={**scaled_schedule(300), **SMALL},
+      overrides={**scaled_schedule(600), **SMALL},
       variants={
           'attention': {'model.layer_types': ()},
           'mamba': {},
