@@ -1,6 +1,6 @@
 """python -m mmjax.sweep --sweep=configs/sweeps/long_range.py --workdir=runs/sweeps/long_range --seeds=3
-python -m tools.plot_loss_vs_flops --sweep_dir=runs/sweeps/long_range --variants=mamba,mom \
-  --out=loss_vs_flops.png --json=loss_vs_flops.json
+python -m tools.plot_loss_vs_flops --sweep_dir=runs/sweeps/long_range \
+  --variants=mamba,mom,attention,maelre --baseline=mamba --out=loss_vs_flops.png --json=loss_vs_flops.json
 
 The long-range encoders side by side at one small, equal budget (CPU scale): dense attention,
 dense Mamba, Mixture-of-Mamba and MAELRE token merging, each trained on the same tasks
@@ -16,7 +16,8 @@ evaluated zero-shot and by linear probe on the held-out digits. Variants:
 Per token Mamba and Mixture-of-Mamba do the same FLOPs (per-modality weights add parameters,
 not compute); `tools/plot_loss_vs_flops.py` counts each task's training step
 (`mmjax.plan.flop_count.count_model_flops`) and plots training loss against cumulative FLOPs.
-`--config.total_steps=N` rescales the schedule.
+`--config.total_steps=N` rescales the schedule. Results at `--seeds=1`: README, "Trained at one
+small budget"; notebooks/long_range_results/.
 """
 
 from mmjax.sweep.schedules import ZERO_SHOT_DIGITS, scaled_schedule
