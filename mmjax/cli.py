@@ -19,23 +19,16 @@ from typing import Callable, Sequence
 
 from mmjax import config as config_lib
 from mmjax import errors, jax_flags, log_filters
-from mmjax.core.checkpointing import CheckpointMismatchError, RestoreFailed
-from mmjax.core.exports.params_io import ExportError
-from mmjax.core.partitioning import MeshError
-from mmjax.data.errors import DataError
-from mmjax.evaluate.errors import EvalError
-from mmjax.train.faults import TrainingStopped
-from mmjax.train.loop import PreflightError
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-  return (errors.UserError, config_lib.ConfigError, MeshError, PreflightError, DataError,
-          CheckpointMismatchError, TrainingStopped, EvalError, ExportError)
+  """Bad input (exit code 2): every stage's one-sentence error derives from `UserError`."""
+  return (errors.UserError,)
 
 
 def storage_errors() -> tuple[type[BaseException], ...]:
-  """Restartable failures of the storage (exit code 1)."""
-  return (errors.StorageError, RestoreFailed)
+  """Restartable failures of the storage (exit code 1): `StorageError` and its kinds."""
+  return (errors.StorageError,)
 
 
 def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None):

@@ -36,6 +36,9 @@ def synthetic_batch(task, seed: int = 0, batch_size: int | None = None) -> dict:
     elif key == 'text_mask':
       lengths = rng.integers(3, shape[-1] + 1, shape[:-1])
       out[key] = (np.arange(shape[-1]) < lengths[..., None]).astype(np.int32)
+    elif key.endswith('_mask'):          # other masks (point clouds): a random-length prefix
+      lengths = rng.integers(max(1, shape[-1] // 2), shape[-1] + 1, shape[:-1])
+      out[key] = (np.arange(shape[-1]) < lengths[..., None]).astype(np.int32)
     elif key == 'label':
       out[key] = rng.integers(0, 10, shape).astype(np.int32)
     elif np.dtype(dtype) == np.uint8:    # pixels

@@ -57,6 +57,10 @@ CASES = {
     'inspect a path that is not a run': (
         lambda w: inspect_checkpoint.main([f'{w}/nothing']),
         r'.*nothing is not a training workdir, checkpoint step, export, .*\.'),
+    'train with a data dir that does not exist': (
+        lambda w: _train(w, f'--config.data_dir={w}/no_such_dir'),
+        r'data_dir .*/w/no_such_dir does not exist: pass --config\.data_dir= an existing TFDS '
+        r'data dir \(or leave it empty for \$TFDS_DATA_DIR\)\.'),
     'plot a run without metrics': (
         lambda w: plot_metrics.main([f'--workdir={w}']),
         r'no metrics file at .*/metrics\.jsonl: point --workdir at a training run\.'),

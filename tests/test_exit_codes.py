@@ -32,6 +32,21 @@ def test_user_errors_exit_2_with_one_sentence(error, capsys):
   assert capsys.readouterr().err == f'error: {error}\n'
 
 
+def test_every_stage_error_is_a_user_or_storage_error():
+  """cli imports no stage: each stage's one-sentence error derives from the ground floor's kinds."""
+  from mmjax.core import lease, partitioning
+  from mmjax.core.exports.params_io import ExportError
+  from mmjax.evaluate.errors import EvalError
+  from mmjax.plan.topology import TopologyError
+  from mmjax.train.faults import TrainingStopped
+  for kind in (ConfigError, DataError, PreflightError, checkpointing.CheckpointMismatchError,
+               partitioning.MeshError, lease.WorkdirBusy, ExportError, EvalError, TopologyError,
+               TrainingStopped):
+    assert issubclass(kind, errors.UserError), kind
+  for kind in (checkpointing.RestoreFailed, lease.LeaseLost):
+    assert issubclass(kind, errors.StorageError), kind
+
+
 @pytest.mark.parametrize('code', [errno.EACCES, errno.ENOENT, errno.ENOSPC, errno.EIO])
 def test_storage_faults_during_a_run_exit_1_naming_path_and_errno(code, capsys):
   error = OSError(code, os.strerror(code), '/runs/x/metrics.jsonl')

@@ -132,6 +132,12 @@ def test_the_checker_sees_a_back_edge(tmp_path):
   assert any(':4 imports mmjax.evaluate' in f and 'inside a function' in f for f in found), found
 
 
+def test_cli_imports_no_stage():
+  """`mmjax/cli.py` maps exit codes by the ground floor's error kinds, not by stage classes."""
+  targets = [t for t, *_ in imports(os.path.join(ROOT, 'mmjax', 'cli.py'), ROOT)]
+  assert [t for t in targets if t.startswith('mmjax') and stage(t) != 'ground'] == [], targets
+
+
 @pytest.mark.parametrize('module,expected', [
     ('mmjax.core.tasks', 'ground'), ('mmjax.config', 'ground'), ('mmjax.models.moe.layer', 'models'),
     ('mmjax.train.__main__', 'entry'), ('mmjax.cli', 'entry'), ('numpy', None)])

@@ -6,9 +6,10 @@ spreads them over the workers, and each runs `convert_run.convert_unit`, the fun
 runs: the shards are the same bytes whichever engine wrote them. The launcher then writes the
 metadata, tokenizer and report (`convert_run.finish`). Beam options go in `--beam_args`, e.g.
 `--beam_args='--runner=DirectRunner --direct_num_workers=4'` (the default runner here), or a
-Dataflow/Flink/Spark runner with its own options; the workers write into `--output`, so it must
-be a folder they all see (a shared filesystem): writing shards straight to an object store is
-not supported yet.
+Dataflow/Flink/Spark runner with its own options. The workers write into `--output`: a folder
+they all see, or an object store (`--output=gs://bucket/data`: each worker writes its shard in a
+local temporary folder and uploads it whole, `mmjax/data/convert/run.py`), which is what
+workers that share no disk need.
 """
 
 from __future__ import annotations

@@ -18,6 +18,13 @@
       --output=DATA_DIR --name=llava_pairs          # JSON Lines, or LLaVA's JSON list
   python -m tools.convert_data folder --input=DIR --output=DATA_DIR --name=my_photos
       # class sub-folders -> labels, NAME.txt beside NAME.jpg -> its caption
+  python -m tools.convert_data karpathy --input=dataset_flickr30k.json \
+      --image_root=flickr30k-images --split=test --output=DATA_DIR --name=flickr30k
+  python -m tools.convert_data coco --input=annotations/captions_val2017.json \
+      --image_root=val2017 --split=test --output=DATA_DIR --name=mscoco_captions
+      # retrieval benchmarks offline, every caption kept (mmjax/data/convert/captions.py)
+  python -m tools.convert_data csv --modality=point_cloud --input=shapes.csv \\
+      --output=DATA_DIR --name=my_shapes   # .npy/.ply/.csv point files: [n, 2 or 3] rows
 
 Writes `DATA_DIR/NAME/1.0.0/` (a TFDS dataset of ArrayRecord shards, one per input tar or per
 `--rows_per_shard` table rows) with `tokenizer.model` and `conversion_report.json` (examples
@@ -29,8 +36,15 @@ different `--tokenizer` is refused). Train on it with `--config.data_dir=DATA_DI
 --config.tasks.TASK.dataset=NAME`. Interrupted? Run the same command again: finished shards are
 kept (other inputs or options are refused). A conversion that writes no example is an error.
 
-Inputs may lie on an object store (`gs://...`): tables, Parquet files and media paths are read
-through etils' path layer. Other sources: see `mmjax/data/convert/sources.py`.
+The output may be on an object store too (`--output=gs://bucket/data`): each worker writes its
+shard locally and uploads it whole (the way Beam workers on Dataflow, which share no disk, write
+one dataset). Inputs may lie on an object store (`gs://...`): tar shards, tables, Parquet files
+and media paths are read through etils' path layer. Tar shards may also come from a command,
+WebDataset's `pipe:CMD` (`--input='pipe:curl -sfL https://host/shard-{0000..0099}.tar'`: the
+tar is what CMD writes to stdout, one command per shard); a command that exits non-zero is
+reported with its status and stderr in the conversion report (the examples it wrote before are
+kept), and one whose program is not on PATH is refused before anything is written. Other
+sources: see `mmjax/data/convert/sources.py`.
 
 Tables: a header line; the separator (tab, comma, semicolon, pipe) is sniffed from it or given
 (`--separator`); UTF-8 with or without a byte-order mark, or `--encoding`. Columns: the media
@@ -45,13 +59,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import importlib.util
 import json
 import os
 import sys
 
+from etils import epath
+
+from mmjax import paths
+from mmjax.data.convert import captions as convert_captions
 from mmjax.data.convert import examples as convert_examples
 from mmjax.data.convert import inputs as convert_inputs
+from mmjax.data.convert import media as convert_media
 from mmjax.data.convert import run as convert_run
 from mmjax.data.convert import sources as cs
 from mmjax.data import tokenizer as tokenizer_lib
@@ -95,6 +115,15 @@ def _table_job(args, options) -> tuple[convert_run.Job | None, str]:
     options = dataclasses.replace(options, label_names=tuple(
         sorted({r[args.label_column] for r in rows})))
   root = args.image_root or _folder_of(args.input)
+  if args.modality not in ('image', 'video', 'audio') and not convert_examples.array_columns(
+      args.modality, options):  # the width of every row: the first file's
+    first = os.path.join(root, rows[0][path_column])
+    try:
+      width = convert_media.read_array(first, os.path.splitext(first)[1]).shape[1]
+    except (convert_media.MediaError, OSError) as e:
+      return None, (f'the first {args.modality} file {first} cannot be read ({e}); fix it or '
+                    'give the values per step with --channels.')
+    options = dataclasses.replace(options, columns=int(width))
   n = args.rows_per_shard
   units = tuple(tuple(rows[i:i + n]) for i in range(0, len(rows), n))
   return convert_run.Job('csv', units, '', args.name, args.split, options, root=root,
@@ -131,7 +160,7 @@ def _rows_job(args, options, rows: list[dict] | tuple, columns: list[str], root:
 
 
 def _source_job(args, options) -> tuple[convert_run.Job | None, str]:
-  """Jobs of the parquet, hf, jsonl and folder formats (`convert_sources.py`)."""
+  """Jobs of the parquet, hf, jsonl and folder formats (`mmjax/data/convert/sources.py`)."""
   remote = '://' in args.input
   try:
     if args.format == 'parquet':
@@ -161,6 +190,18 @@ def _source_job(args, options) -> tuple[convert_run.Job | None, str]:
       return _rows_job(args, options, (), table.columns, args.image_root or table.root,
                        path_column, caption, label_names=table.label_names,
                        label_values=labels, units=table.units)
+    if args.format in ('coco', 'karpathy'):   # caption annotations: retrieval benchmarks
+      if not remote and not os.path.isfile(args.input):
+        return None, f'--input={args.input} is not a file; give the {args.format} caption JSON.'
+      if args.image_root and '://' not in args.image_root and not os.path.isdir(args.image_root):
+        return None, f'--image_root={args.image_root} is not a directory; give the image folder.'
+      if args.modality != 'image':
+        return None, f'{args.format} annotations describe images: leave out --modality.'
+      rows = (convert_captions.coco_rows(args.input) if args.format == 'coco' else
+              convert_captions.karpathy_rows(args.input, args.split))
+      root = args.image_root or _folder_of(args.input)
+      return _rows_job(args, dataclasses.replace(options, every_caption=True), rows,
+                       ['captions', 'image', 'key'], root, 'image', 'captions')
     if args.format == 'jsonl':
       if not remote and not os.path.isfile(args.input):
         return None, f'--input={args.input} is not a file; give the JSONL or JSON annotations.'
@@ -185,9 +226,10 @@ def _source_job(args, options) -> tuple[convert_run.Job | None, str]:
 def _tokenizer_conflict(folder: str, tokenizer: str) -> str:
   """Why `--tokenizer` cannot be used with the dataset in `folder` ('' when it can)."""
   existing = os.path.join(folder, tokenizer_lib.TOKENIZER_FILE)
-  if not tokenizer or not os.path.isfile(existing):
+  if not tokenizer or not paths.exists(existing):
     return ''
-  if tokenizer_lib.file_hash(tokenizer) == tokenizer_lib.file_hash(existing):
+  if tokenizer_lib.file_hash(tokenizer) == hashlib.sha256(
+      epath.Path(existing).read_bytes()).hexdigest():
     return ''
   return (f'{existing} already exists and differs from --tokenizer={tokenizer}; a dataset keeps '
           'one tokenizer for all its splits: leave out --tokenizer to reuse it, or convert into '
@@ -196,13 +238,19 @@ def _tokenizer_conflict(folder: str, tokenizer: str) -> str:
 
 def main(argv=None) -> int:
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument('format', choices=('webdataset', 'csv', 'parquet', 'hf', 'jsonl', 'folder'))
-  parser.add_argument('--input', required=True, help="tar shards ('a-{000..009}.tar', globs) "
-                      'or a .csv/.tsv table')
-  parser.add_argument('--output', required=True, help='the data dir to write into')
+  parser.add_argument('format', choices=('webdataset', 'csv', 'parquet', 'hf', 'jsonl', 'folder',
+                                         'coco', 'karpathy'))
+  parser.add_argument('--input', required=True, help="tar shards ('a-{000..009}.tar', globs, "
+                      "gs://..., 'pipe:CMD') or a .csv/.tsv table")
+  parser.add_argument('--output', required=True, help='the data dir to write into (a folder, '
+                      'or gs://... that every worker writes to)')
   parser.add_argument('--name', required=True, help='the dataset name tasks will use')
   parser.add_argument('--split', default='train')
-  parser.add_argument('--modality', default='image', choices=('image', 'video', 'audio'))
+  parser.add_argument('--modality', default='image', choices=tuple(convert_examples.EXTENSIONS),
+                      help='point_cloud: .npy/.ply/.csv point files; time_series: .npy/.csv '
+                      '[steps, channels] files')
+  parser.add_argument('--channels', type=int, default=0, help='time_series: values per step '
+                      '(default: those of the first file)')
   parser.add_argument('--image_root', default='', help='csv: folder of the media paths')
   parser.add_argument('--path_column', default='')
   parser.add_argument('--caption_column', default='', help="csv: default 'captions', then "
@@ -237,14 +285,20 @@ def main(argv=None) -> int:
   options = convert_examples.ExampleOptions(
       modality=args.modality, fps=args.fps, frame_size=args.frame_size,
       max_frames=args.max_frames, sample_rate=args.sample_rate, max_seconds=args.max_seconds,
-      exif_orientation=args.exif_orientation)
+      exif_orientation=args.exif_orientation, columns=max(0, args.channels))
   if args.format == 'webdataset':
     shards = convert_inputs.expand(args.input)
-    missing = [s for s in shards if not os.path.isfile(s)]
-    if not shards or missing:
-      return _fail(f'--input={args.input} matches no tar file' + (
-          f' ({len(missing)} of {len(shards)} missing, first {missing[0]})' if missing else '')
-          + '; check the path and the {first..last} range.')
+    if args.input.startswith(convert_inputs.PIPE):
+      why = convert_inputs.missing_shard(shards[0])
+      if why:
+        return _fail(f'--input: {why}; a pipe: input is a shell command that writes one tar '
+                     "to stdout, e.g. 'pipe:curl -sfL https://host/shard-{0000..0099}.tar'.")
+    else:
+      missing = [s for s in shards if convert_inputs.missing_shard(s)]
+      if not shards or missing:
+        return _fail(f'--input={args.input} matches no tar file' + (
+            f' ({len(missing)} of {len(shards)} missing, first {missing[0]})' if missing
+            else '') + '; check the path and the {first..last} range.')
     job = convert_run.Job('webdataset', tuple(shards), '', args.name, args.split, options)
   else:
     job, why = (_table_job if args.format == 'csv' else _source_job)(args, options)
@@ -252,8 +306,8 @@ def main(argv=None) -> int:
       return _fail(why)
   folder = os.path.join(args.output, args.name, convert_run.VERSION)
   previous = os.path.join(folder, '_convert', args.split, 'job.json')
-  if os.path.isfile(previous):
-    before = json.load(open(previous))
+  if paths.exists(previous):
+    before = json.loads(paths.read_text(previous))
     now = convert_run.job_record(job)
     # ('inputs' is absent from a job.json written before inputs were fingerprinted)
     if any(k in before and before[k] != now[k] for k in ('shards', 'options', 'inputs')):

@@ -22,8 +22,9 @@ from mmjax import paths
 from mmjax.config import checks as config_checks
 from mmjax.config import generative as config_generative
 from mmjax.config import files as config_files
-from mmjax.core import presets
+from mmjax.core import choices, presets
 from mmjax.errors import UserError
+from mmjax.config.defaults import setting
 
 
 class ConfigError(UserError, ValueError):
@@ -68,7 +69,7 @@ def import_config_module(path: str):
   spec = importlib.util.spec_from_file_location(f'_mmjax_config_{abs(hash(path))}', path)
   module = importlib.util.module_from_spec(spec)
   try:
-    spec.loader.exec_module(module)  # configs are Python by design (DESIGN.md)
+    spec.loader.exec_module(module)  # configs are Python by design: loops, variants, comments
   except Exception as e:  # noqa: BLE001 - any error in the user's file is reported as file:line
     raise config_file_error(e, path) from e
   if not hasattr(module, 'get_config'):
@@ -185,7 +186,7 @@ def load_config(config_arg: str, overrides: Sequence[str] | Sequence[tuple[str, 
 
 REQUIRED_KEYS = ('seed', 'total_steps', 'log_every', 'checkpoint_every', 'model', 'mesh',
                  'optimizer', 'tasks')
-MESH_AXES = ('data', 'fsdp', 'tensor', 'expert')
+MESH_AXES = choices.MESH_AXES
 
 
 def resolve(config: ml_collections.ConfigDict) -> None:
@@ -233,11 +234,11 @@ def validate(config: ml_collections.ConfigDict) -> None:
   if not config.tasks:
     raise ConfigError('config.tasks is empty: add at least one task.')
   for name, t in config.tasks.items():
-    cap, mods = t.get('caption', '') or '', str(t.modalities).replace(' ', '').split(',')
+    cap, mods = setting(t, 'tasks.*.caption') or '', str(t.modalities).replace(' ', '').split(',')
     if cap and (cap == 'text' or cap not in mods or 'text' not in mods):
       raise ConfigError(f'config.tasks.{name}.caption={cap!r} must name a non-text modality of the '
                         f"task, which also needs text: e.g. modalities='image,text', caption='image'.")
-    if cap and int(t.get('text_instances', 1)) > 1:
+    if cap and int(setting(t, 'tasks.*.text_instances')) > 1:
       raise ConfigError(f'config.tasks.{name} captions one text per example: set text_instances=1 '
                         'or drop caption.')
   config_generative.check_generative_tasks(config, ConfigError)

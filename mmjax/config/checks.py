@@ -10,10 +10,13 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
+from mmjax.config.defaults import setting
+from mmjax.core import modalities
+
 # Kernel switches (mmjax/kernels/select.py; a test keeps these equal to the kernels' own).
-ATTENTION_IMPLS = ('auto', 'xla', 'pallas', 'cudnn')
-RAGGED_MATMUL_IMPLS = ('auto', 'xla', 'pallas')
-SCAN_IMPLS = ('auto', 'xla', 'pallas')
+from mmjax.core.choices import (ATTENTION_IMPLS, COMPUTE_DTYPES, ENCODER_POOLINGS,
+                                ENCODER_SHARINGS, RAGGED_MATMUL_IMPLS, SCAN_IMPLS,
+                                TOWER_POOLINGS)
 
 
 def _number(v) -> bool:
@@ -51,7 +54,7 @@ _MODEL_INTS = ('num_layers', 'width', 'num_heads', 'mlp_dim', 'embed_dim', 'patc
                'max_text_length', 'vocab_size')
 _AUDIO_INTS = ('sample_rate', 'window', 'hop', 'num_mels', 'patch_frames', 'patch_mels',
                'patch_samples')
-_INPUT_SIZES = ('image_size', 'num_frames', 'audio_samples', 'text_length')
+_INPUT_SIZES = tuple(f for f, _ in modalities.resolution_fields())  # core/modalities.py
 
 RULES = (
     [('seed', ('an integer', _int)),
@@ -64,9 +67,9 @@ RULES = (
      ('optimizer.b1', BELOW_ONE), ('optimizer.b2', BELOW_ONE), ('optimizer.eps', POSITIVE),
      ('optimizer.weight_decay', NONNEGATIVE), ('optimizer.grad_clip_norm', NONNEGATIVE),
      ('agd.mode', _one_of('weighted', 'round_robin', 'mixed')),
-     ('model.dtype', _one_of('float32', 'bfloat16')),
-     ('model.pooling', _one_of('mean', 'cls')),
-     ('model.encoder_sharing', _one_of('shared', 'per_modality')),
+     ('model.dtype', _one_of(*COMPUTE_DTYPES)),
+     ('model.pooling', _one_of(*ENCODER_POOLINGS)),
+     ('model.encoder_sharing', _one_of(*ENCODER_SHARINGS)),
      ('model.attention_impl', _one_of(*ATTENTION_IMPLS)),
      ('model.moe.impl', _one_of(*RAGGED_MATMUL_IMPLS)),
      ('model.moe.num_experts', NONNEGATIVE_INT), ('model.moe.jitter', PROBABILITY),
@@ -96,10 +99,13 @@ RULES = (
      ('model.maelre.merge_ratio', BELOW_ONE), ('model.maelre.linear_above', NONNEGATIVE_INT)]
     + [(f'model.{k}', POSITIVE_INT) for k in _MODEL_INTS]
     + [(f'model.audio.{k}', POSITIVE_INT) for k in _AUDIO_INTS]
+    + [(f'model.{k}', POSITIVE_INT) for k, _ in modalities.model_keys() if k not in _MODEL_INTS]
+    + [(f'model.{m.name}.{k}', POSITIVE_INT) for m in modalities.all_records()
+       for k, v in m.options if isinstance(v, int) and not isinstance(v, bool)]
     + [(f'tasks.*.{k}', SIZES) for k in _INPUT_SIZES]
     + [(f'evaluation.datasets.*.{k}', SIZES) for k in _INPUT_SIZES])
 # Published-model options (mmjax/models/towers.py).
-RULES += [('model.towers.*.pooling', _one_of('', 'mean', 'cls', 'eot', 'last', 'map')),
+RULES += [('model.towers.*.pooling', _one_of('', *TOWER_POOLINGS)),
           ('model.towers.*.width', NONNEGATIVE_INT), ('model.towers.*.num_layers', NONNEGATIVE_INT),
           ('model.towers.*.num_heads', NONNEGATIVE_INT),
           ('model.towers.*.mlp_dim', NONNEGATIVE_INT),
@@ -147,23 +153,24 @@ def check_combinations(config, error: type[Exception]) -> None:
   if m is None or not hasattr(m, 'get'):
     return
   ra = m.get('routed_attention', None)
-  routed = tuple(ra.get('layers', ()) or ()) if ra is not None else ()
+  routed = tuple(setting(ra, 'model.routed_attention.layers') or ()) if ra is not None else ()
   moe = m.get('moe', None)
-  mot = bool(moe is not None and moe.get('mixture_of_transformers', False))
+  mot = bool(moe is not None and setting(moe, 'model.moe.mixture_of_transformers'))
   tasks = config.get('tasks', None) or {}
   if routed:
     for name in sorted(tasks.keys()):
-      if float(tasks[name].get('drop_token', 0.0) or 0.0) > 0:
+      if float(setting(tasks[name], 'tasks.*.drop_token') or 0.0) > 0:
         raise error(f'config.tasks.{name}.drop_token drops tokens out of the routed-attention '
                     'windows of model.routed_attention.layers: set drop_token=0 or '
                     'routed_attention.layers=().')
     if mot:
       raise error('config.model.moe.mixture_of_transformers does not route attention: set '
                   'model.routed_attention.layers=() with it.')
-  if mot and m.get('scan_layers', False):
+  if mot and setting(m, 'model.scan_layers'):
     raise error('config.model.scan_layers does not apply to the Mixture-of-Transformers encoder: '
                 'set scan_layers=False or moe.mixture_of_transformers=False.')
-  heads, width, kv = m.get('num_heads', None), m.get('width', None), m.get('kv_heads', None)
+  heads, width = setting(m, 'model.num_heads'), setting(m, 'model.width')
+  kv = setting(m, 'model.kv_heads')
   if kv is not None:
     if not _int(kv) or kv < 1 or (_int(heads) and heads % kv):
       raise error(f'config.model.kv_heads must be a positive divisor of num_heads={heads} (or '

@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import ml_collections
 
+from mmjax.core import modalities
+from mmjax.core import objectives as objectives_lib
+from mmjax.core import tasks as tasks_lib
+
 
 def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   m = ml_collections.ConfigDict()
@@ -80,7 +84,7 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   # CLIP's causal and SigLIP's text towers do).
   m.towers = ml_collections.ConfigDict({mod: ml_collections.ConfigDict(dict(
       width=0, num_layers=0, num_heads=0, mlp_dim=0, pooling='', causal=False, ln_pre=False,
-      padding_mask=True)) for mod in ('image', 'video', 'audio', 'text')})
+      padding_mask=True)) for mod in modalities.names()})
   m.activation = 'gelu_tanh'      # MLP: gelu_tanh | gelu (erf) | quick_gelu (x sigmoid(1.702 x))
   m.norm_eps = 1e-6               # every encoder LayerNorm
   m.pos_embed = 'factorized'      # image positions: factorized (row + column) | full (per cell)
@@ -89,6 +93,14 @@ def model_config(size: str = 'tiny') -> ml_collections.ConfigDict:
   m.proj_bias = True              # bias of the projections into the common space
   m.contrast_loss = 'softmax'     # softmax (InfoNCE) | sigmoid (SigLIP, with a learnt bias)
   m.logit_bias_init = -10.0       # sigmoid loss: initial bias of the pair logits
+  # The other modalities of the table (core/modalities.py): their token budgets and their own
+  # option group `model.<modality>`.
+  for key, value in modalities.model_keys():
+    if key not in m:
+      m[key] = value
+  for record in modalities.all_records():
+    if record.options:
+      m[record.name] = ml_collections.ConfigDict(dict(record.options))
   return m
 
 
@@ -162,18 +174,13 @@ def digits_model(c: ml_collections.ConfigDict, *, video: bool = False, audio: bo
 
 def task(dataset: str, modalities: str, batch_size: int, **kw) -> ml_collections.ConfigDict:
   """One entry of `config.tasks` (see mmjax/core/tasks.py for the fields)."""
+  # The shared keys and every objective's keys, with the defaults their records declare
+  # (mmjax/core/tasks.py, mmjax/core/objectives.py).
   t = ml_collections.ConfigDict(dict(
-      dataset=dataset, split='train', modalities=modalities, batch_size=batch_size,
-      contrast='', mil_nce='', classify='', num_classes=0, weight=1.0, interval=1,
+      dataset=dataset, modalities=modalities, batch_size=batch_size,
       image_size=None, num_frames=None, audio_samples=None, text_length=None,
-      drop_token=0.0, text_instances=1, m3col='', mixup_alpha=1.0,
-      reinforced=False, distill_weight=0.0, teacher_dim=0, teacher_temperature=0.07,
-      fusion='', aux_weight=0.0,
-      feature_map=ml_collections.ConfigDict(),
-      caption='', caption_weight=1.0, contrastive_weight=1.0,
-      multimae='', visible_tokens=0, dirichlet_alpha=1.0, sycoca_weight=0.0,
-      sycoca_mask_ratio=0.5))
-  t.update(dict(fourm='', input_tokens=0, target_tokens=0))  # 4M (models/fourm.py)
+      **tasks_lib.config_keys(), **objectives_lib.config_defaults()))
+  _add_resolution_fields(t)
   for k, v in kw.items():
     t[k] = v
   return t
@@ -188,6 +195,46 @@ def eval_dataset(dataset: str, modalities: str, **kw) -> ml_collections.ConfigDi
       image_size=None, num_frames=None, audio_samples=None, text_length=None,
       templates=ml_collections.ConfigDict(), feature_map=ml_collections.ConfigDict(),
       dedup_captions=False, few_shot_l2=1024.0))   # retrieval rule, fewshot_lsr L2 (runner.py)
+  _add_resolution_fields(e)
   for k, v in kw.items():
     e[k] = v
   return e
+
+
+def _add_resolution_fields(entry: ml_collections.ConfigDict) -> None:
+  """The input sizes of the modality table's other modalities (core/modalities.py)."""
+  for field, default in modalities.resolution_fields():
+    if field not in entry:
+      entry[field] = default
+
+
+# -- Reading a key with its declared default --------------------------------------------------
+# Code that may meet a config saved before a key existed reads it with `setting`, so the default
+# lives only above (not restated in a `.get(key, default)` at every reader).
+
+_DECLARED: dict[str, object] = {}
+
+
+def declared(path: str):
+  """The default declared above for `path`: 'model.moe.top_k', 'tasks.*.caption' (a task's key),
+  'evaluation.datasets.*.zero_shot' (an evaluation dataset's)."""
+  if not _DECLARED:
+    def walk(node, prefix):
+      for k, v in node.items():
+        _DECLARED[prefix + k] = v
+        if isinstance(v, ml_collections.ConfigDict):
+          walk(v, prefix + k + '.')
+    walk(base_config(), '')
+    walk(task('', '', 0), 'tasks.*.')
+    walk(eval_dataset('', ''), 'evaluation.datasets.*.')
+  if path not in _DECLARED:
+    raise KeyError(f'config key {path!r} is not declared in mmjax/config/defaults.py.')
+  value = _DECLARED[path]
+  return ml_collections.ConfigDict(value) if isinstance(value, ml_collections.ConfigDict) else value
+
+
+def setting(node, path: str):
+  """`node`'s value of the last key of `path`, or its declared default when `node` lacks it:
+  `setting(config.model.moe, 'model.moe.top_k')`, `setting(task_cfg, 'tasks.*.caption')`."""
+  name = path.rsplit('.', 1)[-1]
+  return node[name] if name in node else declared(path)

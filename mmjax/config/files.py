@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import os
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+# mmjax/ (this file is mmjax/config/files.py): configs and sweeps ship as mmjax/configs when installed.
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def shipped_config_dir() -> str | None:

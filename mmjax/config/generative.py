@@ -3,6 +3,8 @@ caption task), run by `config.validate`: each error is one sentence naming the k
 
 from __future__ import annotations
 
+from mmjax.config.defaults import setting
+
 
 def _list(value) -> list[str]:
   if isinstance(value, str):
@@ -32,42 +34,44 @@ def _tokens(model, t, modality: str) -> int:
 
 def check_generative_tasks(config, error: type[Exception]) -> None:
   """Raises `error` for a MultiMAE or SyCoCa setting that cannot train."""
-  routed = tuple(config.model.get('routed_attention', {}).get('layers', ()) or ())
+  ra = setting(config.model, 'model.routed_attention')
+  routed = tuple(setting(ra, 'model.routed_attention.layers') or ())
   for name, t in config.tasks.items():
     key = f'config.tasks.{name}'
-    mods, mae = _list(t.modalities), _list(t.get('multimae', ''))
+    mods, mae = _list(t.modalities), _list(setting(t, 'tasks.*.multimae'))
     if mae:
       bad = [m for m in mae if m == 'text' or m not in mods]
       if bad:
         raise error(f'{key}.multimae names {bad}: list image/video/audio modalities of the task '
                     f'({",".join(mods)}), e.g. multimae={",".join(m for m in mods if m != "text")!r}.')
       others = [k for k in ('contrast', 'mil_nce', 'classify', 'caption', 'm3col')
-                if _list(t.get(k, ''))]
+                if _list(setting(t, f'tasks.*.{k}'))]
       if others:
         raise error(f'{key} is a MultiMAE task and also sets {others}: give those objectives a '
                     'task of their own (AGD alternates tasks over the shared encoder).')
-      if int(t.get('visible_tokens', 0)) < 1:
+      if int(setting(t, 'tasks.*.visible_tokens')) < 1:
         raise error(f'{key}.visible_tokens must be a positive number of tokens the encoder sees '
-                    f'(the budget split across {mae}), got {t.get("visible_tokens", 0)!r}.')
+                    f'(the budget split across {mae}), got '
+                    f'{setting(t, "tasks.*.visible_tokens")!r}.')
       total = sum(_tokens(config.model, t, m) for m in mae)
-      if total and int(t.get('visible_tokens', 0)) > total:
+      if total and int(setting(t, 'tasks.*.visible_tokens')) > total:
         raise error(f'{key}.visible_tokens={t.visible_tokens} exceeds the {total} tokens of '
                     f'{mae} at the task\'s input sizes: choose at most {total}.')
-      if float(t.get('dirichlet_alpha', 1.0)) <= 0:
+      if float(setting(t, 'tasks.*.dirichlet_alpha')) <= 0:
         raise error(f'{key}.dirichlet_alpha must be > 0, got {t.get("dirichlet_alpha")!r}.')
-      if config.model.get('encoder_sharing', 'shared') != 'shared':
+      if setting(config.model, 'model.encoder_sharing') != 'shared':
         raise error(f'{key} is a MultiMAE task, which encodes its modalities as one sequence: '
                     "set config.model.encoder_sharing='shared'.")
-    w = float(t.get('sycoca_weight', 0.0))
+    w = float(setting(t, 'tasks.*.sycoca_weight'))
     if w < 0:
       raise error(f'{key}.sycoca_weight must be >= 0 (0 = off), got {w!r}.')
     if w > 0:
-      if not t.get('caption', ''):
+      if not setting(t, 'tasks.*.caption'):
         raise error(f'{key}.sycoca_weight={w} needs a caption task: set caption=MODALITY too.')
-      if not 0 < float(t.get('sycoca_mask_ratio', 0.5)) < 1:
+      if not 0 < float(setting(t, 'tasks.*.sycoca_mask_ratio')) < 1:
         raise error(f'{key}.sycoca_mask_ratio must be in (0, 1), got '
                     f'{t.get("sycoca_mask_ratio")!r}.')
-      if float(t.get('drop_token', 0.0)) > 0:
+      if float(setting(t, 'tasks.*.drop_token')) > 0:
         raise error(f'{key}.sycoca_weight needs every patch scored by the text: set drop_token=0.')
     if (mae or w > 0) and routed:
       raise error(f'{key}: masked modeling reorders tokens, which routed attention cannot take: '
@@ -77,7 +81,7 @@ def check_generative_tasks(config, error: type[Exception]) -> None:
 
 def _check_fourm(config, key: str, t, mods: list[str], routed, error) -> None:
   """A 4M task: image/audio/text modalities of the task, budgets that fit, no other objective."""
-  four = _list(t.get('fourm', ''))
+  four = _list(setting(t, 'tasks.*.fourm'))
   if not four:
     return
   bad = [m for m in four if m not in ('image', 'audio', 'text') or m not in mods]
@@ -85,19 +89,19 @@ def _check_fourm(config, key: str, t, mods: list[str], routed, error) -> None:
     raise error(f'{key}.fourm names {four}: list at least two of the task\'s image, audio and '
                 f'text modalities ({",".join(mods)}), e.g. fourm="image,text".')
   others = [k for k in ('contrast', 'mil_nce', 'classify', 'caption', 'm3col', 'multimae')
-            if _list(t.get(k, ''))]
+            if _list(setting(t, f'tasks.*.{k}'))]
   if others:
     raise error(f'{key} is a 4M task and also sets {others}: give those objectives a task of '
                 'their own (AGD alternates tasks over the shared encoder).')
   for k in ('input_tokens', 'target_tokens'):
-    if int(t.get(k, 0)) < 1:
+    if int(setting(t, f'tasks.*.{k}')) < 1:
       raise error(f'{key}.{k} must be a positive number of tokens per example, got '
-                  f'{t.get(k, 0)!r}.')
-  if float(t.get('dirichlet_alpha', 1.0)) <= 0:
+                  f'{setting(t, f"tasks.*.{k}")!r}.')
+  if float(setting(t, 'tasks.*.dirichlet_alpha')) <= 0:
     raise error(f'{key}.dirichlet_alpha must be > 0, got {t.get("dirichlet_alpha")!r}.')
   model = config.model
-  if model.get('encoder_sharing', 'shared') != 'shared' or model.moe.get(
-      'mixture_of_transformers', False) or routed:
+  if (setting(model, 'model.encoder_sharing') != 'shared'
+      or setting(model.moe, 'model.moe.mixture_of_transformers') or routed):
     raise error(f'{key} is a 4M task, which encodes its tokens as one sequence on the shared '
                 "encoder: set config.model.encoder_sharing='shared', "
                 'moe.mixture_of_transformers=False and routed_attention.layers=().')

@@ -1,4 +1,5 @@
 """The ground floor every stage may use: sharding (`partitioning.py`: mesh, logical-axis rules,
 `constrain`, batch shardings), the task description (`tasks.py`), model size presets, and
-checkpoint I/O (`checkpointing.py`: train checkpoints; `params_io.py`, `params_only.py`,
-`safetensors_format.py`, `param_names.py`, `export_layout.py`: params-only exports)."""
+the fixed vocabularies a config chooses from (`choices.py`), and checkpoint I/O
+(`checkpointing.py`: train checkpoints; `exports/`: the export files' read side, i.e. their
+layout, params-only orbax, safetensors, parameter names)."""

@@ -17,14 +17,15 @@ import numpy as np
 from jax.experimental import mesh_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from mmjax.core.choices import BATCH_AXES, MESH_AXES
 from mmjax.errors import UserError
+from mmjax.config.defaults import setting
 
-MESH_AXES = ('data', 'fsdp', 'tensor', 'expert')
 
 # logical name -> mesh axes, the one rules table. A mesh axis already used by an earlier dimension of the
 # same array is skipped, so activations [batch, length, embed] put `fsdp` on batch only.
 DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
-    ('batch', ('data', 'fsdp', 'expert')),
+    ('batch', BATCH_AXES),
     ('length', None),
     ('embed', 'fsdp'),
     ('heads', 'tensor'),
@@ -33,8 +34,6 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     ('expert', 'expert'),
     ('vocab', 'tensor'),
 )
-
-BATCH_AXES = ('data', 'fsdp', 'expert')
 
 
 class MeshError(UserError, ValueError):
@@ -71,7 +70,7 @@ def dcn_shape(mesh_config, sizes: dict[str, int], devices) -> tuple[int, ...] | 
   for a single-granule (ICI-only) mesh. With `num_slices` > 1 and no `dcn_*`, the data axis
   crosses the slices. Axis sizes in `sizes` are totals over all slices."""
   dcn = [int(mesh_config.get(f'dcn_{a}', 1) or 1) for a in MESH_AXES]
-  num_slices = int(mesh_config.get('num_slices', 0) or 0)
+  num_slices = int(setting(mesh_config, 'mesh.num_slices') or 0)
   if num_slices > 1 and math.prod(dcn) == 1:
     dcn[0] = num_slices
   if math.prod(dcn) == 1:

@@ -10,74 +10,99 @@ from __future__ import annotations
 
 import dataclasses
 
+import ml_collections
 
-MODALITIES = ('image', 'video', 'audio', 'text')
+from mmjax.core import modalities as modalities_lib
+from mmjax.core import objectives as objectives_lib
+from mmjax.core.objectives import key
 
-
-@dataclasses.dataclass(frozen=True)
-class Resolution:
-  """Input sizes of one signature; a field is None when the task does not use that modality."""
-  image_size: int | None = None     # image and video frames are [size, size]
-  num_frames: int | None = None     # video frames
-  audio_samples: int | None = None  # raw waveform samples
-  text_length: int | None = None    # text tokens, padded/truncated
-
-  def describe(self) -> str:
-    parts = [f'{k}={v}' for k, v in dataclasses.asdict(self).items() if v is not None]
-    return ','.join(parts)
+MODALITIES = modalities_lib.names()
 
 
-@dataclasses.dataclass(frozen=True)
+def _describe(self) -> str:
+  parts = [f'{k}={v}' for k, v in dataclasses.asdict(self).items() if v is not None]
+  return ','.join(parts)
+
+
+# Input sizes of one signature, one field per resolution field of the modality table
+# (core/modalities.py: image_size, num_frames, audio_samples, text_length, ...); a field is None
+# when the task does not use that modality.
+Resolution = dataclasses.make_dataclass(
+    'Resolution', [(f, 'int | None', dataclasses.field(default=d))
+                   for f, d in modalities_lib.resolution_fields()],
+    frozen=True, namespace={'describe': _describe, '__module__': __name__,
+                            '__doc__': 'Input sizes of one signature (see core/modalities.py).'})
+
+
+@dataclasses.dataclass(frozen=True, init=False)
 class Task:
-  """One training task; `contrast` pairs are NCE'd, `mil_nce` pairs use several text instances,
-  `classify` modalities get a softmax cross-entropy over `num_classes` labels."""
+  """One training task: what every objective shares (dataset, modalities, batch, resolutions,
+  AGD weight/interval, DropToken, text instances) and one record per objective
+  (`core/objectives.py`), in `objectives`. An objective key reads as a flat attribute
+  (`task.caption`, `task.contrast`) and is accepted as a flat keyword by the constructor and by
+  `dataclasses.replace`."""
   name: str
   dataset: str
-  split: str
+  split: str = key('train', str)
   modalities: tuple[str, ...]
   batch_size: int
   resolutions: tuple[Resolution, ...]
-  contrast: tuple[tuple[str, str], ...] = ()
-  mil_nce: tuple[tuple[str, str], ...] = ()
-  classify: tuple[str, ...] = ()
-  num_classes: int = 0
-  weight: float = 1.0
-  interval: int = 1
-  feature_map: tuple[tuple[str, str], ...] = ()  # (dataset feature, mmjax modality or 'label')
-  drop_token: float = 0.0
-  text_instances: int = 1  # > 1: text is [batch, instances, length] (MIL-NCE positives)
-  # CoCa: `caption` names the modality whose encoder tokens a text decoder captions; the loss is
-  # contrastive_weight * (NCE terms) + caption_weight * captioning cross-entropy.
-  caption: str = ''
-  caption_weight: float = 1.0
-  contrastive_weight: float = 1.0
-  m3col: tuple[tuple[str, str], ...] = ()  # (mixed, other): M3CoL mixup pairs (train/mixup.py)
-  mixup_alpha: float = 1.0  # the mixing weight's Beta(alpha, alpha)
-  # MultiMAE: light decoders reconstruct the masked patches of these modalities; per example,
-  # `visible_tokens` tokens (split by Dirichlet(dirichlet_alpha) shares) reach the encoder.
-  multimae: tuple[str, ...] = ()
-  visible_tokens: int = 0
-  dirichlet_alpha: float = 1.0
-  # SyCoCa (caption tasks): > 0 adds text-guided masked modeling of the captioned modality, its
-  # `sycoca_mask_ratio` most text-attended patches masked and reconstructed, with this weight.
-  sycoca_weight: float = 0.0
-  sycoca_mask_ratio: float = 0.5
-  # MobileCLIP: replay stored augmentations and carry `teacher_<m> [b, teacher_dim]` embeddings
-  # (data/reinforced.py); the loss adds distill_weight * distillation_loss per contrast pair.
-  reinforced: bool = False
-  distill_weight: float = 0.0
-  teacher_dim: int = 0
-  teacher_temperature: float = 0.07
-  # M3CoL fusion classifier: `fusion` ('concat' | 'mean') classifies the fused pooled features
-  # of the `classify` modalities; each of them also gets its own auxiliary head, whose
-  # cross-entropy counts with `aux_weight` (models/fusion_heads.py).
-  fusion: str = ''
-  aux_weight: float = 0.0
-  # 4M (models/fourm.py): these modalities become discrete tokens; per example `input_tokens`
-  # inputs and `target_tokens` targets are split over them by Dirichlet(dirichlet_alpha) shares.
-  fourm: tuple[str, ...] = ()
-  input_tokens: int = 0
-  target_tokens: int = 0
+  weight: float = key(1.0, float)
+  interval: int = key(1, int)
+  # (dataset feature, mmjax modality or 'label')
+  feature_map: tuple[tuple[str, str], ...] = key(
+      (), lambda v: tuple(sorted(dict(v or {}).items())), ml_collections.ConfigDict)
+  drop_token: float = key(0.0, float)
+  text_instances: int = key(1, int)  # > 1: text is [batch, instances, length] (MIL-NCE positives)
+  objectives: tuple[objectives_lib.Objective, ...] = ()  # one per registered objective
+
+  def __init__(self, *args, objectives: tuple = (), **keys):
+    """`Task(name, dataset, split, modalities, batch_size, resolutions, ...)`; objective keys
+    (`caption='image'`) may come flat, on top of the records in `objectives`."""
+    own = [f for f in dataclasses.fields(self) if f.name != 'objectives']
+    if len(args) > len(own):
+      raise TypeError(f'Task takes at most {len(own)} positional arguments, got {len(args)}.')
+    values = dict(zip([f.name for f in own], args))
+    for f in own[len(args):]:
+      if f.name in keys:
+        values[f.name] = keys.pop(f.name)
+      elif f.default is not dataclasses.MISSING:
+        values[f.name] = f.default
+      else:
+        raise TypeError(f'Task needs {f.name!r}.')
+    records = {r.name: r for r in objectives}
+    for name, record in objectives_lib.OBJECTIVES.items():
+      mine = {f.name: keys.pop(f.name) for f in record.keys() if f.name in keys}
+      base = records.get(name) or record()
+      records[name] = dataclasses.replace(base, **mine) if mine else base
+    if keys:
+      raise TypeError(f'Task got unknown keys {sorted(keys)}.')
+    for name, value in values.items():
+      object.__setattr__(self, name, value)
+    object.__setattr__(self, 'objectives', tuple(
+        records[n] for n in objectives_lib.OBJECTIVES if n in records))
+
+  def __getattr__(self, name: str):
+    """An objective key by its flat name (`task.caption_weight`)."""
+    if name.startswith('__') or name == 'objectives':
+      raise AttributeError(name)
+    for record in self.__dict__.get('objectives', ()):
+      if name in record.__dataclass_fields__:
+        return getattr(record, name)
+    raise AttributeError(f'{type(self).__name__!r} object has no attribute {name!r}')
+
+  def objective(self, name: str) -> objectives_lib.Objective:
+    """The task's record of objective `name` (its declared defaults when the task does not
+    train it)."""
+    for record in self.objectives:
+      if record.name == name:
+        return record
+    raise KeyError(f'no objective {name!r}; the objectives are {list(objectives_lib.OBJECTIVES)}.')
+
+  @property
+  def active_objectives(self) -> tuple[objectives_lib.Objective, ...]:
+    """The records of the objectives this task trains, in the registry's order."""
+    return tuple(r for r in self.objectives if r.active)
 
   @property
   def resolution(self) -> Resolution:
@@ -122,24 +147,19 @@ class MixedTask:
     return sum(m.batch_size for m in self.members)
 
 
-def _tuple(value) -> tuple:
-  if value is None:
-    return ()
-  if isinstance(value, str):
-    return tuple(v.strip() for v in value.split(',') if v.strip())
-  return tuple(value)
+_tuple, _pairs = objectives_lib.tuple_of, objectives_lib.pairs_of
 
 
-def _pairs(value) -> tuple[tuple[str, str], ...]:
-  """Accepts 'image-text,video-text' or [('image','text'), ...]."""
-  if isinstance(value, str):
-    return tuple(tuple(p.split('-')) for p in _tuple(value))  # type: ignore[misc]
-  return tuple(tuple(p) for p in _tuple(value))  # type: ignore[misc]
+def config_keys() -> dict:
+  """The task keys every objective shares (split, weight, ...) with their config defaults;
+  `config.defaults.task()` writes these and `objectives_lib.config_defaults()`."""
+  return {f.name: objectives_lib.config_default(f) for f in dataclasses.fields(Task)
+          if 'parse' in f.metadata}
 
 
 def _resolutions(cfg) -> tuple[Resolution, ...]:
   """The cartesian product of the listed sizes, e.g. image_size=(32, 48) gives two signatures."""
-  fields = ('image_size', 'num_frames', 'audio_samples', 'text_length')
+  fields = [f for f, _ in modalities_lib.resolution_fields()]
   values = []
   for f in fields:
     v = cfg.get(f, None)
@@ -154,36 +174,16 @@ def task_from_config(name: str, cfg) -> Task:
   """Builds a `Task` from one entry of `config.tasks`; unused sizes of absent modalities drop."""
   modalities = _tuple(cfg.modalities)
   res = []
+  used = {f for m in modalities if m in MODALITIES for f in modalities_lib.get(m).fields}
   for r in _resolutions(cfg):
-    res.append(Resolution(
-        image_size=r.image_size if ('image' in modalities or 'video' in modalities) else None,
-        num_frames=r.num_frames if 'video' in modalities else None,
-        audio_samples=r.audio_samples if 'audio' in modalities else None,
-        text_length=r.text_length if 'text' in modalities else None))
-  return Task(
-      name=name, dataset=cfg.dataset, split=cfg.get('split', 'train'), modalities=modalities,
-      batch_size=int(cfg.batch_size), resolutions=tuple(dict.fromkeys(res)),
-      contrast=_pairs(cfg.get('contrast', ())), mil_nce=_pairs(cfg.get('mil_nce', ())),
-      classify=_tuple(cfg.get('classify', ())), num_classes=int(cfg.get('num_classes', 0)),
-      weight=float(cfg.get('weight', 1.0)), interval=int(cfg.get('interval', 1)),
-      feature_map=tuple(sorted(dict(cfg.get('feature_map', {}) or {}).items())),
-      drop_token=float(cfg.get('drop_token', 0.0)),
-      text_instances=int(cfg.get('text_instances', 1)),
-      caption=str(cfg.get('caption', '') or ''),
-      caption_weight=float(cfg.get('caption_weight', 1.0)),
-      contrastive_weight=float(cfg.get('contrastive_weight', 1.0)),
-      m3col=_pairs(cfg.get('m3col', ())), mixup_alpha=float(cfg.get('mixup_alpha', 1.0)),
-      multimae=_tuple(cfg.get('multimae', ())), visible_tokens=int(cfg.get('visible_tokens', 0)),
-      dirichlet_alpha=float(cfg.get('dirichlet_alpha', 1.0)),
-      sycoca_weight=float(cfg.get('sycoca_weight', 0.0)),
-      sycoca_mask_ratio=float(cfg.get('sycoca_mask_ratio', 0.5)),
-      reinforced=bool(cfg.get('reinforced', False)),
-      distill_weight=float(cfg.get('distill_weight', 0.0)),
-      teacher_dim=int(cfg.get('teacher_dim', 0)),
-      teacher_temperature=float(cfg.get('teacher_temperature', 0.07)),
-      fusion=str(cfg.get('fusion', '') or ''), aux_weight=float(cfg.get('aux_weight', 0.0)),
-      fourm=_tuple(cfg.get('fourm', ())), input_tokens=int(cfg.get('input_tokens', 0)),
-      target_tokens=int(cfg.get('target_tokens', 0)))
+    res.append(dataclasses.replace(r, **{f: None for f, _ in modalities_lib.resolution_fields()
+                                         if f not in used}))
+  shared = {f.name: f.metadata['parse'](cfg[f.name]) for f in dataclasses.fields(Task)
+            if 'parse' in f.metadata and f.name in cfg}
+  return Task(name=name, dataset=cfg.dataset, modalities=modalities,
+              batch_size=int(cfg.batch_size), resolutions=tuple(dict.fromkeys(res)),
+              objectives=tuple(r.from_config(cfg) for r in objectives_lib.OBJECTIVES.values()),
+              **shared)
 
 
 def tasks_from_config(config) -> list[Task]:

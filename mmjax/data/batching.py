@@ -20,6 +20,7 @@ import logging
 
 import numpy as np
 
+from mmjax.core import modalities
 from mmjax.core.tasks import Resolution
 from mmjax.data import encoded, recipe_resize, reinforced as R, transforms as T
 from mmjax.data.errors import DataError
@@ -108,16 +109,11 @@ class BatchBuilder:
       out.update(teachers)
     for target, feature in self.mapping.items():
       column = cols[feature]
-      if target == 'image':
-        out['image'] = self._pixels(column, rng, bad, replay)
-      elif target == 'video':
-        out['video'] = self._video(column, rng, bad)
-      elif target == 'audio':
-        out['audio'] = self._audio(column, rng)
-      elif target == 'text':
-        out['text'], out['text_mask'] = self._text(column, rng if replay is None else None)
-      elif target == 'label':
+      if target == 'label':
         out['label'] = np.asarray(column, np.int32)
+      else:  # the host transform the modality table names (core/modalities.py)
+        out.update(modalities.load(modalities.get(target).transform)(self, column, rng, bad,
+                                                                    replay))
     return out, bad
 
   def _boxes(self, hs, ws, rng):
@@ -199,3 +195,34 @@ class BatchBuilder:
       texts += chosen + [''] * (k - len(chosen))
     ids, mask = self.tokenizer.encode(texts, self.res.text_length)
     return ids.reshape(len(column), k, -1), mask.reshape(len(column), k, -1)
+
+
+# Host transforms of the built-in modalities, named in core/modalities.py: each takes the
+# builder, one feature column `[b, ...]`, the rng (None in eval), the `bad [b]` flags to set on
+# decoding failures and a reinforced `replay`, and returns the modality's batch arrays.
+
+
+def image(builder: BatchBuilder, column, rng, bad, replay) -> dict[str, np.ndarray]:
+  return {'image': builder._pixels(column, rng, bad, replay)}
+
+
+def video(builder: BatchBuilder, column, rng, bad, replay) -> dict[str, np.ndarray]:
+  del replay
+  return {'video': builder._video(column, rng, bad)}
+
+
+def audio(builder: BatchBuilder, column, rng, bad, replay) -> dict[str, np.ndarray]:
+  del bad, replay
+  return {'audio': builder._audio(column, rng)}
+
+
+def text(builder: BatchBuilder, column, rng, bad, replay) -> dict[str, np.ndarray]:
+  del bad
+  ids, mask = builder._text(column, rng if replay is None else None)
+  return {'text': ids, 'text_mask': mask}
+
+
+def point_cloud(builder: BatchBuilder, column, rng, bad, replay) -> dict[str, np.ndarray]:
+  del bad, replay
+  points, mask = T.point_sets(column, builder.res.num_points, 3, rng)
+  return {'point_cloud': points, 'point_cloud_mask': mask}

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
+from mmjax.core import modalities as modalities_lib
 from mmjax.core.tasks import MODALITIES
 from mmjax.data.errors import DataError
 from mmjax.data.readers import FeatureSpec
 
 TARGETS = MODALITIES + ('label',)
-KINDS = {'image': ('image',), 'video': ('video',), 'audio': ('audio',), 'text': ('text',),
-         'label': ('label', 'int')}
+KINDS = {m.name: m.feature_kinds for m in modalities_lib.all_records()} | {
+    'label': ('label', 'int')}
 ALIASES = {'text': ('text', 'caption', 'captions', 'captions/text'), 'label': ('label',)}
 
 
@@ -92,10 +93,8 @@ def available_modalities(features: dict[str, FeatureSpec]) -> tuple[str, ...]:
 
 def check_resolution(modalities: Sequence[str], resolution, who: str, where: str) -> None:
   """Every modality has its input size set; `where` names the config entry to fix."""
-  need = {'image': ('image_size',), 'video': ('image_size', 'num_frames'),
-          'audio': ('audio_samples',), 'text': ('text_length',)}
   for modality in modalities:
-    for field in need.get(modality, ()):
+    for field in modalities_lib.get(modality).fields if modality in MODALITIES else ():
       value = getattr(resolution, field)
       if value is None or int(value) <= 0:
         raise DataError(f'{who} feeds {modality!r} but its {field} is {value}; '

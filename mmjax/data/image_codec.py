@@ -8,7 +8,10 @@ both install from PyPI wheels on Linux, macOS and Windows. An undecodable input 
 `CorruptImage` whose message names the kind (`failure`): a zero-byte file, a truncated or damaged
 image, a file that is not an image, an image codec this decoder lacks (HEIC, AVIF, JPEG XL, ...);
 the converter reports it and the loader replaces and counts it (`batching.py`). A JPEG's EXIF
-orientation is applied on request (`orient`, the converter's `--exif_orientation`).
+orientation is applied on request (`orient`, the converter's `--exif_orientation`). A PNG's
+colour profile (iCCP chunk) is dropped before OpenCV decodes it (`without_icc_profile`): OpenCV
+does not apply it, and libpng prints warnings for many profiles in circulation ("iCCP: known
+incorrect sRGB profile") from C, where no Python filter reaches; other libpng warnings still show.
 """
 
 from __future__ import annotations
@@ -107,6 +110,29 @@ def orient(image: np.ndarray, orientation: int) -> np.ndarray:
   return np.ascontiguousarray(image)
 
 
+def without_icc_profile(data: bytes) -> bytes:
+  """`data` without the iCCP chunks of a PNG (the same pixels for OpenCV, which ignores colour
+  profiles); any other input, or a PNG without one, as it is. Only the chunk headers before the
+  image data are read (iCCP must come before IDAT)."""
+  if not data.startswith(b'\x89PNG\r\n\x1a\n'):
+    return data
+  pos, cuts = 8, []
+  while pos + 8 <= len(data):
+    kind, end = data[pos + 4:pos + 8], pos + 12 + int.from_bytes(data[pos:pos + 4], 'big')
+    if kind in (b'IDAT', b'IEND') or end > len(data):
+      break
+    if kind == b'iCCP':
+      cuts.append((pos, end))
+    pos = end
+  if not cuts:
+    return data
+  keep, start = [], 0
+  for a, b in cuts:
+    keep.append(data[start:a])
+    start = b
+  return b''.join(keep + [data[start:]])
+
+
 def decode(data: bytes, min_height: int = 0, min_width: int = 0) -> np.ndarray:
   """`[H, W, 3]` uint8 RGB; a JPEG may come back downscaled by 2, 4 or 8 while staying at least
   `min_height` x `min_width`. Gray becomes 3 channels, alpha is dropped."""
@@ -123,7 +149,7 @@ def decode(data: bytes, min_height: int = 0, min_width: int = 0) -> np.ndarray:
   if len(data):  # OpenCV asserts on an empty buffer instead of returning None
     try:
       # IGNORE_ORIENTATION: stored pixels, as simplejpeg gives them; 16-bit becomes 8-bit
-      image = cv2.imdecode(np.frombuffer(data, np.uint8),
+      image = cv2.imdecode(np.frombuffer(without_icc_profile(data), np.uint8),
                            cv2.IMREAD_COLOR | cv2.IMREAD_IGNORE_ORIENTATION)
     except cv2.error:
       image = None

@@ -50,7 +50,8 @@ def _tokenizer(path: str, lowercase: bool) -> Tokenizer:
 
 def load_tokenizer(config, dataset: str | None = None) -> Tokenizer:
   """The one tokenizer of a run: `config.text.tokenizer`, else the SentencePiece model stored
-  with the first dataset (tasks in name order, then `dataset`, then mmjax_digits) that has one.
+  with the first dataset (tasks in name order, then `dataset`) that has one; no dataset is built
+  only to take its tokenizer.
   Without `config.text.tokenizer`, the text tasks' datasets must all ship the same model (by
   content): datasets converted with different tokenizers are refused in one sentence."""
   options = DataOptions.from_config(config)
@@ -60,7 +61,11 @@ def load_tokenizer(config, dataset: str | None = None) -> Tokenizer:
   names = [str(tasks[k].dataset) for k in sorted(tasks.keys())]
   _check_one_tokenizer(tasks, options)
   names += [dataset] if dataset else []
-  names = list(dict.fromkeys(names or ['mmjax_digits']))
+  names = list(dict.fromkeys(names))
+  if not names:   # nothing to take one from: no dataset is built just for its tokenizer
+    raise DataError("config.text.tokenizer is '' and the config names no dataset to take the "
+                    'SentencePiece model (tokenizer.model) from; set config.text.tokenizer to a '
+                    '.model file.')
   for name in names:
     path = sources.tokenizer_file(name, options.data_dir)
     if path:
@@ -288,12 +293,14 @@ class DatasetSummary:
   tokenizer_file: str | None        # its SentencePiece model, if it ships one
 
 
-def dataset_info(dataset: str, config, split: str | None = None) -> DatasetSummary:
-  """Facts about a dataset without reading its examples (opens `split`, else its first)."""
+def dataset_info(dataset: str, config, split: str | None = None,
+                 feature_map=()) -> DatasetSummary:
+  """Facts about a dataset without reading its examples (opens `split`, else its first); the
+  class names are those of the feature `feature_map` maps to 'label', else the default one."""
   options = DataOptions.from_config(config)
   source = sources.open_source(dataset, split or sources.first_split(dataset, options.data_dir),
                                options.data_dir)
-  label = features_lib.resolve((), (), source.features, dataset=dataset,
+  label = features_lib.resolve((), tuple(feature_map), source.features, dataset=dataset,
                                who=f'Dataset {dataset!r}').get('label')
   names = list(source.features[label].class_names) if label else []
   return DatasetSummary(dataset, names, {k: v.describe() for k, v in source.features.items()},

@@ -104,6 +104,17 @@ def _tfds_builder(name: str, root: str):
   return tfds.builder_from_directory(path)
 
 
+def read_root(data_dir: str | None = None) -> str:
+  """The data dir datasets are read from (`digits_builder.data_root`). One named by
+  `config.data_dir` must exist: a mistyped one is refused rather than read as empty (and filled
+  with `mmjax_digits`). $TFDS_DATA_DIR and TFDS's default may be new: TFDS creates them."""
+  root = digits_builder.data_root(data_dir)
+  if data_dir and '://' not in root and not os.path.isdir(root):
+    raise DataError(f'data_dir {root} does not exist: pass --config.data_dir= an existing TFDS '
+                    'data dir (or leave it empty for $TFDS_DATA_DIR).')
+  return root
+
+
 def _arrayrecord_files(dataset: str, split: str) -> list[str]:
   pattern = os.path.expanduser(dataset[len('arrayrecord:'):]).replace('{split}', split)
   return sorted(glob.glob(pattern))
@@ -115,7 +126,7 @@ def tokenizer_file(dataset: str, data_dir: str | None = None) -> str | None:
     files = _arrayrecord_files(dataset, '*')
     folder = os.path.dirname(files[0]) if files else None
   else:
-    folder = _tfds_builder(dataset, digits_builder.data_root(data_dir)).data_dir
+    folder = _tfds_builder(dataset, read_root(data_dir)).data_dir
   path = os.path.join(folder, 'tokenizer.model') if folder else None
   return path if path and os.path.isfile(path) else None
 
@@ -124,7 +135,7 @@ def first_split(dataset: str, data_dir: str | None = None) -> str:
   """'train' when the dataset has it, else its first split."""
   if dataset.startswith('arrayrecord:'):
     return 'train'
-  splits = sorted(_tfds_builder(dataset, digits_builder.data_root(data_dir)).info.splits)
+  splits = sorted(_tfds_builder(dataset, read_root(data_dir)).info.splits)
   return 'train' if 'train' in splits else splits[0]
 
 
@@ -152,8 +163,9 @@ def open_source(dataset: str, split: str, data_dir: str | None = None,
                 cache_mb: float = 0.0) -> Source:
   """The `split` of `dataset`; held in memory when it is at most `cache_mb` MiB on disk, its
   images decoded when they fit `cache_mb` decoded (`InMemorySource`). Sources are shared within
-  the process (several tasks reading one split read it once)."""
-  root = digits_builder.data_root(data_dir)
+  the process (several tasks reading one split read it once); a `data_dir` that does not
+  exist is a DataError (`read_root`)."""
+  root = read_root(data_dir)
   with _LOCK:
     source = _open(dataset, split, root, 0.0)
     if 0 < source.disk_bytes <= cache_mb * 2**20:

@@ -12,6 +12,7 @@ import os
 from typing import Iterable
 
 import tensorflow_datasets as tfds
+from etils import epath
 
 from mmjax.data.tfrecord import write_tfrecord
 
@@ -46,6 +47,10 @@ def write_shard(path: str, records: Iterable[bytes], file_format: str = 'array_r
   return count
 
 
+def _size(path: str) -> int:
+  return epath.Path(path).stat().length if '://' in path else os.path.getsize(path)
+
+
 def write_metadata(folder: str, name: str, version: str, features,
                    shard_lengths: dict[str, list[int]], file_format: str = 'array_record',
                    description: str = '') -> None:
@@ -56,7 +61,7 @@ def write_metadata(folder: str, name: str, version: str, features,
     files = [shard_path(folder, name, split, i, len(lengths), file_format)
              for i in range(len(lengths))]
     infos.append(tfds.core.SplitInfo(name=split, shard_lengths=list(lengths),
-                                     num_bytes=sum(os.path.getsize(f) for f in files)))
+                                     num_bytes=sum(_size(f) for f in files)))
   template = tfds.core.ShardedFileTemplate(data_dir=folder, template=TEMPLATE,
                                            dataset_name=name, filetype_suffix=file_format)
   tfds.folder_dataset.write_metadata(data_dir=folder, features=features, split_infos=infos,

@@ -139,3 +139,59 @@ def stack_ragged(values: np.ndarray) -> np.ndarray:
   for i, v in enumerate(values):
     out[(i,) + tuple(slice(0, s) for s in np.shape(v))] = v
   return out
+
+
+def _rows(value) -> np.ndarray:
+  """One example's `[n, c]` float32 rows (a 1-D value is one column)."""
+  x = np.asarray(value, np.float32)
+  return x[:, None] if x.ndim == 1 else x.reshape(len(x), -1)
+
+
+def point_sets(values, num: int, dims: int, rng=None) -> tuple[np.ndarray, np.ndarray]:
+  """Point sets (a `[b, n, c]` array or an object array of `[n_i, c]`) -> points
+  `[b, num, dims]` float32 and a validity mask `[b, num]` int32.
+
+  A set with more than `num` points keeps a random subset (training, `rng` given) or `num`
+  evenly spaced ones (evaluation); training also shuffles each set (the embedding must not
+  care). Fewer points are zero-padded and masked. Columns beyond `dims` are dropped, missing
+  ones are zero (a 2-D point set lies in the z = 0 plane)."""
+  points = np.zeros((len(values), num, dims), np.float32)
+  mask = np.zeros((len(values), num), np.int32)
+  rows = [_rows(v)[:, :dims] for v in values]
+  # one row of random keys per example (per-example draws: the same on every host count)
+  keys = (rng.random((len(rows), max([num] + [len(x) for x in rows])))
+          if rng is not None else None)
+  for i, x in enumerate(rows):
+    n = len(x)
+    if keys is not None:
+      keep = np.argsort(keys[i, :n], kind='stable')[:num]
+    else:
+      keep = (np.arange(n) if n <= num else
+              np.round(np.linspace(0, n - 1, num)).astype(np.int64))
+    points[i, :len(keep), :x.shape[1]] = x[keep]
+    mask[i, :len(keep)] = 1
+  return points, mask
+
+
+def series_windows(values, length: int, channels: int, rng=None) -> tuple[np.ndarray, np.ndarray]:
+  """Multichannel sequences (`[b, T, C]` or an object array of `[T_i, C_i]`) -> windows
+  `[b, length, channels]` float32 and a step mask `[b, length]` int32: a random window in
+  training, the central one in evaluation (as audio); shorter sequences are zero-padded and
+  masked, extra channels dropped, missing ones zero."""
+  rows = [_rows(v) for v in values]
+  starts = clip_starts(rng, np.array([len(x) for x in rows]), length).reshape(-1)
+  out = np.zeros((len(rows), length, channels), np.float32)
+  mask = np.zeros((len(rows), length), np.int32)
+  for i, (x, s) in enumerate(zip(rows, starts)):
+    w = x[s:s + length, :channels]
+    out[i, :len(w), :w.shape[1]] = w
+    mask[i, :len(w)] = 1
+  return out, mask
+
+
+def time_series(builder, column, rng, bad, replay) -> dict[str, np.ndarray]:
+  """The time_series host transform (core/modalities.py): `series_windows` at the task's
+  `series_length` and `series_channels`."""
+  del bad, replay
+  x, mask = series_windows(column, builder.res.series_length, builder.res.series_channels, rng)
+  return {'time_series': x, 'time_series_mask': mask}

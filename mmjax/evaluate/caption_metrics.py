@@ -23,6 +23,7 @@ from mmjax.evaluate.errors import EvalError
 from mmjax.data.digits.render import CLASS_NAMES
 from mmjax.models.caption_decoding import beam_decode, greedy_decode
 from mmjax.train import state as state_lib
+from mmjax.config.defaults import setting
 
 
 
@@ -35,7 +36,7 @@ def _names(value) -> tuple[str, ...]:
 
 def config_entries(config) -> list[tuple[str, object]]:
   """`(name, entry)` of `config.evaluation.datasets`, by name."""
-  datasets = config.get('evaluation', {}).get('datasets', {}) if 'evaluation' in config else {}
+  datasets = setting(setting(config, 'evaluation'), 'evaluation.datasets')
   if not datasets:
     raise EvalError('config.evaluation.datasets is empty: add a dataset to evaluate on '
                     '(see configs/coca.py).')
@@ -52,9 +53,9 @@ def _batches(cfg, config, split: str, modalities, resolution: Resolution):
   """Eval batches of one `config.evaluation.datasets` entry `cfg`."""
   return pipeline.make_eval_batches(
       cfg.dataset, split, modalities, resolution, config, batch_size=int(cfg.batch_size),
-      num_clips=int(cfg.get('num_clips', 1)), process_index=jax.process_index(),
-      process_count=jax.process_count(),
-      feature_map=tuple(dict(cfg.get('feature_map', {}) or {}).items()))
+      num_clips=int(setting(cfg, 'evaluation.datasets.*.num_clips')),
+      process_index=jax.process_index(), process_count=jax.process_count(),
+      feature_map=tuple(dict(setting(cfg, 'evaluation.datasets.*.feature_map') or {}).items()))
 
 
 def names_digit(caption: str, label: int, class_names=CLASS_NAMES) -> bool:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import jax
 import numpy as np
 
-from mmjax.core import partitioning
+from mmjax.core import modalities as modalities_lib, partitioning
 from mmjax.evaluate import zero_shot
 from mmjax.evaluate.errors import EvalError
 from mmjax.train import state as state_lib
 
-CLIPPED = ('video', 'audio')  # modalities whose eval batches carry a clip axis when num_clips > 1
+# modalities whose eval batches carry a clip axis when num_clips > 1 (core/modalities.py)
+CLIPPED = tuple(m.name for m in modalities_lib.all_records() if m.clipped)
 EXTRAS = ('index', 'valid', 'label', 'text', 'text_mask')
 
 
@@ -39,7 +40,8 @@ class Embedder:
           return inputs
         with partitioning.axis_rules(self.mesh, self.rules):
           model = state_lib.merge(self.graphdef, params)
-          pooled, _ = model.encode(modality, inputs[modality], inputs.get('text_mask'))
+          mask = modalities_lib.get(modality).mask
+          pooled, _ = model.encode(modality, inputs[modality], inputs.get(mask) if mask else None)
           return {'features': pooled, 'embed': model.project(modality, pooled)}
       self._fns[modality] = jax.jit(run, out_shardings=self.replicated)
     return self._fns[modality]
@@ -81,7 +83,11 @@ class Embedder:
       for m in modalities:
         x = np.asarray(batch[m])
         clips = num_clips if (m in CLIPPED and num_clips > 1) else 1
-        out = self.run(m, {m: x.reshape((-1,) + x.shape[2:]) if clips > 1 else x})
+        inputs = {m: x.reshape((-1,) + x.shape[2:]) if clips > 1 else x}
+        mask = modalities_lib.get(m).mask
+        if mask and m != 'text':  # a non-text modality's own mask (point clouds)
+          inputs[mask] = np.asarray(batch[mask])
+        out = self.run(m, inputs)
         if clips > 1:
           emb = out['embed'].reshape(-1, clips, out['embed'].shape[-1])
           out = {'embed': zero_shot.average_clips(emb),

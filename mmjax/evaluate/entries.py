@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 
+from mmjax.config.defaults import setting
+from mmjax.core import modalities as modalities_lib
 from mmjax.core.tasks import Resolution
 from mmjax.evaluate import few_shot as few_shot_lib, registry, templates
 from mmjax.evaluate.errors import EvalError
 
-SIZE_KEYS = {'image': ('image_size',), 'video': ('image_size', 'num_frames'),
-             'audio': ('audio_samples',), 'text': ('text_length',)}
+SIZE_KEYS = {m.name: m.fields for m in modalities_lib.all_records()}  # core/modalities.py
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,6 +47,7 @@ class EvalEntry:
   sample_rate: int | None = None   # the dataset's audio rate, when the registry knows it
   dedup_captions: bool = False     # retrieval over distinct captions (not the field's rule)
   few_shot_l2: float = few_shot_lib.L2_REG
+  label_rule: dict | None = None   # labels derived from other features (`labels.py`)
 
 
 def _names(value) -> tuple[str, ...]:
@@ -73,34 +75,38 @@ def _template_choice(modality: str, override, bench=None) -> tuple[str, tuple[st
 
 def from_config(config) -> list[EvalEntry]:
   """The entries of `config.evaluation.datasets`, in name order."""
-  datasets = config.get('evaluation', {}).get('datasets', {}) if 'evaluation' in config else {}
+  datasets = setting(setting(config, 'evaluation'), 'evaluation.datasets')
   if not datasets:
     raise EvalError('config.evaluation.datasets is empty: add a dataset to evaluate on '
                     '(see configs/demo.py), or choose benchmarks with --datasets or --suite.')
-  by_dataset = {b.dataset.split(':')[0]: b for b in registry.benchmarks().values()}
+  # A config entry reads the dataset's own label: benchmarks with other labels (a derived rule,
+  # another label feature, e.g. VTAB's dsprites tasks) lend it no class names.
+  by_dataset = {b.dataset.split(':')[0]: b for b in registry.benchmarks().values()
+                if not b.label_rule and all(f == 'label' for f, t in b.feature_map
+                                            if t == 'label')}
   out = []
   for name in sorted(datasets.keys()):
     cfg = datasets[name]
     modalities = _names(cfg.modalities)
-    overrides = dict(cfg.get('templates', {}) or {})
+    overrides = dict(setting(cfg, 'evaluation.datasets.*.templates') or {})
     bench = by_dataset.get(str(cfg.dataset).split(':')[0])
     out.append(EvalEntry(
         name=name, dataset=cfg.dataset, split=cfg.split, modalities=modalities,
-        resolution=Resolution(image_size=cfg.get('image_size', None),
-                              num_frames=cfg.get('num_frames', None),
-                              audio_samples=cfg.get('audio_samples', None),
-                              text_length=cfg.get('text_length', None)),
-        batch_size=int(cfg.batch_size), num_clips=int(cfg.get('num_clips', 1)),
-        feature_map=tuple(dict(cfg.get('feature_map', {}) or {}).items()),
-        zero_shot=bool(cfg.get('zero_shot', True)), retrieval=bool(cfg.get('retrieval', True)),
-        few_shot=bool(cfg.get('few_shot', False)),
-        linear_probe=bool(cfg.get('linear_probe', False)),
+        resolution=Resolution(**{f: cfg.get(f, None)
+                                 for f, _ in modalities_lib.resolution_fields()}),
+        batch_size=int(cfg.batch_size),
+        num_clips=int(setting(cfg, 'evaluation.datasets.*.num_clips')),
+        feature_map=tuple(dict(setting(cfg, 'evaluation.datasets.*.feature_map') or {}).items()),
+        zero_shot=bool(setting(cfg, 'evaluation.datasets.*.zero_shot')),
+        retrieval=bool(setting(cfg, 'evaluation.datasets.*.retrieval')),
+        few_shot=bool(setting(cfg, 'evaluation.datasets.*.few_shot')),
+        linear_probe=bool(setting(cfg, 'evaluation.datasets.*.linear_probe')),
         templates={m: _template_choice(m, overrides.get(m), bench) for m in modalities},
         class_names=bench.class_names if bench is not None and bench.class_names else None,
         class_set=bench.class_set if bench is not None and bench.class_set else 'dataset',
-        train_split=str(cfg.get('probe_split', 'train')),
+        train_split=str(setting(cfg, 'evaluation.datasets.*.probe_split')),
         val_split=cfg.get('val_split', None) or None,
-        dedup_captions=bool(cfg.get('dedup_captions', False)),
+        dedup_captions=bool(setting(cfg, 'evaluation.datasets.*.dedup_captions')),
         few_shot_l2=float(cfg.get('few_shot_l2', few_shot_lib.L2_REG))))
   return out
 
@@ -108,7 +114,7 @@ def from_config(config) -> list[EvalEntry]:
 def trained_resolution(config, modalities, strict: bool = True) -> Resolution:
   """The input sizes `modalities` + text were trained at (first config entry/task setting each);
   a size no entry sets is an EvalError, or None when not `strict`."""
-  evals = config.get('evaluation', {}).get('datasets', {}) if 'evaluation' in config else {}
+  evals = setting(setting(config, 'evaluation'), 'evaluation.datasets')
   where = [evals[k] for k in sorted(evals.keys())] + [config.tasks[k] for k in
                                                       sorted(config.tasks.keys())]
   sizes = {}
@@ -136,7 +142,7 @@ def from_benchmarks(benchmarks, config, *, batch_size: int, probes: tuple[str, .
         name=b.name, dataset=b.dataset, split=b.split, modalities=(b.modality,),
         resolution=trained_resolution(config, (b.modality,), strict=False),
         batch_size=int(batch_size),
-        num_clips=int(num_clips) if b.modality in ('video', 'audio') else 1,
+        num_clips=int(num_clips) if modalities_lib.get(b.modality).clipped else 1,
         feature_map=b.feature_map, zero_shot='zero_shot' in b.kinds,
         retrieval='retrieval' in b.kinds, few_shot=can_probe and 'few_shot' in probes,
         linear_probe=can_probe and 'linear_probe' in probes,
@@ -144,5 +150,5 @@ def from_benchmarks(benchmarks, config, *, batch_size: int, probes: tuple[str, .
         templates={b.modality: (b.prompt_set, b.templates)} if b.templates else {},
         train_split=b.train_split, val_split=b.val_split, suite=b.suite, prepare=b.prepare,
         note=b.note, sample_rate=b.sample_rate, dedup_captions=bool(dedup_captions),
-        few_shot_l2=float(few_shot_l2)))
+        few_shot_l2=float(few_shot_l2), label_rule=b.label_rule))
   return out

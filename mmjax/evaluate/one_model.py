@@ -36,12 +36,13 @@ from mmjax.data.options import DataOptions
 from mmjax.data import run_tokenizer
 from mmjax.evaluate import captions as captions_lib
 from mmjax.evaluate import (entries as entries_lib, features as features_lib, few_shot,
-                            linear_probe, plots, registry, report, retrieval, suite_report,
-                            zero_shot)
+                            labels as labels_lib, linear_probe, plots, registry, report,
+                            retrieval, suite_report, zero_shot)
 from mmjax.evaluate.embedder import Embedder
 from mmjax.evaluate.errors import EvalError
 from mmjax.evaluate.restore import restore_params
 from mmjax.evaluate.text_cache import TextCache, params_fingerprint
+from mmjax.config.defaults import setting
 
 CONFUSION_MAX_CLASSES = 100   # larger matrices are not readable as a figure
 
@@ -53,7 +54,26 @@ def _batches(entry, config, split: str, modalities):
       process_count=jax.process_count(), feature_map=entry.feature_map)
 
 
+def _labels(entry, config, split: str, data: dict) -> dict:
+  """`data` with the labels of a benchmark whose labels are derived (`labels.py`)."""
+  if not entry.label_rule:
+    return data
+  derived = labels_lib.derived_labels(entry.label_rule, entry.dataset, split, config)
+  n = len(data[entry.modalities[0]]['embed'])
+  if len(derived) != n:
+    raise EvalError(f'{entry.name}: {len(derived)} derived labels for {n} examples.')
+  classes = len(entry.class_names or ())
+  if len(derived) and (derived.min() < 0 or derived.max() >= classes):
+    raise EvalError(f'{entry.name}: labels derived by its {entry.label_rule["rule"]!r} rule fall '
+                    f'outside its {classes} classes: prepare the TFDS version the registry names.')
+  return {**data, 'label': derived}
+
+
 def _class_names(entry, info) -> list[str]:
+  if entry.label_rule:   # labels derived by the registry's rule: its names are the classes
+    if not entry.class_names:
+      raise EvalError(f'{entry.name}: a derived-label benchmark needs curated class names.')
+    return list(entry.class_names)
   if entry.class_names is None:
     return list(info.class_names)
   if len(entry.class_names) != len(info.class_names):
@@ -67,14 +87,16 @@ def _probes(embedder, config, entry, data, num_classes: int, seed: int,
             features_dir: str | None = None) -> tuple[dict, dict]:
   """Few-shot and full linear probe results per modality, on one read of the training split
   (saved to `features_dir` when given)."""
-  train = embedder.collect(_batches(entry, config, entry.train_split, entry.modalities),
-                           entry.modalities, entry.num_clips)
+  train = _labels(entry, config, entry.train_split, embedder.collect(
+      _batches(entry, config, entry.train_split, entry.modalities), entry.modalities,
+      entry.num_clips))
   if features_dir is not None and jax.process_index() == 0 and entry.train_split != entry.split:
     features_lib.save(features_dir, entry.name, entry.train_split, train, entry.modalities)
   val = None
   if entry.linear_probe and entry.val_split:
-    val = embedder.collect(_batches(entry, config, entry.val_split, entry.modalities),
-                           entry.modalities, entry.num_clips)
+    val = _labels(entry, config, entry.val_split, embedder.collect(
+        _batches(entry, config, entry.val_split, entry.modalities), entry.modalities,
+        entry.num_clips))
   fs, lp = {}, {}
   for m in entry.modalities:
     if entry.few_shot:
@@ -91,7 +113,7 @@ def _probes(embedder, config, entry, data, num_classes: int, seed: int,
 def image_preprocessing(config) -> dict:
   """How eval images reach the model: the host resize and the on-device normalisation."""
   m, resize = config.model, DataOptions.from_config(config).eval_resize
-  mean, std = tuple(m.get('pixel_mean', ())), tuple(m.get('pixel_std', ()))
+  mean, std = tuple(setting(m, 'model.pixel_mean')), tuple(setting(m, 'model.pixel_std'))
   return {'resize': resize or 'central square, antialiased triangle filter',
           'crop': 'centre' if not resize.startswith('squash') else 'none',
           'normalize': (f'(x / 255 - {list(mean)}) / {list(std)}' if mean else 'x / 127.5 - 1')}
@@ -104,9 +126,9 @@ def evaluate_entry(embedder: Embedder, config, entry, tokenizer, cache: TextCach
   if entry.batch_size % embedder.dp:
     raise EvalError(f'{entry.name}: batch_size={entry.batch_size} is not divisible by the '
                     f'data-parallel size {embedder.dp}: choose a multiple of {embedder.dp}.')
-  info = pipeline.dataset_info(entry.dataset, config, entry.split)
+  info = pipeline.dataset_info(entry.dataset, config, entry.split, entry.feature_map)
   labelled = entry.zero_shot or entry.few_shot or entry.linear_probe
-  if labelled and not info.class_names:
+  if labelled and not info.class_names and not entry.label_rule:
     raise EvalError(f'dataset {entry.dataset!r} has no class labels, which zero-shot '
                     'classification and linear probes need: set config.evaluation.datasets.'
                     f'{entry.name}.zero_shot and .linear_probe to False, or evaluate a labelled '
@@ -119,6 +141,7 @@ def evaluate_entry(embedder: Embedder, config, entry, tokenizer, cache: TextCach
                     'prompts and captions need a token length.')
   data = embedder.collect(_batches(entry, config, entry.split, entry.modalities),
                           entry.modalities, entry.num_clips)
+  data = _labels(entry, config, entry.split, data) if labelled else data
   n = len(data[entry.modalities[0]]['embed'])
   res: dict = {'dataset': entry.dataset, 'split': entry.split, 'suite': entry.suite,
                'num_examples': int(n), 'zero_shot': {}, 'retrieval': {}, 'few_shot': {},
@@ -129,6 +152,9 @@ def evaluate_entry(embedder: Embedder, config, entry, tokenizer, cache: TextCach
     res['class_names'] = {'set': entry.class_set, 'names': names,
                           'source': (registry.source_of('class_names', entry.class_set)
                                      if entry.class_set != 'dataset' else 'dataset labels')}
+    if entry.label_rule:   # how the labels were derived (the subset's indices left out)
+      res['class_names']['derived'] = {k: v for k, v in entry.label_rule.items()
+                                       if k != 'indices'}
   for m in entry.modalities:
     if entry.zero_shot:
       set_name, ts = entry.templates[m]
@@ -172,7 +198,7 @@ def evaluate_entry(embedder: Embedder, config, entry, tokenizer, cache: TextCach
         text_item=keep[text_item] if with_text else None))
   if entry.few_shot or entry.linear_probe:
     res['few_shot'], res['linear_probe'] = _probes(embedder, config, entry, data, len(names),
-                                                   int(config.get('seed', 0)), features_dir)
+                                                   int(setting(config, 'seed')), features_dir)
     if res['few_shot']:
       res['few_shot_protocol'] = few_shot.REFERENCE
     if res['linear_probe']:

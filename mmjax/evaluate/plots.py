@@ -37,6 +37,7 @@ def plot_confusion(matrix, class_names: Sequence[str], path: str, title: str = '
   fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label='fraction of true class')
   ticks = np.arange(c)
   labels = [str(n) for n in class_names] if len(class_names) == c else [str(i) for i in ticks]
+  labels = [n if len(n) <= 24 else n[:23] + '…' for n in labels]   # sentences as class names
   ax.set_xticks(ticks, labels, rotation=90 if c > 10 else 0)
   ax.set_yticks(ticks, labels)
   ax.set_xlabel('predicted')

@@ -7,7 +7,8 @@
 The facts live in JSON files beside this module (`benchmarks/`, shipped as package data):
   datasets.json     one entry per benchmark: TFDS name and split, modality, feature mapping,
                     task kinds ('zero_shot', 'probe', 'retrieval'), class-name and prompt set
-                    names, probe splits, the command that prepares it
+                    names, probe splits, the command that prepares it, and a `label` rule
+                    where the task's labels are derived from other features (`labels.py`)
   class_names.json  curated class names per set, in the TFDS label order (CLIP's published lists
                     where they exist), with where each set comes from
   prompts.json      prompt template sets (CLIP's 80 ImageNet templates, CLIP's per-dataset sets,
@@ -47,6 +48,7 @@ class Benchmark:
   val_split: str | None = None
   sample_rate: int | None = None
   note: str = ''
+  label_rule: dict | None = None     # labels derived from other features (`labels.py`)
 
 
 @functools.lru_cache(maxsize=None)
@@ -80,14 +82,18 @@ def source_of(kind: str, name: str) -> str:
 
 
 def _benchmark(name: str, e: dict) -> Benchmark:
-  cls, pr = e.get('class_names'), e.get('prompts')
+  cls, pr, rule = e.get('class_names'), e.get('prompts'), e.get('label')
+  names = class_name_set(cls) if cls else ()
+  if rule and rule.get('rule') == 'subset':   # e.g. ImageNet-A: 200 of the 1000 names
+    names = tuple(names[i] for i in rule['indices'])
   return Benchmark(
       name=name, dataset=e['tfds'], split=e['split'], modality=e['modality'],
       kinds=tuple(e['kinds']), feature_map=tuple(sorted(e['feature_map'].items())),
       suite=e['suite'], prepare=e['prepare'], class_set=cls,
-      class_names=class_name_set(cls) if cls else (), prompt_set=pr,
+      class_names=names, prompt_set=pr,
       templates=prompt_set(pr) if pr else (), train_split=e.get('train_split'),
-      val_split=e.get('val_split'), sample_rate=e.get('sample_rate'), note=e.get('note', ''))
+      val_split=e.get('val_split'), sample_rate=e.get('sample_rate'), note=e.get('note', ''),
+      label_rule=rule)
 
 
 def benchmarks() -> dict[str, Benchmark]:

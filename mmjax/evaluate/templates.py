@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from mmjax.core import modalities
+
 IMAGE = (
     'a photo of the number {}.',
     'a picture of a {}.',
@@ -72,6 +74,9 @@ AUDIO = (
 )
 
 TEMPLATES: dict[str, tuple[str, ...]] = {'image': IMAGE, 'video': VIDEO, 'audio': AUDIO}
+# Modalities that bring their own prompt set in the modality table (core/modalities.py).
+TEMPLATES.update({m.name: m.prompts for m in modalities.all_records()
+                  if m.prompts and m.name not in TEMPLATES})
 
 
 def check_templates(templates: Sequence[str]) -> tuple[str, ...]:

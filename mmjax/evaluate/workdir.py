@@ -31,6 +31,7 @@ from mmjax.evaluate import one_model as runner
 from mmjax.evaluate.errors import EvalError
 from mmjax.core import partitioning
 from mmjax.core.exports import layout as export_layout
+from mmjax.config.defaults import setting
 
 PROBES = ('few_shot', 'linear_probe')
 
@@ -45,7 +46,7 @@ def load_run_config(workdir: str, config_arg: str | None = None, overrides=()):
                     'export, or name the run config with --config=configs/<name>.py.')
   with open(path) as f:
     config = config_lib.config_from_json(f.read())
-  tok = config.get('text', {}).get('tokenizer', '')
+  tok = setting(setting(config, 'text'), 'text.tokenizer')
   if tok and not os.path.isabs(tok) and os.path.isfile(os.path.join(workdir, tok)):
     with config.unlocked():   # an imported export names its tokenizer beside config.json
       config.text.tokenizer = os.path.abspath(os.path.join(workdir, tok))
@@ -114,7 +115,7 @@ def parse_probes(probes: str | None) -> tuple[str, ...]:
 def _batch_size(config, batch_size: int | None) -> int:
   if batch_size:
     return int(batch_size)
-  evals = config.get('evaluation', {}).get('datasets', {}) if 'evaluation' in config else {}
+  evals = setting(setting(config, 'evaluation'), 'evaluation.datasets')
   return int(evals[sorted(evals.keys())[0]].batch_size) if evals else 128
 
 

@@ -29,6 +29,7 @@ from safetensors.numpy import save_file
 from mmjax.export import staging
 from mmjax.export.errors import ExportError
 from mmjax.models import towers
+from mmjax.config.defaults import setting
 
 ACTIVATIONS = {'quick_gelu': 'quick_gelu', 'gelu': 'gelu', 'gelu_tanh': 'gelu_pytorch_tanh'}
 PARITY_FILE = 'mmjax_embeddings.npz'
@@ -46,11 +47,12 @@ def check_mappable(config, params: dict) -> dict:
                  for x in str(t.modalities).replace(' ', '').split(',')})
   if 'image' not in mods or 'text' not in mods:
     _refuse(f'a model of modalities {mods} (CLIP has an image and a text tower)')
-  if m.get('moe', {}).get('num_experts', 0) or m.get('moe', {}).get('mixture_of_transformers'):
+  moe = setting(m, 'model.moe')
+  if setting(moe, 'model.moe.num_experts') or moe.get('mixture_of_transformers'):
     _refuse('config.model.moe (sparse experts)')
   if m.qk_norm:
     _refuse('config.model.qk_norm=True')
-  if m.get('routed_attention', {}).get('layers', ()):
+  if setting(setting(m, 'model.routed_attention'), 'model.routed_attention.layers'):
     _refuse('config.model.routed_attention.layers')
   sizes = {}
   for mod in ('image', 'text'):
@@ -73,7 +75,7 @@ def check_mappable(config, params: dict) -> dict:
     bias = params[f'proj_{mod}'].get('bias')
     if bias is not None and np.any(np.asarray(bias) != 0):
       _refuse(f'a projection bias (proj_{mod}.bias; config.model.proj_bias=False maps)')
-  if m.get('contrast_loss', 'softmax') != 'softmax':
+  if setting(m, 'model.contrast_loss') != 'softmax':
     _refuse("contrast_loss='sigmoid' (a logit bias)")
   return sizes
 
@@ -145,7 +147,7 @@ def to_hf(config, params: dict) -> tuple[dict, dict]:
   _norm(out, 'text_model.final_layer_norm', enc['text']['norm'])
   out['text_projection.weight'] = params['proj_text']['kernel'].T
   out['logit_scale'] = -np.asarray(params['log_temperature_image_text']).reshape(())
-  act = ACTIVATIONS[m.get('activation', 'gelu_tanh')]
+  act = ACTIVATIONS[setting(m, 'model.activation')]
   common = dict(hidden_act=act, layer_norm_eps=eps, attention_dropout=0.0)
   hf = {
       'architectures': ['CLIPModel'], 'model_type': 'clip',
@@ -173,8 +175,8 @@ def to_hf(config, params: dict) -> tuple[dict, dict]:
 def image_processor(config) -> dict:
   """transformers' CLIPImageProcessor settings of the model: its input size and mean/std."""
   size = _grid(config) * int(config.model.patch_size)
-  mean = list(config.model.get('pixel_mean', ()) or (0.5,) * 3)
-  std = list(config.model.get('pixel_std', ()) or (0.5,) * 3)
+  mean = list(setting(config.model, 'model.pixel_mean') or (0.5,) * 3)
+  std = list(setting(config.model, 'model.pixel_std') or (0.5,) * 3)
   return {'image_processor_type': 'CLIPImageProcessor', 'do_resize': True,
           'size': {'shortest_edge': size}, 'resample': 3, 'do_center_crop': True,
           'crop_size': {'height': size, 'width': size}, 'do_rescale': True,
@@ -195,8 +197,8 @@ def parity_inputs(config, n: int = 3, seed: int = 0) -> dict:
   size = _grid(config) * int(config.model.patch_size)
   length, vocab = int(config.model.max_text_length), int(config.model.vocab_size)
   pixels = rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8)
-  mean = np.asarray(config.model.get('pixel_mean', ()) or (0.5,) * 3, np.float32)
-  std = np.asarray(config.model.get('pixel_std', ()) or (0.5,) * 3, np.float32)
+  mean = np.asarray(setting(config.model, 'model.pixel_mean') or (0.5,) * 3, np.float32)
+  std = np.asarray(setting(config.model, 'model.pixel_std') or (0.5,) * 3, np.float32)
   values = ((pixels.astype(np.float32) / 255.0 - mean) / std).transpose(0, 3, 1, 2)
   ids = np.zeros((n, length), np.int32)
   for i in range(n):

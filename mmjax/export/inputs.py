@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmjax.core import modalities as modalities_lib
 from mmjax.core.tasks import Resolution
 from mmjax.data import pipeline
 from mmjax.export.errors import ExportError
+from mmjax.config.defaults import setting
 
-SIZE_KEYS = {'image': ('image_size',), 'video': ('num_frames', 'image_size'),
-             'audio': ('audio_samples',), 'text': ('text_length',)}
+SIZE_KEYS = {m.name: m.fields for m in modalities_lib.all_records()}  # core/modalities.py
 
 
 def eval_entry(config):
   """(name, entry) of the first evaluation dataset, or (None, None) when there is none."""
-  datasets = config.get('evaluation', {}).get('datasets', {}) if 'evaluation' in config else {}
+  datasets = setting(setting(config, 'evaluation'), 'evaluation.datasets')
   if not datasets:
     return None, None
   name = sorted(datasets.keys())[0]
@@ -49,23 +50,16 @@ def input_sizes(config, modalities) -> dict[str, int]:
 
 def input_specs(modality: str, sizes: dict, batch) -> dict[str, tuple[tuple, np.dtype]]:
   """`{input name: (shape, dtype)}` of one modality with leading dimension `batch`."""
-  s = sizes
-  if modality == 'image':
-    return {'image': ((batch, s['image_size'], s['image_size'], 3), np.dtype('float32'))}
-  if modality == 'video':
-    return {'video': ((batch, s['num_frames'], s['image_size'], s['image_size'], 3),
-                      np.dtype('float32'))}
-  if modality == 'audio':
-    return {'audio': ((batch, s['audio_samples']), np.dtype('float32'))}
-  length = (batch, s['text_length'])
-  return {'text': (length, np.dtype('int32')), 'text_mask': (length, np.dtype('int32'))}
+  return {name: ((batch,) + shape, np.dtype(dtype)) for name, (shape, dtype) in
+          modalities_lib.array_specs(modality, sizes, export=True).items()}
 
 
 def synthetic_inputs(modality: str, sizes: dict, rows: int, vocab_size: int,
                      seed: int = 0) -> dict[str, np.ndarray]:
   """Seeded inputs in the model's ranges: pixels in [-1, 1], waveforms ~ N(0, 0.1^2), token
-  ids in [2, vocab) with a real-token prefix of 3..length (the rest 0-padded)."""
-  rng = np.random.default_rng([seed, ('image', 'video', 'audio', 'text').index(modality)])
+  ids in [2, vocab) with a real-token prefix of 3..length (the rest 0-padded), other float
+  inputs ~ N(0, 0.5^2) with their masks all ones."""
+  rng = np.random.default_rng([seed, modalities_lib.names().index(modality)])
   out = {}
   for name, (shape, dtype) in input_specs(modality, sizes, rows).items():
     if name == 'text':
@@ -77,6 +71,10 @@ def synthetic_inputs(modality: str, sizes: dict, rows: int, vocab_size: int,
       out[name] = (0.1 * rng.standard_normal(shape)).astype(dtype)
     elif name in ('image', 'video'):
       out[name] = rng.uniform(-1.0, 1.0, shape).astype(dtype)
+    elif name.endswith('_mask'):
+      out[name] = np.ones(shape, dtype)
+    else:
+      out[name] = (0.5 * rng.standard_normal(shape)).astype(dtype)
   return out
 
 
@@ -84,23 +82,22 @@ def _dataset_batch(config, entry, modalities, sizes, rows):
   """The first `rows` valid examples of the entry's split for the modalities it has."""
   info = pipeline.dataset_info(entry.dataset, config, entry.split)
   have = tuple(m for m in modalities if m in info.modalities)
-  res = Resolution(image_size=sizes.get('image_size'), num_frames=sizes.get('num_frames'),
-                   audio_samples=sizes.get('audio_samples'),
-                   text_length=sizes.get('text_length'))
+  res = Resolution(**{f: sizes.get(f) for f, _ in modalities_lib.resolution_fields()})
   batches = pipeline.make_eval_batches(
       entry.dataset, entry.split, have, res, config, batch_size=rows,
-      feature_map=tuple(dict(entry.get('feature_map', {}) or {}).items()))
+      feature_map=tuple(dict(setting(entry, 'evaluation.datasets.*.feature_map') or {}).items()))
   batch = next(iter(batches))
   keep = np.asarray(batch.pop('valid'), bool)
   batch.pop('index')
   batch = {k: np.asarray(v)[keep] for k, v in batch.items()}
   # The loader sends uint8 pixels and int16 audio; the exported signature takes them normalised
   # (float32, as the embeddings make them), so its callers need not know the loader's encoding.
-  for key in ('image', 'video'):
+  for key in (m.name for m in modalities_lib.all_records() if m.input.dtype == 'uint8'):
     if key in batch and batch[key].dtype == np.uint8:
       batch[key] = batch[key].astype(np.float32) * np.float32(2 / 255) - np.float32(1)
-  if 'audio' in batch and batch['audio'].dtype == np.int16:
-    batch['audio'] = batch['audio'].astype(np.float32) / np.float32(32768)
+  for key in (m.name for m in modalities_lib.all_records() if m.input.dtype == 'int16'):
+    if key in batch and batch[key].dtype == np.int16:
+      batch[key] = batch[key].astype(np.float32) / np.float32(32768)
   return batch, info
 
 

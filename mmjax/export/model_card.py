@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 
 from mmjax.evaluate import report as report_lib
+from mmjax.config.defaults import setting
 
 SECTION_TITLES = {'zero_shot': 'Zero-shot classification (top-1 / top-5, %)',
                   'retrieval': 'Retrieval (recall@k, %; ranks)',
@@ -32,8 +33,8 @@ def _task_rows(config) -> list[str]:
         f"MIL-NCE {t['mil_nce']}" if t.get('mil_nce') else '',
         f"classification of {t['classify']} ({t['num_classes']} classes)"
         if t.get('classify') else '']))
-    rows.append(f"| {name} | {t['dataset']} ({t.get('split', 'train')}) | {t['modalities']} | "
-                f"{objective} | {t['batch_size']} | {t.get('weight', 1.0)} |")
+    rows.append(f"| {name} | {t['dataset']} ({setting(t, 'tasks.*.split')}) | {t['modalities']} | "
+                f"{objective} | {t['batch_size']} | {setting(t, 'tasks.*.weight')} |")
   return rows
 
 
@@ -71,7 +72,7 @@ def _eval_rows(evaluation: dict) -> list[str]:
 
 
 def _evaluation_part(config, workdir: str, step: int) -> list[str]:
-  datasets = config.get('evaluation', {}).get('datasets', {})
+  datasets = setting(setting(config, 'evaluation'), 'evaluation.datasets')
   protocol = ['Zero-shot classification embeds each test example and the class-name prompts '
               '(templates per modality) and picks the nearest class by cosine similarity; '
               'retrieval ranks every test item against every caption, each caption its own '
@@ -80,8 +81,9 @@ def _evaluation_part(config, workdir: str, step: int) -> list[str]:
               'probe fits a logistic regression to convergence on frozen pooled features of the '
               'probe split, its L2 chosen on a validation split as CLIP_benchmark does.']
   for name, d in sorted(datasets.items()):
-    protocol.append(f"- `{name}`: {d['dataset']} ({d.get('split', 'test')}), modalities "
-                    f"{d['modalities']}, {d.get('num_clips', 1)} clip(s) per example.")
+    split, clips = (setting(d, f'evaluation.datasets.*.{k}') for k in ('split', 'num_clips'))
+    protocol.append(f"- `{name}`: {d['dataset']} ({split}), modalities "
+                    f"{d['modalities']}, {clips} clip(s) per example.")
   path = report_lib.report_path(workdir, step)
   if os.path.isfile(path):
     evaluation = report_lib.read_report(path)
@@ -127,7 +129,7 @@ def render(config: dict, workdir: str, step: int, export_report: dict) -> str:
       '## Training data',
       '',
       f'Trained for {step} steps (of {config["total_steps"]} configured), seed '
-      f'{config.get("seed", 0)}, on:',
+      f'{setting(config, "seed")}, on:',
       '',
       *_task_rows(config),
       '',

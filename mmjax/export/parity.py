@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from mmjax.core import modalities
+
 from mmjax.evaluate import templates as templates_lib
 from mmjax.evaluate import zero_shot
+from mmjax.config.defaults import setting
 
 # Tolerances by exported dtype. float32 artifacts compute the same function (only XLA's fusion
 # of baked-in constants may differ); bfloat16 ones round every weight to 8 bits of mantissa.
@@ -37,14 +40,14 @@ def compare(reference: np.ndarray, got: np.ndarray, tolerance: dict) -> dict:
 
 
 def modality_inputs(batch: dict, modality: str) -> dict:
-  names = ('text', 'text_mask') if modality == 'text' else (modality,)
-  return {k: batch[k] for k in names}
+  return {k: batch[k] for k in modalities.array_specs(modality, {})}  # core/modalities.py
 
 
 def zero_shot_prompts(entry, class_names, tokenizer, modalities, length: int) -> dict:
   """`{modality: (text inputs [classes * templates, length], classes, templates)}` for the
   non-text modalities, with the templates the evaluation would use."""
-  overrides = dict(entry.get('templates', {}) or {}) if entry is not None else {}
+  overrides = (dict(setting(entry, 'evaluation.datasets.*.templates') or {})
+               if entry is not None else {})
   out = {}
   for m in modalities:
     if m == 'text' or m not in templates_lib.TEMPLATES:

@@ -10,18 +10,15 @@ from __future__ import annotations
 
 import jax
 
+from mmjax.core import modalities
 from mmjax.core.exports import layout
 from mmjax.export import inputs as inputs_lib
+from mmjax.config.defaults import setting
 
-DESCRIPTIONS = {
-    'image': 'RGB pixels, channels last, float32 in [-1, 1] (uint8 x / 127.5 - 1)',
-    'video': 'RGB frames, channels last, float32 in [-1, 1] (uint8 x / 127.5 - 1)',
-    'audio': 'mono waveform, float32 at its stored scale (int16 / 32768)',
-    'text': 'SentencePiece token ids, 0-padded to the length',
-    'text_mask': '1 on real tokens, 0 on padding',
-}
-RANGES = {'image': [-1.0, 1.0], 'video': [-1.0, 1.0], 'audio': None, 'text': None,
-          'text_mask': [0, 1]}
+# Each input array's description and value range, from the modality table (core/modalities.py).
+DESCRIPTIONS = {a.name: a.description for m in modalities.all_records() for a in m.arrays}
+RANGES = {a.name: list(a.range) if a.range else None
+          for m in modalities.all_records() for a in m.arrays}
 
 
 def _inputs(modality: str, sizes: dict, vocab_size: int) -> list[dict]:
@@ -36,7 +33,7 @@ def _inputs(modality: str, sizes: dict, vocab_size: int) -> list[dict]:
 def preprocessing(config, sizes: dict, tokenizer: dict | None) -> dict:
   """How the evaluation prepares each modality (the functions expect exactly this)."""
   m = config.model
-  stride = int(config.get('data', {}).get('frame_stride', 1)) if 'data' in config else 1
+  stride = int(setting(setting(config, 'data'), 'data.frame_stride'))
   out = {
       'image': {'size': sizes.get('image_size'), 'normalisation': 'x / 127.5 - 1 (uint8 RGB)',
                 'crop': 'central square, antialiased bilinear resize to size x size; gray '
@@ -48,11 +45,14 @@ def preprocessing(config, sizes: dict, tokenizer: dict | None) -> dict:
                 'window': 'the central window of samples, zero-padded past the end; mono',
                 'features': f'{m.audio.features} computed inside the function'},
       'text': {'length': sizes.get('text_length'), 'tokenizer_file': None,
-               'lowercase': bool(config.get('text', {}).get('lowercase', True))
-               if 'text' in config else True,
+               'lowercase': bool(setting(setting(config, 'text'), 'text.lowercase')),
                'pad_id': 0, 'unk_id': 1, 'bos_eos': 'none', 'truncation': 'keep the first '
                'length tokens'},
   }
+  for record in modalities.all_records():  # the table's own description of the others
+    if record.name not in out:
+      out[record.name] = {k: (sizes.get(v) if v in dict(modalities.resolution_fields()) else v)
+                          for k, v in record.preprocessing}
   if tokenizer is not None:
     out['text'].update({'tokenizer_file': layout.TOKENIZER, 'vocab_size': tokenizer['vocab_size']})
   return out

@@ -25,6 +25,7 @@ import functools
 import jax
 import jax.numpy as jnp
 
+from mmjax.core.choices import ATTENTION_IMPLS, RAGGED_MATMUL_IMPLS, SCAN_IMPLS
 from mmjax.kernels import backend as backend_lib
 from mmjax.kernels.attention_reference import attention_reference
 from mmjax.kernels.flash_attention import check_qkv, flash_attention
@@ -35,9 +36,6 @@ from mmjax.kernels.routed_reference import routed_attention_reference
 from mmjax.kernels.selective_scan import selective_scan_pallas
 from mmjax.kernels.selective_scan_reference import selective_scan_reference
 
-ATTENTION_IMPLS = ('auto', 'xla', 'pallas', 'cudnn')
-RAGGED_MATMUL_IMPLS = ('auto', 'xla', 'pallas')
-SCAN_IMPLS = ('auto', 'xla', 'pallas')
 
 
 def resolve_impl(impl: str, accepted: tuple[str, ...], backend: str | None = None,

@@ -28,6 +28,7 @@ from mmjax import kernels
 from mmjax.core import partitioning
 from mmjax.core.partitioning import constrain
 from mmjax.models.layers import DenseGeneral, LayerNorm
+from mmjax.config.defaults import setting
 
 
 class SelfAttention(nnx.Module):
@@ -37,7 +38,7 @@ class SelfAttention(nnx.Module):
 
   def __init__(self, cfg, *, rngs: nnx.Rngs, dtype, routing: tuple[int, int] | None = None):
     h, d = cfg.num_heads, cfg.width // cfg.num_heads
-    kv_heads = cfg.get('kv_heads', None) or h
+    kv_heads = setting(cfg, 'model.kv_heads') or h
     if h % kv_heads:
       raise ValueError(f'config.model.kv_heads={kv_heads} must divide num_heads={h}.')
     if kv_heads == h:   # one projection, the parameter layout of every checkpoint so far
@@ -54,7 +55,8 @@ class SelfAttention(nnx.Module):
     self.k_norm = LayerNorm(d, rngs=rngs, axis_name='kv', dtype=dtype) if cfg.qk_norm else None
     self.impl = cfg.attention_impl
     self.routing = routing
-    self.causal = bool(cfg.get('causal', False))   # a tower's causal flag (towers.tower_config)
+    # a tower's causal flag (towers.tower_config; the same default for every tower)
+    self.causal = bool(setting(cfg, 'model.towers.text.causal'))
 
   def __call__(self, x: jax.Array, mask: jax.Array, region_size: int | None = None,
                trailing_padding: bool = False) -> jax.Array:

@@ -13,8 +13,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mmjax.core import modalities
 from mmjax.models import audio_features
 from mmjax.models.layers import Dense, param
+from mmjax.config.defaults import setting
 
 _POS_INIT = nnx.initializers.normal(0.02)
 
@@ -34,8 +36,13 @@ def normalize_audio(x: jax.Array) -> jax.Array:
 
 
 def normalize_input(modality: str, x: jax.Array) -> jax.Array:
-  """A raw image/video/audio input -> float in [-1, 1] (`normalize_pixels` / `normalize_audio`)."""
-  return normalize_audio(x) if modality == 'audio' else normalize_pixels(x)
+  """A raw input -> float: uint8 pixels to [-1, 1] (`normalize_pixels`), int16 waveforms by
+  1/32768 (`normalize_audio`), by the loader dtype the modality table gives; floating inputs
+  (and other modalities') are returned as they are."""
+  loader = modalities.get(modality).input.dtype
+  if loader == 'int16':
+    return normalize_audio(x)
+  return normalize_pixels(x) if loader == 'uint8' else x
 
 
 def _check_grid(name: str, size: int, patch: int, limit: int, limit_key: str) -> int:
@@ -56,7 +63,7 @@ class ImageEmbed(nnx.Module):
     self.patch = p
     self.max_grid = cfg.max_grid
     self.proj = Dense(p * p * 3, cfg.width, (None, 'embed'), rngs=rngs, dtype=dtype)
-    self.full = cfg.get('pos_embed', 'factorized') == 'full'
+    self.full = setting(cfg, 'model.pos_embed') == 'full'
     if self.full:  # one position per grid cell, row-major (CLIP, SigLIP): [max_grid², width]
       self.pos = param(rngs, _POS_INIT, (cfg.max_grid * cfg.max_grid, cfg.width), (None, 'embed'))
     else:
@@ -183,4 +190,6 @@ class TextEmbed(nnx.Module):
     return tokens, mask
 
 
-EMBEDDINGS = {'image': ImageEmbed, 'video': VideoEmbed, 'audio': AudioEmbed, 'text': TextEmbed}
+def embedding_class(modality: str):
+  """The nnx embedding class registered for `modality` in the modality table."""
+  return modalities.load(modalities.get(modality).embedding)

@@ -16,12 +16,13 @@ from mmjax.models.mlp import Mlp
 from mmjax.models.moe.layer import MoeMlp
 from mmjax.models.moe.config import moe_layer_indices
 from mmjax.models.regions import check_regions
+from mmjax.config.defaults import setting
 
 
 def routed_layer_indices(cfg) -> tuple[int, ...]:
   """Which blocks use routed attention; raises a ValueError naming a bad routed_attention key."""
   ra = cfg.get('routed_attention', None)
-  layers = tuple(ra.get('layers', ())) if ra is not None else ()
+  layers = tuple(setting(ra, 'model.routed_attention.layers')) if ra is not None else ()
   bad = [i for i in layers if not 0 <= i < cfg.num_layers]
   if bad:
     raise ValueError(f'config.model.routed_attention.layers {bad} are outside 0..{cfg.num_layers - 1}.')
@@ -87,7 +88,7 @@ class Encoder(nnx.Module):
                                         routing=routing, mixer=mixers[i]))
     self.norm = LayerNorm(cfg.width, rngs=rngs, dtype=dtype, eps=towers.norm_eps(cfg))
     kinds = [(i in moe_layers, i in routed, mixers[i]) for i in range(cfg.num_layers)]
-    self.runs = (group_runs(kinds) if cfg.get('scan_layers', False)
+    self.runs = (group_runs(kinds) if setting(cfg, 'model.scan_layers')
                  else tuple((i,) for i in range(cfg.num_layers)))
 
   def __call__(self, x: jax.Array, mask: jax.Array, *, rng=None, region_size=None,

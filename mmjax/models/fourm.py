@@ -25,6 +25,7 @@ from flax import nnx
 
 from mmjax.core.partitioning import constrain
 from mmjax.models import discrete_tokenizer as dt
+from mmjax.models import objective_outputs
 from mmjax.models import tokenizer_files
 from mmjax.models.layers import Dense, LayerNorm, param
 from mmjax.models.masked_encoding import gather_visible, run_encoder
@@ -177,3 +178,12 @@ def fourm_outputs(model, batch: dict, task, rng) -> tuple[dict, dict]:
                         rng=jax.random.fold_in(rng, 99))
   out.update(inputs=inputs, target_masks=targets, available=avail, ids=ids)
   return out, aux
+
+
+@objective_outputs.register('fourm')
+class FourMHook(objective_outputs.OutputHook):
+  """Discrete input tokens -> predicted target tokens: `fourm` and `aux['fourm']`."""
+
+  def whole_pass(self, p):
+    p.extra['fourm'], p.aux['fourm'] = fourm_outputs(p.model, p.batch, p.task, p.rng)
+    return p.outputs()

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 
 from mmjax.core.tasks import Task
+from mmjax.models import objective_outputs
 
 FUSIONS = ('concat', 'mean')
 FUSED = 'fused'
@@ -71,3 +72,16 @@ def logits(model, task: Task, pooled: dict) -> dict:
   fused = fuse([pooled[m].astype(jnp.float32) for m in task.classify], task.fusion)
   out[FUSED] = getattr(model, fused_name(task))(fused).astype(jnp.float32)
   return out
+
+
+@objective_outputs.register('fusion')
+class FusionHook(objective_outputs.OutputHook):
+  """Collects the pooled features of the `classify` modalities; after the pass, the fused and
+  auxiliary heads' logits (`fused`, `<modality>`)."""
+
+  def modality_done(self, p, m, pooled, lead):
+    if m in p.task.classify:
+      p.scratch.setdefault('fusion', {})[m] = pooled
+
+  def finish(self, p):
+    p.logits.update(logits(p.model, p.task, p.scratch.get('fusion', {})))

@@ -32,6 +32,7 @@ from mmjax import kernels
 from mmjax.core import partitioning
 from mmjax.core.partitioning import constrain
 from mmjax.models.layers import Dense, DenseGeneral, param
+from mmjax.config.defaults import setting
 
 LAYER_TYPES = ('attention', 'mamba')
 
@@ -65,7 +66,7 @@ def selective_scan(u, delta, A, B, C, D, *, impl: str = 'auto', chunk: int | Non
 def layer_kinds(cfg) -> tuple[str, ...]:
   """Each block's token mixer: `cfg.layer_types` repeated over `cfg.num_layers` (empty: all
   attention). Raises a ValueError naming an unknown type."""
-  types = tuple(cfg.get('layer_types', ()) or ())
+  types = tuple(setting(cfg, 'model.layer_types') or ())
   bad = [t for t in types if t not in LAYER_TYPES]
   if bad:
     raise ValueError(f'config.model.layer_types has {bad}; each must be one of '

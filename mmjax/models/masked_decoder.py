@@ -17,6 +17,7 @@ import ml_collections
 from flax import nnx
 
 from mmjax.core.partitioning import constrain
+from mmjax.models import patch_targets
 from mmjax.models.layers import Dense, LayerNorm, param
 from mmjax.models.text_decoder import DecoderBlock
 
@@ -25,17 +26,8 @@ _AXES = ('batch', 'length', 'embed')
 
 def position_sizes(cfg, modality: str) -> tuple[int, ...]:
   """Largest grid of `modality` along each axis (image `(h, w)`, video `(t, h, w)`, audio
-  `(time, mel bands)` or `(time,)`), from `config.model`."""
-  if modality == 'image':
-    return (cfg.max_grid, cfg.max_grid)
-  if modality == 'video':
-    return (cfg.max_frames, cfg.max_grid, cfg.max_grid)
-  if modality == 'audio':
-    a = cfg.audio
-    if a.features == 'waveform':
-      return (cfg.max_audio_tokens,)
-    return (cfg.max_audio_tokens, a.num_mels // a.patch_mels)
-  raise ValueError(f'masked modeling reconstructs image, video or audio, not {modality!r}.')
+  `(time, mel bands)` or `(time,)`), from `config.model` (its registered patch target)."""
+  return tuple(patch_targets.registered(modality).position_sizes(cfg))
 
 
 class MaskedDecoder(nnx.Module):
@@ -93,10 +85,4 @@ class MaskedDecoder(nnx.Module):
 
 def patch_dim(cfg, modality: str) -> int:
   """Values per reconstructed patch of `modality` (see patch_targets.py)."""
-  p = cfg.patch_size
-  if modality == 'image':
-    return p * p * 3
-  if modality == 'video':
-    return cfg.tubelet_frames * p * p * 3
-  a = cfg.audio
-  return a.patch_samples if a.features == 'waveform' else a.patch_frames * a.patch_mels
+  return int(patch_targets.registered(modality).patch_dim(cfg))

@@ -21,11 +21,12 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mmjax.core import modalities as modalities_lib
 from mmjax.core.partitioning import constrain
 from mmjax.core.tasks import MODALITIES, Task, tasks_from_config
-from mmjax.models.embeddings import EMBEDDINGS, normalize_input
-from mmjax.models.fourm import FourM, fourm_outputs
-from mmjax.models import fusion_heads, regions, towers
+from mmjax.models.embeddings import embedding_class, normalize_input
+from mmjax.models.fourm import FourM
+from mmjax.models import fusion_heads, objective_outputs, regions, towers
 from mmjax.models.encoder import Encoder, routed_layer_indices
 from mmjax.models.layers import Dense, LayerNorm, l2_normalize, param
 from mmjax.models.mot import MotEncoder
@@ -33,9 +34,8 @@ from mmjax.models.mamba import layer_kinds
 from mmjax.models.mixture_of_mamba import MixtureOfMambaEncoder
 from mmjax.models.token_merging import MaelreEncoder, merging_on
 from mmjax.models.masked_decoder import MaskedDecoder, patch_dim
-from mmjax.models.multimae import multimae_outputs
-from mmjax.models.sycoca import sycoca_outputs
 from mmjax.models.text_decoder import AttentionPool, TextDecoder
+from mmjax.config.defaults import setting
 
 DTYPES = {'float32': jnp.float32, 'bfloat16': jnp.bfloat16}
 
@@ -51,6 +51,9 @@ class ModelSpec:
   sycoca: tuple[str, ...] = ()             # captioned modalities with SyCoCa masked modeling
   fusion_heads: tuple[tuple[str, int, int], ...] = ()  # (name, fan-in / width, classes): M3CoL
   fourm: tuple[str, ...] = ()              # modalities of 4M tasks (discrete tokens)
+  # (objective, what its hook needs) for objectives whose hooks own parameters
+  # (objective_outputs.OutputHook.spec / build)
+  objective_specs: tuple[tuple[str, object], ...] = ()
 
   @classmethod
   def from_config(cls, config) -> 'ModelSpec':
@@ -67,9 +70,13 @@ class ModelSpec:
     sycoca = sorted({t.caption for t in tasks if t.caption and t.sycoca_weight > 0},
                     key=MODALITIES.index)
     fourm = sorted({m for t in tasks for m in t.fourm}, key=MODALITIES.index)
-    return cls(tuple(mods), tuple(tuple(p.split('_')) for p in pairs), tuple(heads),
+    pairs = [next(tuple(sorted(p, key=MODALITIES.index)) for t in tasks
+                  for p in t.contrast + t.mil_nce if pair_name(*p) == n) for n in pairs]
+    specs = tuple((n, s) for n, h in objective_outputs.all_hooks().items()
+                  if (s := h.spec(tasks)) is not None)
+    return cls(tuple(mods), tuple(pairs), tuple(heads),
                tuple(captions), mae=tuple(mae), sycoca=tuple(sycoca), fusion_heads=tuple(fusion),
-               fourm=tuple(fourm))
+               fourm=tuple(fourm), objective_specs=specs)
 
 
 def pair_name(a: str, b: str) -> str:
@@ -84,22 +91,16 @@ class MultimodalModel(nnx.Module):
   """See module docstring. `cfg` is `config.model`."""
 
   def __init__(self, cfg, spec: ModelSpec, *, rngs: nnx.Rngs):
-    if cfg.dtype not in DTYPES:
-      raise ValueError(f'config.model.dtype must be one of {sorted(DTYPES)}, got {cfg.dtype!r}.')
+    # dtype, pooling and encoder_sharing are checked once, when the config loads (config/checks.py).
     dtype = DTYPES[cfg.dtype]
     self.spec, self.dtype, self.pooling = spec, dtype, cfg.pooling
-    if cfg.pooling not in ('mean', 'cls'):
-      raise ValueError(f"config.model.pooling must be 'mean' or 'cls', got {cfg.pooling!r}.")
-    if cfg.encoder_sharing not in ('shared', 'per_modality'):
-      raise ValueError("config.model.encoder_sharing must be 'shared' or 'per_modality', "
-                       f'got {cfg.encoder_sharing!r}.')
     self.shared = cfg.encoder_sharing == 'shared'
     # Routed layers route between regions: per modality, its region shape (regions.py).
     self.region_shapes = ({m: regions.region_shape(cfg, m) for m in spec.modalities}
                           if routed_layer_indices(cfg) else None)
     moe = cfg.get('moe', None)
-    self.mot = bool(moe is not None and moe.get('mixture_of_transformers', False))
-    if self.mot and (not self.shared or moe.get('num_experts', 0)):
+    self.mot = bool(moe is not None and setting(moe, 'model.moe.mixture_of_transformers'))
+    if self.mot and (not self.shared or setting(moe, 'model.moe.num_experts')):
       raise ValueError('config.model.moe.mixture_of_transformers already gives each modality its '
                        "own weights: use encoder_sharing='shared' and moe.num_experts=0 with it.")
     if self.mot:
@@ -111,9 +112,9 @@ class MultimodalModel(nnx.Module):
     self._init_towers(cfg, spec, rngs, dtype)
     for m in spec.modalities:
       mcfg = self.tower_cfgs[m]   # config.model with the modality's tower sizes (towers.py)
-      setattr(self, f'embed_{m}', EMBEDDINGS[m](mcfg, rngs=rngs, dtype=dtype))
+      setattr(self, f'embed_{m}', embedding_class(m)(mcfg, rngs=rngs, dtype=dtype))
       setattr(self, f'proj_{m}', Dense(mcfg.width, cfg.embed_dim, ('embed', None), rngs=rngs,
-                                       dtype=jnp.float32, use_bias=cfg.get('proj_bias', True)))
+                                       dtype=jnp.float32, use_bias=setting(cfg, 'model.proj_bias')))
       if not self.shared:
         setattr(self, f'encoder_{m}', Encoder(mcfg, rngs=rngs, dtype=dtype))
       if self.pools[m] == 'cls':
@@ -135,6 +136,8 @@ class MultimodalModel(nnx.Module):
                 MaskedDecoder(cfg, m, patch_dim(cfg, m), rngs=rngs, dtype=dtype))
     if spec.fourm:  # 4M: token embeddings, target decoder, joint head (fourm.py)
       self.fourm = FourM(cfg, spec.fourm, rngs=rngs, dtype=dtype)
+    for name, needs in spec.objective_specs:  # objectives whose hooks own parameters
+      objective_outputs.HOOKS[name].build(self, cfg, needs, rngs=rngs, dtype=dtype)
     init_t = float(cfg.temperature.init)
     self.temperature_range = (float(cfg.temperature.min), float(cfg.temperature.max))
     for a, b in spec.pairs:
@@ -158,24 +161,25 @@ class MultimodalModel(nnx.Module):
                                                eps=towers.norm_eps(cfg)))
       if self.pools[m] == 'map':
         setattr(self, f'map_head_{m}', towers.MapHead(mcfg, rngs=rngs, dtype=dtype))
-    mean, std = tuple(cfg.get('pixel_mean', ())), tuple(cfg.get('pixel_std', ()))
+    mean, std = tuple(setting(cfg, 'model.pixel_mean')), tuple(setting(cfg, 'model.pixel_std'))
     if len(mean) != len(std) or len(mean) not in (0, 3) or any(s <= 0 for s in std):
       raise ValueError('config.model.pixel_mean and pixel_std must both be () or 3 numbers '
                        f'(std > 0), got {mean} and {std}.')
     self.pixel_norm = (mean, std) if mean else None
-    self.contrast_loss = cfg.get('contrast_loss', 'softmax')
+    self.contrast_loss = setting(cfg, 'model.contrast_loss')
     if self.contrast_loss not in ('softmax', 'sigmoid'):
       raise ValueError("config.model.contrast_loss must be 'softmax' or 'sigmoid', "
                        f'got {self.contrast_loss!r}.')
     if self.contrast_loss == 'sigmoid':
       for a, b in spec.pairs:
         setattr(self, f'logit_bias_{a}_{b}', nnx.Param(
-            jnp.asarray(float(cfg.get('logit_bias_init', -10.0)), jnp.float32), logical_axes=()))
+            jnp.asarray(float(setting(cfg, 'model.logit_bias_init')), jnp.float32),
+            logical_axes=()))
 
   def normalize(self, modality: str, x: jax.Array) -> jax.Array:
     """A raw image/video/audio input -> float32: `(x / 255 - mean) / std` for pixels when
     config.model.pixel_mean is set, else `normalize_input` ([-1, 1])."""
-    if self.pixel_norm is None or modality not in ('image', 'video') or jnp.issubdtype(
+    if self.pixel_norm is None or modalities_lib.get(modality).input.dtype != 'uint8' or jnp.issubdtype(
         x.dtype, jnp.floating):
       return normalize_input(modality, x)
     mean, std = (jnp.asarray(v, jnp.float32) for v in self.pixel_norm)
@@ -203,8 +207,9 @@ class MultimodalModel(nnx.Module):
       x = self.normalize(modality, x).astype(self.dtype)
     elif not self.padding_mask['text']:
       mask = None   # the tower attends to padding (CLIP, SigLIP)
-    tokens, tmask = embed(x, mask) if modality == 'text' else embed(x)
-    if self.region_shapes is not None and modality in ('image', 'video'):
+    masked = modalities_lib.get(modality).mask is not None   # text, point clouds: (x, mask)
+    tokens, tmask = embed(x, mask) if masked else embed(x)
+    if self.region_shapes is not None and modalities_lib.get(modality).region == 'grid':
       tokens, tmask = regions.to_windows(tokens, tmask, embed.grid_shape(x.shape),
                                          self.region_shapes[modality])
     if drop_rate > 0.0 and modality != 'text' and rng is not None:
@@ -319,21 +324,19 @@ class MultimodalModel(nnx.Module):
   # -- one task -------------------------------------------------------------------------------
 
   def __call__(self, batch: dict, task: Task, *, rng=None, train: bool = False) -> dict:
-    """Everything the task's objective needs: embeddings, logits and aux, per modality, and
-    masked modeling's `reconstruction` (`{name: {'pred', 'target', 'mask'}}`)."""
-    embeddings, logits, aux, fusion_inputs = {}, {}, {}, {}
-    if task.multimae:  # MultiMAE: its own pass (visible tokens of all its modalities)
-      recon, aux['multimae'] = multimae_outputs(self, batch, task, rng)
-      return {'embeddings': {}, 'logits': {}, 'aux': aux, 'reconstruction': recon}
-    if task.fourm:  # 4M: discrete input tokens -> predicted target tokens
-      out4m, aux['fourm'] = fourm_outputs(self, batch, task, rng)
-      return {'embeddings': {}, 'logits': {}, 'aux': aux, 'fourm': out4m}
-    sycoca = {}  # SyCoCa: what the text-guided masked modeling needs from the CoCa pass
-    needs_embed = {m for p in task.contrast + task.mil_nce for m in p}
+    """Everything the task's objectives need: embeddings, logits and aux, per modality, and
+    what their hooks add (masked modeling's `reconstruction`: `{name: {'pred', 'target',
+    'mask'}}`); each objective's part is its hook's (objective_outputs.py)."""
+    p = objective_outputs.Pass(self, batch, task, rng, train)
+    hooks = objective_outputs.hooks(task)
+    for hook in hooks:  # MultiMAE, 4M: their own pass
+      out = hook.whole_pass(p)
+      if out is not None:
+        return out
     fused = None
-    if self.mot and len(task.modalities) > 1 and not needs_embed:
+    if self.mot and len(task.modalities) > 1 and not any(h.separate_modalities for h in hooks):
       fused = self.encode_joint({m: _inputs(batch, m) for m in task.modalities}, rng=rng,
-                                drop_rate=task.drop_token if train else 0.0)
+                                drop_rate=p.drop_rate)
     for i, m in enumerate(task.modalities):
       x, mask = _inputs(batch, m)
       lead = x.shape[:-1] if (m == 'text' and x.ndim == 3) else None
@@ -341,42 +344,24 @@ class MultimodalModel(nnx.Module):
         x, mask = x.reshape(-1, x.shape[-1]), mask.reshape(-1, mask.shape[-1])
       mrng = None if rng is None else jax.random.fold_in(rng, i)
       if fused is not None:
-        pooled, aux[m] = fused[m], {}
-      elif m == task.caption:  # CoCa: attention-pooled embedding, decoder over the tokens
-        h, tmask, aux[m] = self.encode_tokens(m, x, mask, rng=mrng,
-                                              drop_rate=task.drop_token if train else 0.0)
-        pooled = self.pool_tokens(m, h, tmask)
-        targets = batch['text']
-        logits['caption'] = self.caption_logits(self.text_decoder.shift_right(targets), h, tmask)
-        sycoca['input'] = (x, h)
-      elif m == 'text' and task.sycoca_weight > 0:  # its tokens guide the masked modeling
-        h, tmask, aux[m] = self.encode_tokens(m, x, mask, rng=mrng)
-        pooled = self.pool_tokens(m, h, tmask)
-        sycoca['text'] = (h, tmask, self.project(m, pooled))
-      else:
-        pooled, aux[m] = self.encode(m, x, mask, rng=mrng,
-                                     drop_rate=task.drop_token if train else 0.0)
-      if m in needs_embed:
-        e = self.project(m, pooled)
-        embeddings[m] = e.reshape(*lead, e.shape[-1]) if lead is not None else e
-      if m in task.classify and task.fusion:
-        fusion_inputs[m] = pooled
-      elif m in task.classify:
-        logits[m] = self.classify(task, pooled)
-    if task.fusion:  # M3CoL: fused classifier + per-modality auxiliary heads
-      logits.update(fusion_heads.logits(self, task, fusion_inputs))
-    out = {'embeddings': embeddings, 'logits': logits, 'aux': aux}
-    if task.sycoca_weight > 0:
-      rec, aux['sycoca'] = sycoca_outputs(self, task, *sycoca['input'], sycoca['text'],
-                                          None if rng is None else jax.random.fold_in(rng, 4099))
-      out['reconstruction'] = {f'sycoca/{task.caption}': rec}
-    return out
+        pooled, p.aux[m] = fused[m], {}
+      else:   # an objective that needs the encoder tokens encodes the modality itself
+        got = next((r for r in (h.encode(p, m, x, mask, mrng) for h in hooks) if r is not None),
+                   None)
+        pooled, p.aux[m] = got if got is not None else self.encode(
+            m, x, mask, rng=mrng, drop_rate=p.drop_rate)
+      for hook in hooks:
+        hook.modality_done(p, m, pooled, lead)
+    for hook in hooks:
+      hook.finish(p)
+    return p.outputs()
 
 
 def _inputs(batch: dict, modality: str):
   if modality not in batch:
     raise KeyError(f'batch has no {modality!r} input; it has {sorted(batch)}.')
-  return batch[modality], (batch.get('text_mask') if modality == 'text' else None)
+  mask = modalities_lib.get(modality).mask
+  return batch[modality], (batch.get(mask) if mask else None)
 
 
 def drop_tokens(tokens: jax.Array, mask: jax.Array, rate: float, rng):

@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from mmjax.core.tasks import Task
 from mmjax.models.embeddings import normalize_input
 from mmjax.models.masked_encoding import gather_visible, run_encoder, scatter_back
+from mmjax.models import objective_outputs
 from mmjax.models.multimae_masking import split_visible_budget, visible_mask
 from mmjax.models.patch_targets import patch_targets
 
@@ -51,3 +52,14 @@ def multimae_outputs(model, batch: dict, task: Task, rng) -> tuple[dict, dict]:
     out[m] = {'pred': pred, 'target': targets[m], 'mask': 1 - visible[m]}
     start += n
   return out, aux
+
+
+@objective_outputs.register('multimae')
+class MultiMAEHook(objective_outputs.OutputHook):
+  """Its own pass (visible tokens of all its modalities): `reconstruction {m: ...}` and
+  `aux['multimae']`."""
+
+  def whole_pass(self, p):
+    recon, p.aux['multimae'] = multimae_outputs(p.model, p.batch, p.task, p.rng)
+    p.extra['reconstruction'] = recon
+    return p.outputs()

@@ -18,15 +18,17 @@ import math
 import jax
 import jax.numpy as jnp
 
+from mmjax.core import modalities
 from mmjax.kernels import window_order
 
 
 def region_shape(cfg, modality: str) -> tuple[int, ...]:
   """The region of `modality` in tokens: `(S, S)` image, `(T, S, S)` video, `(block_size,)`."""
   ra = cfg.routed_attention
-  if modality == 'image':
+  axes = len(modalities.get(modality).input.shape) - 1   # 'grid' modalities: pixels + channels
+  if modalities.get(modality).region == 'grid' and axes == 2:
     return (int(ra.window),) * 2
-  if modality == 'video':
+  if modalities.get(modality).region == 'grid' and axes == 3:
     return (int(ra.window_frames),) + (int(ra.window),) * 2
   return (int(ra.block_size),)
 

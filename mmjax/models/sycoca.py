@@ -13,6 +13,7 @@ from mmjax.core.tasks import Task
 from mmjax.models.attentive_masking import attentive_mask, text_patch_attention
 from mmjax.models.embeddings import normalize_input
 from mmjax.models.masked_encoding import gather_visible, run_encoder, scatter_back
+from mmjax.models import objective_outputs
 from mmjax.models.patch_targets import patch_targets
 
 
@@ -38,3 +39,23 @@ def sycoca_outputs(model, task: Task, x: jax.Array, h: jax.Array, text: tuple, r
   pred = getattr(model, f'sycoca_decoder_{m}')(scatter_back(states, perm), 1 - masked, grid,
                                                text_states, text_mask)
   return {'pred': pred, 'target': targets, 'mask': masked}, aux
+
+
+@objective_outputs.register('sycoca')
+class SyCoCaHook(objective_outputs.OutputHook):
+  """The text's encoder tokens guide the masking (all of them: no DropToken on text); after the
+  pass, `reconstruction['sycoca/<m>']` of the captioned modality and `aux['sycoca']`."""
+
+  def encode(self, p, m, x, mask, rng):
+    if m != 'text':
+      return None
+    h, tmask, aux = p.model.encode_tokens(m, x, mask, rng=rng)
+    pooled = p.model.pool_tokens(m, h, tmask)
+    p.scratch['sycoca_text'] = (h, tmask, p.model.project(m, pooled))
+    return pooled, aux
+
+  def finish(self, p):
+    rng = None if p.rng is None else jax.random.fold_in(p.rng, 4099)
+    rec, p.aux['sycoca'] = sycoca_outputs(p.model, p.task, *p.scratch['caption'],
+                                          p.scratch['sycoca_text'], rng)
+    p.extra['reconstruction'] = {f'sycoca/{p.task.caption}': rec}

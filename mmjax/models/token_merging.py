@@ -38,12 +38,13 @@ import jax.numpy as jnp
 from mmjax.core.partitioning import constrain
 from mmjax.models.encoder import Encoder
 from mmjax.models.mlp import Mlp
+from mmjax.config.defaults import setting
 
 
 def merging_on(cfg) -> bool:
   """Whether `cfg` (config.model) asks for MAELRE token merging."""
   mc = cfg.get('maelre', None)
-  return bool(mc is not None and tuple(mc.get('merge_after', ()) or ()))
+  return bool(mc is not None and tuple(setting(mc, 'model.maelre.merge_after') or ()))
 
 
 def proportional_attention(q, k, v, sizes):

@@ -1,4 +1,4 @@
-"""A trained discrete tokenizer on disk, in mmjax's export layout (core/export_layout.py):
+"""A trained discrete tokenizer on disk, in mmjax's export layout (core/exports/layout.py):
 
   DIR/model.safetensors     flat named parameters (enc_0.kernel, ...), the spec in its metadata
   DIR/config.json           the tokenizer's spec (discrete_tokenizer.make_spec)

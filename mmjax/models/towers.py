@@ -21,11 +21,13 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from mmjax.core.choices import TOWER_POOLINGS
 from mmjax.models.layers import LayerNorm, param
 from mmjax.models.mlp import Mlp
 from mmjax.models.text_decoder import CrossAttention
+from mmjax.config.defaults import setting
 
-POOLINGS = ('mean', 'cls', 'eot', 'last', 'map')
+POOLINGS = TOWER_POOLINGS
 SIZE_KEYS = ('width', 'num_layers', 'num_heads', 'mlp_dim')
 ACTIVATIONS = {
     'gelu_tanh': lambda x: jax.nn.gelu(x, approximate=True),
@@ -36,14 +38,14 @@ ACTIVATIONS = {
 
 def activation(cfg):
   """The MLP nonlinearity `config.model.activation` names (gelu_tanh when absent)."""
-  name = cfg.get('activation', 'gelu_tanh')
+  name = setting(cfg, 'model.activation')
   if name not in ACTIVATIONS:
     raise ValueError(f'config.model.activation must be one of {sorted(ACTIVATIONS)}, got {name!r}.')
   return ACTIVATIONS[name]
 
 
 def norm_eps(cfg) -> float:
-  return float(cfg.get('norm_eps', 1e-6))
+  return float(setting(cfg, 'model.norm_eps'))
 
 
 def tower(cfg, modality: str) -> dict:

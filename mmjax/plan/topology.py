@@ -18,14 +18,16 @@ import numpy as np
 from jax.experimental import mesh_utils, topologies
 from jax.sharding import Mesh
 
-MESH_AXES = ('data', 'fsdp', 'tensor', 'expert')
+from mmjax.core.choices import MESH_AXES
+from mmjax.errors import UserError
+
 
 ACCEPTED = ('v4-N and v5p-N with N = TensorCores (2 per chip): 8, 16, 32, 64, or a multiple of 128 '
             'up to 8192 (v4) / 12288 (v5p); v5e-N (or v5litepod-N) and v6e-N with N = chips: '
             '1, 4, 8, 16, 32, 64, 128, 256')
 
 
-class TopologyError(ValueError):
+class TopologyError(UserError, ValueError):
   """A topology name, slice count or mesh that cannot be built; says what is accepted."""
 
 

@@ -24,6 +24,7 @@ from mmjax.core.exports.params_io import ExportError, is_params_export, load_par
 from mmjax.core.tasks import tasks_from_config
 from mmjax.data import stored_tokenizer
 from mmjax.models.model import build_model
+from mmjax.config.defaults import setting
 
 
 def _sizes(path: str, config) -> dict:
@@ -56,7 +57,7 @@ class Teacher:
     self.temperature = (float(model.temperature('image', 'text'))
                         if ('image', 'text') in model.spec.pairs else None)
     self.sizes = _sizes(path, self.config)
-    lowercase = bool(self.config.get('text', {}).get('lowercase', True))
+    lowercase = bool(setting(setting(self.config, 'text'), 'text.lowercase'))
     # mmjax's SentencePiece, or an imported model's own (CLIP BPE, SigLIP SentencePiece)
     self.tokenizer = stored_tokenizer.find(path, lowercase)
     self._fns = {}

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from mmjax.models.layers import l2_normalize
+from mmjax.train import loss_terms
 
 
 def _f32(x):
@@ -66,3 +67,21 @@ def sigmoid_loss(a: jax.Array, b: jax.Array, temperature, bias) -> jax.Array:
   logits = (a @ b.T) / _f32(temperature) + _f32(bias)
   labels = 2.0 * jnp.eye(a.shape[0], dtype=jnp.float32) - 1.0
   return -jnp.sum(jax.nn.log_sigmoid(labels * logits)) / a.shape[0]
+
+
+@loss_terms.register('distillation')
+class DistillationTerms(loss_terms.LossTerms):
+  """MobileCLIP: `distill/<a>_<b>` per contrast pair whose both modalities carry teacher
+  embeddings (`batch['teacher_<m>']`), weighed by `distill_weight`."""
+
+  def terms(self, model, outputs, batch, task, rng):
+    emb, parts = outputs['embeddings'], {}
+    for a, b in task.contrast:
+      if a in task.teacher_modalities and b in task.teacher_modalities:
+        parts[f'distill/{a}_{b}'] = distillation_loss(
+            emb[a], emb[b], batch[f'teacher_{a}'], batch[f'teacher_{b}'], model.temperature(a, b),
+            task.teacher_temperature)
+    return parts
+
+  def weight(self, task, key):
+    return task.distill_weight if key.startswith('distill/') else None

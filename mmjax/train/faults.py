@@ -28,7 +28,7 @@ import time
 import jax
 import numpy as np
 
-from mmjax.core import processes
+from mmjax.core import modalities, processes
 from mmjax.errors import UserError
 from mmjax.train import distributed
 
@@ -170,7 +170,7 @@ def poison_batch(batch: dict) -> dict:
       value = value.copy()
       value.flat[0] = np.nan
       return {**batch, key: value}
-  for key in ('image', 'video', 'audio'):
+  for key in (m.name for m in modalities.all_records() if m.input.dtype in ('uint8', 'int16')):
     if key in batch and np.asarray(batch[key]).size:
       value = np.asarray(batch[key]).astype(np.float32)
       value.flat[0] = np.nan

@@ -12,6 +12,7 @@ from mmjax.data.errors import DataError
 from mmjax.models import discrete_tokenizer as dt
 from mmjax.models import tokenizer_files
 from mmjax.train import tokenizer_training
+from mmjax.config.defaults import setting
 
 
 def tokenizer_spec(config, task, modality: str) -> dict:
@@ -32,7 +33,8 @@ def prepare(config) -> list[str]:
       path = str(config.model.fourm.tokenizers.get(m, '') or '')
       if not path:
         spec = tokenizer_spec(config, task, m)
-        path = tokenizer_training.ensure_tokenizer(task.dataset, config.get('data_dir', '') or None,
+        path = tokenizer_training.ensure_tokenizer(task.dataset,
+                                                   setting(config, 'data_dir') or None,
                                                    spec, int(config.model.fourm.tokenizer_steps))
         config.model.fourm.tokenizers[m] = path
         filled.append(m)

@@ -15,6 +15,7 @@ import re
 import jax
 
 from mmjax.core.exports.param_names import SEPARATOR
+from mmjax.config.defaults import setting
 
 FROZEN, TRAINED = 'frozen', 'trained'
 
@@ -25,7 +26,7 @@ class FreezeError(ValueError):
 
 def patterns(cfg) -> tuple[str, ...]:
   """`cfg` is `config.optimizer`; its `freeze` patterns (a single string is one pattern)."""
-  value = cfg.get('freeze', ()) or ()
+  value = setting(cfg, 'optimizer.freeze') or ()
   return (value,) if isinstance(value, str) else tuple(value)
 
 
@@ -91,8 +92,8 @@ def check_config(config, params) -> list[str]:
   the frozen values from (`config.init_from_hint` says which); returns the frozen names."""
   pats = patterns(config.optimizer)
   frozen = check(params, pats)
-  if pats and not config.get('init_from', ''):
-    hint = config.get('init_from_hint', '') or ('the --output of python -m mmjax.export for a run '
+  if pats and not setting(config, 'init_from'):
+    hint = setting(config, 'init_from_hint') or ('the --output of python -m mmjax.export for a run '
                                                 'of the same model')
     raise FreezeError(f'config.optimizer.freeze keeps {len(frozen)} parameters at their initial '
                       f'values, so config.init_from must name the export they come from: pass '

@@ -10,6 +10,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from mmjax.train import loss_terms
+
 
 def captioning_loss(logits: jax.Array, targets: jax.Array, mask: jax.Array) -> jax.Array:
   """`logits [b, L, V]`, `targets [b, L]` int, `mask [b, L]` (1 = counted) -> float32 scalar:
@@ -55,3 +57,50 @@ def fourm_losses(out: dict, modalities) -> dict:
     parts[f'fourm/{m}'] = (xent * w).sum() / n
     parts[f'accuracy/fourm_{m}'] = (hit * w).sum() / n
   return parts
+
+
+@loss_terms.register('caption')
+class CaptionTerms(loss_terms.LossTerms):
+  """CoCa: `caption/<m>`, weighed by `caption_weight`; every part no objective weighs itself
+  counts with `contrastive_weight`."""
+
+  def terms(self, model, outputs, batch, task, rng):
+    targets, tmask = caption_targets(batch['text'], batch['text_mask'])
+    return {f'caption/{task.caption}': captioning_loss(outputs['logits']['caption'], targets,
+                                                       tmask)}
+
+  def weight(self, task, key):
+    return task.caption_weight if key.startswith('caption/') else None
+
+  def scale(self, task):
+    return task.contrastive_weight
+
+
+@loss_terms.register('multimae')
+class MultiMAETerms(loss_terms.LossTerms):
+  """`mae/<m>`: the masked patches' reconstruction error per MultiMAE modality (summed)."""
+
+  def terms(self, model, outputs, batch, task, rng):
+    return {f'mae/{name}': masked_reconstruction_loss(r['pred'], r['target'], r['mask'])
+            for name, r in outputs.get('reconstruction', {}).items()
+            if not name.startswith('sycoca/')}
+
+
+@loss_terms.register('sycoca')
+class SyCoCaTerms(loss_terms.LossTerms):
+  """`sycoca/<m>`: text-guided masked modeling of the captioned modality, `sycoca_weight`."""
+
+  def terms(self, model, outputs, batch, task, rng):
+    return {name: masked_reconstruction_loss(r['pred'], r['target'], r['mask'])
+            for name, r in outputs.get('reconstruction', {}).items() if name.startswith('sycoca/')}
+
+  def weight(self, task, key):
+    return task.sycoca_weight if key.startswith('sycoca/') else None
+
+
+@loss_terms.register('fourm')
+class FourMTerms(loss_terms.LossTerms):
+  """4M: `fourm/<m>` token cross-entropies and `accuracy/fourm_<m>`."""
+
+  def terms(self, model, outputs, batch, task, rng):
+    return fourm_losses(outputs['fourm'], task.fourm)

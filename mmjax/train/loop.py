@@ -34,6 +34,7 @@ from mmjax.train import state as state_lib, step as step_lib
 from mmjax.train import goodput as goodput_lib
 from mmjax.train import partial_init
 from mmjax.train.metrics_writer import MetricsWriter, read_metrics
+from mmjax.config.defaults import setting
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,7 @@ def _check_init(config) -> None:
       freezing.check_config(config, state_lib.abstract_params(config))
     except freezing.FreezeError as e:
       raise PreflightError(str(e)) from None
-  if config.get('init_from', '') and not is_params_export(config.init_from):
+  if setting(config, 'init_from') and not is_params_export(config.init_from):
     raise PreflightError(f'config.init_from {config.init_from!r} holds no params-only export: '
                          'pass the --output of python -m mmjax.export.')
 
@@ -135,7 +136,7 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog,
            held: contextlib.ExitStack) -> dict:
   ledger = goodput_lib.Goodput()  # where the wall time goes (mmjax/train/goodput.py)
   # --- preflight: nothing is written before this passes -----------------------------------
-  if config.get('eval_every', 0) and evaluate is None:
+  if setting(config, 'eval_every') and evaluate is None:
     raise PreflightError('config.eval_every is set but no evaluator was given: call '
                          'train(config, workdir, evaluate=runner.evaluate_params) or set '
                          'config.eval_every=0.')
@@ -144,8 +145,8 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog,
   graphdef, abstract_state, shardings = state_lib.abstract_train_state(config, mesh)
   resuming = checkpointing.check_resumable(workdir, abstract_state)  # another model: raises
   init_params = None
-  if not resuming and config.get('init_from', ''):  # fine-tuning: weights of a params export
-    if config.get('init_from_only', ()):  # only the named ones (LiT: an imported image tower)
+  if not resuming and setting(config, 'init_from'):  # fine-tuning: weights of a params export
+    if setting(config, 'init_from_only'):  # only the named ones (LiT: an imported image tower)
       init_params = partial_init.load(config, abstract_state['params'])
     else:
       init_params, _ = load_params(config.init_from, abstract_state['params'])
@@ -209,7 +210,7 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog,
   guard = faults.NonFiniteGuard(config.faults.max_nonfinite_in_row)
   routing_seen = {}  # modality -> that modality's latest MoE routing statistics
   evaluator = {}  # one evaluation embedder for the run: each input signature compiles once
-  nan_steps = set(config.faults.get('inject_nan_at_steps', ()) or ())
+  nan_steps = set(setting(config.faults, 'faults.inject_nan_at_steps') or ())
   last_ckpt, last_row = (start if restored else None), {}
 
   def new_window() -> dict:  # rates are wall time per window, minus checkpoint/eval time
@@ -263,7 +264,8 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog,
   distributed.barrier('first_step')  # compilation may have skewed the processes
   bar = progress_lib.Progress(config.total_steps, start, is_main)
   dog.beat()
-  with faults.PreemptionSignal(every=config.faults.get('preemption_check_every', 10)) as preempt:
+  every = setting(config.faults, 'faults.preemption_check_every')
+  with faults.PreemptionSignal(every=every) as preempt:
     # Metrics are read one step late: step N's are fetched after step N+1 is queued, so the
     # host never idles the accelerator. Log, checkpoint, evaluation and stop steps read at once.
     step, pending = start, None

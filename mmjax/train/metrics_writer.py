@@ -71,14 +71,15 @@ def read_metrics(workdir: str) -> list[dict]:
 class MetricsWriter:
   """Appends rows to metrics.jsonl and scalars to TensorBoard (process 0 only)."""
 
-  def __init__(self, workdir: str, *, resume_step: int = 0, flush_every: float = 60.0):
+  def __init__(self, workdir: str, *, resume_step: int = 0, flush_every: float = 60.0,
+               tensorboard: bool = True):
     self.active = jax.process_index() == 0
     self.path = paths.join(workdir, 'metrics.jsonl')
     self._tb = None
     self._segmented = paths.is_remote(workdir)  # object stores: buffered, written as segments
     self._buffer: list[str] = []
     self._flush_every, self._flushed = flush_every, time.monotonic()
-    if not self.active:
+    if not self.active or not tensorboard:
       return
     # Never rewritten: a resumed run appends, and readers take each step's last row.
     del resume_step

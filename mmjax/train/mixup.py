@@ -16,6 +16,7 @@ from mmjax.core.tasks import Task
 from mmjax.models import fusion_heads
 from mmjax.models.embeddings import normalize_input
 from mmjax.train.contrastive_variants import m3col_loss
+from mmjax.train import loss_terms
 
 MIXABLE = ('image', 'video', 'audio')
 
@@ -59,3 +60,19 @@ def m3col_losses(model, outputs: dict, batch: dict, task: Task, rng, train: bool
     parts[f'm3col/{a}_{b}'] = m3col_loss(model.project(a, pooled), outputs['embeddings'][b],
                                          perm, lam, model.temperature(a, b))
   return parts
+
+
+@loss_terms.register('m3col')
+class M3CoLTerms(loss_terms.LossTerms):
+  """`m3col/<a>_<b>` from a second pass on mixed inputs, added unweighted after the task's loss
+  (`rng`: the step's; the mixing draws fold in 7919)."""
+  second_pass = True
+
+  def terms(self, model, outputs, batch, task, rng):
+    if rng is None:
+      raise ValueError(f'task {task.name!r} trains M3CoL, whose mixing needs an rng: pass '
+                       'task_loss(..., rng=...).')
+    return m3col_losses(model, outputs, batch, task, jax.random.fold_in(rng, 7919))
+
+  def weight(self, task, key):
+    return 1.0 if key.startswith('m3col/') else None

@@ -4,8 +4,9 @@
 - `mil_nce_loss`: MIL-NCE with several positive instances per example (VATT); padding
   instances (an example with fewer captions) are masked out.
 - `softmax_cross_entropy`: labelled classification.
-`task_loss` sums them for one task, with MoE auxiliary losses; `captioning_loss` and
-`masked_reconstruction_loss` live in `generative_objectives.py`.
+`task_loss` sums, for one task, the terms of its active objectives (each objective's loss unit,
+`loss_terms.py`; the contrastive, classification and fusion units are here) with MoE auxiliary
+losses; `captioning_loss` and `masked_reconstruction_loss` live in `generative_objectives.py`.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import optax
 
 from mmjax.core.tasks import Task
 from mmjax.models.layers import l2_normalize
+from mmjax.train import loss_terms
 from mmjax.train.generative_objectives import (  # noqa: F401
     caption_targets, captioning_loss, fourm_losses, masked_reconstruction_loss)
 from mmjax.train.contrastive_variants import distillation_loss, m3col_loss  # noqa: F401 (contract names)
@@ -81,52 +83,86 @@ def moe_aux_loss(aux: dict, config) -> tuple[jax.Array, dict]:
 
 
 def _part_weight(task: Task, key: str) -> float:
-  """A caption task weighs its contrastive, captioning and SyCoCa parts (config weights), a
-  reinforced task its distillation parts (`distill_weight`), a fusion task its auxiliary heads'
-  cross-entropies (`aux_weight`); else 1 (MultiMAE sums its modalities' reconstruction losses)."""
-  if key.startswith('sycoca/'):
-    return task.sycoca_weight
-  if key.startswith('distill/'):
-    return task.distill_weight
-  if task.fusion and key.startswith('xent/') and key != 'xent/fused':
-    return task.aux_weight  # M3CoL's unimodal auxiliary heads
-  if not task.caption:
-    return 1.0
-  return task.caption_weight if key.startswith('caption/') else task.contrastive_weight
+  """The weight of part `key` (loss_terms.py): a caption task weighs its contrastive, captioning
+  and SyCoCa parts (config weights), a reinforced task its distillation parts
+  (`distill_weight`), a fusion task its auxiliary heads' cross-entropies (`aux_weight`); else 1
+  (MultiMAE sums its modalities' reconstruction losses)."""
+  found = loss_terms.units(task)
+  for u in found:
+    w = u.weight(task, key)
+    if w is not None:
+      return w
+  scale = 1.0
+  for u in found:
+    scale *= u.scale(task)
+  return scale
 
 
-def task_loss(model, outputs: dict, batch: dict, task: Task, config) -> tuple[jax.Array, dict]:
-  """The task's total loss and its parts (keys `nce/<a>_<b>`, `distill/<a>_<b>`, `mil_nce/..`,
-  `xent/<m>`, `caption/<m>`, `mae/<m>`, `sycoca/<m>`)."""
-  parts = {}
-  emb, logits = outputs['embeddings'], outputs['logits']
-  for a, b in task.contrast:
-    if getattr(model, 'contrast_loss', 'softmax') == 'sigmoid':  # SigLIP (config.model)
-      parts[f'sigmoid/{a}_{b}'] = sigmoid_loss(emb[a], emb[b], model.temperature(a, b),
-                                               model.logit_bias(a, b))
-    else:
-      parts[f'nce/{a}_{b}'] = nce_loss(emb[a], emb[b], model.temperature(a, b))
-    if a in task.teacher_modalities and b in task.teacher_modalities:  # MobileCLIP
-      parts[f'distill/{a}_{b}'] = distillation_loss(
-          emb[a], emb[b], batch[f'teacher_{a}'], batch[f'teacher_{b}'], model.temperature(a, b),
-          task.teacher_temperature)
-  for a, b in task.mil_nce:
-    single, multi = (b, a) if emb[a].ndim == 3 else (a, b)  # the [batch, K, dim] side (text)
-    x = emb[multi] if emb[multi].ndim == 3 else emb[multi][:, None]
-    valid = (batch['text_mask'].any(-1).reshape(x.shape[:2]) if multi == 'text' else None)
-    parts[f'mil_nce/{a}_{b}'] = mil_nce_loss(emb[single], x, model.temperature(a, b), valid)
-  for m in task.classify + (('fused',) if task.fusion else ()):
-    parts[f'xent/{m}'] = softmax_cross_entropy(logits[m], batch['label'])
-    parts[f'accuracy/{m}'] = (logits[m].argmax(-1) == batch['label']).mean()
-  if task.caption:
-    targets, tmask = caption_targets(batch['text'], batch['text_mask'])
-    parts[f'caption/{task.caption}'] = captioning_loss(logits['caption'], targets, tmask)
-  for name, r in outputs.get('reconstruction', {}).items():  # MultiMAE: mae/<m>; SyCoCa: sycoca/<m>
-    key = name if name.startswith('sycoca/') else f'mae/{name}'
-    parts[key] = masked_reconstruction_loss(r['pred'], r['target'], r['mask'])
-  if 'fourm' in outputs:  # 4M: fourm/<m> token cross-entropies, accuracy/fourm_<m>
-    parts.update(fourm_losses(outputs['fourm'], task.fourm))
+def task_loss(model, outputs: dict, batch: dict, task: Task, config, rng=None
+              ) -> tuple[jax.Array, dict]:
+  """The task's total loss and its parts, each active objective's terms (loss_terms.py) in the
+  registry's order (keys `nce/<a>_<b>`, `distill/<a>_<b>`, `mil_nce/..`, `xent/<m>`,
+  `caption/<m>`, `mae/<m>`, `sycoca/<m>`, `fourm/<m>`, `m3col/<a>_<b>`); `rng` feeds the
+  objectives that run the model again (M3CoL)."""
+  parts, later = {}, {}
+  for u in loss_terms.units(task):
+    (later if u.second_pass else parts).update(u.terms(model, outputs, batch, task, rng))
   loss = sum(_part_weight(task, k) * v for k, v in parts.items() if not k.startswith('accuracy/'))
   aux_loss, aux_parts = moe_aux_loss(outputs['aux'], config)
   parts.update(aux_parts)
-  return loss + aux_loss, parts
+  total = loss + aux_loss
+  if later:  # M3CoL: its mixed pass counts after the clean pass's loss
+    total = total + sum(_part_weight(task, k) * v for k, v in later.items()
+                        if not k.startswith('accuracy/'))
+  return total, parts | later
+
+
+@loss_terms.register('contrastive')
+class ContrastiveTerms(loss_terms.LossTerms):
+  """`nce/<a>_<b>` (or `sigmoid/<a>_<b>` with config.model.contrast_loss='sigmoid', SigLIP) per
+  contrast pair, `mil_nce/<a>_<b>` per MIL-NCE pair, at the pair's learnt temperature."""
+
+  def terms(self, model, outputs, batch, task, rng):
+    parts, emb = {}, outputs['embeddings']
+    for a, b in task.contrast:
+      if getattr(model, 'contrast_loss', 'softmax') == 'sigmoid':  # SigLIP (config.model)
+        parts[f'sigmoid/{a}_{b}'] = sigmoid_loss(emb[a], emb[b], model.temperature(a, b),
+                                                 model.logit_bias(a, b))
+      else:
+        parts[f'nce/{a}_{b}'] = nce_loss(emb[a], emb[b], model.temperature(a, b))
+    for a, b in task.mil_nce:
+      single, multi = (b, a) if emb[a].ndim == 3 else (a, b)  # the [batch, K, dim] side (text)
+      x = emb[multi] if emb[multi].ndim == 3 else emb[multi][:, None]
+      valid = (batch['text_mask'].any(-1).reshape(x.shape[:2]) if multi == 'text' else None)
+      parts[f'mil_nce/{a}_{b}'] = mil_nce_loss(emb[single], x, model.temperature(a, b), valid)
+    return parts
+
+
+@loss_terms.register('classification')
+class ClassificationTerms(loss_terms.LossTerms):
+  """`xent/<m>` and `accuracy/<m>` per `classify` modality against `batch['label']`."""
+
+  def terms(self, model, outputs, batch, task, rng):
+    return _xent(outputs['logits'], batch, task.classify)
+
+
+@loss_terms.register('fusion')
+class FusionTerms(loss_terms.LossTerms):
+  """`xent/fused` of M3CoL's fused classifier; the auxiliary heads' `xent/<m>` count with
+  `aux_weight`."""
+
+  def terms(self, model, outputs, batch, task, rng):
+    return _xent(outputs['logits'], batch, ('fused',))
+
+  def weight(self, task, key):
+    if key.startswith('xent/') and key != 'xent/fused':
+      return task.aux_weight  # M3CoL's unimodal auxiliary heads
+    return None
+
+
+def _xent(logits: dict, batch: dict, names) -> dict:
+  parts = {}
+  for m in names:
+    parts[f'xent/{m}'] = softmax_cross_entropy(logits[m], batch['label'])
+    parts[f'accuracy/{m}'] = (logits[m].argmax(-1) == batch['label']).mean()
+  return parts

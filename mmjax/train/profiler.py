@@ -16,6 +16,8 @@ import os
 
 import jax
 
+from mmjax.config.defaults import setting
+
 log = logging.getLogger(__name__)
 
 
@@ -25,7 +27,7 @@ class ProfileWindow:
   def __init__(self, profile_config, workdir: str):
     cfg = dict(profile_config or {})
     self.start = int(cfg.get('start_step', 0))
-    self.num_steps = int(cfg.get('num_steps', 0))
+    self.num_steps = int(setting(cfg, 'profile.num_steps'))
     self.logdir = os.path.join(workdir, 'tensorboard')
     self.active = False
     self.done = self.num_steps <= 0

@@ -12,19 +12,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from mmjax.core import partitioning
+from mmjax.core import modalities, partitioning
 from mmjax.core.tasks import MixedTask, Task
 from mmjax.models.model import pair_name
 from mmjax.seeds import resolve_seeds
-from mmjax.train import freezing, mixup, objectives, optimizer as optimizer_lib
+from mmjax.train import freezing, objectives, optimizer as optimizer_lib
 from mmjax.train.state import merge
-
-_SHAPES = {
-    'image': lambda r: ((r.image_size, r.image_size, 3), jnp.uint8),  # normalised in the model
-    'video': lambda r: ((r.num_frames, r.image_size, r.image_size, 3), jnp.uint8),
-    'audio': lambda r: ((r.audio_samples,), jnp.int16),
-    'text': lambda r: ((r.text_length,), jnp.int32),
-}
 
 
 def batch_spec(task: Task | MixedTask, batch_size: int | None = None) -> dict:
@@ -35,13 +28,11 @@ def batch_spec(task: Task | MixedTask, batch_size: int | None = None) -> dict:
   n = task.batch_size if batch_size is None else batch_size
   r = task.resolution
   spec = {}
-  for m in task.modalities:
-    shape, dtype = _SHAPES[m](r)
-    if m == 'text' and task.text_instances > 1:
-      shape = (task.text_instances,) + shape
-    spec[m] = ((n,) + shape, dtype)
-    if m == 'text':
-      spec['text_mask'] = ((n,) + shape, jnp.int32)
+  for m in task.modalities:  # the arrays the modality table lists (core/modalities.py)
+    for key, (shape, dtype) in modalities.array_specs(m, r).items():
+      if m == 'text' and task.text_instances > 1:
+        shape = (task.text_instances,) + shape
+      spec[key] = ((n,) + shape, jnp.dtype(dtype))
   if task.classify:
     spec['label'] = ((n,), jnp.int32)
   for m in task.teacher_modalities:  # reinforced: stored teacher embeddings (MobileCLIP)
@@ -87,10 +78,7 @@ def make_train_step(config, graphdef, mesh, state_shardings):
 
       def one_task(model, batch, task, rng):
         outputs = model(batch, task, rng=rng, train=True)
-        loss, parts = objectives.task_loss(model, outputs, batch, task, config)
-        if task.m3col:  # M3CoL: a second pass on inputs mixed within a modality
-          extra = mixup.m3col_losses(model, outputs, batch, task, jax.random.fold_in(rng, 7919))
-          loss, parts = loss + sum(extra.values()), parts | extra
+        loss, parts = objectives.task_loss(model, outputs, batch, task, config, rng=rng)
         temps = {f'temperature/{pair_name(*p)}': model.temperature(*p)
                  for p in task.contrast + task.mil_nce}
         return loss, parts | temps, outputs['aux']

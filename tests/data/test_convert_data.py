@@ -85,6 +85,43 @@ def test_webdataset_keeps_bytes_and_captions_and_reports_the_truncated_image(sha
   assert shard.stat().st_mtime_ns == stamp
 
 
+def test_pipe_shards_are_the_bytes_of_the_files_and_a_failing_command_is_reported(shards,
+                                                                                  tmp_path):
+  """`pipe:CMD` shards (one command per brace value) give the same dataset, byte for byte, as
+  the files; a command exiting non-zero is a reported skip naming its status and stderr."""
+  folder, _ = shards
+  common = ('--name=p', '--workers=1', '--vocab_size=64')
+  assert convert('webdataset', f'--input={folder}/shard-{{00000..00001}}.tar',
+                 f'--output={tmp_path}/files', *common) == 0
+  assert convert('webdataset', f"--input=pipe:cat '{folder}'/shard-{{00000..00001}}.tar",
+                 f'--output={tmp_path}/pipe', *common) == 0
+  files, piped = tmp_path / 'files/p/1.0.0', tmp_path / 'pipe/p/1.0.0'
+  for name in ('p-train.array_record-00000-of-00002', 'p-train.array_record-00001-of-00002',
+               'tokenizer.model'):
+    assert (files / name).read_bytes() == (piped / name).read_bytes(), name
+  # shard 0 whole then a failure; shard 1 cut after 1500 bytes (in its first member)
+  failing = (f"pipe:cat '{folder}/shard-00000.tar'; echo 'connection reset' >&2; exit 3",
+             f"pipe:head -c 1500 '{folder}/shard-00001.tar'; echo 'timed out' >&2; exit 28")
+  got = {}
+  for i, command in enumerate(failing):
+    assert convert('webdataset', f'--input={command}', f'--output={tmp_path}/f{i}', *common) \
+        == (0 if i == 0 else 2)
+  report = json.loads((tmp_path / 'f0/p/1.0.0/conversion_report.json').read_text())['train']
+  assert report['examples'] == 3                       # the tar it wrote before failing
+  assert report['skipped_examples'] == [{'key': 'shard-00000.tar:<end>', 'reason': (
+      f"`cat '{folder}/shard-00000.tar'; echo 'connection reset' >&2; exit 3` exited with "
+      "status 3 (connection reset); run it in a shell to check it writes the tar to stdout")}]
+  assert not (tmp_path / 'f1/p').exists()              # no example: exit 2, nothing kept
+
+
+def test_a_pipe_command_not_on_path_is_refused_before_writing(tmp_path, capsys):
+  assert convert('webdataset', '--input=pipe:no-such-fetcher https://h/s-{0..3}.tar',
+                 f'--output={tmp_path}/out', '--name=x') == 2
+  assert ("--input: 'pipe:no-such-fetcher https://h/s-0.tar' runs 'no-such-fetcher', which is "
+          'not on PATH; a pipe: input is a shell command' in capsys.readouterr().err)
+  assert not (tmp_path / 'out').exists()
+
+
 def test_bad_input_is_one_sentence_and_writes_nothing(tmp_path, capsys):
   out = tmp_path / 'data'
   assert convert('webdataset', f'--input={tmp_path}/none-{{0..3}}.tar', f'--output={out}',

@@ -3,8 +3,10 @@ Hugging Face `save_to_disk` folder read with pyarrow, LLaVA's JSON annotations a
 a folder of class sub-folders with caption side files, and a table on `gs://`; each one's
 converted examples match what the test wrote, and the loader feeds a task from one of them."""
 
+import io
 import json
 import os
+import tarfile
 
 import numpy as np
 import pyarrow as pa
@@ -13,6 +15,7 @@ import pytest
 from etils import epath
 
 from conftest import make_config
+from mmjax import paths
 from mmjax.core.tasks import Resolution, Task
 from mmjax.data import pipeline, sources
 from photo_fixtures import BROKEN, jpeg, pixels, png
@@ -156,6 +159,19 @@ def test_a_table_and_its_images_on_gcs(tmp_path, gcs):
                  '--caption_column=title', f'--output={out}', '--name=remote') == 0
   _, got = read(out, 'remote')
   assert got['a.jpg']['image'] == image and list(got['a.jpg']['captions']) == ['on a bucket']
+  for i in range(2):                     # WebDataset shards on the bucket, named by a glob
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode='w') as tar:
+      for name, data in ((f'{i}.jpg', image), (f'{i}.txt', f'shard {i}'.encode())):
+        info = tarfile.TarInfo(name)
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    epath.Path(f'{base}/s-{i}.tar').write_bytes(buffer.getvalue())
+  assert convert('webdataset', f'--input={base}/s-*.tar', f'--output={out}', '--name=wds') == 0
+  _, got = read(out, 'wds')
+  assert {k: list(v['captions']) for k, v in got.items()} == {'0': ['shard 0'], '1': ['shard 1']}
+  assert convert('webdataset', f'--input={base}/s-{{0..2}}.tar', f'--output={out}',
+                 '--name=wds3') == 2                               # s-2.tar is not there
 
 
 from gcs_testing import gcs  # noqa: E402,F401 - the emulator fixture
@@ -183,10 +199,41 @@ def test_beam_pipeline_writes_the_pool_shards_byte_for_byte(tmp_path):
           == json.loads((beam / 'conversion_report.json').read_text()))
 
 
-def test_beam_engine_without_apache_beam_is_one_sentence(tmp_path, capsys):
-  import importlib.util
-  if importlib.util.find_spec('apache_beam') is not None:
-    pytest.skip('apache-beam is installed here: the byte-identity test above runs instead')
+def test_beam_workers_write_the_dataset_on_gcs_byte_for_byte(tmp_path, gcs):
+  """--output=gs://...: each Beam worker uploads its shard whole; the dataset on the bucket is
+  the local pool's, file for file, and the pool resumes it from the bucket without rewriting."""
+  pytest.importorskip('apache_beam')
+  rows = []
+  for i in range(5):
+    (tmp_path / f'{i}.jpg').write_bytes(jpeg(pixels(i, 8, 8 + i)))
+    rows.append(f'{i}.jpg\tsnap {i}')
+  (tmp_path / 't.tsv').write_text('path\tcaption\n' + '\n'.join(rows + ['gone.jpg\tx']) + '\n')
+  args = ('csv', f'--input={tmp_path}/t.tsv', '--name=snaps', '--rows_per_shard=3')
+  assert convert(*args, f'--output={tmp_path}/local') == 0
+  local = tmp_path / 'local/snaps/1.0.0'
+  want = {p.name: p.read_bytes() for p in local.iterdir() if p.is_file()}
+  assert len([n for n in want if '.array_record-' in n]) == 2
+  out = f'gs://bucket/{tmp_path.name}'
+  assert convert(*args, f'--output={out}', '--engine=beam',
+                 '--beam_args=--runner=DirectRunner --direct_num_workers=2') == 0
+  folder = epath.Path(f'{out}/snaps/1.0.0')
+  got = {p.name: p.read_bytes() for p in folder.iterdir() if p.name != '_convert'}
+  assert sorted(got) == sorted(want)
+  for name in want:
+    assert got[name] == want[name], name
+  shard = folder / 'snaps-train.array_record-00000-of-00002'
+  before = shard.stat().mtime
+  assert convert(*args, f'--output={out}') == 0                 # resumed: nothing rewritten
+  assert shard.stat().mtime == before and shard.read_bytes() == want[shard.name]
+  (tmp_path / 'none.tsv').write_text('path\tcaption\ngone.jpg\tx\n')
+  assert convert('csv', f'--input={tmp_path}/none.tsv', '--name=empty', f'--output={out}') == 2
+  assert paths.walk_files(f'{out}/snaps') and not paths.walk_files(f'{out}/empty')  # none kept
+
+
+def test_beam_engine_without_apache_beam_is_one_sentence(tmp_path, capsys, monkeypatch):
+  find_spec = convert_data.importlib.util.find_spec
+  monkeypatch.setattr(convert_data.importlib.util, 'find_spec',    # as if it were not installed
+                      lambda name, *a: None if name == 'apache_beam' else find_spec(name, *a))
   (tmp_path / 'a.jpg').write_bytes(jpeg(pixels(0, 8, 8)))
   (tmp_path / 't.csv').write_text('path,caption\na.jpg,a\n')
   assert convert('csv', f'--input={tmp_path}/t.csv', f'--output={tmp_path}/out', '--name=x',

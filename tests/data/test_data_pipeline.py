@@ -162,7 +162,8 @@ def test_dataset_info(data_config):
   info = pipeline.dataset_info('mmjax_digits', data_config)
   assert info.class_names[7] == 'seven' and len(info.class_names) == 10
   assert info.splits == {'train': 1438, 'test': 359}
-  assert set(info.modalities) == {'image', 'video', 'audio', 'text', 'label'}
+  assert set(info.modalities) == {'image', 'video', 'audio', 'point_cloud', 'time_series', 'text',
+                                 'label'}   # 1.2.0: the pen strokes as points and over time
   assert 'caption' in info.features and info.tokenizer_file.endswith('tokenizer.model')
 
 

@@ -81,7 +81,7 @@ def test_eval_pads_short_audio_and_uses_the_first_caption(npz_glob, npz_config):
     np.testing.assert_array_equal(batch['audio'][i, :len(wave)], wave)  # int16 kept as is
     assert np.all(batch['audio'][i, len(wave):] == 0)
   assert batch['valid'].tolist() == [True] * 5 + [False] * 3
-  tokenizer = pipeline.load_tokenizer(data_config)
+  tokenizer = pipeline.load_tokenizer(data_config, 'mmjax_digits')
   first = [f'a {CLASSES[i % 3]} number {i}' for i in range(5)]
   assert np.array_equal(batch['text'][:5], tokenizer.encode(first, 8)[0])
 

@@ -13,7 +13,7 @@ PROMPTS = ('a photo of the number {}.', 'a drawing of a {}', 'A Photo Of The Num
 
 @pytest.fixture(scope='module')
 def tokenizer(digits_dir):
-  return pipeline.load_tokenizer({'data_dir': digits_dir})
+  return pipeline.load_tokenizer({'data_dir': digits_dir}, 'mmjax_digits')
 
 
 def test_loaded_from_the_dataset(tokenizer, digits_dir):
@@ -57,7 +57,7 @@ def test_lowercase_policy(digits_dir, tokenizer):
   assert tokenizer.encode(['SEVEN'], 4)[0].tolist() == tokenizer.encode(['seven'], 4)[0].tolist()
   assert cased.encode(['SEVEN'], 4)[0].tolist() != cased.encode(['seven'], 4)[0].tolist()
   config = {'data_dir': digits_dir, 'text': {'lowercase': False}}
-  assert pipeline.load_tokenizer(config).describe()['lowercase'] is False
+  assert pipeline.load_tokenizer(config, 'mmjax_digits').describe()['lowercase'] is False
 
 
 def test_pickles_for_loader_worker_processes(tokenizer):
@@ -67,3 +67,20 @@ def test_pickles_for_loader_worker_processes(tokenizer):
   assert copy.model_file == tokenizer.model_file and copy.lowercase == tokenizer.lowercase
   for a, b in zip(copy.encode(texts, 12), tokenizer.encode(texts, 12)):
     np.testing.assert_array_equal(a, b)
+
+
+def test_no_dataset_is_built_for_its_tokenizer_and_a_missing_data_dir_is_named(tmp_path):
+  """Without config.text.tokenizer and without a dataset, nothing is built to take a tokenizer
+  from (mmjax_digits used to be built as a fallback); a data dir that does not exist is named."""
+  empty = tmp_path / 'empty'
+  empty.mkdir()
+  with pytest.raises(sources.DataError, match=r"config.text.tokenizer is '' and the config names "
+                     r'no dataset'):
+    pipeline.load_tokenizer({'data_dir': str(empty)})
+  assert not list(empty.iterdir())
+  missing = tmp_path / 'typo'
+  with pytest.raises(sources.DataError, match=f'data_dir {missing} does not exist'):
+    pipeline.load_tokenizer({'data_dir': str(missing)}, 'mmjax_digits')
+  with pytest.raises(sources.DataError, match=f'data_dir {missing} does not exist'):
+    sources.open_source('mmjax_digits', 'train', str(missing))
+  assert not missing.exists()

@@ -159,7 +159,8 @@ p = r.example_params(5)
 example = {'image': r.render_image(scans[5]), 'video': r.render_video(scans[5], p),
            'audio': r.render_audio(scans[5], p), 'caption': r.caption(labels[5], p),
            'captions': r.captions(labels[5], 5, p),
-           'label': int(labels[5]), 'id': 5}
+           'label': int(labels[5]), 'id': 5, 'point_cloud': r.stroke_points(scans[5], 5),
+           'time_series': r.pen_trajectory(r.stroke_points(scans[5], 5))}
 features = b.MmjaxDigits(data_dir='{root}').info.features
 serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
 with b._deterministic_serialization():
@@ -173,3 +174,59 @@ def test_serialized_bytes_are_identical_across_processes(digits_dir):
   digests = {subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                             check=True).stdout for _ in range(2)}
   assert len(digests) == 1
+
+
+# sha256 of the 1.1.0 features (image, video, audio, caption, captions, label, id) of a few
+# examples, read from a 1.1.0 build before 1.2.0 added the pen strokes (see _old_digest).
+OLD_DIGESTS = {
+    ('train', 0): 'bf501e5b1814e4c77034041fe68b0653324cb46de3b1e97c551b6ecb83cb7241',
+    ('train', 7): 'f675c40d9a78cbb038ef5f8605694bf4c2414558338f2fb4b6f48c278eca02c8',
+    ('train', 300): '1feb693170248b035ef5cf8580c446c8a2d6f005bd09808f1b2ad9ef3e23686b',
+    ('test', 0): 'be7a6ab6546ca4f73aa313fe68a202a965103d55ecbb70219628e2a90e86c8f3',
+    ('test', 7): '1b329c0f71cf5bbadefd925d84240c308f800fc83b0a7cf43cd591aeda8623b0',
+    ('test', 300): '1fd059095c469ea2803175a8922c0174fa6c404828308d9048f9a9975f8c0dd8',
+}
+OLD_FEATURES = ['image', 'video', 'audio', 'caption', 'captions', 'label', 'id']
+
+
+def _old_digest(ex, i) -> str:
+  import hashlib
+  h = hashlib.sha256()
+  for n in OLD_FEATURES:
+    v = ex[n][i]
+    if isinstance(v, (bytes, str)):
+      h.update(v.encode() if isinstance(v, str) else v)
+    elif isinstance(v, (list, tuple)) or (isinstance(v, np.ndarray) and v.dtype == object):
+      h.update('|'.join(map(str, v)).encode())
+    else:
+      a = np.asarray(v)
+      h.update(str(a.dtype).encode() + str(a.shape).encode() + a.tobytes())
+  return h.hexdigest()
+
+
+def test_new_version_keeps_the_old_features_byte_identical(digits_dir):
+  assert VERSION == '1.2.0'
+  for split in ('train', 'test'):
+    src = sources.open_source('mmjax_digits', split, digits_dir)
+    ex = src.read([0, 7, 300], OLD_FEATURES)
+    for j, i in enumerate((0, 7, 300)):
+      assert _old_digest(ex, j) == OLD_DIGESTS[(split, i)], (split, i)
+
+
+def test_pen_strokes_as_points_and_trajectory(digits_dir):
+  scans, _ = render.load_scans()
+  src = sources.open_source('mmjax_digits', 'test', digits_dir)
+  ex = src.read([0, 100], ['point_cloud', 'time_series', 'id'])
+  for j in range(2):
+    sid = int(ex['id'][j])
+    points, series = ex['point_cloud'][j], ex['time_series'][j]
+    np.testing.assert_array_equal(points, render.stroke_points(scans[sid], sid))
+    assert points.shape == (64, 3) and np.all(points[:, 2] == 0)
+    # every point lies on ink of the scan (upsampled 4x: scan pixel = 4x4 image pixels)
+    rows = np.clip(((1 - points[:, 1]) / 2 * 8).astype(int), 0, 7)
+    cols = np.clip(((points[:, 0] + 1) / 2 * 8).astype(int), 0, 7)
+    assert np.mean(scans[sid][rows, cols] > 0) > 0.9
+    # the trajectory visits exactly these points, pen down on short steps only
+    assert sorted(map(tuple, series[:, :2])) == sorted(map(tuple, points[:, :2]))
+    steps = np.linalg.norm(np.diff(series[:, :2], axis=0), axis=1)
+    assert np.all((steps <= 0.3) == (series[1:, 2] == 1))

@@ -148,3 +148,41 @@ def test_ragged_decoded_videos_are_resized_one_by_one(monkeypatch):
     alone = batching.BatchBuilder(_Videos([v]), {'video': 'video'}, res, pipeline.DataOptions())
     monkeypatch.setattr(alone.source, 'read', lambda idx, names, v=v: {'video': v[None]})
     np.testing.assert_array_equal(batch[i], alone(np.arange(1), None)['video'][0])
+
+
+def _png_with(extra: bytes) -> tuple[bytes, np.ndarray]:
+  """A PNG with `extra` chunk bytes after IHDR, and its pixels."""
+  rgb = np.random.default_rng(3).integers(0, 255, (6, 5, 3), dtype=np.uint8)
+  plain = png(rgb)
+  return plain[:33] + extra + plain[33:], rgb   # 33: signature + IHDR
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+  import struct
+  import zlib
+  return (struct.pack('>I', len(body)) + kind + body
+          + struct.pack('>I', zlib.crc32(kind + body) & 0xffffffff))
+
+
+def test_png_colour_profile_warnings_are_silenced_and_others_kept(capfd):
+  """libpng prints iCCP warnings ("known incorrect sRGB profile", "too short", ...) from C; the
+  iCCP chunk is dropped before decoding (same pixels), other libpng warnings still show."""
+  from mmjax.data.convert import media as convert_media
+  import zlib
+  icc = _chunk(b'iCCP', b'bad profile\x00\x00' + zlib.compress(b'junk' * 40))
+  with_icc, rgb = _png_with(icc)
+  capfd.readouterr()
+  assert convert_media.check_image(with_icc) == (6, 5)          # the conversion's check
+  np.testing.assert_array_equal(image_codec.decode(with_icc), rgb)
+  assert image_codec.without_icc_profile(with_icc) == png(rgb)
+  err = capfd.readouterr().err
+  assert 'iCCP' not in err and 'libpng' not in err, err
+  # Two profiles and an sRGB chunk with an invalid intent: only the iCCP chunks go.
+  both, _ = _png_with(icc + _chunk(b'sRGB', b'\x07') + icc)
+  assert image_codec.without_icc_profile(both) == png(rgb)[:33] + _chunk(b'sRGB', b'\x07') + \
+      png(rgb)[33:]
+  np.testing.assert_array_equal(image_codec.decode(both), rgb)
+  err = capfd.readouterr().err
+  assert 'iCCP' not in err and 'libpng warning: sRGB: invalid' in err, err
+  jpg = jpeg(rgb)
+  assert image_codec.without_icc_profile(jpg) is jpg

@@ -41,14 +41,40 @@ def write_metadata(root: str, name: str, splits: dict[str, int]) -> str:
   return builder.data_dir
 
 
+def fake_examples(root: str, name: str, count: int, seed: int = 0) -> list[dict]:
+  """`count` examples of TFDS dataset `name` from mock_data's generator, to edit before
+  `write_examples` (e.g. to give each example its own number of objects)."""
+  features = tfds.builder(name, data_dir=root, file_format='array_record').info.features
+  return list(mocking.RandomFakeGenerator(features, count, seed=seed,
+                                          constant_dynamic_shape=True))
+
+
+def write_examples(root: str, name: str, splits: dict[str, list[dict]]) -> str:
+  """Like `write_metadata`, with the given examples per split; returns the dataset dir."""
+  builder = tfds.builder(name, data_dir=root, file_format='array_record')
+  features = builder.info.features
+  os.makedirs(builder.data_dir, exist_ok=True)
+  lengths = {}
+  for split, examples in splits.items():
+    records = [features.serialize_example(_encoded(features, ex)) for ex in examples]
+    path = tfds_writer.shard_path(builder.data_dir, builder.name, split, 0, 1, 'array_record')
+    tfds_writer.write_shard(path, records, 'array_record')
+    lengths[split] = [len(records)]
+  tfds_writer.write_metadata(builder.data_dir, builder.name, str(builder.version), features,
+                             lengths, 'array_record')
+  return builder.data_dir
+
+
 def _encoded(features, example: dict) -> dict:
   """Images PNG-encoded with PIL (TFDS's own encoder needs TensorFlow)."""
   out = {}
   for key, value in example.items():
     if isinstance(features[key], tfds.features.Image):
       buffer = io.BytesIO()
-      Image.fromarray(np.asarray(value, np.uint8).reshape(np.shape(value)[:2] + (3,))).save(
-          buffer, 'PNG')
+      pixels = np.asarray(value, np.uint8)
+      gray = features[key].shape[-1] == 1   # e.g. dsprites, smallnorb: [h, w, 1]
+      Image.fromarray(pixels.reshape(pixels.shape[:2]) if gray else
+                      pixels.reshape(pixels.shape[:2] + (3,))).save(buffer, 'PNG')
       value = buffer.getvalue()
     out[key] = value
   return out

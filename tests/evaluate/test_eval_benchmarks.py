@@ -169,7 +169,8 @@ def test_registry_sets_are_consistent():
     assert 'DATA_DIR' in b.prepare or 'convert' in b.prepare
     if 'zero_shot' in b.kinds:
       # CLIP's published ImageNet list names two pairs of classes alike ('missile', 'sunglasses').
-      repeats = 2 if b.class_set == 'imagenet1k' else 0
+      # (ImageNet-A/-R's 200-class subsets hold neither pair twice.)
+      repeats = 2 if b.class_set == 'imagenet1k' and not b.label_rule else 0
       assert len(set(b.class_names)) == len(b.class_names) - repeats > 1, name
       assert all(t.count('{}') == 1 for t in b.templates), name
   sizes = {'imagenet2012': 1000, 'cifar100': 100, 'food101': 101, 'sun397': 397, 'cars196': 196,
@@ -266,3 +267,65 @@ def test_a_pool_of_one_distinct_caption_is_flagged_and_uncaptioned_items_left_ou
   pool = rep['datasets']['same']['retrieval_pool']
   assert pool['items'] == 3 and pool['uncaptioned_items'] == 1
   assert pool['distinct_captions'] == 1 and 'meaningless' in pool['flag']
+
+
+def _write_png(path, seed: int):
+  from PIL import Image
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  pixels = np.random.default_rng(seed).integers(0, 255, (24, 24, 3), dtype=np.uint8)
+  Image.fromarray(pixels).save(path)
+
+
+def test_flickr_and_coco_retrieval_offline_from_annotation_files(bench, tmp_path, capsys):
+  """A Karpathy split JSON (Flickr30k layout) and a COCO captions JSON beside a few PNGs, no
+  download: `convert_data karpathy|coco` keeps the split's images and every caption (a repeat
+  too), and `--datasets=flickr30k,mscoco_captions` scores them; the recalls equal a brute-force
+  top-k over the saved features (CLIP_benchmark's rule)."""
+  from mmjax.data import sources
+  from tools import convert_data
+  images, data, out = tmp_path / 'images', str(tmp_path / 'data'), tmp_path / 'OUT'
+  flickr = []   # Karpathy layout: the test split's 3 images, one train image left out
+  for i, split in enumerate(['test', 'train', 'test', 'test']):
+    _write_png(str(images / f'{100 + i}.png'), i)
+    caps = [f'photo {i} caption {j}' for j in range(3)] + (['photo 0 caption 0'] if i == 0 else [])
+    flickr.append({'filename': f'{100 + i}.png', 'imgid': i, 'split': split,
+                   'sentences': [{'raw': c, 'tokens': c.split(), 'sentid': 10 * i + j}
+                                 for j, c in enumerate(caps)]})
+  (tmp_path / 'dataset_flickr30k.json').write_text(json.dumps({'images': flickr,
+                                                               'dataset': 'flickr30k'}))
+  coco_images = [{'id': 9, 'file_name': 'val/9.png'}, {'id': 3, 'file_name': 'val/3.png'}]
+  for im in coco_images:
+    _write_png(str(images / im['file_name']), im['id'])
+  notes = [(3, 'a cat on a mat'), (9, 'a dog'), (3, 'the cat sits'), (9, 'a dog runs')]
+  (tmp_path / 'captions_val2017.json').write_text(json.dumps({
+      'images': coco_images, 'annotations': [{'id': k, 'image_id': i, 'caption': c}
+                                             for k, (i, c) in enumerate(notes)]}))
+  tok = bench['config'].text.tokenizer
+  for fmt, src, name in (('karpathy', 'dataset_flickr30k.json', 'flickr30k'),
+                         ('coco', 'captions_val2017.json', 'mscoco_captions')):
+    assert convert_data.main([fmt, f'--input={tmp_path / src}', f'--image_root={images}',
+                              '--split=test', f'--output={data}', f'--name={name}',
+                              f'--tokenizer={tok}', '--workers=1']) == 0
+  stored = sources.open_source('flickr30k', 'test', data).read(range(3), ['captions', 'key'])
+  assert [k.decode() if isinstance(k, bytes) else k for k in stored['key']] == ['0', '2', '3']
+  assert [len(c) for c in stored['captions']] == [4, 3, 3]   # the repeated caption is kept
+  coco = sources.open_source('mscoco_captions', 'test', data).read(range(2), ['captions'])
+  assert [[c.decode() if isinstance(c, bytes) else c for c in cs] for cs in coco['captions']] == [
+      ['a cat on a mat', 'the cat sits'], ['a dog', 'a dog runs']]     # images by id
+  capsys.readouterr()
+  code = cli.main([f'--workdir={bench["workdir"]}', '--datasets=flickr30k,mscoco_captions',
+                   f'--output={out}', '--save_features', f'--config.data_dir={data}'])
+  assert code == 0, capsys.readouterr().err[-2000:]
+  rep = json.loads((out / f'step_{STEP}.json').read_text())
+  for name, captions, items in (('flickr30k', 10, 3), ('mscoco_captions', 4, 2)):
+    pool = rep['datasets'][name]['retrieval_pool']
+    assert (pool['items'], pool['captions'], pool['rule']) == (items, captions,
+                                                               retrieval.EVERY_CAPTION)
+    saved = np.load(out / rep['datasets'][name]['features'])
+    scores = saved['image'] @ saved['text'].T                      # [items, captions]
+    owner = saved['text_item'][None, :] == np.arange(items)[:, None]
+    for k in (1, 5, 10):
+      i2t = np.take_along_axis(owner, np.argsort(-scores, 1, kind='stable')[:, :k], 1).any(1)
+      t2i = np.take_along_axis(owner.T, np.argsort(-scores.T, 1, kind='stable')[:, :k], 1).any(1)
+      assert rep['retrieval'][f'{name}/image_to_text'][f'R@{k}'] == pytest.approx(np.mean(i2t))
+      assert rep['retrieval'][f'{name}/text_to_image'][f'R@{k}'] == pytest.approx(np.mean(t2i))

@@ -10,7 +10,7 @@ from flax import nnx
 
 from mmjax import config as config_lib
 from mmjax.models import audio_features
-from mmjax.models.embeddings import EMBEDDINGS
+from mmjax.models.embeddings import embedding_class
 from mmjax.models.masked_decoder import MaskedDecoder, patch_dim
 from mmjax.models.patch_targets import patch_targets, patchify_spectrogram
 from mmjax_testing import ROOT
@@ -31,7 +31,7 @@ def _inputs():
 @pytest.mark.parametrize('modality', ['image', 'video'])
 def test_pixel_targets_are_the_embedding_patches(cfg, modality):
   """embed.proj(target patch) + positions gives the embedding's tokens: same order, same pixels."""
-  embed = EMBEDDINGS[modality](cfg, rngs=nnx.Rngs(0), dtype=jnp.float32)
+  embed = embedding_class(modality)(cfg, rngs=nnx.Rngs(0), dtype=jnp.float32)
   x = _inputs()[modality]
   targets, grid = patch_targets(embed, modality, jnp.asarray(x))
   tokens, _ = embed(jnp.asarray(x))
@@ -46,7 +46,7 @@ def test_pixel_targets_are_the_embedding_patches(cfg, modality):
 
 
 def test_log_mel_targets_follow_the_audio_tokens(cfg):
-  embed = EMBEDDINGS['audio'](cfg, rngs=nnx.Rngs(0), dtype=jnp.float32)
+  embed = embedding_class('audio')(cfg, rngs=nnx.Rngs(0), dtype=jnp.float32)
   x = jnp.asarray(_inputs()['audio'])
   targets, grid = patch_targets(embed, 'audio', x)
   assert grid == (7, 4) and targets.shape == (2, 28, 4 * 8)

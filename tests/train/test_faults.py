@@ -159,7 +159,7 @@ def test_no_pickle_eval_or_exec_where_configs_checkpoints_or_data_are_read():
       if FORBIDDEN.search(ALLOWED.sub('', line)):
         hits.append(f'{path.relative_to(ROOT)}:{n}: {line.strip()}')
   assert not hits, 'code execution on load:\n' + '\n'.join(hits)
-  config_src = (ROOT / 'mmjax' / 'config.py').read_text()
+  config_src = (ROOT / 'mmjax' / 'config' / '__init__.py').read_text()
   assert config_src.count('exec_module(') == 1 and 'literal_eval(' in config_src
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
 
+from mmjax.core import modalities
 from mmjax.data import tfds_compat
 from mmjax.data.convert import media as convert_media
 
@@ -23,11 +24,22 @@ tfds_compat.patch_media_features()
 EXTENSIONS = {'image': ('jpg', 'jpeg', 'png', 'webp', 'bmp'),
               'video': ('mp4', 'avi', 'webm', 'mkv', 'mov', 'm4v'),
               'audio': ('wav', 'flac', 'ogg', 'mp3')}
+# Array modalities (point clouds, time series, ...): the files the modality table names; each
+# becomes a float32 `[n, columns]` Tensor feature of the modality's name.
+EXTENSIONS.update({m.name: m.file_formats for m in modalities.all_records()
+                   if m.file_formats and m.name not in EXTENSIONS})
+
+
+def array_columns(modality: str, options: 'ExampleOptions') -> int:
+  """Columns per row of an array modality: fixed by its table entry (point clouds: 3) or
+  `options.columns` (time series: the channels, from the first file or --channels)."""
+  last = modalities.get(modality).input.shape[-1]
+  return last if isinstance(last, int) else int(options.columns)
 
 
 @dataclasses.dataclass(frozen=True)
 class ExampleOptions:
-  modality: str = 'image'          # image | video | audio
+  modality: str = 'image'          # image | video | audio | an array modality (EXTENSIONS)
   fps: float = 8.0                 # video frames kept per second
   frame_size: int = 256            # video frames' short side
   max_frames: int = 0              # 0 = every kept frame
@@ -36,10 +48,19 @@ class ExampleOptions:
   label_names: tuple[str, ...] = ()
   exif_orientation: bool = True    # images: a JPEG with an EXIF rotation is stored upright
   label_is_index: bool = False     # labels are indices into label_names (a HF ClassLabel)
+  columns: int = 0                 # array modalities without a fixed width: values per row
+  every_caption: bool = False      # keep a caption repeated within an example (retrieval sets)
 
 
 def features(options: ExampleOptions):
   f = tfds.features
+  if options.modality not in ('image', 'video', 'audio'):  # an array modality
+    spec = {options.modality: f.Tensor(shape=(None, array_columns(options.modality, options)),
+                                       dtype=np.float32, encoding='zlib'),
+            'captions': f.Sequence(f.Text()), 'key': f.Text()}
+    if options.label_names:
+      spec['label'] = f.ClassLabel(names=list(options.label_names))
+    return f.FeaturesDict(spec)
   media = {'image': lambda: f.Image(),
            'video': lambda: f.Video((None, None, None, 3), encoding_format='jpeg'),
            'audio': lambda: f.Audio(shape=(None,), dtype=np.int16,
@@ -67,8 +88,12 @@ def captions_from(members: dict[str, bytes]) -> list[str]:
   return list(dict.fromkeys(str(c).strip() for c in found if str(c).strip()))
 
 
-def media_value(data, options: ExampleOptions):
-  """The stored form of one media item (bytes or a path); raises MediaError."""
+def media_value(data, options: ExampleOptions, ext: str = ''):
+  """The stored form of one media item (bytes or a path; `ext` its extension when bytes);
+  raises MediaError."""
+  if options.modality not in ('image', 'video', 'audio'):
+    ext = ext or os.path.splitext(str(data))[1]
+    return convert_media.array_rows(data, ext, array_columns(options.modality, options))
   if options.modality == 'image':
     if not isinstance(data, bytes):
       with open(data, 'rb') as f:
@@ -90,15 +115,15 @@ def from_members(key: str, members: dict[str, bytes],
   if not captions:
     return None, 'no caption (.txt, or captions/caption in .json)'
   try:
-    media = media_value(members[ext], options)
+    media = media_value(members[ext], options, ext)
   except convert_media.MediaError as e:
     return None, str(e)
   return {options.modality: media, 'captions': captions, 'key': key}, ''
 
 
-def table_captions(raw) -> list[str]:
-  """A table cell -> captions: a list, a JSON list, or one text; stripped, empty and repeated
-  ones dropped."""
+def table_captions(raw, keep_repeats: bool = False) -> list[str]:
+  """A table cell -> captions: a list, a JSON list, or one text; stripped, empty ones dropped,
+  and repeated ones unless `keep_repeats`."""
   if raw is None:
     return []
   if isinstance(raw, (list, tuple)):
@@ -111,7 +136,8 @@ def table_captions(raw) -> list[str]:
       captions = [raw]
     if not isinstance(captions, list):
       captions = [raw]
-  return list(dict.fromkeys(str(c).strip() for c in captions if c is not None and str(c).strip()))
+  texts = [str(c).strip() for c in captions if c is not None and str(c).strip()]
+  return texts if keep_repeats else list(dict.fromkeys(texts))
 
 
 def _read_media(value, root: str):
@@ -144,7 +170,7 @@ def from_row(row: dict, root: str, path_column: str, options: ExampleOptions,
   raw = next((row[c] for c in columns if row.get(c) not in (None, '', [])), None)
   cell = row.get(path_column)
   name = cell.get('path') if isinstance(cell, dict) else (cell if isinstance(cell, str) else '')
-  example = {'captions': table_captions(raw), 'key': str(row.get('key') or name or key)}
+  example = {'captions': table_captions(raw, options.every_caption), 'key': str(row.get('key') or name or key)}
   if options.label_names:
     label = row.get(label_column)
     example['label'] = int(label) if options.label_is_index else str(label)
@@ -157,7 +183,7 @@ def from_row(row: dict, root: str, path_column: str, options: ExampleOptions,
   if isinstance(media, str) and not os.path.isfile(media):
     return None, f'missing file {media}'
   try:
-    example[options.modality] = media_value(media, options)
+    example[options.modality] = media_value(media, options, os.path.splitext(name)[1])
   except (convert_media.MediaError, OSError) as e:
     return None, str(e)
   return example, ''

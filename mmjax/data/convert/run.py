@@ -10,6 +10,11 @@ replaced: the first converted split trains SentencePiece on its captions (or cop
 `--tokenizer`); later splits reuse it, so a split converted later reads with the same ids.
 `job.json` records the inputs' fingerprint, so a rerun with other inputs is refused instead of
 keeping shards made from the old ones.
+
+The dataset folder may be on an object store (`--output=gs://bucket/data`): every file goes
+through the path layer (`mmjax/paths.py`), a worker writes its shard in a local temporary folder
+and uploads it whole, then its captions and report, so workers that share no filesystem (Beam on
+Dataflow) write one dataset. Object writes are atomic, so a shard present is a shard complete.
 """
 
 from __future__ import annotations
@@ -22,10 +27,13 @@ import multiprocessing
 import os
 import shutil
 import tarfile
+import tempfile
 from typing import Callable
 
+from etils import epath
 from tqdm import tqdm
 
+from mmjax import paths
 from mmjax.data import tfds_writer
 from mmjax.data.convert import examples as convert_examples
 from mmjax.data.convert import inputs as convert_inputs
@@ -86,6 +94,36 @@ def work_dir(job: Job) -> str:
   return os.path.join(job.folder, '_convert', job.split)
 
 
+def _glob(folder: str, pattern: str) -> list[str]:
+  """Sorted paths under `folder` (local or an object store) matching `pattern`."""
+  if paths.is_remote(folder):
+    return sorted(str(p) for p in epath.Path(folder).glob(pattern))
+  return sorted(glob.glob(os.path.join(folder, pattern)))
+
+
+def _write(path: str, text: str) -> None:
+  """Replaces `path` with `text` (UTF-8) whole: a local temporary name renamed, or one object."""
+  if paths.is_remote(path):
+    epath.Path(path).write_bytes(text.encode('utf-8'))
+    return
+  with open(path + '.tmp', 'w', encoding='utf-8') as f:
+    f.write(text)
+  os.replace(path + '.tmp', path)
+
+
+def _read_json(path: str):
+  return json.loads(epath.Path(path).read_bytes())
+
+
+def _put(local: str, target: str) -> None:
+  """Copies the local file `local` to `target` (local or an object store), whole."""
+  if paths.is_remote(target):
+    epath.Path(local).copy(target, overwrite=True)
+  else:
+    shutil.copyfile(local, target + '.tmp')
+    os.replace(target + '.tmp', target)
+
+
 def _examples(job: Job, unit):
   """(key, example or None, reason) of one unit; a truncated tar ends with a reason."""
   if job.kind == 'webdataset':
@@ -93,8 +131,10 @@ def _examples(job: Job, unit):
       for key, members in convert_inputs.webdataset_examples(unit):
         example, why = convert_examples.from_members(key, members, job.options)
         yield key, example, why
+    except convert_inputs.ShardError as e:     # a pipe: command that failed
+      yield f'{convert_inputs.shard_name(unit)}:<end>', None, str(e)
     except (tarfile.TarError, OSError, EOFError) as e:
-      yield f'{os.path.basename(unit)}:<end>', None, f'tar shard ends early: {e}'
+      yield f'{convert_inputs.shard_name(unit)}:<end>', None, f'tar shard ends early: {e}'
     return
   try:
     rows = convert_sources.rows_of(unit)
@@ -131,29 +171,31 @@ def convert_unit(args) -> dict:
       yield features.serialize_example(example)
 
   path = tfds_writer.shard_path(job.folder, job.name, job.split, index, len(job.units))
-  report['examples'] = tfds_writer.write_shard(path, records())
+  if paths.is_remote(path):          # written here, then uploaded whole
+    with tempfile.TemporaryDirectory() as stage:
+      local = os.path.join(stage, os.path.basename(path))
+      report['examples'] = tfds_writer.write_shard(local, records())
+      _put(local, path)
+  else:
+    report['examples'] = tfds_writer.write_shard(path, records())
   folder = work_dir(job)
-  with open(os.path.join(folder, f'captions-{index:05d}.txt'), 'w', encoding='utf-8') as f:
-    f.write(''.join(c.replace('\n', ' ') + '\n' for c in captions))
-  tmp = os.path.join(folder, f'shard-{index:05d}.json.tmp')
-  with open(tmp, 'w') as f:
-    json.dump(report, f)
-  os.replace(tmp, os.path.join(folder, f'shard-{index:05d}.json'))
+  _write(os.path.join(folder, f'captions-{index:05d}.txt'),
+         ''.join(c.replace('\n', ' ') + '\n' for c in captions))
+  _write(os.path.join(folder, f'shard-{index:05d}.json'), json.dumps(report))  # last: done
   return report
 
 
 def _done(job: Job) -> set[int]:
-  return {int(os.path.basename(p)[6:11]) for p in glob.glob(os.path.join(work_dir(job),
-                                                                         'shard-*.json'))}
+  return {int(os.path.basename(p)[6:11]) for p in _glob(work_dir(job), 'shard-*.json')}
 
 
 def _all_splits(folder: str) -> dict[str, list[dict]]:
   out = {}
-  for split_dir in sorted(glob.glob(os.path.join(folder, '_convert', '*'))):
-    meta = json.load(open(os.path.join(split_dir, 'job.json')))
+  for split_dir in _glob(folder, os.path.join('_convert', '*')):
+    meta = _read_json(os.path.join(split_dir, 'job.json'))
     reports = [os.path.join(split_dir, f'shard-{i:05d}.json') for i in range(meta['shards'])]
-    if all(os.path.isfile(r) for r in reports):
-      out[os.path.basename(split_dir)] = [json.load(open(r)) for r in reports]
+    if set(reports) <= set(_glob(split_dir, 'shard-*.json')):
+      out[os.path.basename(split_dir)] = [_read_json(r) for r in reports]
   return out
 
 
@@ -161,21 +203,23 @@ def _tokenizer(job: Job, tokenizer: str, vocab_size: int, max_sentences: int = 2
   """Writes the dataset's tokenizer.model unless it has one (never replaced: another split's
   ids would change meaning); `tools/convert_data.py` refuses a --tokenizer that differs."""
   target = os.path.join(job.folder, tokenizer_lib.TOKENIZER_FILE)
-  if os.path.isfile(target):
+  if paths.exists(target):
     return
   if tokenizer:
-    shutil.copyfile(tokenizer, target + '.tmp')
-    os.replace(target + '.tmp', target)
+    _put(tokenizer, target)
     return
   sentences = []
-  for path in sorted(glob.glob(os.path.join(job.folder, '_convert', '*', 'captions-*.txt'))):
-    with open(path, encoding='utf-8') as f:
-      sentences += [line.rstrip('\n').lower() for line in f if line.strip()]
+  for path in _glob(job.folder, os.path.join('_convert', '*', 'captions-*.txt')):
+    text = epath.Path(path).read_bytes().decode('utf-8')
+    lines = text.replace('\r\n', '\n').replace('\r', '\n').split('\n')  # as text mode reads
+    sentences += [line.lower() for line in lines if line.strip()]
     if len(sentences) >= max_sentences:
       break
   if sentences:
-    tokenizer_lib.train_sentencepiece(sentences[:max_sentences], target + '.tmp', vocab_size)
-    os.replace(target + '.tmp', target)
+    with tempfile.TemporaryDirectory() as stage:
+      local = os.path.join(stage, tokenizer_lib.TOKENIZER_FILE)
+      tokenizer_lib.train_sentencepiece(sentences[:max_sentences], local, vocab_size)
+      _put(local, target)
 
 
 def _split_report(reports: list[dict]) -> dict:
@@ -187,6 +231,10 @@ def _split_report(reports: list[dict]) -> dict:
 def remove_split(job: Job) -> None:
   """Deletes what a conversion of `job.split` wrote (its shards and work files), and the
   dataset folder when nothing else is left in it."""
+  if paths.is_remote(job.folder):   # an object store has no folders to leave behind
+    for path in _glob(job.folder, f'{job.name}-{job.split}.*') + _glob(work_dir(job), '*'):
+      epath.Path(path).unlink()
+    return
   for path in glob.glob(os.path.join(job.folder, f'{job.name}-{job.split}.*')):
     os.remove(path)
   shutil.rmtree(work_dir(job), ignore_errors=True)
@@ -202,9 +250,8 @@ def remove_split(job: Job) -> None:
 
 def start(job: Job) -> list[int]:
   """Records the job (`job.json`) and returns the units still to convert."""
-  os.makedirs(work_dir(job), exist_ok=True)
-  with open(os.path.join(work_dir(job), 'job.json'), 'w') as f:
-    json.dump(job_record(job), f)
+  paths.makedirs(work_dir(job))
+  _write(os.path.join(work_dir(job), 'job.json'), json.dumps(job_record(job)))
   return [i for i in range(len(job.units)) if i not in _done(job)]
 
 
@@ -221,8 +268,7 @@ def finish(job: Job, *, tokenizer: str = '', vocab_size: int = 8000,
                              description=description)
   _tokenizer(job, tokenizer, vocab_size)
   report = {s: _split_report(reps) for s, reps in splits.items()}
-  with open(os.path.join(job.folder, REPORT_FILE), 'w') as f:
-    json.dump(report, f, indent=1)
+  _write(os.path.join(job.folder, REPORT_FILE), json.dumps(report, indent=1))
   return report
 
 

@@ -1,7 +1,7 @@
 """The example tables `tools/convert_data.py` reads besides CSV: Parquet, Hugging Face `datasets`
 saved with `save_to_disk`, JSON/JSONL annotations (LLaVA-style) and folders of images.
 
-Each becomes rows (`dict` column -> value) for `convert_examples.from_row`: the media column
+Each becomes rows (`dict` column -> value) for `examples.from_row`: the media column
 holds a path (absolute, relative to the image root, or `gs://...`), the encoded bytes, or
 `{'bytes': ..., 'path': ...}` (a Hugging Face Image); captions are one text or a list.
 Parquet and Arrow tables are not loaded whole: a unit of work is one Parquet row group or one

@@ -1,6 +1,7 @@
 """TFDS builder of `mmjax_digits`: scikit-learn's 1,797 real handwritten digit scans, each as
-image, video, audio, a caption and 2-4 captions (different phrasings, for MIL-NCE; see
-`digits_render.py`), written as ArrayRecord files.
+image, video, audio, a caption and 2-4 captions (different phrasings, for MIL-NCE), and since
+1.2.0 its pen strokes as a point cloud and as a pen-trajectory time series (see `render.py`),
+written as ArrayRecord files.
 
 Built offline in seconds by `python -m tools.build_data digits` or on first use. Concurrent
 builders are safe: a file lock serialises them and TFDS writes into a temporary directory that is
@@ -27,9 +28,11 @@ NAME = 'mmjax_digits'
 class MmjaxDigits(tfds.core.GeneratorBasedBuilder):
   """Handwritten digits in four modalities; train/test split by scan (80/20, stratified)."""
 
-  VERSION = tfds.core.Version('1.1.0')
+  VERSION = tfds.core.Version('1.2.0')
   RELEASE_NOTES = {'1.0.0': 'Initial release.',
-                   '1.1.0': '`captions`: 2 to 4 phrasings of each scan (MIL-NCE positives).'}
+                   '1.1.0': '`captions`: 2 to 4 phrasings of each scan (MIL-NCE positives).',
+                   '1.2.0': '`point_cloud` (the pen strokes as 64 points) and `time_series` '
+                            '(the pen trajectory: x, y, pen down); other features unchanged.'}
 
   @tfds.core.utils.classproperty
   @classmethod
@@ -38,7 +41,7 @@ class MmjaxDigits(tfds.core.GeneratorBasedBuilder):
     return epath.Path(__file__)
 
   def _info(self) -> tfds.core.DatasetInfo:
-    s, t, n = render.IMAGE_SIZE, render.NUM_FRAMES, render.AUDIO_SAMPLES
+    s, t, n, p = render.IMAGE_SIZE, render.NUM_FRAMES, render.AUDIO_SAMPLES, render.NUM_POINTS
     return tfds.core.DatasetInfo(
         builder=self,
         description=__doc__,
@@ -50,6 +53,10 @@ class MmjaxDigits(tfds.core.GeneratorBasedBuilder):
             'captions': tfds.features.Sequence(tfds.features.Text()),
             'label': tfds.features.ClassLabel(names=render.CLASS_NAMES),
             'id': tfds.features.Scalar(dtype=np.int32),
+            'point_cloud': tfds.features.Tensor(shape=(p, 3), dtype=np.float32,
+                                                encoding='bytes'),
+            'time_series': tfds.features.Tensor(shape=(p, 3), dtype=np.float32,
+                                                encoding='bytes'),
         }),
         supervised_keys=('image', 'label'),
         disable_shuffling=True,  # examples stay in scan-id order: a fixed eval order
@@ -74,6 +81,7 @@ class MmjaxDigits(tfds.core.GeneratorBasedBuilder):
   def _generate_examples(self, scans, labels, ids):
     for i in ids:
       params = render.example_params(i)
+      points = render.stroke_points(scans[i], i)
       yield int(i), {
           'image': render.render_image(scans[i]),
           'video': render.render_video(scans[i], params),
@@ -82,6 +90,8 @@ class MmjaxDigits(tfds.core.GeneratorBasedBuilder):
           'captions': render.captions(labels[i], i, params),
           'label': int(labels[i]),
           'id': int(i),
+          'point_cloud': points,
+          'time_series': render.pen_trajectory(points),
       }
 
 

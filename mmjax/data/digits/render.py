@@ -1,7 +1,7 @@
 """Renders one real 8x8 handwritten-digit scan as image, video, audio and captions.
 
 Pure numpy, deterministic: every random choice comes from a generator seeded by the scan id, so
-rendering twice gives identical arrays. Used by `digits_builder.py`; the tests use it to check
+rendering twice gives identical arrays. Used by `builder.py`; the tests use it to check
 that every modality of an example is derived from its scan.
 """
 
@@ -163,3 +163,46 @@ def captions(label: int, scan_id: int, params: dict) -> list[str]:
   others = [t for t in range(len(TEMPLATES)) if t != params['template']]
   chosen = [params['template']] + rng.choice(others, count - 1, replace=False).tolist()
   return [TEMPLATES[t].format(CLASS_NAMES[int(label)]) for t in chosen]
+
+
+# -- pen strokes (dataset version 1.2.0): the ink as a point set and as the pen's path ----------
+
+NUM_POINTS = 64       # points per digit in `point_cloud` and steps in `time_series`
+_INK = 0.3            # ink threshold of the upsampled scan, in [0, 1]
+_PEN_UP = 0.3         # a step longer than this (in [-1, 1] units) lifts the pen
+
+
+def stroke_points(scan: np.ndarray, scan_id: int) -> np.ndarray:
+  """The pen strokes as an unordered point set `[64, 3]` float32: points drawn on the inked
+  pixels of the upsampled scan (probability ~ ink), jittered within their pixel, as
+  (x right, y up) in [-1, 1] with z = 0 (a 2-D point set in the plane). Its own generator: the
+  other features are unchanged."""
+  gray = _warp(scan, [(0.0, 0.0)], [0.0], [1.0])[0]                     # [32, 32] in [0, 1]
+  weight = np.where(gray > _INK, gray, 0.0).ravel()
+  if weight.sum() <= 0:  # an empty scan: fall back to all the ink there is
+    weight = gray.ravel() + 1e-6
+  rng = np.random.default_rng([_SEED, int(scan_id), 2])
+  cells = rng.choice(weight.size, NUM_POINTS, p=weight / weight.sum())
+  rows, cols = np.divmod(cells, IMAGE_SIZE)
+  jitter = rng.uniform(0.0, 1.0, (NUM_POINTS, 2))
+  x = (cols + jitter[:, 1]) / IMAGE_SIZE * 2 - 1
+  y = 1 - (rows + jitter[:, 0]) / IMAGE_SIZE * 2
+  return np.stack([x, y, np.zeros(NUM_POINTS)], axis=1).astype(np.float32)
+
+
+def pen_trajectory(points: np.ndarray) -> np.ndarray:
+  """The same strokes as the pen would draw them: `[64, 3]` float32 of (x, y, pen down) over
+  time. The pen starts at the top-most point (then the left-most) and always moves to the
+  nearest point not yet drawn; a step longer than 0.3 is a pen-up move (pen down = 0)."""
+  xy = points[:, :2].astype(np.float64)
+  left = list(range(len(xy)))
+  current = min(left, key=lambda i: (-xy[i, 1], xy[i, 0]))
+  order, pen = [current], [1.0]
+  left.remove(current)
+  while left:
+    d = np.linalg.norm(xy[left] - xy[current], axis=1)
+    j = int(np.argmin(d))
+    current = left.pop(j)
+    order.append(current)
+    pen.append(1.0 if d[j] <= _PEN_UP else 0.0)
+  return np.concatenate([xy[order], np.asarray(pen)[:, None]], axis=1).astype(np.float32)

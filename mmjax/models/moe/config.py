@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from mmjax.config import ConfigError
 from mmjax.models.moe.expert_exchange import EXCHANGES
+from mmjax.config.defaults import setting
 
 ROUTERS = ('tokens_choose', 'experts_choose', 'dropless')
 COMM_DTYPES = ('', 'float32', 'bfloat16', 'float16')
@@ -16,9 +17,10 @@ LB_SCALES = ('per_slot', 'switch')
 def moe_layer_indices(cfg) -> tuple[int, ...]:
   """Which blocks are MoE: `moe.last_n` last blocks, or every `moe.every`-th block (1-based)."""
   moe = cfg.get('moe', None)
-  if moe is None or not moe.get('num_experts', 0):
+  if moe is None or not setting(moe, 'model.moe.num_experts'):
     return ()
-  depth, last_n, every = cfg.num_layers, int(moe.get('last_n', 0)), int(moe.get('every', 0))
+  depth = cfg.num_layers
+  last_n, every = int(setting(moe, 'model.moe.last_n')), int(setting(moe, 'model.moe.every'))
   if last_n and every:
     raise ValueError('set one of config.model.moe.last_n and config.model.moe.every, not both.')
   if last_n > depth:
@@ -42,7 +44,7 @@ def check_moe_config(model_cfg, mesh_shape: dict | None = None) -> None:
   """Raises MoeConfigError for a MoE setting that cannot work; `mesh_shape` (e.g.
   `dict(mesh.shape)`) adds the check that the expert mesh axis divides the expert count."""
   moe = model_cfg.get('moe', None)
-  if moe is None or not moe.get('num_experts', 0):
+  if moe is None or not setting(moe, 'model.moe.num_experts'):
     return
   experts, top_k = int(moe.num_experts), int(moe.top_k)
   if moe.router not in ROUTERS:
@@ -55,13 +57,13 @@ def check_moe_config(model_cfg, mesh_shape: dict | None = None) -> None:
   for knob in ('group_size', 'min_capacity'):
     if int(moe.get(knob, 0)) < 0:
       raise MoeConfigError(f'config.model.moe.{knob}={moe.get(knob)} must be >= 0 (0 = off).')
-  if moe.get('comm_dtype', '') not in COMM_DTYPES:
+  if setting(moe, 'model.moe.comm_dtype') not in COMM_DTYPES:
     raise MoeConfigError(f'config.model.moe.comm_dtype is {moe.comm_dtype!r}; choose one of '
                          f'{COMM_DTYPES} (empty = the model dtype).')
-  if moe.get('load_balancing_scale', 'per_slot') not in LB_SCALES:
+  if setting(moe, 'model.moe.load_balancing_scale') not in LB_SCALES:
     raise MoeConfigError(f'config.model.moe.load_balancing_scale is '
                          f'{moe.load_balancing_scale!r}; choose one of {LB_SCALES}.')
-  if moe.get('exchange', 'auto') not in EXCHANGES:
+  if setting(moe, 'model.moe.exchange') not in EXCHANGES:
     raise MoeConfigError(f'config.model.moe.exchange is {moe.exchange!r}; choose one of '
                          f'{EXCHANGES}.')
   try:

@@ -37,6 +37,7 @@ from mmjax.models.moe.dropless import dropless_experts
 from mmjax.models.layers import Dense, param, stacked
 from mmjax.models.moe.config import (ROUTERS, MoeConfigError, check_expert_axis,
                                      check_moe_config)
+from mmjax.config.defaults import setting
 
 __all__ = ['MoeMlp', 'MoeConfigError', 'ROUTERS', 'ROUTER_INIT', 'check_expert_axis',
            'check_moe_config', 'expert_capacity', 'load_balancing_loss', 'route_experts_choose',
@@ -75,17 +76,17 @@ class MoeMlp(nnx.Module):
     self.router_kind, self.capacity_factor = moe.router, float(moe.capacity_factor)
     self.batch_prioritized, self.jitter = bool(moe.batch_prioritized), float(moe.jitter)
     self.impl, self.dtype = moe.impl, dtype
-    self.comm_dtype = jnp.dtype(moe.get('comm_dtype', '') or dtype)
-    self.exchange = moe.get('exchange', 'auto')
+    self.comm_dtype = jnp.dtype(setting(moe, 'model.moe.comm_dtype') or dtype)
+    self.exchange = setting(moe, 'model.moe.exchange')
     self.dropless_capacity_factor = float(moe.get('dropless_capacity_factor', 0.0))
-    self.group_size = int(moe.get('group_size', 0))
-    self.min_capacity = int(moe.get('min_capacity', 0))
+    self.group_size = int(setting(moe, 'model.moe.group_size'))
+    self.min_capacity = int(setting(moe, 'model.moe.min_capacity'))
     self.lb_scale = float(self.top_k if moe.get('load_balancing_scale', '') == 'switch' else 1)
     self.act = towers.activation(cfg)   # the dense MLP's (an upcycled CLIP keeps QuickGELU)
-    if self.router_kind == 'dropless' and cfg.get('activation', 'gelu_tanh') != 'gelu_tanh':
+    if self.router_kind == 'dropless' and setting(cfg, 'model.activation') != 'gelu_tanh':
       raise ValueError("config.model.moe.router='dropless' computes experts with gelu_tanh only: "
                        f"use another router with config.model.activation={cfg.activation!r}.")
-    self.normalize = bool(moe.get('normalize_combine_weights', False))
+    self.normalize = bool(setting(moe, 'model.moe.normalize_combine_weights'))
     self.router = Dense(cfg.width, self.num_experts, ('embed', None), rngs=rngs, use_bias=False,
                         dtype=jnp.float32, kernel_init=ROUTER_INIT)
     self.wi = ExpertDense(self.num_experts, cfg.width, cfg.mlp_dim, ('expert', 'embed', 'mlp'),
