@@ -25,6 +25,7 @@ import time
 from typing import Callable
 
 from mmjax import config as config_lib
+from mmjax.config import defaults as config_defaults
 from mmjax.sweep import collect, provenance
 from mmjax.sweep.spec import Run, first_difference
 
@@ -123,8 +124,25 @@ def stale_reason(run: Run) -> str | None:
   if old is None:
     return ('it records no resolved config (it was started before sweeps recorded one), so '
             'what it trained cannot be checked')
-  diff = first_difference(old, json.loads(run.config_json))
+  diff = first_difference(old, json.loads(run.config_json), added_ok=_added_at_default)
   return None if diff is None else f'the resolved config differs at {diff}'
+
+
+def _added_at_default(key: str, value) -> bool:
+  """A key the recorded config lacks because mmjax added it since, holding its declared default
+  (config/defaults.py): the run trained as that default does, so it is not stale."""
+  parts = key.split('.')
+  if parts[0] == 'tasks' and len(parts) > 2:
+    parts[1] = '*'
+  elif parts[:2] == ['evaluation', 'datasets'] and len(parts) > 3:
+    parts[2] = '*'
+  try:
+    default = config_defaults.declared('.'.join(parts))
+  except KeyError:
+    return False
+  if hasattr(default, 'to_dict'):
+    default = default.to_dict()
+  return json.loads(json.dumps(default, default=str)) == value
 
 
 def check_fresh(runs: list[Run], rerun_stale: bool, say: Callable[[str], None] = print) -> None:

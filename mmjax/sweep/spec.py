@@ -101,16 +101,20 @@ def config_hash(text: str) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
-def first_difference(old, new, prefix: str = '') -> str | None:
-  """The first key (dotted, sorted order) where two JSON configs differ, as `key: old -> new`."""
+def first_difference(old, new, prefix: str = '', added_ok=None) -> str | None:
+  """The first key (dotted, sorted order) where two JSON configs differ, as `key: old -> new`.
+  `added_ok(key, value)` True lets a key absent from `old` pass (a key added since, at its
+  default)."""
   if isinstance(old, dict) and isinstance(new, dict):
     for k in sorted(set(old) | set(new)):
       where = f'{prefix}.{k}' if prefix else k
       if k not in old:
+        if added_ok is not None and added_ok(where, new[k]):
+          continue
         return f'{where}: absent -> {json.dumps(new[k], default=str)[:80]}'
       if k not in new:
         return f'{where}: {json.dumps(old[k], default=str)[:80]} -> absent'
-      d = first_difference(old[k], new[k], where)
+      d = first_difference(old[k], new[k], where, added_ok)
       if d:
         return d
     return None

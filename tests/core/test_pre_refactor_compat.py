@@ -1,8 +1,11 @@
-"""A checkpoint and a params-only export written before the issue-13 file moves still restore.
+"""Checkpoints and params-only exports written before the house moves still restore.
 
-The fixture (tests/fixtures/pre_refactor, made by make_pre_refactor.py at commit 9532b54) holds a
-tiny MoE run's step-3 checkpoint and its orbax params-only export, plus an independent record
-of every parameter (shape, sum, first value) taken when they were written.
+Two fixtures, each made by tests/fixtures/make_pre_refactor.py against an older commit's code:
+tests/fixtures/pre_refactor (commit 9532b54, before issue 13's file moves) and
+tests/fixtures/pre_house (commit 18d326c, before issue 26's: the modality table, objectives as
+units, the config package). Each holds a tiny MoE run's step-3 checkpoint and its orbax
+params-only export, plus an independent record of every parameter (shape, sum, first value)
+taken when they were written.
 """
 
 import json
@@ -20,19 +23,13 @@ from mmjax.core.exports.params_io import load_params
 from mmjax.evaluate import restore
 from mmjax.train import state as state_lib
 
-FIXTURE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'fixtures',
-                       'pre_refactor')
+FIXTURES = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'fixtures')
 
 
-@pytest.fixture(name='fixture_dir')
-def _fixture_dir(tmp_path):
-  shutil.copytree(FIXTURE, tmp_path / 'pre_refactor')
-  return tmp_path / 'pre_refactor'
-
-
-def _record():
-  with open(os.path.join(FIXTURE, 'params_record.json')) as f:
-    return json.load(f)
+@pytest.fixture(name='fixture_dir', params=['pre_refactor', 'pre_house'])
+def _fixture_dir(tmp_path, request):
+  shutil.copytree(os.path.join(FIXTURES, request.param), tmp_path / 'old')
+  return tmp_path / 'old'
 
 
 def _config(fixture_dir):
@@ -40,8 +37,9 @@ def _config(fixture_dir):
     return config_lib.config_from_json(f.read())
 
 
-def _check_against_record(params):
-  record = _record()['params']
+def _check_against_record(params, fixture_dir):
+  with open(fixture_dir / 'params_record.json') as f:
+    record = json.load(f)['params']
   flat, _ = jax.tree_util.tree_flatten_with_path(jax.device_get(params))
   got = {'/'.join(str(getattr(k, 'key', k)) for k in p): np.asarray(v) for p, v in flat}
   assert sorted(got) == sorted(record)
@@ -62,17 +60,17 @@ def test_old_checkpoint_restores_on_new_mesh(fixture_dir):
   finally:
     ckpt.close()
   assert data['agd_step'] == 3 and int(state['step']) == 3
-  _check_against_record(state['params'])
+  _check_against_record(state['params'], fixture_dir)
 
 
 def test_old_export_loads_plain_and_onto_abstract_params(fixture_dir):
   export = str(fixture_dir / 'export')
   params, config = load_params(export)
-  _check_against_record(params)
+  _check_against_record(params, fixture_dir)
   mesh = partitioning.make_mesh({'data': 1}, devices=jax.devices()[:1])
   _, abstract, _ = state_lib.abstract_train_state(config, mesh)
   placed, _ = load_params(export, abstract['params'])
-  _check_against_record(placed)
+  _check_against_record(placed, fixture_dir)
 
 
 def test_evaluate_restores_old_run_and_old_export_alike(fixture_dir):
@@ -83,4 +81,4 @@ def test_evaluate_restores_old_run_and_old_export_alike(fixture_dir):
   assert step == step_e == 3
   jax.tree.map(np.testing.assert_array_equal, jax.device_get(from_run),
                jax.device_get(from_export))
-  _check_against_record(from_run)
+  _check_against_record(from_run, fixture_dir)

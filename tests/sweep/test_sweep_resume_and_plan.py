@@ -115,6 +115,23 @@ def test_stale_run_stops_the_sweep_or_is_rerun(tmp_path):
     execute.check_fresh([run], rerun_stale=False)
 
 
+def test_a_key_added_since_at_its_default_does_not_make_a_run_stale(tmp_path):
+  """A run recorded before mmjax added a key (a new modality's size, a new objective's weight)
+  is reused while the key holds its declared default, and is stale once it does not."""
+  recorded = {'optimizer': {'lr': 0.001}, 'seeds': {'init': 0}, 'tasks': {'t': {'batch_size': 8}}}
+  run = _run('v', 0, tmp_path, recorded)
+  os.makedirs(run.workdir)
+  execute._write_json(os.path.join(run.workdir, execute.DONE_FILE),
+                      {'plan': execute._plan(run), 'resolved_config': recorded})
+  now = json.loads(json.dumps(recorded))
+  now['tasks']['t'].update(num_points=None, predict='', predict_weight=1.0)  # declared defaults
+  assert execute.stale_reason(_run('v', 0, tmp_path, now)) is None
+  now['tasks']['t']['predict_weight'] = 0.5
+  assert 'tasks.t.predict_weight: absent -> 0.5' in execute.stale_reason(_run('v', 0, tmp_path, now))
+  assert 'optimizer.new_knob' in execute.stale_reason(
+      _run('v', 0, tmp_path, {**recorded, 'optimizer': {'lr': 0.001, 'new_knob': 1}}))
+
+
 def test_caption_reports_are_sweep_metrics():
   report = {'zero_shot': {'digits/image': {'top1': 0.5}}}
   captions = {'step': 8, 'datasets': {'digits': {'image': {
