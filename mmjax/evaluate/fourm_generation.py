@@ -1,11 +1,10 @@
 """Any-to-any generation with a trained 4M model (models/fourm.py).
 
 The source modality's tokens are the encoder's inputs; the target modality's positions are the
-decoder's queries. Text of a given length (drawn from the training captions' lengths) is decoded
-by filling its positions most-confident-first, each fixed token fed back as an input, with the
-end token (pad id 0) after the last as an input (`generate_text`). Image and audio tokens are
-decoded MaskGIT-style (`models/maskgit.py`, cosine schedule), then turned into pixels / log-mel
-by the target's tokenizer decoder.
+decoder's queries. Text is decoded autoregressively: position t is the argmax given the source
+and the text decoded so far (fed back as input tokens), until the end token (pad id 0). Image
+and audio tokens are decoded MaskGIT-style (`models/maskgit.py`, cosine schedule), then turned
+into pixels / log-mel by the target's tokenizer decoder.
 """
 
 from __future__ import annotations
@@ -77,38 +76,24 @@ def _predict(graphdef, src: str, tgt: str):
   return run
 
 
-def generate_text(graphdef, params, src: str, src_ids, src_avail, lengths,
-                  size: int, vocab: int | None = None) -> np.ndarray:
-  """Text `[b, size]` of `lengths[i]` tokens each (then the end token, pad id 0), decoded the way
-  the model was trained to fill captions in: training marks a caption's real tokens plus its
-  first padding position (the end token) as its tokens, so the end token at `lengths[i]` is given
-  as an input, every position before it is queried together, and the most confident query is
-  fixed (argmax) and fed back as an input, one per pass. (Querying one position at a time after
-  a prefix, as left-to-right decoding does, looks to the model like a caption that ends there.)
-  Ids at or above `vocab` (the text tokenizer's size, when the table is larger) and the end
-  token are never chosen inside the caption."""
+def generate_text(graphdef, params, src: str, src_ids, src_avail, length: int,
+                  vocab: int | None = None) -> np.ndarray:
+  """Autoregressive text `[b, length]` (0 after the end token); ids at or above `vocab` (the
+  text tokenizer's size, when the model's table is larger) are never chosen."""
   predict = _predictor(graphdef, src, 'text')
-  lengths = np.minimum(np.asarray(lengths, np.int32), size - 1)
   b = src_ids.shape[0]
-  pos = np.arange(size)[None]
-  ids = np.zeros((b, size), np.int32)
-  known = (pos == lengths[:, None]).astype(np.int32)              # the end token, id 0
-  for _ in range(int(lengths.max())):
-    query = ((pos < lengths[:, None]) & (known == 0)).astype(np.int32)
-    if not query.any():
-      break
-    logits = np.array(predict(params, src_ids, src_avail, ids, known, query), np.float32)
+  ids, known = np.zeros((b, length), np.int32), np.zeros((b, length), np.int32)
+  done = np.zeros((b,), bool)
+  for t in range(length):
+    query = np.zeros((b, length), np.int32)
+    query[:, t] = 1                                 # one query: the next position
+    logits = np.asarray(predict(params, src_ids, src_avail, ids, known, query))
     if vocab is not None:
       logits = logits[..., :vocab]
-    logits[..., 0] = -np.inf
-    logp = logits - np.logaddexp.reduce(logits, axis=-1, keepdims=True)
-    best, conf = logp.argmax(-1), logp.max(-1)
-    conf = np.where(query > 0, conf, -np.inf)
-    j = conf.argmax(-1)                                             # most confident query
-    rows = np.flatnonzero(query.any(-1))
-    ids[rows, j[rows]] = best[rows, j[rows]]
-    known[rows, j[rows]] = 1
-  return ids * (pos < lengths[:, None])
+    nxt = np.where(done, 0, logits[:, t].argmax(-1)).astype(np.int32)
+    ids[:, t], known[:, t] = nxt, 1
+    done |= nxt == 0
+  return ids
 
 
 def generate_tokens(graphdef, params, src: str, src_ids, src_avail, tgt: str, n: int, steps: int,

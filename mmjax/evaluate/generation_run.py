@@ -127,19 +127,6 @@ def _grid(path: str, items: list, labels: list[str], kind: str) -> None:
   fig.savefig(path, dpi=100)
 
 
-def caption_lengths(config, dataset: str, length: int, limit: int = 1000) -> np.ndarray:
-  """Token counts of up to `limit` captions of the train split (as training cuts them to
-  `length`), the distribution that text generation draws its lengths from."""
-  res = Resolution(image_size=None, audio_samples=None, text_length=length)
-  counts = []
-  for batch in pipeline.make_eval_batches(dataset, 'train', ('text',), res, config,
-                                          batch_size=200):
-    counts += list(np.asarray(batch['text_mask']).sum(-1)[np.asarray(batch['valid'])])
-    if len(counts) >= limit:
-      break
-  return np.asarray(counts[:limit], np.int32)
-
-
 def run_generation(workdir: str, src: str, tgt: str, *, step=None, num: int = 200,
                    steps: int = 8, temperature: float = 1.0, classifier: str = '',
                    seed: int = 0, output: str = '') -> dict:
@@ -170,8 +157,6 @@ def run_generation(workdir: str, src: str, tgt: str, *, step=None, num: int = 20
   out_dir = output or os.path.join(workdir, 'generate', f'{src}_to_{tgt}')
   os.makedirs(out_dir, exist_ok=True)
   rng = jax.random.key(seed)
-  lengths = caption_lengths(config, task.dataset, length) if tgt == 'text' else None
-  draw = np.random.default_rng(seed)
   spec = model.fourm.tokenizer(tgt)[1] if tgt != 'text' else None
   detok = (jax.jit(lambda p, ids: state_lib.merge(graphdef, p).fourm.detokenize(tgt, ids))
            if spec else None)
@@ -193,8 +178,7 @@ def run_generation(workdir: str, src: str, tgt: str, *, step=None, num: int = 20
     acc.append((gen.token_accuracy(graphdef, params, src, src_ids, src_avail, tgt,
                                    tgt_ids, tgt_avail * keep[:, None]), int(keep.sum())))
     if tgt == 'text':
-      out = gen.generate_text(graphdef, params, src, src_ids, src_avail,
-                              draw.choice(lengths, size=len(label)), length,
+      out = gen.generate_text(graphdef, params, src, src_ids, src_avail, length,
                               tokenizer.vocab_size)
       texts = tokenizer.decode(out)
       for i in np.flatnonzero(keep):

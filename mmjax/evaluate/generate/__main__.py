@@ -2,9 +2,8 @@
 
 Any-to-any generation with a trained 4M run (configs/fourm.py) on the held-out split of its
 4M task's dataset: the source of each test example (its image, audio or caption) goes in, the
-target comes out (text: a length drawn from the train captions' lengths, its positions filled
-most-confident-first; image/audio tokens MaskGIT-style, `--steps` cosine steps, then the
-tokenizer's decoder). Writes DIR/generate/FROM_to_TO/: samples (PNG images,
+target comes out (text autoregressively; image/audio tokens MaskGIT-style, `--steps` cosine
+steps, then the tokenizer's decoder). Writes DIR/generate/FROM_to_TO/: samples (PNG images,
 WAV audio by Griffin-Lim, or captions in report.json), grid.png, and report.json with
 
 - `right_digit_share` (to text): captions naming the example's digit and no other;
