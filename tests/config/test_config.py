@@ -1,14 +1,13 @@
 """Config loading, overrides and validation; bad input ends in one sentence and writes nothing."""
 
 import os
-import subprocess
-import sys
 
 import pytest
 
 from mmjax import config as config_lib
 from mmjax.core import partitioning
-from mmjax_testing import ROOT, demo_config, xla_flags
+from mmjax.train import __main__ as train_cli
+from mmjax_testing import ROOT, demo_config
 
 
 def test_overrides_keep_types_and_presets_resolve():
@@ -45,12 +44,11 @@ def test_saved_config_round_trips(tmp_path):
   assert again.to_dict() == c.to_dict()
 
 
-def _train_cli(workdir, *extra):
-  env = dict(os.environ, JAX_PLATFORMS='cpu',
-             XLA_FLAGS=xla_flags(8))
-  return subprocess.run([sys.executable, '-m', 'mmjax.train', '--config=configs/demo.py',
-                         f'--workdir={workdir}', *extra], cwd=ROOT, env=env,
-                        capture_output=True, text=True, timeout=300)
+def _train_cli(workdir, capsys, *extra):
+  """`python -m mmjax.train` in process (the same `main` the command runs): (exit code, stderr)."""
+  capsys.readouterr()
+  code = train_cli.main([f'--config={ROOT}/configs/demo.py', f'--workdir={workdir}', *extra])
+  return code, capsys.readouterr().err
 
 
 @pytest.mark.parametrize('extra, message', [
@@ -59,20 +57,20 @@ def _train_cli(workdir, *extra):
     (('--config.mesh.fsdp=3',), 'does not divide 8 devices'),
     (('--config.mesh.data=3',), 'uses 3 devices but 8 are available'),
 ])
-def test_cli_bad_input_one_sentence_nothing_written(tmp_path, extra, message):
+def test_cli_bad_input_one_sentence_nothing_written(tmp_path, capsys, extra, message):
   workdir = tmp_path / 'run'
-  result = _train_cli(workdir, *extra)
-  assert result.returncode == 2, result.stderr[-2000:]
-  last = result.stderr.strip().splitlines()[-1]
+  code, err = _train_cli(workdir, capsys, *extra)
+  assert code == 2, err[-2000:]
+  last = err.strip().splitlines()[-1]
   assert last.startswith('error: ') and message in last
-  assert 'Traceback' not in result.stderr
+  assert 'Traceback' not in err
   assert not workdir.exists()
 
 
-def test_cli_unwritable_workdir(tmp_path):
+def test_cli_unwritable_workdir(tmp_path, capsys):
   blocker = tmp_path / 'file'
   blocker.write_text('keep me')
-  result = _train_cli(blocker / 'run')
-  assert result.returncode == 2
-  assert 'cannot be created' in result.stderr.strip().splitlines()[-1]
+  code, err = _train_cli(blocker / 'run', capsys)
+  assert code == 2
+  assert 'cannot be created' in err.strip().splitlines()[-1]
   assert blocker.read_text() == 'keep me'
