@@ -3,7 +3,8 @@ only, the loss on target tokens against numpy, config errors, the train CLI next
 tasks (and resuming exactly), and equal losses on one device and a data x fsdp x tensor mesh."""
 
 import json
-import shutil
+import signal
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -21,6 +22,7 @@ from mmjax.evaluate.generate.__main__ import main as generate_main
 from mmjax.train.__main__ import main as train_main
 from mmjax_testing import ROOT, synthetic_batch, train_steps
 from fourm_testing import fourm_config, tiny_args, write_tiny_tokenizers
+from run_testing import committed, start, wait_for
 
 MODS = ('image', 'audio', 'text')
 
@@ -152,34 +154,47 @@ def _rows(workdir):
   return out
 
 
-@pytest.fixture(scope='module')
-def trained(tokenizers, tmp_path_factory):
-  """`configs/fourm.py:agd` trained 3 steps through the CLI: (argv, workdir, metrics rows)."""
-  workdir = tmp_path_factory.mktemp('fourm_run')
-  argv = [f'--config={ROOT}/configs/fourm.py:agd', f'--workdir={workdir}',
-          '--config.total_steps=3', '--config.log_every=1', '--config.checkpoint_every=1',
+def _train_argv(tokenizers, workdir):
+  """`configs/fourm.py:agd` for 12 round-robin steps with a checkpoint every 3."""
+  return [f'--config={ROOT}/configs/fourm.py:agd', f'--workdir={workdir}',
+          '--config.total_steps=12', '--config.log_every=1', '--config.checkpoint_every=3',
           '--config.agd.mode=round_robin', '--config.data.threads=1', *tiny_args(tokenizers),
           *[f'--config.tasks.{t}.batch_size=8' for t in ('fourm', 'image_text', 'audio_text')]]
+
+
+@pytest.fixture(scope='module')
+def trained(tokenizers, tmp_path_factory):
+  """`configs/fourm.py:agd` trained through the CLI, uninterrupted: (argv, workdir, rows)."""
+  workdir = tmp_path_factory.mktemp('fourm_run')
+  argv = _train_argv(tokenizers, workdir)
   assert train_main(argv) in (0, None)
   return argv, workdir, _rows(workdir)
 
 
-def test_train_cli_next_to_contrastive_tasks_and_exact_resume(tokenizers, trained):
-  """Round robin over the 4M and contrastive tasks; then the run loses its last checkpoint
-  (killed before it was written) and the same command redoes that step to the same numbers."""
-  argv, workdir, first = trained
+def test_train_cli_next_to_contrastive_tasks_and_exact_resume_after_a_kill(tokenizers, trained,
+                                                                           tmp_path):
+  """Round robin over the 4M and contrastive tasks; then the same command in a process killed
+  (SIGKILL) after checkpoint 3 and run again ends with every step's loss and grad norm equal to
+  the uninterrupted run's."""
+  _, workdir, first = trained
   assert {t for _, t in first} == {'fourm', 'image_text', 'audio_text'}
   four = next(r for (s, t), r in first.items() if t == 'fourm')
   np.testing.assert_allclose(four['loss'], sum(four[f'fourm/{m}'] for m in MODS), rtol=1e-5)
   saved = json.loads((workdir / 'config.json').read_text())
   assert saved['model']['fourm']['tokenizers']['image'] == tokenizers['image']
-  shutil.rmtree(workdir / 'checkpoints' / '3')
+  killed = tmp_path / 'killed'
+  argv = _train_argv(tokenizers, killed)
+  proc = start([sys.executable, '-m', 'mmjax.train', *argv], tmp_path / 'train.log')
+  wait_for(lambda: committed(killed, 3), proc, what='checkpoint 3 to be committed')
+  proc.send_signal(signal.SIGKILL)
+  assert proc.wait(timeout=60) == -signal.SIGKILL
+  assert not committed(killed, 12)
   assert train_main(argv) in (0, None)
-  again = _rows(workdir)
-  last = max(first)
-  assert last[0] == 3
-  for k in ('loss', 'grad_norm'):
-    assert again[last][k] == first[last][k]
+  again = _rows(killed)
+  assert sorted(again) == sorted(first) and max(first)[0] == 12
+  for key, row in first.items():
+    for k in ('loss', 'grad_norm'):
+      assert again[key][k] == row[k], (key, k)
 
 
 def test_generate_cli_writes_samples_and_measures(trained, capsys):
