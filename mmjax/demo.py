@@ -17,7 +17,7 @@ import time
 from mmjax import cli
 from mmjax import config as config_lib
 from mmjax.evaluate import report
-from mmjax.evaluate import one_model as runner
+from mmjax.evaluate import one_model
 from mmjax.evaluate import workdir as eval_run
 from mmjax.export import export_run
 from mmjax.train import curves
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     config = config_lib.load_config(args.config, overrides)
     t0 = time.time()
     print(f'== train: {args.config} -> {args.workdir} ({config.total_steps} steps)', flush=True)
-    train(config, args.workdir, evaluate=runner.evaluate_params)
+    train(config, args.workdir, evaluate=one_model.evaluate_params)
     t1 = time.time()
     print(f'== zero-shot evaluation on the held-out test split', flush=True)
     rep = eval_run.evaluate_run(args.workdir, config=config)  # as python -m mmjax.evaluate

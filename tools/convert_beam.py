@@ -2,9 +2,9 @@
 that outgrow one machine's process pool (the `beam` extra: `pip install 'mmjax[beam]'`).
 
 One element per unit (a WebDataset tar, a chunk of table rows, a Parquet row group); a reshuffle
-spreads them over the workers, and each runs `convert_run.convert_unit`, the function the pool
+spreads them over the workers, and each runs `mmjax.data.convert.run.convert_unit`, the function the pool
 runs: the shards are the same bytes whichever engine wrote them. The launcher then writes the
-metadata, tokenizer and report (`convert_run.finish`). Beam options go in `--beam_args`, e.g.
+metadata, tokenizer and report (`mmjax.data.convert.run.finish`). Beam options go in `--beam_args`, e.g.
 `--beam_args='--runner=DirectRunner --direct_num_workers=4'` (the default runner here), or a
 Dataflow/Flink/Spark runner with its own options. The workers write into `--output`: a folder
 they all see, or an object store (`--output=gs://bucket/data`: each worker writes its shard in a

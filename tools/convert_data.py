@@ -18,9 +18,9 @@
       --output=DATA_DIR --name=llava_pairs          # JSON Lines, or LLaVA's JSON list
   python -m tools.convert_data folder --input=DIR --output=DATA_DIR --name=my_photos
       # class sub-folders -> labels, NAME.txt beside NAME.jpg -> its caption
-  python -m tools.convert_data karpathy --input=dataset_flickr30k.json \
+  python -m tools.convert_data karpathy --input=dataset_flickr30k.json \\
       --image_root=flickr30k-images --split=test --output=DATA_DIR --name=flickr30k
-  python -m tools.convert_data coco --input=annotations/captions_val2017.json \
+  python -m tools.convert_data coco --input=annotations/captions_val2017.json \\
       --image_root=val2017 --split=test --output=DATA_DIR --name=mscoco_captions
       # retrieval benchmarks offline, every caption kept (mmjax/data/convert/captions.py)
   python -m tools.convert_data csv --modality=point_cloud --input=shapes.csv \\

@@ -1,5 +1,7 @@
 """Every config key with its default; `configs/*.py` start from `base_config()` and change what
-they need. A key missing here cannot be set from the command line."""
+they need. A key missing here cannot be set from the command line. Code that may meet a config
+saved before a key existed reads it with `setting(node, path)`, which falls back to the default
+declared here (`declared(path)`)."""
 
 from __future__ import annotations
 
@@ -194,7 +196,7 @@ def eval_dataset(dataset: str, modalities: str, **kw) -> ml_collections.ConfigDi
       val_split='',
       image_size=None, num_frames=None, audio_samples=None, text_length=None,
       templates=ml_collections.ConfigDict(), feature_map=ml_collections.ConfigDict(),
-      dedup_captions=False, few_shot_l2=1024.0))   # retrieval rule, fewshot_lsr L2 (runner.py)
+      dedup_captions=False, few_shot_l2=1024.0))   # retrieval rule, fewshot_lsr L2 (evaluate/one_model.py)
   _add_resolution_fields(e)
   for k, v in kw.items():
     e[k] = v

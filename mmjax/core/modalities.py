@@ -70,7 +70,8 @@ _TABLE: dict[str, Modality] = {}
 
 
 def register(modality: Modality) -> Modality:
-  """Adds `modality` to the table (names and resolution fields must be new)."""
+  """Adds `modality` to the table (the name must be new; a resolution field
+  another modality already has, such as video's `image_size`, must keep its default)."""
   if modality.name in _TABLE:
     raise ValueError(f'modality {modality.name!r} is registered twice.')
   known = dict(resolution_fields())

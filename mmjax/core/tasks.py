@@ -2,8 +2,8 @@
 
 A `Task` is frozen and hashable: it is the static argument of the train step. A task may list
 several resolutions; `Task.signatures()` gives one concrete task per resolution, and the step is
-compiled once per concrete task. No loader code here: the loaders and the AGD sampler that picks
-each step's task live in `mmjax/data/`.
+compiled once per concrete task. No loader code here: the loaders live in `mmjax/data/`, the AGD
+sampler that picks each step's task in `mmjax/train/agd_sampler.py`.
 """
 
 from __future__ import annotations

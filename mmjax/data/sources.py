@@ -105,7 +105,7 @@ def _tfds_builder(name: str, root: str):
 
 
 def read_root(data_dir: str | None = None) -> str:
-  """The data dir datasets are read from (`digits_builder.data_root`). One named by
+  """The data dir datasets are read from (`mmjax/data/digits/builder.data_root`). One named by
   `config.data_dir` must exist: a mistyped one is refused rather than read as empty (and filled
   with `mmjax_digits`). $TFDS_DATA_DIR and TFDS's default may be new: TFDS creates them."""
   root = digits_builder.data_root(data_dir)

@@ -6,6 +6,8 @@ resizes are separable antialiased-bilinear resampling done as two batched matrix
 random crop per example costs one matmul and a flip is free.
 Audio: mono waveforms cropped or zero-padded to length, sent as int16 (float [-1, 1] is scaled by
 32768; the embedding undoes it on device). Video: a clip's frames all share one crop.
+Point sets and time series: sampled or windowed, zero-padded with a mask (`point_sets`,
+`series_windows`); `time_series` is that modality's host transform.
 """
 
 from __future__ import annotations

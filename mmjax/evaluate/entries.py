@@ -1,7 +1,7 @@
 """What to evaluate: one `EvalEntry` per dataset, from the config's own evaluation datasets or
 from standard benchmarks (`registry.py`).
 
-A config entry (`config.evaluation.datasets.<name>`, fields in `runner.py`) whose dataset is a
+A config entry (`config.evaluation.datasets.<name>`, fields in `one_model.py`) whose dataset is a
 registered benchmark's (e.g. `imagenet2012`) takes that benchmark's curated class names and prompt
 set; any other takes its class names from the dataset and its templates from `templates.py`. A
 `templates` override in the entry wins over both. A benchmark

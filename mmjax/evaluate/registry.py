@@ -13,7 +13,7 @@ The facts live in JSON files beside this module (`benchmarks/`, shipped as packa
                     where they exist), with where each set comes from
   prompts.json      prompt template sets (CLIP's 80 ImageNet templates, CLIP's per-dataset sets,
                     IMP/VATT-style video and audio sets)
-  suites.json       named lists of benchmarks: image, imagenet, video, audio, retrieval
+  suites.json       named lists of benchmarks: image, imagenet, video, audio, retrieval, vtab
 """
 
 from __future__ import annotations

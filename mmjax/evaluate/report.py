@@ -61,7 +61,7 @@ def mmjax_version() -> str:
 
 def build_full_report(step: int, results: dict, *, tokenizer: dict, lowercase: bool,
                       checkpoint: str = '', skipped=None, text_cache=None) -> dict:
-  """The report of `results` (`{dataset: runner.evaluate_entry(...)['results']}`): the flat
+  """The report of `results` (`{dataset: one_model.evaluate_entry(...)['results']}`): the flat
   sections keyed `<dataset>/...`, plus every dataset's results, what was skipped and why."""
   zs, rt, fs, lp = {}, {}, {}, {}
   prep = {'templates': {}, 'tokenizer': tokenizer, 'max_length': {}, 'lowercase': lowercase,

@@ -27,7 +27,7 @@ from mmjax.data.options import DataOptions
 from mmjax.data.tokenizer import Tokenizer
 from mmjax.evaluate import entries as entries_lib
 from mmjax.evaluate import registry, report, restore, suite_report
-from mmjax.evaluate import one_model as runner
+from mmjax.evaluate import one_model
 from mmjax.evaluate.errors import EvalError
 from mmjax.core import partitioning
 from mmjax.core.exports import layout as export_layout
@@ -167,7 +167,7 @@ def evaluate_run(workdir: str, *, config=None, config_arg: str | None = None, ov
   entries = [dataclasses.replace(e, **protocol) for e in entries]
   mesh = partitioning.make_mesh(config.mesh)
   step, graphdef, params = restore.restore_params(config, workdir, mesh, step)
-  rep = runner.evaluate_params(
+  rep = one_model.evaluate_params(
       config, (graphdef, params), step, None, mesh, entries=entries, output=output,
       cache_dir=os.path.join(output, 'cache', 'text'), skipped=skipped,
       checkpoint=f'{os.path.abspath(workdir)} step {step}', save_features=save_features,

@@ -1,4 +1,5 @@
-"""The switch the model uses to pick an attention / ragged-matmul implementation.
+"""The switch the model uses to pick an attention, routed-attention, ragged-matmul
+or selective-scan implementation.
 
 attention impl: 'xla' (pure-JAX reference), 'pallas' (flash_attention), 'cudnn'
 (jax.nn.dot_product_attention on GPU), 'auto' (xla on CPU, pallas on TPU, cudnn on GPU where

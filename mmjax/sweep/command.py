@@ -13,7 +13,7 @@ import time
 
 from mmjax import config as config_lib
 from mmjax.sweep import collect, plots, provenance, stats, summary as summary_lib
-from mmjax.sweep import one_run as execute
+from mmjax.sweep import one_run
 from mmjax.sweep.spec import (Run, Sweep, baseline_of, grid_sweep, interleave, load_sweep,
                               parse_vary, plan_runs, split_values)
 
@@ -52,10 +52,10 @@ def print_commands(runs: list[Run], args, overrides) -> None:
   that writes the summary once every job has finished."""
   base = sweep_argv(args, overrides)
   for run in runs:
-    if execute.done_record(run) is not None:
+    if one_run.done_record(run) is not None:
       continue
-    print(f'# {run.name}: {_command(execute.train_argv(run))} && '
-          f'{_command(execute.eval_argv(run))}')
+    print(f'# {run.name}: {_command(one_run.train_argv(run))} && '
+          f'{_command(one_run.eval_argv(run))}')
     print(_command(base + [f'--only={run.name}']))
   print('# after every job above: the summary')
   print(_command(base))
@@ -73,7 +73,7 @@ def _headline(record: dict, metrics: list[str]) -> str:
 def summarise(sweep: Sweep, runs: list[Run], sweep_dir: str, title: str, args=None,
               timing: dict | None = None) -> dict:
   """Reads the done records, writes summary.json / summary.md / plots; returns the summary."""
-  records = [execute.done_record(r) for r in runs]
+  records = [one_run.done_record(r) for r in runs]
   records = [r for r in records if r is not None]
   variants = list(sweep.variants)
   margin = getattr(args, 'margin', None)
@@ -129,7 +129,7 @@ def bench_pass(runs: list[Run], baseline: str, sweep_dir: str, repeats: int, ste
           code = subprocess.run(argv, cwd=provenance.ROOT, stdout=log, stderr=subprocess.STDOUT,
                                 env=dict(os.environ, PYTHONUNBUFFERED='1')).returncode
         if code != 0:
-          raise execute.RunFailed(f'timing pass of {v} exited with code {code}; see '
+          raise one_run.RunFailed(f'timing pass of {v} exited with code {code}; see '
                                   f'{out_dir}/bench.log.')
       with open(path) as f:
         times[v].append(float(json.load(f)['step_s']))
@@ -194,7 +194,7 @@ def run_sweep(args, overrides) -> int:
                                  'pilot sizes the seeds for (e.g. 0.03).')
   runs = plan_runs(sweep, config_arg, args.workdir, args.seeds, overrides, args.seed_offset)
   _check_eval_steps(runs, eval_steps)
-  execute.check_consistent(runs)
+  one_run.check_consistent(runs)
   if args.only:
     chosen = [r for r in runs if r.name == args.only]
     if not chosen:
@@ -202,7 +202,7 @@ def run_sweep(args, overrides) -> int:
                                    f'{", ".join(r.name for r in runs[:6])}...')
   else:
     chosen = interleave(runs, args.order_seed)
-  execute.check_fresh(chosen, args.rerun_stale, _say)
+  one_run.check_fresh(chosen, args.rerun_stale, _say)
   if args.print_commands:
     print_commands(chosen, args, overrides)
     return 0
@@ -211,7 +211,7 @@ def run_sweep(args, overrides) -> int:
        f'{len(runs)} runs in {args.workdir} (baseline {baseline_of(sweep)}; runs seed by seed, '
        f'variants in a random order)')
   start = time.monotonic()
-  executor = execute.Executor(args.workdir, jobs=args.jobs, devices_per_job=args.devices_per_job,
+  executor = one_run.Executor(args.workdir, jobs=args.jobs, devices_per_job=args.devices_per_job,
                               say=_say, eval_steps=eval_steps,
                               captions=collect.wants_captions(metrics))
 
@@ -222,14 +222,14 @@ def run_sweep(args, overrides) -> int:
 
   try:
     executor.run_all(chosen, on_done)
-  except execute.RunFailed as e:
+  except one_run.RunFailed as e:
     print(f'error: {e}', file=sys.stderr)
     return 1
-  except execute.Stopped as e:
+  except one_run.Stopped as e:
     print(f'stopped: {e}', file=sys.stderr)
     return 130
   _say(f'all runs of this command finished in {time.monotonic() - start:.0f} s.')
-  unfinished = [r for r in runs if execute.done_record(r) is None]
+  unfinished = [r for r in runs if one_run.done_record(r) is None]
   if unfinished:
     _say(f'{len(unfinished)} of {len(runs)} runs are not finished yet (e.g. {unfinished[0].name}); '
          'the summary is written when all are.')
@@ -239,7 +239,7 @@ def run_sweep(args, overrides) -> int:
     try:
       timing = bench_pass(runs, baseline_of(sweep), args.workdir, args.bench, args.bench_steps,
                           args.order_seed)
-    except execute.RunFailed as e:
+    except one_run.RunFailed as e:
       print(f'error: {e}', file=sys.stderr)
       return 1
   summarise(sweep, runs, args.workdir, title, args, timing)

@@ -14,7 +14,7 @@ import jax
 
 from mmjax import cli
 from mmjax import config as config_lib
-from mmjax.evaluate import one_model as runner
+from mmjax.evaluate import one_model
 from mmjax.train import distributed, run_summary
 from mmjax.train.loop import train
 
@@ -31,7 +31,7 @@ def main(argv=None) -> int:
     config = config_lib.load_config(args.config, overrides)
     distributed.initialize_from_env()
     started = time.perf_counter()
-    result = train(config, args.workdir, evaluate=runner.evaluate_params)
+    result = train(config, args.workdir, evaluate=one_model.evaluate_params)
     if jax.process_index() == 0:
       print(run_summary.summarize(args.workdir, config.total_steps, result['step'],
                                   time.perf_counter() - started, result.get('goodput')),

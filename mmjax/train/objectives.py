@@ -101,9 +101,8 @@ def _part_weight(task: Task, key: str) -> float:
 def task_loss(model, outputs: dict, batch: dict, task: Task, config, rng=None
               ) -> tuple[jax.Array, dict]:
   """The task's total loss and its parts, each active objective's terms (loss_terms.py) in the
-  registry's order (keys `nce/<a>_<b>`, `distill/<a>_<b>`, `mil_nce/..`, `xent/<m>`,
-  `caption/<m>`, `mae/<m>`, `sycoca/<m>`, `fourm/<m>`, `m3col/<a>_<b>`); `rng` feeds the
-  objectives that run the model again (M3CoL)."""
+  registry's order, keyed `<kind>/<name>` as each unit names them (e.g. `nce/image_text`,
+  `xent/image`, `caption/text`); `rng` feeds the objectives that run the model again (M3CoL)."""
   parts, later = {}, {}
   for u in loss_terms.units(task):
     (later if u.second_pass else parts).update(u.terms(model, outputs, batch, task, rng))

@@ -1,5 +1,6 @@
-"""The example tables `tools/convert_data.py` reads besides CSV: Parquet, Hugging Face `datasets`
-saved with `save_to_disk`, JSON/JSONL annotations (LLaVA-style) and folders of images.
+"""The example tables `tools/convert_data.py` reads besides WebDataset and CSV (`inputs.py`) and
+COCO/Karpathy captions (`captions.py`): Parquet, Hugging Face `datasets` saved with
+`save_to_disk`, JSON/JSONL annotations (LLaVA-style) and folders of images.
 
 Each becomes rows (`dict` column -> value) for `examples.from_row`: the media column
 holds a path (absolute, relative to the image root, or `gs://...`), the encoded bytes, or
