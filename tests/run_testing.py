@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import orbax.checkpoint as ocp
 
 from mmjax_testing import xla_flags
 
@@ -178,3 +179,18 @@ def tree_digest(root: Path) -> dict[str, str]:
     rel = str(p.relative_to(root))
     out[rel] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else 'dir'
   return out
+
+
+def failing_restore(monkeypatch, failures: int):
+  """orbax's restore raises OSError on its first `failures` calls, then works; returns calls."""
+  calls = []
+  real = ocp.CheckpointManager.restore
+
+  def restore(self, *args, **kwargs):
+    calls.append(args[0] if args else kwargs.get('step'))
+    if len(calls) <= failures:
+      raise OSError(5, 'Input/output error (injected)')
+    return real(self, *args, **kwargs)
+
+  monkeypatch.setattr(ocp.CheckpointManager, 'restore', restore)
+  return calls

@@ -18,6 +18,7 @@ two modules (README "Where to add ...").
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Any, Callable, ClassVar
 
 
@@ -46,6 +47,21 @@ def key(default: Any, parse: Callable[[Any], Any], config: Any = None) -> Any:
   and what `config.defaults.task()` writes (`config`, default `default`; a callable is called)."""
   return dataclasses.field(default=default, metadata={
       'parse': parse, 'config': default if config is None else config})
+
+
+def registered(table: dict, record: type['Objective'], module: str, stage: str, how: str):
+  """`table[record.name]`, importing `module` (the record's `model_module` or `loss_module`, a
+  module of `mmjax/<stage>/` that registers into `table`) on first use; None when nothing is
+  registered and `module` is ''. `how` names the decorator that registers one."""
+  if record.name not in table and module:
+    if not module.startswith(f'mmjax.{stage}.'):
+      raise ValueError(f'objective {record.name!r}: {module!r} must be a module of '
+                       f'mmjax/{stage}/ (a stage imports no later one).')
+    importlib.import_module(module)
+    if record.name not in table:
+      raise ValueError(f'{module} registers nothing for objective {record.name!r}: decorate '
+                       f'one with {how}.')
+  return table.get(record.name)
 
 
 def config_default(field: dataclasses.Field) -> Any:

@@ -20,7 +20,6 @@ the submodules to the model. Contrastive, classification and CoCa captioning liv
 from __future__ import annotations
 
 import dataclasses
-import importlib
 
 import jax
 
@@ -85,15 +84,8 @@ def register(name: str):
 
 def hook(record: type[objectives_lib.Objective]) -> OutputHook | None:
   """The hook of an objective record, importing its `model_module` on first use."""
-  if record.name not in HOOKS and record.model_module:
-    if not record.model_module.startswith('mmjax.models.'):
-      raise ValueError(f'objective {record.name!r}: model_module {record.model_module!r} must be '
-                       'a module of mmjax/models/ (models import no later stage).')
-    importlib.import_module(record.model_module)
-    if record.name not in HOOKS:
-      raise ValueError(f'{record.model_module} registers no model hook for objective '
-                       f'{record.name!r}: decorate one with @objective_outputs.register.')
-  return HOOKS.get(record.name)
+  return objectives_lib.registered(HOOKS, record, record.model_module, 'models',
+                                   '@objective_outputs.register')
 
 
 def hooks(task) -> list[OutputHook]:

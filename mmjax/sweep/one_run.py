@@ -300,27 +300,24 @@ class Executor:
   def _evaluate(self, run: Run, step: int, env: dict) -> tuple[dict, dict | None]:
     """The evaluation report (and caption report, when the sweep asks for caption metrics) of
     the run's checkpoint at `step`; a report already written is read, not redone."""
-    path = os.path.join(run.workdir, 'eval', f'step_{step}.json')
-    report = _read_json(path)
-    if report is None:
-      self._check(self._child(eval_argv(run, step), os.path.join(run.workdir, 'eval.log'),
-                              env), run, 'evaluation', 'eval.log')
-      report = _read_json(path)
-      if report is None:
-        raise RunFailed(f'{run.name}: evaluation wrote no report for step {step}; see '
-                        f'{run.workdir}/eval.log.')
+    report = self._report(run, step, env, eval_argv(run, step), f'step_{step}.json', 'evaluation')
     if not self.captions:
       return report, None
-    path = os.path.join(run.workdir, 'eval', f'captions_step_{step}.json')
-    captions = _read_json(path)
-    if captions is None:
-      self._check(self._child(caption_argv(run, step), os.path.join(run.workdir, 'eval.log'),
-                              env), run, 'caption evaluation', 'eval.log')
-      captions = _read_json(path)
-      if captions is None:
-        raise RunFailed(f'{run.name}: caption evaluation wrote no report for step {step}; see '
+    return report, self._report(run, step, env, caption_argv(run, step),
+                                f'captions_step_{step}.json', 'caption evaluation')
+
+  def _report(self, run: Run, step: int, env: dict, argv: list[str], name: str, what: str) -> dict:
+    """`run.workdir/eval/<name>`, running `argv` (logging to eval.log) when it is not there."""
+    path = os.path.join(run.workdir, 'eval', name)
+    report = _read_json(path)
+    if report is None:
+      self._check(self._child(argv, os.path.join(run.workdir, 'eval.log'), env), run, what,
+                  'eval.log')
+      report = _read_json(path)
+      if report is None:
+        raise RunFailed(f'{run.name}: {what} wrote no report for step {step}; see '
                         f'{run.workdir}/eval.log.')
-    return report, captions
+    return report
 
   def _check(self, code: int, run: Run, what: str, log: str) -> None:
     if self.stop.is_set():

@@ -14,7 +14,6 @@ module is imported the first time a task needs it.
 
 from __future__ import annotations
 
-import importlib
 
 from mmjax.core import objectives as objectives_lib
 
@@ -48,15 +47,12 @@ def register(name: str):
 
 def unit(record: type[objectives_lib.Objective]) -> LossTerms:
   """The loss unit of an objective record, importing its `loss_module` on first use."""
-  if record.name not in UNITS and record.loss_module:
-    if not record.loss_module.startswith('mmjax.train.'):
-      raise ValueError(f'objective {record.name!r}: loss_module {record.loss_module!r} must be a '
-                       'module of mmjax/train/.')
-    importlib.import_module(record.loss_module)
-  if record.name not in UNITS:
+  found = objectives_lib.registered(UNITS, record, record.loss_module, 'train',
+                                    f'@loss_terms.register({record.name!r})')
+  if found is None:
     raise ValueError(f'objective {record.name!r} has no loss terms: register them with '
                      f'@loss_terms.register({record.name!r}) in its loss_module.')
-  return UNITS[record.name]
+  return found
 
 
 def units(task) -> list[LossTerms]:

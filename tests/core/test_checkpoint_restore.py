@@ -18,7 +18,7 @@ import pytest
 
 from mmjax.core import checkpointing
 from mmjax.train.metrics_writer import last_rows
-from run_testing import tree_digest
+from run_testing import failing_restore, tree_digest
 
 
 def _state(step: int) -> dict:
@@ -52,27 +52,13 @@ def _restore(workdir, abstract=None):
     ckpt.close()
 
 
-def _failing_restore(monkeypatch, failures: int):
-  """orbax's restore raises OSError on its first `failures` calls, then works; returns calls."""
-  calls = []
-  real = ocp.CheckpointManager.restore
-
-  def restore(self, *args, **kwargs):
-    calls.append(args[0] if args else kwargs.get('step'))
-    if len(calls) <= failures:
-      raise OSError(5, 'Input/output error (injected)')
-    return real(self, *args, **kwargs)
-
-  monkeypatch.setattr(ocp.CheckpointManager, 'restore', restore)
-  return calls
-
 
 def steps_on_disk(workdir) -> list[str]:
   return sorted(os.listdir(Path(workdir) / 'checkpoints'))
 
 
 def test_a_transient_error_is_retried_and_the_newest_step_restored(workdir, monkeypatch, caplog):
-  calls = _failing_restore(monkeypatch, failures=1)
+  calls = failing_restore(monkeypatch, failures=1)
   step, state, data = _restore(workdir)
   assert (step, data['agd_step'], int(state['step'])) == (3, 3, 3)
   assert calls == [3, 3] and steps_on_disk(workdir) == ['1', '2', '3']
@@ -81,7 +67,7 @@ def test_a_transient_error_is_retried_and_the_newest_step_restored(workdir, monk
 
 def test_a_persistent_error_fails_loudly_with_every_checkpoint_in_place(workdir, monkeypatch):
   before = tree_digest(workdir)
-  calls = _failing_restore(monkeypatch, failures=10**6)
+  calls = failing_restore(monkeypatch, failures=10**6)
   with pytest.raises(checkpointing.RestoreFailed) as e:
     _restore(workdir)
   assert calls == [3] * 4  # the newest step, retried; never the older ones

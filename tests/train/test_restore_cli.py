@@ -7,13 +7,11 @@ from __future__ import annotations
 import logging
 import shutil
 
-import orbax.checkpoint as ocp
 import pytest
 
 from mmjax.train import __main__ as train_cli
 from mmjax.core import checkpointing
-from run_testing import tree_digest
-from run_testing import rows, write_config
+from run_testing import failing_restore, rows, tree_digest, write_config
 
 SHORT = ('--config.log_every=1', '--config.checkpoint_every=2', '--config.data.threads=1')
 
@@ -37,20 +35,6 @@ def _copy(trained, tmp_path):
   return config, copy
 
 
-def _fail_restore(monkeypatch, failures: int) -> list:
-  calls = []
-  real = ocp.CheckpointManager.restore
-
-  def restore(self, *args, **kwargs):
-    calls.append(args[0] if args else kwargs.get('step'))
-    if len(calls) <= failures:
-      raise OSError(5, 'Input/output error (injected)')
-    return real(self, *args, **kwargs)
-
-  monkeypatch.setattr(ocp.CheckpointManager, 'restore', restore)
-  monkeypatch.setattr(checkpointing, 'RETRY_DELAYS', (0.01, 0.02))
-  return calls
-
 
 @pytest.mark.slow
 def test_restore_failing_once_resumes_from_the_newest_checkpoint(trained, tmp_path, monkeypatch,
@@ -58,7 +42,8 @@ def test_restore_failing_once_resumes_from_the_newest_checkpoint(trained, tmp_pa
   caplog.set_level(logging.INFO, logger='mmjax.train.loop')
   config, workdir = _copy(trained, tmp_path)
   metrics_before = (workdir / 'metrics.jsonl').read_text()
-  calls = _fail_restore(monkeypatch, failures=1)
+  monkeypatch.setattr(checkpointing, 'RETRY_DELAYS', (0.01, 0.02))
+  calls = failing_restore(monkeypatch, failures=1)
   code = train_cli.main([f'--config={config}', f'--workdir={workdir}',
                          '--config.total_steps=6', *SHORT])
   assert code == 0
@@ -73,7 +58,8 @@ def test_restore_always_failing_exits_nonzero_and_changes_nothing(trained, tmp_p
                                                                   monkeypatch, capsys):
   config, workdir = _copy(trained, tmp_path)
   before = tree_digest(workdir)
-  calls = _fail_restore(monkeypatch, failures=10**6)
+  monkeypatch.setattr(checkpointing, 'RETRY_DELAYS', (0.01, 0.02))
+  calls = failing_restore(monkeypatch, failures=10**6)
   code = train_cli.main([f'--config={config}', f'--workdir={workdir}',
                          '--config.total_steps=6', *SHORT])
   assert code == 1
