@@ -104,6 +104,9 @@ def register(record: type[Objective]) -> type[Objective]:
   clash = sorted(taken & {f.name for f in record.keys()})
   if clash:
     raise ValueError(f'objective {record.name!r} redeclares the task keys {clash}.')
+  if record.active is Objective.active:
+    raise ValueError(f'objective {record.name!r} needs an `active` property: when a task with '
+                     'its settings trains it.')
   OBJECTIVES[record.name] = record
   return record
 

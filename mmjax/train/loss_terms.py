@@ -40,6 +40,8 @@ class LossTerms:
 def register(name: str):
   """Class decorator: the loss terms of objective `name`."""
   def add(cls):
+    if cls.terms is LossTerms.terms:
+      raise ValueError(f'the loss terms of objective {name!r} need a `terms` method.')
     UNITS[name] = cls()
     return cls
   return add

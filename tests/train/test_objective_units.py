@@ -176,3 +176,17 @@ def test_a_toy_objective_registers_from_outside_the_library(toy_objective):
   want = np.mean((np.asarray(pooled @ head.kernel[...] + head.bias[...])[:, 0] - 1) ** 2)
   np.testing.assert_allclose(parts['scale/image'], want, rtol=1e-5)
   np.testing.assert_allclose(loss, parts['nce/image_text'] + 0.25 * want, rtol=1e-5)
+
+
+def test_a_record_without_active_or_a_unit_without_terms_is_refused_at_registration():
+  @dataclasses.dataclass(frozen=True)
+  class Inert(objectives_lib.Objective):
+    name = 'inert'
+    inert_weight: float = key(0.0, float)
+
+  with pytest.raises(ValueError, match="objective 'inert' needs an `active` property"):
+    objectives_lib.register(Inert)
+  assert 'inert' not in objectives_lib.OBJECTIVES
+  with pytest.raises(ValueError, match="objective 'inert' need a `terms` method"):
+    loss_terms.register('inert')(type('NoTerms', (loss_terms.LossTerms,), {}))
+  assert 'inert' not in loss_terms.UNITS
