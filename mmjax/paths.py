@@ -9,6 +9,8 @@ atomic there by itself, and an append rewrites the object.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 
 from etils import epath
@@ -91,3 +93,15 @@ def rename(src, dst) -> None:
 def open_file(path, mode: str = 'r'):
   """A file object for `path` (e.g. for `Figure.savefig(open_file(p, 'wb'))`)."""
   return epath.Path(path).open(mode)
+
+
+@contextlib.contextmanager
+def file_lock(path: str):
+  """Exclusive inter-process lock on the local file `path` (created if absent; blocks until
+  free): one builder of a shared dataset or tokenizer at a time."""
+  with open(path, 'a+') as f:
+    fcntl.flock(f, fcntl.LOCK_EX)
+    try:
+      yield
+    finally:
+      fcntl.flock(f, fcntl.LOCK_UN)

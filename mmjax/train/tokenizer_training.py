@@ -14,8 +14,6 @@ a cache folder beside the dataset (under a lock), or reuses the one already ther
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
 import logging
 import os
 import time
@@ -25,6 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from mmjax import paths
 from mmjax.data import sources, transforms
 from mmjax.data.readers import decode_media, is_encoded
 from mmjax.models import discrete_tokenizer as dt
@@ -122,16 +121,6 @@ def train_and_save(modality: str, dataset: str, output: str, *, data_dir=None, s
   return report
 
 
-@contextlib.contextmanager
-def _lock(path: str):
-  with open(path, 'w') as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def cache_dir(dataset: str, data_dir: str | None, spec: dict, steps: int) -> str:
   """Where a run's automatically trained tokenizer lives: beside the dataset, named by what
   decides its weights (modality, dataset, levels, channels, input sizes, steps)."""
@@ -149,7 +138,7 @@ def ensure_tokenizer(dataset: str, data_dir: str | None, spec: dict, steps: int)
   if tokenizer_files.is_tokenizer(out):
     return out
   os.makedirs(os.path.dirname(out), exist_ok=True)
-  with _lock(out + '.lock'):
+  with paths.file_lock(out + '.lock'):
     if not tokenizer_files.is_tokenizer(out):
       log.info('training the %s tokenizer into %s (%d steps)', spec['modality'], out, steps)
       train_and_save(spec['modality'], dataset, out, data_dir=data_dir, spec=spec, steps=steps)

@@ -11,7 +11,6 @@ renamed into place only when complete (the SentencePiece model included).
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 
 from etils import epath
@@ -19,6 +18,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core import example_serializer
 
+from mmjax import paths
 from mmjax.data.digits import render
 from mmjax.data import tokenizer as tokenizer_lib
 
@@ -108,17 +108,6 @@ def _check_class_names(tokenizer: tokenizer_lib.Tokenizer) -> None:
 
 
 @contextlib.contextmanager
-def _file_lock(path: str):
-  """Exclusive inter-process lock on `path` (blocks until free)."""
-  with open(path, 'a+') as f:
-    fcntl.flock(f, fcntl.LOCK_EX)
-    try:
-      yield
-    finally:
-      fcntl.flock(f, fcntl.LOCK_UN)
-
-
-@contextlib.contextmanager
 def _deterministic_serialization():
   """TFDS serializes each tf.train.Example's feature map in hash order, which differs between
   processes; serialize deterministically while we build, so two builds are byte-identical."""
@@ -149,7 +138,7 @@ def build(data_dir: str | None = None) -> MmjaxDigits:
   if builder.is_prepared():
     return builder
   os.makedirs(root, exist_ok=True)
-  with _file_lock(os.path.join(root, f'.{NAME}.lock')):
+  with paths.file_lock(os.path.join(root, f'.{NAME}.lock')):
     builder = MmjaxDigits(data_dir=root)  # another process may have finished meanwhile
     if not builder.is_prepared():
       with _deterministic_serialization():
