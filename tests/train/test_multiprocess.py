@@ -4,8 +4,9 @@ Data is elastic (mmjax/data/order.py): a task's global batch is the same set of 
 the number of processes, and the checkpointed data state is global. So a run that switches
 between 2 processes x 4 devices and 1 process x 8 devices at its checkpoints (2 -> 1 -> 2)
 reproduces the tasks and losses of an uninterrupted 1-process run. Preemption: a SIGTERM to one
-process stops both after the same step with one checkpoint; a kill -9 of one process, then the
-same command again, resumes from the last checkpoint with the same losses.
+process stops both after the same step with one checkpoint (and the run continues on 1, then 2
+processes); a kill -9 of one process, then the same command again, resumes from the last
+checkpoint with the same losses.
 """
 
 from __future__ import annotations
@@ -65,31 +66,15 @@ def _child_with_env(parent: int, name: str, value: str) -> int:
 
 
 @pytest.mark.slow
-def test_resume_on_another_process_count_continues_the_same_run(reference, tmp_path, compile_cache):
-  """2 processes to step 7, 1 process to step 14, 2 processes to step 20: both directions."""
-  config, expected = reference
-  workdir = tmp_path / 'run'
-  compile_cache.seed(workdir)
-  for n, resumed, total in ((2, 0, 7), (1, 7, 14), (2, 14, 20)):
-    argv = train_argv(config, workdir, *STEPS, f'--config.total_steps={total}')
-    code, out = run(two_processes(argv) if n == 2 else argv, tmp_path / f'{total}.log')
-    compile_cache.keep(workdir)
-    assert code == 0, out[-4000:]
-    assert committed(workdir, total)
-    assert not resumed or f'resumed from checkpoint step {resumed}' in out
-  got = rows(workdir)
-  assert sorted(got) == list(range(1, 21))
-  same_run(got, expected, range(1, 21))
-
-
-@pytest.mark.slow
-def test_sigterm_to_one_process_stops_both_after_one_step_and_resumes(
+def test_sigterm_to_one_process_stops_both_then_other_process_counts_continue_the_same_run(
     reference, tmp_path, compile_cache):
+  """A SIGTERM to process 1 of 2 at step 3 stops both after one step with one checkpoint; the run
+  then continues on 1 process to step 14 and on 2 processes to step 20 (both directions)."""
   config, expected = reference
   workdir = tmp_path / 'run'
   compile_cache.seed(workdir)
-  argv = two_processes(train_argv(config, workdir, *STEPS))
-  launcher = start(argv, tmp_path / 'mp.log')
+  argv = train_argv(config, workdir, *STEPS)
+  launcher = start(two_processes(argv), tmp_path / 'mp.log')
   try:
     wait_for(lambda: max(rows(workdir), default=0) >= 3, launcher, what='step 3 of 2 processes')
     os.kill(_child_with_env(launcher.pid, 'MMJAX_PROCESS_ID', '1'), signal.SIGTERM)
@@ -101,15 +86,21 @@ def test_sigterm_to_one_process_stops_both_after_one_step_and_resumes(
   out = (tmp_path / 'mp.log').read_text(errors='replace')
   assert code == 0, out[-4000:]
   reached = max(rows(workdir))
-  assert 3 <= reached < 20 and committed(workdir, reached), out[-4000:]
+  assert 3 <= reached < 14 and committed(workdir, reached), out[-4000:]
   assert 'process 1 of 2, 4 local / 8 global devices' not in out  # process 1 logs warnings only
   assert 'process 0 of 2, 4 local / 8 global devices' in out
   assert f'checkpoint at step {reached} written; exiting' in out
 
-  code, out = run(argv, tmp_path / 'again.log')
-  assert code == 0, out[-4000:]
-  assert f'resumed from checkpoint step {reached}' in out
-  same_run(rows(workdir), expected, range(1, 21))
+  for n, resumed, total in ((1, reached, 14), (2, 14, 20)):
+    leg = train_argv(config, workdir, *STEPS, f'--config.total_steps={total}')
+    code, out = run(two_processes(leg) if n == 2 else leg, tmp_path / f'{total}.log')
+    compile_cache.keep(workdir)
+    assert code == 0, out[-4000:]
+    assert committed(workdir, total)
+    assert f'resumed from checkpoint step {resumed}' in out
+  got = rows(workdir)
+  assert sorted(got) == list(range(1, 21))
+  same_run(got, expected, range(1, 21))
 
 
 @pytest.mark.slow
