@@ -137,8 +137,8 @@ def _train(config, workdir: str, evaluate, dog: faults.Watchdog,
   ledger = goodput_lib.Goodput()  # where the wall time goes (mmjax/train/goodput.py)
   # --- preflight: nothing is written before this passes -----------------------------------
   if setting(config, 'eval_every') and evaluate is None:
-    raise PreflightError('config.eval_every is set but no evaluator was given: call '
-                         'train(config, workdir, evaluate=mmjax.evaluate.one_model.evaluate_params) or set '
+    raise PreflightError('config.eval_every is set but no evaluator was given: call train(config, '
+                         'workdir, evaluate=mmjax.evaluate.one_model.evaluate_params) or set '
                          'config.eval_every=0.')
   mesh, signatures, sampler = preflight(config, workdir)
   is_main = jax.process_index() == 0
