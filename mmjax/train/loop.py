@@ -31,7 +31,6 @@ from mmjax.train import mixup, routing_stats
 from mmjax.train import fourm_setup
 from mmjax.train import profiler, progress as progress_lib, task_means
 from mmjax.train import state as state_lib, step as step_lib
-from mmjax.train import goodput as goodput_lib
 from mmjax.train import partial_init
 from mmjax.train.metrics_writer import MetricsWriter, read_metrics
 from mmjax.config.defaults import setting
