@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     print(f'== train: {args.config} -> {args.workdir} ({config.total_steps} steps)', flush=True)
     train(config, args.workdir, evaluate=one_model.evaluate_params)
     t1 = time.time()
-    print(f'== zero-shot evaluation on the held-out test split', flush=True)
+    print('== zero-shot evaluation on the held-out test split', flush=True)
     rep = eval_run.evaluate_run(args.workdir, config=config)  # as python -m mmjax.evaluate
     print(report.format_table(rep))
     curves.plot_workdir(args.workdir)

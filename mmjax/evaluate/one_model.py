@@ -30,7 +30,6 @@ import numpy as np
 from flax import nnx
 
 from mmjax.core import partitioning
-from mmjax.core.tasks import Resolution
 from mmjax.data import pipeline
 from mmjax.data.options import DataOptions
 from mmjax.data import run_tokenizer

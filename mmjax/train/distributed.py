@@ -31,7 +31,6 @@ from typing import Mapping
 
 import jax
 import orbax.checkpoint as ocp
-import numpy as np
 from jax._src import distributed as jax_distributed  # the coordination-service client
 
 

@@ -28,7 +28,7 @@ import time
 import jax
 import numpy as np
 
-from mmjax.core import modalities, processes
+from mmjax.core import modalities
 from mmjax.errors import UserError
 from mmjax.train import distributed
 
